@@ -1,0 +1,22 @@
+/**
+ * @iommu-kit/core/driver: helpers for vendor backends: bit-field access on 32-bit
+ * halves, the IOTLB hash, and the generic page table with its format plug-in
+ * interface. Consumers never need these.
+ */
+
+export {
+  addressField,
+  bit32,
+  bits32,
+  bits64,
+  field,
+  halves64,
+  hex64,
+  join64,
+  setBits32,
+  setField,
+  toBigInt64,
+} from "./driver/bits.ts";
+export { Iotlb } from "./driver/iotlb.ts";
+export type { LeafVisitor, PtFormat, PtLeaf } from "./driver/page-table.ts";
+export { EntryKind, entrySizeLg2, inputBits, PageTable } from "./driver/page-table.ts";

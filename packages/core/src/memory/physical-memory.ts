@@ -1,0 +1,301 @@
+/**
+ * Physical memory: sparse, page-granular, little-endian. Every table lives here and
+ * every DMA reaches here.
+ *
+ * - A memory map of RAM regions (page-aligned, non-overlapping). RAM that was never
+ *   written reads as zeros; an address outside every region is a bus error: the
+ *   number-returning reads answer -1 (a walker turns that into the spec's
+ *   external-abort fault), the byte-range calls throw EFAULT before touching anything.
+ * - Pages (4 KiB) are carved from 1 MiB slabs, not one ArrayBuffer each, and exist only
+ *   once written. A walker asks for a whole page as a `Uint32Array` (`readPage`) and
+ *   reads 64-bit descriptors as two 32-bit halves: no BigInt, no allocation.
+ * - Physical addresses are numbers below 2^52 in every supported architecture.
+ *
+ * Host byte order must be little-endian (checked once at load): typed-array views
+ * then match the architectures' little-endian tables.
+ */
+
+import { hex, IommuError } from "../errors.ts";
+import { FailNth } from "../fail-nth.ts";
+
+if (new Uint8Array(new Uint32Array([1]).buffer)[0] !== 1) {
+  throw new Error("iommu-kit needs a little-endian host");
+}
+
+/** Page size of the memory model. */
+export const PAGE_LG2 = 12;
+/** 4096. */
+export const PAGE_SIZE: number = 1 << PAGE_LG2;
+const PAGE_WORDS = PAGE_SIZE >>> 2;
+const SLAB_PAGES = 256;
+
+/** A RAM region of the memory map. */
+export interface RamRegion {
+  readonly base: number;
+  readonly size: number;
+  readonly name?: string;
+}
+
+/** A page of zeros shared by every never-written RAM page. Read-only by contract. */
+const ZERO_PAGE = new Uint32Array(PAGE_WORDS);
+
+/** Options of a {@link PhysicalMemory}. */
+export interface PhysicalMemoryOptions {
+  /** Failure injection shared with the table allocator and the host. */
+  readonly failNth?: FailNth;
+}
+
+/** Sparse physical memory over a memory map of RAM regions. */
+export class PhysicalMemory {
+  /** The RAM regions, sorted by base. */
+  readonly regions: readonly RamRegion[];
+  /** Failure injection for allocation points that use this memory. */
+  readonly failNth: FailNth;
+  readonly #pages = new Map<number, Uint32Array>();
+  readonly #spare: Uint32Array[] = [];
+  #slab: ArrayBuffer | null = null;
+  #slabNext = SLAB_PAGES;
+  #lastPfn = -1;
+  #lastPage: Uint32Array = ZERO_PAGE;
+  readonly #starts: Float64Array;
+  readonly #ends: Float64Array;
+
+  constructor(regions: readonly RamRegion[], options: PhysicalMemoryOptions = {}) {
+    const sorted = [...regions].sort((a, b) => a.base - b.base);
+    let prevEnd = -1;
+    for (const r of sorted) {
+      if (!Number.isSafeInteger(r.base) || !Number.isSafeInteger(r.size) || r.base < 0 || r.size <= 0) {
+        throw new IommuError("EINVAL", `bad RAM region base ${r.base} size ${r.size}`, { base: r.base, size: r.size });
+      }
+      if (r.base % PAGE_SIZE !== 0 || r.size % PAGE_SIZE !== 0) {
+        throw new IommuError("EINVAL", `RAM region ${hex(r.base)}+${hex(r.size)} is not page-aligned`, {
+          base: r.base,
+          size: r.size,
+        });
+      }
+      if (r.base + r.size > 2 ** 52) {
+        throw new IommuError("EINVAL", `RAM region ${hex(r.base)}+${hex(r.size)} ends above 2^52`, { base: r.base });
+      }
+      if (r.base < prevEnd) {
+        throw new IommuError("EINVAL", `RAM region at ${hex(r.base)} overlaps the one before it`, { base: r.base });
+      }
+      prevEnd = r.base + r.size;
+    }
+    this.regions = Object.freeze(sorted.map((r) => Object.freeze({ ...r })));
+    this.#starts = Float64Array.from(sorted, (r) => r.base);
+    this.#ends = Float64Array.from(sorted, (r) => r.base + r.size);
+    this.failNth = options.failNth ?? new FailNth();
+  }
+
+  /** True when physical address `pa` is RAM. */
+  isRam(pa: number): boolean {
+    const s = this.#starts;
+    let lo = 0;
+    let hi = s.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      if (pa < s[mid]!) hi = mid - 1;
+      else if (pa >= this.#ends[mid]!) lo = mid + 1;
+      else return true;
+    }
+    return false;
+  }
+
+  /** True when every byte of [pa, pa + length) is RAM (length 0: true). */
+  isRamRange(pa: number, length: number): boolean {
+    if (!Number.isSafeInteger(pa) || !Number.isSafeInteger(length) || pa < 0 || length < 0) return false;
+    if (length === 0) return true;
+    let at = pa;
+    const end = pa + length;
+    while (at < end) {
+      const i = this.#regionIndex(at);
+      if (i < 0) return false;
+      at = this.#ends[i]!;
+    }
+    return true;
+  }
+
+  #regionIndex(pa: number): number {
+    const s = this.#starts;
+    let lo = 0;
+    let hi = s.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      if (pa < s[mid]!) hi = mid - 1;
+      else if (pa >= this.#ends[mid]!) lo = mid + 1;
+      else return mid;
+    }
+    return -1;
+  }
+
+  /**
+   * The page with frame number `pfn` for reading: its words, a shared zero page for
+   * never-written RAM (do not write into it), or null for a bus error. Hot path.
+   */
+  readPage(pfn: number): Uint32Array | null {
+    if (pfn === this.#lastPfn) return this.#lastPage;
+    const p = this.#pages.get(pfn);
+    if (p !== undefined) {
+      this.#lastPfn = pfn;
+      this.#lastPage = p;
+      return p;
+    }
+    return this.isRam(pfn * PAGE_SIZE) ? ZERO_PAGE : null;
+  }
+
+  /** The page with frame number `pfn` for writing (created on first use), or null for a bus error. */
+  writePage(pfn: number): Uint32Array | null {
+    const p = this.#pages.get(pfn);
+    if (p !== undefined) return p;
+    if (!this.isRam(pfn * PAGE_SIZE)) return null;
+    const page = this.#newPage();
+    this.#pages.set(pfn, page);
+    if (this.#lastPfn === pfn) this.#lastPfn = -1;
+    return page;
+  }
+
+  #newPage(): Uint32Array {
+    const spare = this.#spare.pop();
+    if (spare !== undefined) {
+      spare.fill(0);
+      return spare;
+    }
+    if (this.#slabNext === SLAB_PAGES) {
+      this.#slab = new ArrayBuffer(SLAB_PAGES * PAGE_SIZE);
+      this.#slabNext = 0;
+    }
+    return new Uint32Array(this.#slab!, this.#slabNext++ * PAGE_SIZE, PAGE_WORDS);
+  }
+
+  /** Reads the 32-bit word at `pa` (4-byte aligned); -1 on a bus error. */
+  read32(pa: number): number {
+    const page = this.readPage(Math.floor(pa / PAGE_SIZE));
+    return page === null ? -1 : page[(pa & 0xfff) >>> 2]!;
+  }
+
+  /** Writes the 32-bit word at `pa` (4-byte aligned); false on a bus error. */
+  write32(pa: number, value: number): boolean {
+    const page = this.writePage(Math.floor(pa / PAGE_SIZE));
+    if (page === null) return false;
+    page[(pa & 0xfff) >>> 2] = value;
+    return true;
+  }
+
+  /** Reads the 64-bit little-endian word at `pa` (8-byte aligned). Throws EFAULT on a bus error. Slow path. */
+  read64(pa: number): bigint {
+    const page = this.readPage(Math.floor(pa / PAGE_SIZE));
+    if (page === null) throw busError(pa, 8);
+    const i = (pa & 0xfff) >>> 2;
+    return (BigInt(page[i + 1]!) << 32n) | BigInt(page[i]!);
+  }
+
+  /** Writes the 64-bit little-endian word at `pa` (8-byte aligned). Throws EFAULT on a bus error. */
+  write64(pa: number, value: bigint): void {
+    const page = this.writePage(Math.floor(pa / PAGE_SIZE));
+    if (page === null) throw busError(pa, 8);
+    const i = (pa & 0xfff) >>> 2;
+    page[i] = Number(value & 0xffffffffn);
+    page[i + 1] = Number((value >> 32n) & 0xffffffffn);
+  }
+
+  /** Copies [pa, pa + dst.length) into `dst`. Throws EFAULT (nothing copied) unless all of it is RAM. */
+  readInto(pa: number, dst: Uint8Array): void {
+    if (!this.isRamRange(pa, dst.length)) throw busError(pa, dst.length);
+    let done = 0;
+    while (done < dst.length) {
+      const at = pa + done;
+      const off = at % PAGE_SIZE;
+      const n = Math.min(PAGE_SIZE - off, dst.length - done);
+      const page = this.#pages.get(Math.floor(at / PAGE_SIZE));
+      if (page === undefined) dst.fill(0, done, done + n);
+      else dst.set(new Uint8Array(page.buffer, page.byteOffset + off, n), done);
+      done += n;
+    }
+  }
+
+  /** Reads `length` bytes at `pa`. Throws EFAULT unless all of it is RAM. */
+  read(pa: number, length: number): Uint8Array {
+    const out = new Uint8Array(length);
+    this.readInto(pa, out);
+    return out;
+  }
+
+  /** Writes `data` at `pa`. Throws EFAULT (nothing written) unless all of it is RAM. */
+  write(pa: number, data: Uint8Array): void {
+    if (!this.isRamRange(pa, data.length)) throw busError(pa, data.length);
+    let done = 0;
+    while (done < data.length) {
+      const at = pa + done;
+      const off = at % PAGE_SIZE;
+      const n = Math.min(PAGE_SIZE - off, data.length - done);
+      const page = this.writePage(Math.floor(at / PAGE_SIZE))!;
+      new Uint8Array(page.buffer, page.byteOffset + off, n).set(data.subarray(done, done + n));
+      done += n;
+    }
+  }
+
+  /** Sets [pa, pa + length) to `byte`. Zeroing releases whole pages. Throws EFAULT unless all RAM. */
+  fill(pa: number, length: number, byte: number): void {
+    if (!this.isRamRange(pa, length)) throw busError(pa, length);
+    let done = 0;
+    while (done < length) {
+      const at = pa + done;
+      const off = at % PAGE_SIZE;
+      const n = Math.min(PAGE_SIZE - off, length - done);
+      const pfn = Math.floor(at / PAGE_SIZE);
+      if (byte === 0 && n === PAGE_SIZE) {
+        this.#discard(pfn);
+      } else if (byte !== 0 || this.#pages.has(pfn)) {
+        const page = this.writePage(pfn)!;
+        new Uint8Array(page.buffer, page.byteOffset + off, n).fill(byte);
+      }
+      done += n;
+    }
+  }
+
+  #discard(pfn: number): void {
+    const p = this.#pages.get(pfn);
+    if (p === undefined) return;
+    this.#pages.delete(pfn);
+    this.#spare.push(p);
+    if (this.#lastPfn === pfn) this.#lastPfn = -1;
+  }
+
+  /** Number of pages that hold written data. */
+  get residentPages(): number {
+    return this.#pages.size;
+  }
+
+  /** Frame numbers of written pages, ascending. */
+  residentFrames(): number[] {
+    return [...this.#pages.keys()].sort((a, b) => a - b);
+  }
+
+  /**
+   * A deep copy of the contents (resident pages that are not all zero), for tests that
+   * prove an operation changed nothing. Compare two with {@link PhysicalMemory.sameContents}.
+   */
+  snapshot(): Map<number, Uint8Array> {
+    const out = new Map<number, Uint8Array>();
+    for (const pfn of this.residentFrames()) {
+      const p = this.#pages.get(pfn)!;
+      if (p.some((w) => w !== 0)) out.set(pfn, new Uint8Array(p.buffer.slice(p.byteOffset, p.byteOffset + PAGE_SIZE)));
+    }
+    return out;
+  }
+
+  /** True when two snapshots hold the same bytes. */
+  static sameContents(a: Map<number, Uint8Array>, b: Map<number, Uint8Array>): boolean {
+    if (a.size !== b.size) return false;
+    for (const [pfn, bytes] of a) {
+      const other = b.get(pfn);
+      if (other === undefined || other.length !== bytes.length) return false;
+      for (let i = 0; i < bytes.length; i++) if (bytes[i] !== other[i]) return false;
+    }
+    return true;
+  }
+}
+
+function busError(pa: number, length: number): IommuError {
+  return new IommuError("EFAULT", `[${hex(pa)}, +${hex(length)}) is not all RAM (bus error)`, { pa, length });
+}
