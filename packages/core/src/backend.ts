@@ -173,6 +173,11 @@ export interface Backend {
   removeDevice(rid: number): void;
   /** The device's capabilities. ENOENT for an unknown rid. */
   capabilities(rid: number): Capabilities;
+  /**
+   * IOVA ranges the device must never have mapped (MSI windows, the VT-d interrupt
+   * range 0xFEE00000-0xFEEFFFFF), as iommu_get_resv_regions reports them.
+   */
+  reservedRegions(rid: number): readonly IovaRange[];
   /** Allocates a domain. EOPNOTSUPP for an unsupported type/format/flag, EINVAL for bad data. */
   allocDomain(request: DomainRequest): Domain;
   /**
