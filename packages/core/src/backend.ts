@@ -33,6 +33,11 @@ export interface DeviceSpec {
   readonly pasidBits: number;
   /** The device may use ATS (default false). */
   readonly ats?: boolean;
+  /**
+   * For a mediated device: the physical device whose DMA it borrows (its backend and
+   * rid). The mdev's PASID attaches go to that device through `backend`'s contract.
+   */
+  readonly parent?: { readonly backend: Backend; readonly rid: number };
 }
 
 /** Domain (page table) types, as iommu_domain types. */
