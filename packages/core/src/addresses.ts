@@ -65,7 +65,8 @@ export function join32(lo: number, hi: number): number {
 
 /** Converts a bigint address to a number, throwing RangeError above 2^53 - 1. */
 export function toNumberAddress(v: bigint): number {
-  if (v < 0n || v > BigInt(MAX_NUMBER_ADDRESS)) throw new RangeError(`address 0x${v.toString(16)} is not below 2^53`);
+  if (v < 0n || v > BigInt(MAX_NUMBER_ADDRESS))
+    throw new RangeError(`address 0x${v.toString(16)} is not below 2^53`);
   return Number(v);
 }
 

@@ -155,9 +155,13 @@ export function assertIntentAllowed(caps: Capabilities, intent: AttachIntent): v
   if (intent.kind !== "pasid") return;
   if (caps.pasidAssignment === "backend") {
     if (intent.pasid !== "auto") {
-      throw new IommuError("EINVAL", `this device's PASID is assigned by its backend; got pasid ${intent.pasid}`, {
-        pasid: intent.pasid,
-      });
+      throw new IommuError(
+        "EINVAL",
+        `this device's PASID is assigned by its backend; got pasid ${intent.pasid}`,
+        {
+          pasid: intent.pasid,
+        },
+      );
     }
     return;
   }

@@ -58,7 +58,14 @@ export { Errno, hex, IommuError, isIommuError } from "./errors.ts";
 export { FailNth } from "./fail-nth.ts";
 export type { Fault, FaultClass, VendorFault, VendorFieldValue } from "./fault.ts";
 export { FAULT_CLASSES, makeFault } from "./fault.ts";
-export type { AttachIntent, EmulatedIntent, IntentKind, PasidIntent, RidAllPasidsIntent, RidIntent } from "./intent.ts";
+export type {
+  AttachIntent,
+  EmulatedIntent,
+  IntentKind,
+  PasidIntent,
+  RidAllPasidsIntent,
+  RidIntent,
+} from "./intent.ts";
 export { INTENT_KINDS, Intent, intentString, sameIntent } from "./intent.ts";
 export type { PhysicalMemoryOptions, RamRegion } from "./memory/physical-memory.ts";
 export { PAGE_LG2, PAGE_SIZE, PhysicalMemory } from "./memory/physical-memory.ts";

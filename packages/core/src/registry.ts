@@ -21,7 +21,8 @@ export class BackendRegistry {
     }
     const old = this.#factories.get(factory.name);
     if (old === factory) return;
-    if (old !== undefined) throw new IommuError("EEXIST", `a backend named ${factory.name} is already registered`);
+    if (old !== undefined)
+      throw new IommuError("EEXIST", `a backend named ${factory.name} is already registered`);
     this.#factories.set(factory.name, factory);
   }
 
@@ -34,9 +35,13 @@ export class BackendRegistry {
   get(name: string): BackendFactory {
     const f = this.#factories.get(name);
     if (f === undefined) {
-      throw new IommuError("ENOENT", `no backend named ${JSON.stringify(name)} (registered: ${this.names().join(", ") || "none"})`, {
-        name,
-      });
+      throw new IommuError(
+        "ENOENT",
+        `no backend named ${JSON.stringify(name)} (registered: ${this.names().join(", ") || "none"})`,
+        {
+          name,
+        },
+      );
     }
     return f;
   }

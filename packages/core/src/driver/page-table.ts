@@ -74,7 +74,13 @@ export interface PtLeaf {
 }
 
 /** Visitor of leaves in ascending IOVA order. */
-export type LeafVisitor = (iova: number, sizeLg2: number, pageWords: Uint32Array, wordIndex: number, level: number) => void;
+export type LeafVisitor = (
+  iova: number,
+  sizeLg2: number,
+  pageWords: Uint32Array,
+  wordIndex: number,
+  level: number,
+) => void;
 
 const scratch = new Uint32Array(2);
 
@@ -131,19 +137,27 @@ export class PageTable {
   map(iova: number, pa: number, length: number, prot: number): void {
     const g = 2 ** this.format.granuleLg2;
     if (length <= 0 || iova % g !== 0 || pa % g !== 0 || length % g !== 0) {
-      throw new IommuError("EINVAL", `map ${hex(iova)}+${hex(length)} -> ${hex(pa)} is not ${hex(g)}-aligned`, {
-        iova,
-        pa,
-        length,
-      });
+      throw new IommuError(
+        "EINVAL",
+        `map ${hex(iova)}+${hex(length)} -> ${hex(pa)} is not ${hex(g)}-aligned`,
+        {
+          iova,
+          pa,
+          length,
+        },
+      );
     }
     if (iova + length > 2 ** this.inputBits) {
-      throw new IommuError("EINVAL", `map ${hex(iova)}+${hex(length)} is beyond 2^${this.inputBits}`, { iova, length });
+      throw new IommuError("EINVAL", `map ${hex(iova)}+${hex(length)} is beyond 2^${this.inputBits}`, {
+        iova,
+        length,
+      });
     }
     const need = this.#plan(this.#topLevel, this.root, iova, iova + length, pa);
     const fresh: number[] = [];
     try {
-      for (let i = 0; i < need; i++) fresh.push(this.tables.alloc(this.format.granuleLg2, `${this.format.name} table`));
+      for (let i = 0; i < need; i++)
+        fresh.push(this.tables.alloc(this.format.granuleLg2, `${this.format.name} table`));
     } catch (e) {
       for (const t of fresh) this.tables.free(t);
       throw e;
@@ -152,7 +166,12 @@ export class PageTable {
   }
 
   #canLeaf(level: number, base: number, size: number, start: number, end: number, pa: number): boolean {
-    return this.format.leafAllowed(level) && start <= base && base + size <= end && (pa + (base - start)) % size === 0;
+    return (
+      this.format.leafAllowed(level) &&
+      start <= base &&
+      base + size <= end &&
+      (pa + (base - start)) % size === 0
+    );
   }
 
   /** Counts the tables a map needs; throws EEXIST on any existing leaf in range. */
@@ -181,7 +200,8 @@ export class PageTable {
       if (kind === EntryKind.TABLE) {
         count += this.#plan(level - 1, child, at, next, pa + (at - start));
       } else if (!this.#canLeaf(level, base, size, at, next, pa + (at - start))) {
-        if (level === 0) throw new IommuError("EINVAL", `cannot map ${hex(at)} at the smallest level`, { iova: at });
+        if (level === 0)
+          throw new IommuError("EINVAL", `cannot map ${hex(at)} at the smallest level`, { iova: at });
         count += 1 + this.#plan(level - 1, -1, at, next, pa + (at - start));
       }
       at = next;
@@ -189,7 +209,15 @@ export class PageTable {
     return count;
   }
 
-  #fill(level: number, table: number, start: number, end: number, pa: number, prot: number, fresh: number[]): void {
+  #fill(
+    level: number,
+    table: number,
+    start: number,
+    end: number,
+    pa: number,
+    prot: number,
+    fresh: number[],
+  ): void {
     const fmt = this.format;
     const sizeLg2 = entrySizeLg2(fmt, level);
     const size = 2 ** sizeLg2;
@@ -243,9 +271,13 @@ export class PageTable {
       const w = (ea & 0xfff) >>> 2;
       const kind = this.format.entryKind(words[w]!, words[w + 1]!, level);
       if (kind === EntryKind.LEAF && (base < start || base + size > end)) {
-        throw new IommuError("EINVAL", `unmap ${hex(start)}..${hex(end)} would split the ${hex(size)} page at ${hex(base)}`, {
-          iova: base,
-        });
+        throw new IommuError(
+          "EINVAL",
+          `unmap ${hex(start)}..${hex(end)} would split the ${hex(size)} page at ${hex(base)}`,
+          {
+            iova: base,
+          },
+        );
       }
       if (kind === EntryKind.TABLE) {
         this.#checkSplit(level - 1, this.format.entryAddress(words[w]!, words[w + 1]!, level), at, next);

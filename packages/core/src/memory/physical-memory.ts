@@ -65,7 +65,10 @@ export class PhysicalMemory {
     let prevEnd = -1;
     for (const r of sorted) {
       if (!Number.isSafeInteger(r.base) || !Number.isSafeInteger(r.size) || r.base < 0 || r.size <= 0) {
-        throw new IommuError("EINVAL", `bad RAM region base ${r.base} size ${r.size}`, { base: r.base, size: r.size });
+        throw new IommuError("EINVAL", `bad RAM region base ${r.base} size ${r.size}`, {
+          base: r.base,
+          size: r.size,
+        });
       }
       if (r.base % PAGE_SIZE !== 0 || r.size % PAGE_SIZE !== 0) {
         throw new IommuError("EINVAL", `RAM region ${hex(r.base)}+${hex(r.size)} is not page-aligned`, {
@@ -74,10 +77,14 @@ export class PhysicalMemory {
         });
       }
       if (r.base + r.size > 2 ** 52) {
-        throw new IommuError("EINVAL", `RAM region ${hex(r.base)}+${hex(r.size)} ends above 2^52`, { base: r.base });
+        throw new IommuError("EINVAL", `RAM region ${hex(r.base)}+${hex(r.size)} ends above 2^52`, {
+          base: r.base,
+        });
       }
       if (r.base < prevEnd) {
-        throw new IommuError("EINVAL", `RAM region at ${hex(r.base)} overlaps the one before it`, { base: r.base });
+        throw new IommuError("EINVAL", `RAM region at ${hex(r.base)} overlaps the one before it`, {
+          base: r.base,
+        });
       }
       prevEnd = r.base + r.size;
     }
@@ -279,7 +286,8 @@ export class PhysicalMemory {
     const out = new Map<number, Uint8Array>();
     for (const pfn of this.residentFrames()) {
       const p = this.#pages.get(pfn)!;
-      if (p.some((w) => w !== 0)) out.set(pfn, new Uint8Array(p.buffer.slice(p.byteOffset, p.byteOffset + PAGE_SIZE)));
+      if (p.some((w) => w !== 0))
+        out.set(pfn, new Uint8Array(p.buffer.slice(p.byteOffset, p.byteOffset + PAGE_SIZE)));
     }
     return out;
   }

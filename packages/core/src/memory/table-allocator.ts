@@ -33,7 +33,10 @@ export class TableAllocator {
    */
   constructor(memory: PhysicalMemory, base: number, size: number) {
     if (base % 2 ** PAGE_LG2 !== 0 || size % 2 ** PAGE_LG2 !== 0 || size <= 0) {
-      throw new IommuError("EINVAL", `table region ${hex(base)}+${hex(size)} is not page-aligned`, { base, size });
+      throw new IommuError("EINVAL", `table region ${hex(base)}+${hex(size)} is not page-aligned`, {
+        base,
+        size,
+      });
     }
     if (!memory.isRamRange(base, size)) {
       throw new IommuError("EINVAL", `table region ${hex(base)}+${hex(size)} is not all RAM`, { base, size });
@@ -101,7 +104,8 @@ export class TableAllocator {
   /** Frees a block returned by `alloc`. EINVAL for anything else (double free included). */
   free(pa: number): void {
     let order = this.#used.get(pa);
-    if (order === undefined) throw new IommuError("EINVAL", `${hex(pa)} is not an allocated table block`, { pa });
+    if (order === undefined)
+      throw new IommuError("EINVAL", `${hex(pa)} is not an allocated table block`, { pa });
     this.#used.delete(pa);
     this.#bytes -= 2 ** order;
     this.memory.fill(pa, 2 ** order, 0);

@@ -3,6 +3,7 @@
  */
 
 import type { Backend, DeviceSpec, Domain } from "../backend.ts";
+import type { IntentKind } from "../intent.ts";
 import type { PhysicalMemory } from "../memory/physical-memory.ts";
 import type { TableAllocator } from "../memory/table-allocator.ts";
 
@@ -34,8 +35,14 @@ export interface ConformanceFactory {
   readonly name: string;
   /** Called once per test: a fresh memory, allocator and backend. */
   setup(): ConformanceSetup;
-  /** Domain request flags to use for paging domains the suite allocates (default {}), e.g. a format. */
+  /** The table format of paging domains the suite allocates (default: the device's first). */
   readonly pagingFormat?: string;
+  /**
+   * Builds the domain the suite attaches for an intent kind, when a plain paging domain
+   * is not right: `rid-all-pasids` needs vendor nested data, so backends listing it
+   * must supply this (return undefined to let the suite allocate a paging domain).
+   */
+  domainFor?(setup: ConformanceSetup, device: DeviceSpec, kind: IntentKind): Domain | undefined;
 }
 
 /** The bits of a test runner the suite needs (vitest, jest, node:test, mocha all fit). */

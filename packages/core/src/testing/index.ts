@@ -4,4 +4,16 @@
  */
 
 export type { BenchCase, BenchCases } from "./bench.ts";
+export { runConformance } from "./conformance.ts";
 export type { ConformanceFactory, ConformanceSetup, TestApi } from "./conformance-types.ts";
+export type { TestMemory } from "./memory.ts";
+export { createTestMemory } from "./memory.ts";
+export {
+  MOCK_PASID_WIDTH,
+  MockBackend,
+  MockDomain,
+  MockFaultCode,
+  mockBackend,
+  mockRewriteLeaf,
+} from "./mock-backend.ts";
+export { MockPte, mockFormat } from "./mock-format.ts";
