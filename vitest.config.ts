@@ -3,5 +3,7 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     projects: ["packages/*"],
+    // The JSON report feeds the plain "N passed, N failed" line that .ci/run prints.
+    reporters: ["default", ["json", { outputFile: ".vitest-results.json" }]],
   },
 });

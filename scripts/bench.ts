@@ -1,0 +1,135 @@
+/**
+ * `pnpm bench [--package NAME]... [--filter TEXT] [--quick]`: runs every package's
+ * bench/*.bench.ts cases against their same-run baselines (tinybench), prints a table,
+ * marks every case over its target and writes bench/results.json:
+ * [{ package, name, opsPerSec, baseline, baselineOpsPerSec, ratio, target }]
+ * where ratio = baseline ops/s / case ops/s (the case's cost relative to its baseline).
+ *
+ * Fast operations are run in calibrated batches inside each tinybench task so the
+ * timer's own cost does not swamp them; case and baseline alternate over several
+ * rounds and the median of each is kept.
+ */
+
+import { readdirSync, mkdirSync, writeFileSync, existsSync } from "node:fs";
+import { join, relative } from "node:path";
+import { pathToFileURL } from "node:url";
+import { Bench } from "tinybench";
+import type { BenchCase, BenchCases } from "@iommu-kit/core/testing";
+
+interface Row {
+  package: string;
+  name: string;
+  opsPerSec: number;
+  baseline: string;
+  baselineOpsPerSec: number;
+  ratio: number;
+  target: number;
+}
+
+const args = process.argv.slice(2);
+const packages: string[] = [];
+let filter = "";
+let quick = false;
+for (let i = 0; i < args.length; i++) {
+  const a = args[i]!;
+  if (a === "--package" || a === "-p") packages.push(args[++i] ?? "");
+  else if (a === "--filter" || a === "-f") filter = args[++i] ?? "";
+  else if (a === "--quick") quick = true;
+  else if (a === "--help" || a === "-h") {
+    console.log("usage: pnpm bench [--package NAME]... [--filter TEXT] [--quick]");
+    process.exit(0);
+  } else if (!a.startsWith("-")) packages.push(a);
+  else {
+    console.error(`bench: unknown option ${a}`);
+    process.exit(2);
+  }
+}
+
+const root = new URL("..", import.meta.url).pathname;
+const rounds = quick ? 1 : 3;
+const timeMs = quick ? 100 : 300;
+
+function batchFor(fn: () => void): number {
+  // Grow the batch until one batch takes >= 0.5 ms.
+  let k = 1;
+  for (;;) {
+    const t0 = performance.now();
+    for (let i = 0; i < k; i++) fn();
+    if (performance.now() - t0 >= 0.5 || k >= 1 << 24) return k;
+    k *= 2;
+  }
+}
+
+async function measure(c: BenchCase): Promise<[number, number]> {
+  const fixed = c.iterations;
+  const kc = fixed === undefined ? batchFor(c.fn) : 1;
+  const kb = fixed === undefined ? batchFor(c.baselineFn) : 1;
+  const caseRuns: number[] = [];
+  const baseRuns: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    const bench = new Bench(fixed === undefined ? { time: timeMs, warmup: true } : { time: 0, iterations: fixed, warmup: false });
+    bench.add("baseline", () => {
+      for (let i = 0; i < kb; i++) c.baselineFn();
+    });
+    bench.add("case", () => {
+      for (let i = 0; i < kc; i++) c.fn();
+    });
+    await bench.run();
+    for (const t of bench.tasks) {
+      const res = t.result as { latency?: { mean: number } } | undefined;
+      const ms = res?.latency?.mean;
+      if (ms === undefined || !(ms > 0)) throw new Error(`${c.name}: task ${t.name} produced no timing`);
+      if (t.name === "case") caseRuns.push((1000 / ms) * kc);
+      else baseRuns.push((1000 / ms) * kb);
+    }
+  }
+  const median = (xs: number[]): number => xs.sort((a, b) => a - b)[xs.length >> 1]!;
+  return [median(caseRuns), median(baseRuns)];
+}
+
+const rows: Row[] = [];
+const pkgDirs = readdirSync(join(root, "packages")).filter((d) => packages.length === 0 || packages.includes(d));
+if (pkgDirs.length === 0) {
+  console.error(`bench: no package matches ${packages.join(", ")}`);
+  process.exit(2);
+}
+for (const pkg of pkgDirs) {
+  const dir = join(root, "packages", pkg, "bench");
+  if (!existsSync(dir)) continue;
+  for (const file of readdirSync(dir).filter((f) => f.endsWith(".bench.ts")).sort()) {
+    const mod = (await import(pathToFileURL(join(dir, file)).href)) as { cases?: BenchCases };
+    if (mod.cases === undefined) continue;
+    const cases = typeof mod.cases === "function" ? await mod.cases() : mod.cases;
+    for (const c of cases) {
+      if (filter !== "" && !c.name.includes(filter)) continue;
+      process.stderr.write(`  ${pkg}: ${c.name} ...\r`);
+      const [ops, baseOps] = await measure(c);
+      rows.push({
+        package: pkg,
+        name: c.name,
+        opsPerSec: Math.round(ops),
+        baseline: c.baseline,
+        baselineOpsPerSec: Math.round(baseOps),
+        ratio: Number((baseOps / ops).toFixed(3)),
+        target: c.target,
+      });
+      process.stderr.write(`${" ".repeat(100)}\r`);
+    }
+    void relative;
+  }
+}
+
+const fmt = (n: number): string => (n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)}k` : n.toFixed(0));
+const w = Math.max(10, ...rows.map((r) => r.name.length));
+console.log(`${"package".padEnd(14)} ${"case".padEnd(w)} ${"ops/s".padStart(9)} ${"base ops/s".padStart(11)} ${"ratio".padStart(7)} ${"target".padStart(7)}`);
+let over = 0;
+for (const r of rows) {
+  const bad = r.ratio > r.target;
+  if (bad) over++;
+  console.log(
+    `${r.package.padEnd(14)} ${r.name.padEnd(w)} ${fmt(r.opsPerSec).padStart(9)} ${fmt(r.baselineOpsPerSec).padStart(11)} ${r.ratio.toFixed(2).padStart(7)} ${r.target.toFixed(2).padStart(7)}${bad ? "  OVER TARGET" : ""}`,
+  );
+}
+mkdirSync(join(root, "bench"), { recursive: true });
+writeFileSync(join(root, "bench", "results.json"), `${JSON.stringify(rows, null, 2)}\n`);
+console.log(`\n${rows.length} case(s), ${over} over target; wrote bench/results.json`);
