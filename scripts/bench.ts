@@ -10,11 +10,11 @@
  * rounds and the median of each is kept.
  */
 
-import { readdirSync, mkdirSync, writeFileSync, existsSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { pathToFileURL } from "node:url";
-import { Bench } from "tinybench";
 import type { BenchCase, BenchCases } from "@iommu-kit/core/testing";
+import { Bench } from "tinybench";
 
 interface Row {
   package: string;
@@ -67,7 +67,9 @@ async function measure(c: BenchCase): Promise<[number, number]> {
   const caseRuns: number[] = [];
   const baseRuns: number[] = [];
   for (let r = 0; r < rounds; r++) {
-    const bench = new Bench(fixed === undefined ? { time: timeMs, warmup: true } : { time: 0, iterations: fixed, warmup: false });
+    const bench = new Bench(
+      fixed === undefined ? { time: timeMs, warmup: true } : { time: 0, iterations: fixed, warmup: false },
+    );
     bench.add("baseline", () => {
       for (let i = 0; i < kb; i++) c.baselineFn();
     });
@@ -88,7 +90,9 @@ async function measure(c: BenchCase): Promise<[number, number]> {
 }
 
 const rows: Row[] = [];
-const pkgDirs = readdirSync(join(root, "packages")).filter((d) => packages.length === 0 || packages.includes(d));
+const pkgDirs = readdirSync(join(root, "packages")).filter(
+  (d) => packages.length === 0 || packages.includes(d),
+);
 if (pkgDirs.length === 0) {
   console.error(`bench: no package matches ${packages.join(", ")}`);
   process.exit(2);
@@ -96,7 +100,9 @@ if (pkgDirs.length === 0) {
 for (const pkg of pkgDirs) {
   const dir = join(root, "packages", pkg, "bench");
   if (!existsSync(dir)) continue;
-  for (const file of readdirSync(dir).filter((f) => f.endsWith(".bench.ts")).sort()) {
+  for (const file of readdirSync(dir)
+    .filter((f) => f.endsWith(".bench.ts"))
+    .sort()) {
     const mod = (await import(pathToFileURL(join(dir, file)).href)) as { cases?: BenchCases };
     if (mod.cases === undefined) continue;
     const cases = typeof mod.cases === "function" ? await mod.cases() : mod.cases;
@@ -119,9 +125,12 @@ for (const pkg of pkgDirs) {
   }
 }
 
-const fmt = (n: number): string => (n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)}k` : n.toFixed(0));
+const fmt = (n: number): string =>
+  n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)}k` : n.toFixed(0);
 const w = Math.max(10, ...rows.map((r) => r.name.length));
-console.log(`${"package".padEnd(14)} ${"case".padEnd(w)} ${"ops/s".padStart(9)} ${"base ops/s".padStart(11)} ${"ratio".padStart(7)} ${"target".padStart(7)}`);
+console.log(
+  `${"package".padEnd(14)} ${"case".padEnd(w)} ${"ops/s".padStart(9)} ${"base ops/s".padStart(11)} ${"ratio".padStart(7)} ${"target".padStart(7)}`,
+);
 let over = 0;
 for (const r of rows) {
   const bad = r.ratio > r.target;

@@ -2,6 +2,9 @@ import { Iotlb } from "../src/driver.ts";
 import type { BenchCase } from "../src/testing/index.ts";
 import { createTestMemory } from "../src/testing/memory.ts";
 
+/** Consumes results so the optimiser cannot drop the measured work. */
+export let sink = 0;
+
 /** Core building blocks: the IOTLB hash and page reads, each against its plain baseline. */
 export function cases(): BenchCase[] {
   const n = 1024;
@@ -12,7 +15,6 @@ export function cases(): BenchCase[] {
     map.set(i, i * 4096);
   }
   let i = 0;
-  let sink = 0;
   const { memory } = createTestMemory();
   const flat = new Uint32Array(1024 * 256);
   for (let p = 0; p < 256; p++) memory.write32(p * 4096, p);

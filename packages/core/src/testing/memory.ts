@@ -14,7 +14,7 @@ export interface TestMemory {
 }
 
 /** RAM [0, ramSize) plus `tablesSize` bytes of table region at ramSize. */
-export function createTestMemory(ramSize = 2 ** 32, tablesSize = 2 ** 28): TestMemory {
+export function createTestMemory(ramSize: number = 2 ** 32, tablesSize: number = 2 ** 28): TestMemory {
   const memory = new PhysicalMemory([
     { base: 0, size: ramSize, name: "ram" },
     { base: ramSize, size: tablesSize, name: "tables" },
