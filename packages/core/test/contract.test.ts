@@ -162,3 +162,39 @@ describe("registry", () => {
     expect(defaultRegistry).toBeInstanceOf(BackendRegistry);
   });
 });
+
+describe("intent checks against a reference predicate (property)", () => {
+  it("allows exactly listed kinds with in-range, correctly assigned PASIDs", async () => {
+    const fc = (await import("fast-check")).default;
+    const kinds: IntentKind[] = ["rid", "pasid", "rid-all-pasids", "emulated"];
+    fc.assert(
+      fc.property(
+        fc.subarray(kinds),
+        fc.integer({ min: 0, max: 20 }),
+        fc.constantFrom("caller" as const, "backend" as const),
+        fc.constantFrom(...kinds),
+        fc.oneof(fc.constant("auto" as const), fc.integer({ min: -2, max: 2 ** 21 })),
+        (listed, width, assign, kind, pasid) => {
+          const c = caps(listed, width, assign);
+          const intent =
+            kind === "pasid" ? { kind, pasid } : ({ kind } as Parameters<typeof intentAllowed>[1]);
+          let want: string | null = null;
+          if (!listed.includes(kind)) want = "EOPNOTSUPP";
+          else if (kind === "pasid") {
+            if (assign === "backend") want = pasid === "auto" ? null : "EINVAL";
+            else want = pasid !== "auto" && pasid >= 0 && pasid < 2 ** width ? null : "EINVAL";
+          }
+          let got: string | null = null;
+          try {
+            assertIntentAllowed(c, intent);
+          } catch (e) {
+            got = (e as IommuError).code;
+          }
+          expect(got).toBe(want);
+          expect(intentAllowed(c, intent)).toBe(want === null);
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+});

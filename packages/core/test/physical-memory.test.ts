@@ -2,6 +2,8 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { IommuError, PhysicalMemory } from "../src/index.ts";
 
+const same = (a: Uint8Array, b: Uint8Array): boolean => Buffer.from(a).equals(Buffer.from(b));
+
 const REGIONS = [
   { base: 0, size: 0x10000 },
   { base: 0x20000, size: 0x3000 },
@@ -84,7 +86,7 @@ describe("PhysicalMemory", () => {
       fc.record({
         kind: fc.constant("w" as const),
         pa: addr,
-        data: fc.uint8Array({ minLength: 0, maxLength: 9000 }),
+        data: fc.uint8Array({ minLength: 0, maxLength: 5000 }),
       }),
       fc.record({ kind: fc.constant("r" as const), pa: addr, len: fc.integer({ min: 0, max: 9000 }) }),
       fc.record({
@@ -111,7 +113,8 @@ describe("PhysicalMemory", () => {
               ref.set(o.data, o.pa);
             } else expect(() => m.write(o.pa, o.data)).toThrowError(/EFAULT/);
           } else if (o.kind === "r") {
-            if (o.pa + o.len <= size) expect(m.read(o.pa, o.len)).toEqual(ref.slice(o.pa, o.pa + o.len));
+            if (o.pa + o.len <= size)
+              expect(same(m.read(o.pa, o.len), ref.subarray(o.pa, o.pa + o.len))).toBe(true);
             else expect(() => m.read(o.pa, o.len)).toThrowError(/EFAULT/);
           } else if (o.kind === "f") {
             if (o.pa + o.len <= size) {
@@ -128,7 +131,7 @@ describe("PhysicalMemory", () => {
         for (let pa = 0; pa < size; pa += 0x404)
           expect(m.read32(pa & ~3)).toBe(new DataView(ref.buffer).getUint32(pa & ~3, true));
       }),
-      { numRuns: 60 },
+      { numRuns: 30 },
     );
   });
 });
