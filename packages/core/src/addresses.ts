@@ -8,7 +8,8 @@
  */
 
 declare const brand: unique symbol;
-type Brand<T, B extends string> = T & { readonly [brand]: B };
+/** A number tagged with the address space it lives in (compile-time only). */
+export type Brand<T, B extends string> = T & { readonly [brand]: B };
 
 /** An I/O virtual address as a device issues it (input to stage 1, or to the only stage). */
 export type Iova = Brand<number, "Iova">;

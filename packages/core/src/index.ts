@@ -8,7 +8,7 @@
 
 export type { AccessName, Prot } from "./access.ts";
 export { Access, accessFlags, accessName, Perm, parsePerm, permNeeded, permString } from "./access.ts";
-export type { Gpa, Hpa, Iova } from "./addresses.ts";
+export type { Brand, Gpa, Hpa, Iova } from "./addresses.ts";
 export {
   alignDownLg2,
   gpa,
