@@ -1,0 +1,130 @@
+/**
+ * Report printing for `iommu-kit run`: a human-readable report (capability table,
+ * each step with its translation or fault, failures with expected vs actual, cache
+ * counters) or `--json`, one JSON line per step: {file, step, op, result | error |
+ * fault, expect, pass}.
+ */
+
+import type { FaultJson } from "../scenario/matcher.ts";
+import { faultLine } from "../scenario/matcher.ts";
+import type { CapRow, FileReport, StepRecord } from "../scenario/runner.ts";
+import { jsonable } from "../scenario/values.ts";
+
+/** The `--json` line of one step. */
+export function stepJson(r: StepRecord): string {
+  const o = r.outcome;
+  const line: Record<string, unknown> = { file: r.file, step: r.step, name: r.label, op: r.op };
+  if (o.kind === "error") line.error = o.error;
+  else if (o.kind === "fault") line.fault = o.fault;
+  else line.result = o.result;
+  if (r.expect !== undefined) line.expect = r.expect;
+  line.pass = r.pass;
+  if (!r.pass) line.mismatches = r.mismatches;
+  return JSON.stringify(jsonable(line));
+}
+
+/** Pads cells into aligned columns. */
+export function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const fmt = (cells: readonly string[]): string =>
+    cells
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join("  ")
+      .trimEnd();
+  return [fmt(header), fmt(widths.map((w) => "-".repeat(w))), ...rows.map(fmt)].join("\n");
+}
+
+/** The capability table. */
+export function capTable(rows: readonly CapRow[]): string {
+  return table(
+    ["device", "iommu", "backend", "rid", "intents", "pasid", "in/out bits", "formats", "flags", "hw info"],
+    rows.map((c) => [
+      c.device,
+      c.iommu,
+      c.backend,
+      `0x${c.rid.toString(16)}`,
+      c.intents.join(","),
+      c.maxPasidLog2 === 0
+        ? "-"
+        : `${c.maxPasidLog2} bits${c.pasidAssignment === "backend" ? " (auto)" : ""}`,
+      `${c.inputAddressBits}/${c.outputAddressBits}`,
+      c.formats.join(","),
+      [...c.flags, ...(c.nesting ? ["nesting"] : [])].join(",") || "-",
+      c.hwInfo,
+    ]),
+  );
+}
+
+function short(v: unknown): string {
+  const s = JSON.stringify(jsonable(v));
+  return s.length > 160 ? `${s.slice(0, 157)}...` : s;
+}
+
+function resultText(r: StepRecord): string {
+  const o = r.outcome;
+  if (o.kind === "error") return `error ${o.error.message}`;
+  if (o.kind === "fault") return `FAULT ${faultLine(o.fault)}${faultWhere(o.fault)}`;
+  const res = o.result;
+  if (r.op === "dma") {
+    const a = r.args;
+    const what = `${String(a.access ?? "read")} iova ${String(a.iova)}${a.pasid !== undefined ? ` pasid ${String(a.pasid)}` : ""}`;
+    return `${what} -> pa ${String(res.pa)}${res.data !== undefined ? ` data ${short(res.data)}` : ""}`;
+  }
+  const keys = Object.keys(res);
+  return keys.length === 0 ? "ok" : short(res);
+}
+
+function faultWhere(f: FaultJson): string {
+  const fields = f.fields as Record<string, unknown> | undefined;
+  if (fields === undefined) return "";
+  const parts = Object.entries(fields)
+    .filter(([, v]) => v !== null && v !== undefined)
+    .slice(0, 8)
+    .map(([k, v]) => `${k}=${String(v)}`);
+  return parts.length > 0 ? ` [${parts.join(" ")}]` : "";
+}
+
+/** One step's line in the human report (plus expected vs actual when it failed). */
+export function stepLine(r: StepRecord): string {
+  const mark = r.pass ? "ok  " : "FAIL";
+  const head = `${mark} ${String(r.step).padStart(3)} ${r.label}: ${resultText(r)}`;
+  if (r.pass) return head;
+  const exp = r.expect === undefined ? "  expected: success" : `  expected: ${short(r.expect)}`;
+  return [head, exp, ...r.mismatches.map((m) => `    ${m}`)].join("\n");
+}
+
+/** The human-readable report of one file. */
+export function humanReport(rep: FileReport): string {
+  const out: string[] = [`== ${rep.file}${rep.name !== rep.file ? ` (${rep.name})` : ""}`];
+  if (rep.caps.length > 0) out.push("", "Capabilities", capTable(rep.caps));
+  out.push("", "Steps", ...rep.steps.map(stepLine));
+  const faults = rep.steps.filter((s) => s.outcome.kind === "fault");
+  if (faults.length > 0) {
+    out.push("", "Faults");
+    for (const s of faults) {
+      if (s.outcome.kind === "fault")
+        out.push(`  step ${s.step}: ${faultLine(s.outcome.fault)}${faultWhere(s.outcome.fault)}`);
+    }
+  }
+  const cn = Object.entries(rep.counters);
+  if (cn.length > 0) {
+    out.push(
+      "",
+      "Cache counters",
+      table(
+        ["iommu", "iotlb hits", "iotlb misses", "config hits", "config misses", "walks", "invalidations"],
+        cn.map(([n, c]) =>
+          [n, c.iotlbHits, c.iotlbMisses, c.configHits, c.configMisses, c.walks, c.invalidations].map(String),
+        ),
+      ),
+    );
+  }
+  const failed = rep.steps.filter((s) => !s.pass);
+  out.push(
+    "",
+    failed.length === 0
+      ? `PASS ${rep.file}: ${rep.steps.length} steps`
+      : `FAIL ${rep.file}: ${failed.length} of ${rep.steps.length} steps failed (${failed.map((s) => `step ${s.step} ${s.label}`).join("; ")})`,
+  );
+  return out.join("\n");
+}

@@ -1,0 +1,72 @@
+/**
+ * The narrow host surface the scenario runner drives. `createScenarioHost` builds it
+ * over the package's `Host` facade; keeping the runner on this interface keeps every
+ * call into the object model in one file.
+ */
+
+import type {
+  AttachIntent,
+  CacheCounters,
+  DomainFlags,
+  FaultClass,
+  IovaRange,
+  VendorFault,
+} from "@iommu-kit/core";
+import type { CapRow } from "./runner.ts";
+
+/** A fault as the host delivers it. */
+export interface HostFault {
+  readonly class: FaultClass;
+  readonly recorded: boolean;
+  readonly vendor: VendorFault;
+  readonly [k: string]: unknown;
+}
+
+/** What the scenario runner needs of a host. */
+export interface HostAdapter {
+  /** Host id of a scenario device name. */
+  deviceId(name: string): number;
+  capTable(): CapRow[];
+  counters(): Record<string, CacheCounters>;
+  ioasAlloc(): number;
+  ioasMap(ioas: number, a: { iova: number | undefined; length: number; pa: number; prot: number }): number;
+  ioasUnmap(ioas: number, iova: number, length: number): number;
+  ioasUnmapAll(ioas: number): number;
+  ioasCopy(a: {
+    src: number;
+    srcIova: number;
+    dst: number;
+    dstIova: number | undefined;
+    length: number;
+    prot: number;
+  }): number;
+  ioasIovaRanges(ioas: number): { ranges: readonly IovaRange[]; alignment: number };
+  ioasAllowIovas(ioas: number, ranges: readonly IovaRange[]): void;
+  hwptAlloc(a: { device: number; pt: number; flags: DomainFlags; data: unknown }): number;
+  attach(device: number, intent: AttachIntent, pt: number): { hwpt: number; pasid?: number };
+  replace(device: number, intent: AttachIntent, pt: number): { hwpt: number; pasid?: number };
+  detach(device: number, intent: AttachIntent): void;
+  hwInfo(device: number): Record<string, unknown>;
+  dma(
+    device: number,
+    a: {
+      pasid: number | undefined;
+      iova: number;
+      access: "read" | "write" | "exec";
+      priv: boolean;
+      length: number;
+      data: Uint8Array | undefined;
+    },
+  ): { ok: true; pa: number; data?: Uint8Array } | { ok: false; fault: HostFault };
+  faultsRead(device: number | undefined): HostFault[];
+  invalidate(hwpt: number, entries: readonly unknown[]): number;
+  dirtySet(hwpt: number, enable: boolean): void;
+  dirtyRead(hwpt: number, iova: number, length: number, pageSize: number, noClear: boolean): Uint8Array;
+  accessPin(device: number, iova: number, length: number, write: boolean): readonly number[];
+  accessUnpin(device: number, iova: number, length: number): void;
+  accessRead(device: number, iova: number, length: number): Uint8Array;
+  accessWrite(device: number, iova: number, data: Uint8Array): void;
+  memWrite(pa: number, data: Uint8Array): void;
+  memRead(pa: number, length: number): Uint8Array;
+  destroy(id: number): void;
+}

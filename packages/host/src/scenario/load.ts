@@ -1,0 +1,230 @@
+/**
+ * Scenario files: parse (JSON, or YAML), validate against the schema (ajv), then check
+ * what a schema cannot: names are unique and every reference names something declared
+ * before. Every problem is a {@link ScenarioError} whose message points at the field
+ * (`/steps/3/length`), which the CLI turns into exit status 2.
+ */
+
+import type { ErrorObject, ValidateFunction } from "ajv";
+import { Ajv } from "ajv";
+import { parse as parseYaml } from "yaml";
+import type { JsonSchema } from "./schema.ts";
+import { scenarioSchema } from "./schema.ts";
+
+/** A physical memory region of a scenario. */
+export interface RegionDecl {
+  readonly base: number | string;
+  readonly size: number | string;
+  readonly name?: string;
+}
+/** An IOMMU instance of a scenario. */
+export interface IommuDecl {
+  readonly name: string;
+  readonly backend: string;
+  readonly config?: Readonly<Record<string, unknown>>;
+}
+/** A device behind an IOMMU, or a mediated device on a parent device. */
+export type DeviceDecl =
+  | {
+      readonly name: string;
+      readonly iommu: string;
+      readonly rid: number | string;
+      readonly pasidBits?: number;
+      readonly ats?: boolean;
+    }
+  | { readonly name: string; readonly parent: string; readonly iommu?: string };
+/** One step: an op, its arguments, an optional name (`as`) and expectation. */
+export interface StepDecl {
+  readonly op: string;
+  readonly as?: string;
+  readonly name?: string;
+  readonly expect?: Readonly<Record<string, unknown>>;
+  readonly [arg: string]: unknown;
+}
+/** A validated scenario file. */
+export interface Scenario {
+  readonly name?: string;
+  readonly description?: string;
+  readonly plugins?: readonly string[];
+  readonly memory?: { readonly ram?: readonly RegionDecl[]; readonly tables?: RegionDecl };
+  readonly iommus?: readonly IommuDecl[];
+  readonly devices?: readonly DeviceDecl[];
+  readonly steps: readonly StepDecl[];
+}
+
+/** An invalid scenario: `pointer` is the JSON pointer of the offending field. */
+export class ScenarioError extends Error {
+  readonly file: string;
+  readonly pointer: string;
+  constructor(file: string, pointer: string, message: string) {
+    super(`${file}: ${pointer === "" ? "/" : pointer}: ${message}`);
+    this.name = "ScenarioError";
+    this.file = file;
+    this.pointer = pointer;
+  }
+}
+
+const validators = new Map<string, ValidateFunction>();
+
+/** The compiled validator for a schema (cached by its JSON text). */
+export function compileSchema(schema: JsonSchema): ValidateFunction {
+  const key = JSON.stringify(schema);
+  let v = validators.get(key);
+  if (v === undefined) {
+    const ajv = new Ajv({ allErrors: true, strict: false, allowUnionTypes: true });
+    v = ajv.compile(schema as Record<string, unknown>);
+    validators.set(key, v);
+  }
+  return v;
+}
+
+/** Parses scenario text: JSON when `file` ends in .json (or the text starts with "{"), YAML otherwise. */
+export function parseScenarioText(text: string, file: string): unknown {
+  const json = /\.json$/i.test(file) || (!/\.ya?ml$/i.test(file) && text.trimStart().startsWith("{"));
+  if (json) {
+    try {
+      return JSON.parse(text);
+    } catch (e) {
+      throw new ScenarioError(file, "", `not valid JSON: ${(e as Error).message}`);
+    }
+  }
+  try {
+    return parseYaml(text, { intAsBigInt: false });
+  } catch (e) {
+    throw new ScenarioError(file, "", `not valid YAML: ${(e as Error).message.split("\n")[0]}`);
+  }
+}
+
+/** The most useful ajv error: the deepest, skipping if/anyOf summaries. */
+export function describeAjvErrors(errors: readonly ErrorObject[]): { pointer: string; message: string } {
+  const useful = errors.filter((e) => e.keyword !== "if" && e.keyword !== "anyOf" && e.keyword !== "oneOf");
+  const pool = useful.length > 0 ? useful : errors;
+  let best = pool[0]!;
+  for (const e of pool) if (e.instancePath.split("/").length > best.instancePath.split("/").length) best = e;
+  let message = best.message ?? "is invalid";
+  const p = best.params as Record<string, unknown>;
+  let pointer = best.instancePath;
+  if (best.keyword === "additionalProperties") {
+    pointer = `${pointer}/${String(p.additionalProperty)}`;
+    message = "is not a known field here";
+  } else if (best.keyword === "required") {
+    pointer = `${pointer}/${String(p.missingProperty)}`;
+    message = "is required";
+  } else if (best.keyword === "enum") {
+    message = `must be one of ${(p.allowedValues as unknown[]).map((x) => JSON.stringify(x)).join(", ")}`;
+  } else if (best.schemaPath.includes("/$defs/number/")) {
+    message = "must be a non-negative integer or a 0x hex string";
+  } else if (best.schemaPath.includes("/$defs/hex/")) {
+    message = "must be hex text (pairs of hex digits, optional 0x)";
+  } else if (best.schemaPath.includes("/$defs/name/")) {
+    message = "must be a name (a letter or _, then letters, digits, _ . : -)";
+  } else if (best.schemaPath.includes("/$defs/target/")) {
+    message = 'must be "rid", "rid-all-pasids", "emulated", {"pasid": N} or {"pasid": "auto"}';
+  } else {
+    const anyOfHere = errors.some((e) => e.keyword === "anyOf" && e.instancePath === best.instancePath);
+    if (anyOfHere) message = `${message} (or another form the schema allows)`;
+  }
+  return { pointer, message };
+}
+
+/** Validates `doc` against the scenario schema, then checks names and references. */
+export function validateScenario(
+  doc: unknown,
+  file: string,
+  backendSchemas: Readonly<Record<string, JsonSchema | undefined>> = {},
+): Scenario {
+  const validate = compileSchema(scenarioSchema(backendSchemas));
+  if (!validate(doc)) {
+    const { pointer, message } = describeAjvErrors(validate.errors ?? []);
+    throw new ScenarioError(file, pointer, message);
+  }
+  const s = doc as Scenario;
+  checkNames(s, file);
+  return s;
+}
+
+/** Parses and validates scenario text. */
+export function loadScenario(
+  text: string,
+  file: string,
+  backendSchemas: Readonly<Record<string, JsonSchema | undefined>> = {},
+): Scenario {
+  return validateScenario(parseScenarioText(text, file), file, backendSchemas);
+}
+
+/** Step fields that name an earlier object (`as`) and those that name a device. */
+const OBJECT_REFS = ["ioas", "src", "dst", "pt", "hwpt", "id"] as const;
+
+function checkNames(s: Scenario, file: string): void {
+  const iommus = new Set<string>();
+  (s.iommus ?? []).forEach((m, i) => {
+    if (iommus.has(m.name))
+      throw new ScenarioError(file, `/iommus/${i}/name`, `duplicate IOMMU name ${m.name}`);
+    iommus.add(m.name);
+  });
+  const devices = new Set<string>();
+  (s.devices ?? []).forEach((d, i) => {
+    if (devices.has(d.name))
+      throw new ScenarioError(file, `/devices/${i}/name`, `duplicate device name ${d.name}`);
+    if ("parent" in d) {
+      if (!devices.has(d.parent)) {
+        throw new ScenarioError(
+          file,
+          `/devices/${i}/parent`,
+          `no device named ${d.parent} declared before it`,
+        );
+      }
+      if (d.iommu !== undefined && !iommus.has(d.iommu)) {
+        throw new ScenarioError(file, `/devices/${i}/iommu`, `no IOMMU named ${d.iommu}`);
+      }
+    } else if (!iommus.has(d.iommu)) {
+      throw new ScenarioError(file, `/devices/${i}/iommu`, `no IOMMU named ${d.iommu}`);
+    }
+    devices.add(d.name);
+  });
+  const objects = new Set<string>();
+  s.steps.forEach((st, i) => {
+    if (typeof st.device === "string" && !devices.has(st.device)) {
+      throw new ScenarioError(file, `/steps/${i}/device`, `no device named ${st.device}`);
+    }
+    for (const k of OBJECT_REFS) {
+      const v = st[k];
+      if (typeof v === "string" && !objects.has(v)) {
+        throw new ScenarioError(
+          file,
+          `/steps/${i}/${k}`,
+          `no object named ${v} (name it with "as" in an earlier step)`,
+        );
+      }
+    }
+    if (st.as !== undefined) {
+      if (devices.has(st.as))
+        throw new ScenarioError(file, `/steps/${i}/as`, `${st.as} already names a device`);
+      objects.add(st.as);
+    }
+    if (st.op === "ioas.unmap" && st.all !== true && (st.iova === undefined || st.length === undefined)) {
+      throw new ScenarioError(
+        file,
+        `/steps/${i}/${st.iova === undefined ? "iova" : "length"}`,
+        "is required unless all: true",
+      );
+    }
+    if (st.op === "dma" && (st.access ?? "read") === "write" && st.data === undefined) {
+      throw new ScenarioError(file, `/steps/${i}/data`, "is required for a write");
+    }
+    if (
+      st.op === "dma" &&
+      (st.access ?? "read") !== "write" &&
+      st.data !== undefined &&
+      st.length !== undefined
+    ) {
+      throw new ScenarioError(file, `/steps/${i}/data`, "is only for writes");
+    }
+    if (st.op === "access.rw" && st.write === true && st.data === undefined) {
+      throw new ScenarioError(file, `/steps/${i}/data`, "is required for a write");
+    }
+    if (st.op === "access.rw" && st.write !== true && st.length === undefined) {
+      throw new ScenarioError(file, `/steps/${i}/length`, "is required for a read");
+    }
+  });
+}

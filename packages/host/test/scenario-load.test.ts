@@ -1,0 +1,173 @@
+import { readFileSync, writeFileSync } from "node:fs";
+import { describe, expect, it } from "vitest";
+import { isBackendFactory } from "../src/registry.ts";
+import { DEFAULT_SCENARIO, DEFAULT_SCENARIO_NAME } from "../src/scenario/default-scenario.ts";
+import { loadScenario, parseScenarioText, ScenarioError, validateScenario } from "../src/scenario/load.ts";
+import { OPS, scenarioSchema } from "../src/scenario/schema.ts";
+
+const base = {
+  iommus: [{ name: "smmu0", backend: "smmuv3" }],
+  devices: [{ name: "nic", iommu: "smmu0", rid: "0x10", pasidBits: 20 }],
+};
+
+function errorOf(doc: unknown): ScenarioError {
+  try {
+    validateScenario(doc, "t.json");
+  } catch (e) {
+    if (e instanceof ScenarioError) return e;
+    throw e;
+  }
+  throw new Error("no error");
+}
+
+describe("scenario files", () => {
+  it("accepts a small valid scenario in JSON and YAML", () => {
+    const doc = {
+      ...base,
+      steps: [
+        { op: "ioas.alloc", as: "ioas" },
+        {
+          op: "ioas.map",
+          ioas: "ioas",
+          iova: "0x10000",
+          length: 4096,
+          pa: "0x100000",
+          prot: "rw",
+          expect: { iova: "0x10000" },
+        },
+        { op: "attach", device: "nic", target: "rid", pt: "ioas", as: "hwpt" },
+        { op: "dma", device: "nic", iova: "0x10000", length: 4, expect: { pa: "0x100000" } },
+        { op: "attach", device: "nic", target: { pasid: 3 }, pt: "hwpt" },
+      ],
+    };
+    expect(loadScenario(JSON.stringify(doc), "a.json").steps).toHaveLength(5);
+    const yaml = [
+      "iommus: [{name: smmu0, backend: smmuv3}]",
+      "devices:",
+      "  - {name: nic, iommu: smmu0, rid: 0x10}",
+      "steps:",
+      "  - op: ioas.alloc",
+      "    as: ioas",
+      "  - {op: ioas.map, ioas: ioas, length: 0x1000, pa: 0x100000}",
+    ].join("\n");
+    const s = loadScenario(yaml, "a.yaml");
+    expect(s.steps[1]).toMatchObject({ op: "ioas.map", length: 4096 });
+  });
+
+  it("points at a missing required argument", () => {
+    const e = errorOf({
+      ...base,
+      steps: [
+        { op: "ioas.alloc", as: "i" },
+        { op: "ioas.map", ioas: "i", pa: 0 },
+      ],
+    });
+    expect(e.pointer).toBe("/steps/1/length");
+    expect(e.message).toBe("t.json: /steps/1/length: is required");
+  });
+
+  it("points at an unknown argument", () => {
+    const e = errorOf({ ...base, steps: [{ op: "ioas.alloc", as: "i", size: 3 }] });
+    expect(e.pointer).toBe("/steps/0/size");
+    expect(e.message).toMatch(/not a known field/);
+  });
+
+  it("points at a bad number", () => {
+    const e = errorOf({
+      ...base,
+      steps: [
+        { op: "ioas.alloc", as: "i" },
+        { op: "ioas.map", ioas: "i", pa: 0, length: "4k" },
+      ],
+    });
+    expect(e.pointer).toBe("/steps/1/length");
+    expect(e.message).toMatch(/non-negative integer or a 0x hex string/);
+  });
+
+  it("points at an unknown op and lists the known ones", () => {
+    const e = errorOf({ ...base, steps: [{ op: "ioas.mapp" }] });
+    expect(e.pointer).toBe("/steps/0/op");
+    expect(e.message).toMatch(/must be one of "ioas.alloc"/);
+  });
+
+  it("points at a bad attach target", () => {
+    const e = errorOf({
+      ...base,
+      steps: [
+        { op: "ioas.alloc", as: "i" },
+        { op: "attach", device: "nic", target: "pasid", pt: "i" },
+      ],
+    });
+    expect(e.pointer).toBe("/steps/1/target");
+  });
+
+  it("points at references to undeclared names", () => {
+    expect(errorOf({ ...base, steps: [{ op: "ioas.map", ioas: "nope", pa: 0, length: 4096 }] }).pointer).toBe(
+      "/steps/0/ioas",
+    );
+    expect(errorOf({ ...base, steps: [{ op: "hw_info", device: "gpu" }] }).pointer).toBe("/steps/0/device");
+    expect(errorOf({ iommus: [], devices: [{ name: "d", iommu: "x", rid: 1 }], steps: [] }).pointer).toBe(
+      "/devices/0/iommu",
+    );
+    expect(
+      errorOf({ ...base, devices: [...base.devices, { name: "m", parent: "zz" }], steps: [] }).pointer,
+    ).toBe("/devices/1/parent");
+    expect(errorOf({ ...base, devices: [...base.devices, base.devices[0]], steps: [] }).pointer).toBe(
+      "/devices/1/name",
+    );
+  });
+
+  it("requires iova and length for a partial unmap, data for a write", () => {
+    expect(
+      errorOf({
+        ...base,
+        steps: [
+          { op: "ioas.alloc", as: "i" },
+          { op: "ioas.unmap", ioas: "i", iova: 0 },
+        ],
+      }).pointer,
+    ).toBe("/steps/1/length");
+    expect(
+      errorOf({ ...base, steps: [{ op: "dma", device: "nic", iova: 0, access: "write" }] }).pointer,
+    ).toBe("/steps/0/data");
+  });
+
+  it("reports JSON and YAML syntax errors as invalid files", () => {
+    expect(() => parseScenarioText("{ bad", "x.json")).toThrow(/x.json: \/: not valid JSON/);
+    expect(() => parseScenarioText("a: [1, 2", "x.yaml")).toThrow(/x.yaml: \/: not valid YAML/);
+  });
+
+  it("validates backend config against the backend's configSchema", () => {
+    const schemas = {
+      smmuv3: { type: "object", additionalProperties: false, properties: { ssidBits: { type: "integer" } } },
+    };
+    const doc = { iommus: [{ name: "s", backend: "smmuv3", config: { ssidBits: "x" } }], steps: [] };
+    expect(() => validateScenario(doc, "c.json", schemas)).toThrow(/\/iommus\/0\/config\/ssidBits/);
+  });
+
+  it("the default scenario is valid", () => {
+    expect(() => validateScenario(DEFAULT_SCENARIO, DEFAULT_SCENARIO_NAME)).not.toThrow();
+  });
+
+  it("documents every op in the schema", () => {
+    const s = scenarioSchema() as { $defs: Record<string, { description?: string }> };
+    for (const op of OPS) expect(s.$defs[`step:${op}`]?.description).toBeTruthy();
+  });
+
+  it("the published schema file is up to date (UPDATE_SCHEMA=1 rewrites it)", async () => {
+    // The built-in backends document their config in the published schema.
+    const configs: Record<string, Readonly<Record<string, unknown>> | undefined> = {};
+    for (const pkg of ["smmuv3", "vtd", "mdev-emulated"]) {
+      const mod = (await import(`@iommu-kit/${pkg}`)) as Record<string, unknown>;
+      for (const v of Object.values(mod)) {
+        if (isBackendFactory(v)) configs[v.name] = v.configSchema;
+      }
+    }
+    const schema = scenarioSchema(configs);
+    const text = `${JSON.stringify(schema, null, 2)}\n`;
+    const path = new URL("../schema/scenario.schema.json", import.meta.url);
+    if (process.env.UPDATE_SCHEMA === "1") writeFileSync(path, text);
+    // Compared as data: the file is formatted by biome.
+    expect(JSON.parse(readFileSync(path, "utf8"))).toEqual(JSON.parse(text));
+  });
+});
