@@ -1,0 +1,132 @@
+/**
+ * The emulated path's hot loops: translate through a software IOTLB (the parent
+ * driver's cache of the emulated table), then the table on a miss; and the byte copies
+ * of read/write through an IOVA, one page at a time straight between physical pages
+ * and the caller's buffer. No allocation on a hit, no closures, no BigInt.
+ */
+
+import type { PhysicalMemory, Translation } from "@iommu-kit/core";
+import { Access, Perm } from "@iommu-kit/core";
+import { Iotlb } from "@iommu-kit/core/driver";
+import type { EmulatedTable } from "./format/emulated-table.ts";
+import { chunkOf, EntryBit, IOVA_LIMIT, leafLg2, PAGE, PERM_MASK, slotOf } from "./format/emulated-table.ts";
+import type { MdevFaultCodeValue } from "./format/fault.ts";
+import { MdevFaultCode, mdevFault } from "./format/fault.ts";
+
+/** What the fast path needs of a domain. */
+export interface FastPathDomain {
+  /** IOTLB tag: unique per backend. */
+  readonly id: number;
+  readonly table: EmulatedTable;
+  /** Dirty tracking currently on. */
+  readonly tracking: boolean;
+}
+
+/** The translation cache and its counters (one per backend). */
+export class EmulatedFastPath {
+  /** Cached pages, tagged by domain id; aux = 1 once the page is known dirty. */
+  readonly tlb: Iotlb;
+  hits = 0;
+  misses = 0;
+  walks = 0;
+
+  constructor(iotlbSizeLg2: number) {
+    this.tlb = new Iotlb(iotlbSizeLg2);
+  }
+
+  /**
+   * Translates `iova` for mdev `rid` through `dom`: IOTLB first, the table on a miss.
+   * A tracked write through an entry not yet known dirty walks so the page gets D.
+   */
+  translate(
+    dom: FastPathDomain,
+    rid: number,
+    pasid: number,
+    iova: number,
+    access: number,
+    out: Translation,
+  ): boolean {
+    if (!(iova >= 0 && iova < IOVA_LIMIT)) {
+      return fail(out, MdevFaultCode.MDEV_BEYOND_APERTURE, rid, pasid, iova, access);
+    }
+    const write = (access & Access.WRITE) !== 0;
+    const need = write ? Perm.W : access & Access.EXEC ? Perm.X | Perm.R : Perm.R;
+    const vpn = Math.floor(iova / PAGE);
+    const tlb = this.tlb;
+    const slot = tlb.lookup(dom.id, vpn);
+    if (slot >= 0 && !(write && dom.tracking && tlb.aux[slot] === 0)) {
+      this.hits++;
+      const perm = tlb.perms[slot]!;
+      if ((perm & need) !== need) return fail(out, MdevFaultCode.MDEV_PERMISSION, rid, pasid, iova, access);
+      out.pa = tlb.pas[slot]! + (iova % PAGE);
+      out.perm = perm;
+      out.sizeLg2 = tlb.sizes[slot]!;
+      out.fault = null;
+      return true;
+    }
+    this.misses++;
+    this.walks++;
+    const chunk = dom.table.chunks.get(chunkOf(iova));
+    const s = slotOf(iova);
+    const flags = chunk === undefined ? 0 : chunk.flags[s]!;
+    if ((flags & EntryBit.V) === 0) return fail(out, MdevFaultCode.MDEV_UNMAPPED, rid, pasid, iova, access);
+    const perm = flags & PERM_MASK;
+    if ((perm & need) !== need) return fail(out, MdevFaultCode.MDEV_PERMISSION, rid, pasid, iova, access);
+    let dirty = flags & EntryBit.D ? 1 : 0;
+    if (write && dom.tracking) {
+      chunk!.flags[s] = flags | EntryBit.D;
+      dirty = 1;
+    }
+    const pa = chunk!.pa[s]!;
+    const size = leafLg2(flags);
+    tlb.insert(dom.id, vpn, pa, perm, size, dirty);
+    out.pa = pa + (iova % PAGE);
+    out.perm = perm;
+    out.sizeLg2 = size;
+    out.fault = null;
+    return true;
+  }
+}
+
+function fail(
+  out: Translation,
+  code: MdevFaultCodeValue,
+  rid: number,
+  pasid: number,
+  iova: number,
+  access: number,
+): false {
+  out.fault = mdevFault(code, rid, pasid, iova, access);
+  return false;
+}
+
+/**
+ * Copies `dst.length` bytes from IOVA `iova` into `dst`. `pas[i]` is the physical page of
+ * the i-th IOVA page touched, every one already checked to be RAM.
+ */
+export function copyOut(memory: PhysicalMemory, pas: Float64Array, iova: number, dst: Uint8Array): void {
+  const length = dst.length;
+  let off = iova % PAGE;
+  let done = 0;
+  for (let i = 0; done < length; i++) {
+    const n = Math.min(PAGE - off, length - done);
+    const page = memory.readPage(pas[i]! / PAGE)!;
+    dst.set(new Uint8Array(page.buffer, page.byteOffset + off, n), done);
+    done += n;
+    off = 0;
+  }
+}
+
+/** Copies `src` to IOVA `iova`, through the physical pages `pas` (checked RAM). */
+export function copyIn(memory: PhysicalMemory, pas: Float64Array, iova: number, src: Uint8Array): void {
+  const length = src.length;
+  let off = iova % PAGE;
+  let done = 0;
+  for (let i = 0; done < length; i++) {
+    const n = Math.min(PAGE - off, length - done);
+    const page = memory.writePage(pas[i]! / PAGE)!;
+    new Uint8Array(page.buffer, page.byteOffset + off, n).set(src.subarray(done, done + n));
+    done += n;
+    off = 0;
+  }
+}
