@@ -1,1 +1,33 @@
-export {};
+/**
+ * @iommu-kit/host: iommufd in miniature. The {@link Host} facade (devices, IOAS, HW
+ * page tables, attach / replace / detach with an intent, hardware info, DMA, faults,
+ * dirty tracking, emulated access) and the backend loader.
+ */
+
+export type { HostObject, ObjectKind } from "./context.ts";
+export type { FaultRecord } from "./fault.ts";
+export { FAULT_QUEUE_DEPTH } from "./fault.ts";
+export type {
+  AccessRwOptions,
+  AttachOutcome,
+  CopyOptions,
+  DeviceOptions,
+  DirtyReadOptions,
+  DmaRequest,
+  DmaResult,
+  ExplainRequest,
+  HostOptions,
+  HostState,
+  HwInfoResult,
+  HwptAllocOptions,
+  HwptFlag,
+  IntentSpec,
+  IovaRanges,
+  MapOptions,
+  MdevOptions,
+  ObjectInfo,
+  ProtSpec,
+} from "./host.ts";
+export { DEFAULT_RAM, DEFAULT_TABLES, Host } from "./host.ts";
+export { MAX_IOVA } from "./io-pagetable.ts";
+export { isBackendFactory, isModulePath, loadBackend, loadPlugin, registerExports } from "./registry.ts";

@@ -1,0 +1,76 @@
+/**
+ * The id -> object table, as iommufd's `struct iommufd_ctx` xarray
+ * (drivers/iommu/iommufd/main.c): every object the host hands out (device, IOAS,
+ * HWPT, access, fault queue) has a number, ids start at 1 and are never reused, and
+ * an object that something still refers to cannot be destroyed (EBUSY).
+ *
+ * Atomicity: an id is consumed only when an object is committed with
+ * {@link ObjectTable.insert}; every allocation point of an operation comes before
+ * that, so a failed operation leaves `nextId` unchanged.
+ */
+
+import type { FailNth } from "@iommu-kit/core";
+import { IommuError } from "@iommu-kit/core";
+
+/** Object kinds, after enum iommufd_object_type (include/linux/iommufd.h). */
+export type ObjectKind = "device" | "ioas" | "hwpt-paging" | "hwpt-nested" | "access" | "fault";
+
+/** Anything the table holds. */
+export interface HostObject {
+  readonly id: number;
+  readonly kind: ObjectKind;
+}
+
+/** Numbered objects with iommufd's lookup rules (unknown id or wrong kind: ENOENT). */
+export class ObjectTable {
+  readonly #objects = new Map<number, HostObject>();
+  readonly #failNth: FailNth;
+  #nextId = 1;
+
+  constructor(failNth: FailNth) {
+    this.#failNth = failNth;
+  }
+
+  /** The id the next committed object gets. */
+  get nextId(): number {
+    return this.#nextId;
+  }
+
+  /** An allocation point for object creation (iommufd_object_alloc): call before any other work. */
+  reserve(kind: ObjectKind): void {
+    this.#failNth.point(`object ${kind}`);
+  }
+
+  /** Commits an object built with the next id. Never fails. */
+  insert<T extends HostObject>(obj: T): T {
+    if (obj.id !== this.#nextId) throw new Error(`object id ${obj.id} is not the next id ${this.#nextId}`);
+    this.#objects.set(obj.id, obj);
+    this.#nextId++;
+    return obj;
+  }
+
+  /** The object `id` of one of `kinds` (any kind when omitted); ENOENT otherwise, like iommufd_get_object. */
+  get(id: number, ...kinds: ObjectKind[]): HostObject {
+    const o = this.#objects.get(id);
+    if (o === undefined || (kinds.length > 0 && !kinds.includes(o.kind))) {
+      const want = kinds.length > 0 ? kinds.join(" or ") : "object";
+      throw new IommuError("ENOENT", `no ${want} with id ${id}`, { id });
+    }
+    return o;
+  }
+
+  /** The object `id`, or undefined. */
+  find(id: number): HostObject | undefined {
+    return this.#objects.get(id);
+  }
+
+  /** Forgets an object (the caller checked it is unused). */
+  remove(id: number): void {
+    this.#objects.delete(id);
+  }
+
+  /** Every object, by ascending id. */
+  values(): HostObject[] {
+    return [...this.#objects.values()].sort((a, b) => a.id - b.id);
+  }
+}

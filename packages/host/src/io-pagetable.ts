@@ -1,0 +1,265 @@
+/**
+ * The IO address space's bookkeeping, after iommufd's `struct io_pagetable`
+ * (drivers/iommu/iommufd/io_pagetable.c): sorted, non-overlapping areas, the
+ * allowed ranges (IOMMU_IOAS_ALLOW_IOVAS) and the reserved ranges the attached
+ * domains and devices impose (apertures, MSI windows). Pure data: the host propagates
+ * each change to the domains itself.
+ *
+ * Area rules (iopt_check_iova, iopt_unmap_iova_range): a fixed IOVA must be aligned
+ * (EINVAL), must not overflow (EOVERFLOW), must avoid reserved ranges (EINVAL) and
+ * existing areas (EEXIST); an unmap must cover whole areas (ENOENT otherwise or when
+ * nothing is mapped). Automatic IOVAs (iopt_alloc_iova) are aligned to
+ * roundup_pow_of_two(length), lowered to the lowest set bit of the physical address,
+ * never below the IOAS alignment, first fit from the bottom of the allowed ranges.
+ */
+
+import type { IovaRange } from "@iommu-kit/core";
+import { hex, IommuError } from "@iommu-kit/core";
+import type { Pages } from "./pages.ts";
+
+/** The highest IOVA the host handles (addresses are numbers below 2^53; iommufd's is ULONG_MAX). */
+export const MAX_IOVA: number = Number.MAX_SAFE_INTEGER;
+
+/** One mapping of an IOAS: [iova, iova + length) -> [pages.pa + offset, ...). */
+export interface Area {
+  readonly iova: number;
+  readonly length: number;
+  readonly pages: Pages;
+  /** Offset of the first byte inside `pages`. */
+  readonly offset: number;
+  /** Perm bits (R, W). */
+  readonly prot: number;
+}
+
+/** Physical address of an area's first byte. */
+export function areaPa(a: Area): number {
+  return a.pages.pa + a.offset;
+}
+
+/** Sorts and merges (adjacent or overlapping) inclusive ranges. */
+export function mergeRanges(ranges: readonly IovaRange[]): IovaRange[] {
+  const sorted = [...ranges].sort((a, b) => a.start - b.start);
+  const out: { start: number; last: number }[] = [];
+  for (const r of sorted) {
+    const prev = out[out.length - 1];
+    if (prev !== undefined && r.start <= prev.last + 1) prev.last = Math.max(prev.last, r.last);
+    else out.push({ start: r.start, last: r.last });
+  }
+  return out;
+}
+
+/** [lo, hi] minus merged `ranges`, as sorted inclusive ranges. */
+export function complement(merged: readonly IovaRange[], lo: number, hi: number): IovaRange[] {
+  const out: IovaRange[] = [];
+  let at = lo;
+  for (const r of merged) {
+    if (r.last < at) continue;
+    if (r.start > hi) break;
+    if (r.start > at) out.push({ start: at, last: r.start - 1 });
+    at = r.last + 1;
+    if (at > hi) return out;
+  }
+  if (at <= hi) out.push({ start: at, last: hi });
+  return out;
+}
+
+/** The first range of sorted, disjoint `ranges` that intersects [first, last], or undefined. */
+export function firstIntersecting(
+  ranges: readonly IovaRange[],
+  first: number,
+  last: number,
+): IovaRange | undefined {
+  let lo = 0;
+  let hi = ranges.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (ranges[mid]!.last < first) lo = mid + 1;
+    else hi = mid;
+  }
+  const r = ranges[lo];
+  return r !== undefined && r.start <= last ? r : undefined;
+}
+
+/** Smallest power of two >= n (n >= 1). */
+export function roundupPow2(n: number): number {
+  let p = 1;
+  while (p < n) p *= 2;
+  return p;
+}
+
+/** Largest power of two dividing n (n > 0); Infinity for 0. */
+export function lowestBit(n: number): number {
+  if (n === 0) return Number.POSITIVE_INFINITY;
+  let p = 1;
+  while (n % (p * 2) === 0) p *= 2;
+  return p;
+}
+
+/** Rounds `v` up to a multiple of `align`. */
+function alignUp(v: number, align: number): number {
+  const r = v % align;
+  return r === 0 ? v : v + (align - r);
+}
+
+/** Areas of one IOAS plus its allowed ranges. */
+export class IoPagetable {
+  /** Areas sorted by IOVA, disjoint. */
+  readonly areas: Area[] = [];
+  /** Allowed ranges, merged; empty = everything allowed (as iommufd's empty allowed_itree). */
+  allowed: IovaRange[] = [];
+
+  /** Index of the first area whose last byte is >= `iova`. */
+  lowerIndex(iova: number): number {
+    const a = this.areas;
+    let lo = 0;
+    let hi = a.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      const m = a[mid]!;
+      if (m.iova + m.length - 1 < iova) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  /** The first area intersecting [first, last], or undefined. */
+  firstArea(first: number, last: number): Area | undefined {
+    const a = this.areas[this.lowerIndex(first)];
+    return a !== undefined && a.iova <= last ? a : undefined;
+  }
+
+  /** Index range [from, to) of the areas intersecting [first, last]. */
+  span(first: number, last: number): [number, number] {
+    const from = this.lowerIndex(first);
+    let to = from;
+    while (to < this.areas.length && this.areas[to]!.iova <= last) to++;
+    return [from, to];
+  }
+
+  /** Inserts an area that overlaps nothing (checked by the caller). */
+  insert(area: Area): void {
+    const i = this.lowerIndex(area.iova);
+    if (i === this.areas.length) this.areas.push(area);
+    else this.areas.splice(i, 0, area);
+  }
+
+  /** Removes areas [from, to). */
+  removeSpan(from: number, to: number): void {
+    if (to === from + 1 && from === 0) this.areas.shift();
+    else this.areas.splice(from, to - from);
+  }
+
+  /**
+   * Checks a fixed IOVA range for a new area (iopt_check_iova): alignment EINVAL,
+   * overflow EOVERFLOW, reserved EINVAL, an existing area EEXIST.
+   */
+  checkFixed(iova: number, length: number, alignment: number, reserved: readonly IovaRange[]): void {
+    if (!Number.isSafeInteger(iova) || iova < 0 || iova % alignment !== 0) {
+      throw new IommuError("EINVAL", `iova ${hex(iova)} is not aligned to ${hex(alignment)}`, {
+        iova,
+        alignment,
+      });
+    }
+    if (iova + length - 1 > MAX_IOVA) {
+      throw new IommuError("EOVERFLOW", `iova ${hex(iova)} + length ${hex(length)} overflows`, {
+        iova,
+        length,
+      });
+    }
+    const last = iova + length - 1;
+    const r = firstIntersecting(reserved, iova, last);
+    if (r !== undefined) {
+      throw new IommuError(
+        "EINVAL",
+        `[${hex(iova)}, ${hex(last)}] hits reserved [${hex(r.start)}, ${hex(r.last)}]`,
+        {
+          iova,
+          length,
+        },
+      );
+    }
+    const a = this.firstArea(iova, last);
+    if (a !== undefined) {
+      throw new IommuError("EEXIST", `[${hex(iova)}, ${hex(last)}] overlaps the area at ${hex(a.iova)}`, {
+        iova,
+        length,
+      });
+    }
+  }
+
+  /**
+   * Finds a free IOVA for `length` bytes aligned to `align` inside the allowed ranges,
+   * avoiding reserved ranges and areas, first fit from the bottom (iopt_alloc_iova).
+   * ENOSPC when there is none.
+   */
+  allocIova(length: number, align: number, reserved: readonly IovaRange[]): number {
+    const windows = this.allowed.length > 0 ? this.allowed : [{ start: 0, last: MAX_IOVA }];
+    for (const w of windows) {
+      let at = alignUp(w.start, align);
+      while (at + length - 1 <= w.last && at + length - 1 <= MAX_IOVA) {
+        const last = at + length - 1;
+        const r = firstIntersecting(reserved, at, last);
+        if (r !== undefined) {
+          at = alignUp(r.last + 1, align);
+          continue;
+        }
+        let i = this.lowerIndex(at);
+        const a = this.areas[i];
+        if (a === undefined || a.iova > last) return at;
+        // Skip a run of areas at once: the next hole starts after the last touching one.
+        let end = a.iova + a.length;
+        for (
+          let n = this.areas[++i];
+          n !== undefined && n.iova < alignUp(end, align) + length;
+          n = this.areas[++i]
+        ) {
+          end = n.iova + n.length;
+        }
+        at = alignUp(end, align);
+      }
+    }
+    throw new IommuError("ENOSPC", `no free IOVA range of ${hex(length)} bytes aligned to ${hex(align)}`, {
+      length,
+      align,
+    });
+  }
+
+  /**
+   * Checks that the areas and allowed ranges fit a prospective layout (a domain or
+   * device being added): every area aligned to `alignment` and outside `reserved`,
+   * no allowed range intersecting `reserved`; EADDRINUSE otherwise
+   * (iopt_check_iova_alignment, iopt_reserve_iova).
+   */
+  checkLayout(reserved: readonly IovaRange[], alignment: number): void {
+    for (const a of this.areas) {
+      if (a.iova % alignment !== 0 || a.length % alignment !== 0 || areaPa(a) % alignment !== 0) {
+        throw new IommuError(
+          "EADDRINUSE",
+          `area ${hex(a.iova)}+${hex(a.length)} is not aligned to ${hex(alignment)}`,
+          {
+            iova: a.iova,
+            alignment,
+          },
+        );
+      }
+      const r = firstIntersecting(reserved, a.iova, a.iova + a.length - 1);
+      if (r !== undefined) {
+        throw new IommuError("EADDRINUSE", `area ${hex(a.iova)}+${hex(a.length)} lies in a reserved range`, {
+          iova: a.iova,
+          reservedStart: r.start,
+        });
+      }
+    }
+    for (const w of this.allowed) {
+      if (firstIntersecting(reserved, w.start, w.last) !== undefined) {
+        throw new IommuError(
+          "EADDRINUSE",
+          `allowed range [${hex(w.start)}, ${hex(w.last)}] intersects a reserved range`,
+          {
+            start: w.start,
+          },
+        );
+      }
+    }
+  }
+}
