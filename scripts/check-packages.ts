@@ -19,7 +19,10 @@ for (const dir of readdirSync(join(root, "packages")).sort()) {
   try {
     const run = (cmd: string, args: string[]): [boolean, string] => {
       try {
-        return [true, execFileSync(cmd, args, { cwd: pkgDir, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] })];
+        return [
+          true,
+          execFileSync(cmd, args, { cwd: pkgDir, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }),
+        ];
       } catch (e) {
         const err = e as { stdout?: string; stderr?: string };
         return [false, `${err.stdout ?? ""}${err.stderr ?? ""}`];
@@ -29,7 +32,10 @@ for (const dir of readdirSync(join(root, "packages")).sort()) {
     const clean = lintOk && /All good!/.test(lintOut);
     run("pnpm", ["pack", "--pack-destination", out]);
     const tgz = readdirSync(out).find((f) => f.endsWith(".tgz"));
-    const [attwOk, attwOut] = tgz === undefined ? [false, "pack failed"] : run("pnpm", ["exec", "attw", "--profile", "esm-only", "--format", "table-flipped", join(out, tgz)]);
+    const [attwOk, attwOut] =
+      tgz === undefined
+        ? [false, "pack failed"]
+        : run("pnpm", ["exec", "attw", "--profile", "esm-only", "--format", "table-flipped", join(out, tgz)]);
     const status = `${clean ? "publint ok" : "publint FAILED"}, ${attwOk ? "attw ok" : "attw FAILED"}`;
     console.log(`${dir.padEnd(14)} ${status}`);
     if (!clean) {
