@@ -13,6 +13,7 @@ import { accessFlags, NO_PASID } from "@iommu-kit/core";
 import { Command, CommanderError, Option } from "commander";
 import { stringify as toYaml } from "yaml";
 import { DEFAULT_SCENARIO, DEFAULT_SCENARIO_NAME } from "../scenario/default-scenario.ts";
+import type { ScenarioHost } from "../scenario/host.ts";
 import { createScenarioHost } from "../scenario/host.ts";
 import type { Scenario } from "../scenario/load.ts";
 import { loadScenario, ScenarioError, validateScenario } from "../scenario/load.ts";
@@ -52,11 +53,14 @@ async function loadPlugins(plugins: readonly string[], base: string): Promise<vo
 }
 
 /** Loads and validates one scenario file (or the default one), with its plugins registered. */
-async function scenarioFrom(file: string | undefined): Promise<{ scenario: Scenario; file: string }> {
+async function scenarioFrom(
+  file: string | undefined,
+): Promise<{ scenario: Scenario; file: string; baseDir: string }> {
   if (file === undefined) {
     return {
       scenario: validateScenario(DEFAULT_SCENARIO, DEFAULT_SCENARIO_NAME),
       file: DEFAULT_SCENARIO_NAME,
+      baseDir: process.cwd(),
     };
   }
   const text = readText(file, "scenario");
@@ -71,7 +75,7 @@ async function scenarioFrom(file: string | undefined): Promise<{ scenario: Scena
       throw new ScenarioError(file, `/iommus/${i}/backend`, (e as Error).message);
     }
   }
-  return { scenario: loadScenario(text, file, schemas), file };
+  return { scenario: loadScenario(text, file, schemas), file, baseDir: resolve(file, "..") };
 }
 
 const progress = {
@@ -97,8 +101,8 @@ async function cmdRun(
   const loaded = [];
   for (const f of list) loaded.push(await scenarioFrom(f));
   let pass = true;
-  for (const [i, { scenario, file }] of loaded.entries()) {
-    const rep: FileReport = await runScenario(scenario, file, createScenarioHost, {
+  for (const [i, { scenario, file, baseDir }] of loaded.entries()) {
+    const rep: FileReport = await runScenario(scenario, file, (s) => createScenarioHost(s, { baseDir }), {
       onStep: (r) => {
         if (opts.json) process.stdout.write(`${stepJson(r)}\n`);
         else progress.show(`[${i + 1}/${loaded.length}] ${file}: step ${r.step}/${scenario.steps.length}`);
@@ -192,36 +196,45 @@ interface TargetOpts extends SnapshotOpts {
   json?: boolean;
 }
 
-/** The backend and rid a command targets: a snapshot (--arch ...) or a scenario device after its steps ran. */
-async function targetOf(
-  file: string | undefined,
-  opts: TargetOpts,
-  needDevice: boolean,
-): Promise<{ backend: Backend; rid: number | undefined }> {
-  if (opts.arch !== undefined || opts.memory.length > 0) {
+/** What explain/dump work on: a snapshot backend, or a scenario host after its steps ran. */
+type Target =
+  | { readonly kind: "snapshot"; readonly backend: Backend; readonly rid: number | undefined }
+  | { readonly kind: "scenario"; readonly host: ScenarioHost; readonly device: string | undefined };
+
+function isSnapshot(opts: TargetOpts): boolean {
+  return opts.arch !== undefined || opts.memory.length > 0 || opts.regs !== undefined;
+}
+
+async function targetOf(file: string | undefined, opts: TargetOpts, needDevice: boolean): Promise<Target> {
+  if (isSnapshot(opts)) {
     if (file !== undefined)
       throw new UsageError("give a scenario FILE or a snapshot (--arch/--memory/--regs), not both");
+    if (opts.device !== undefined)
+      throw new UsageError("--device names a scenario device; use --sid with a snapshot");
     const backend = await snapshotFrom(opts);
     if (opts.sid === undefined && needDevice) throw new UsageError("--sid N is required with a snapshot");
-    return { backend, rid: opts.sid === undefined ? undefined : Number(parseNum(opts.sid, "--sid")) };
+    return {
+      kind: "snapshot",
+      backend,
+      rid: opts.sid === undefined ? undefined : Number(parseNum(opts.sid, "--sid")),
+    };
   }
+  if (opts.sid !== undefined)
+    throw new UsageError("--sid is for snapshots; use --device NAME with a scenario");
   await loadPlugins(opts.plugin, process.cwd());
-  const { scenario, file: name } = await scenarioFrom(file);
-  if (opts.device === undefined) {
-    if (needDevice)
-      throw new UsageError(
-        `--device NAME is required (devices: ${(scenario.devices ?? []).map((d) => d.name).join(", ")})`,
-      );
+  const { scenario, file: name, baseDir } = await scenarioFrom(file);
+  const devices = (scenario.devices ?? []).map((d) => d.name);
+  if (opts.device === undefined && needDevice) {
+    throw new UsageError(`--device NAME is required (devices: ${devices.join(", ") || "none"})`);
   }
-  const host = await createScenarioHost(scenario);
+  if (opts.device !== undefined && !devices.includes(opts.device)) {
+    throw new UsageError(
+      `no device named ${opts.device} in ${name} (devices: ${devices.join(", ") || "none"})`,
+    );
+  }
+  const host = await createScenarioHost(scenario, { baseDir });
   await runScenario(scenario, name, async () => host);
-  if (opts.device === undefined) {
-    return { backend: host.backendOf((scenario.devices ?? [])[0]?.name ?? "").backend, rid: undefined };
-  }
-  if (!(scenario.devices ?? []).some((d) => d.name === opts.device)) {
-    throw new UsageError(`no device named ${opts.device} in ${name}`);
-  }
-  return host.backendOf(opts.device);
+  return { kind: "scenario", host, device: opts.device };
 }
 
 function walkText(steps: readonly WalkStep[]): string {
@@ -252,26 +265,40 @@ async function cmdExplain(
   if (opts.iova === undefined) throw new UsageError("--iova ADDR is required");
   const iova = parseNum(opts.iova, "--iova");
   const access = accessOpt(opts.access);
-  const { backend, rid } = await targetOf(file, opts, true);
-  if (backend.explain === undefined) throw new UsageError(`backend ${backend.kind} cannot explain walks`);
   const pasid = opts.pasid === undefined ? NO_PASID : Number(parseNum(opts.pasid, "--pasid"));
-  const steps = backend.explain(rid!, pasid, iova, accessFlags(access, opts.priv === true));
-  if (opts.json) {
-    process.stdout.write(
-      `${JSON.stringify(jsonable({ rid, pasid: pasid === NO_PASID ? null : pasid, iova: `0x${iova.toString(16)}`, access, steps }))}\n`,
-    );
+  const t = await targetOf(file, opts, true);
+  const req = { pasid: pasid === NO_PASID ? null : pasid, iova, access, priv: opts.priv === true };
+  let steps: readonly WalkStep[];
+  let who: string;
+  if (t.kind === "snapshot") {
+    if (t.backend.explain === undefined)
+      throw new UsageError(`backend ${t.backend.kind} cannot explain walks`);
+    steps = t.backend.explain(t.rid!, pasid, iova, accessFlags(access, req.priv));
+    who = `${t.backend.kind} sid 0x${t.rid!.toString(16)}`;
   } else {
-    process.stdout.write(
-      `${backend.kind} ${backend.name}: rid 0x${rid!.toString(16)}${pasid === NO_PASID ? "" : ` pasid ${pasid}`} ${access} iova 0x${iova.toString(16)}\n${walkText(steps)}\n`,
-    );
+    steps = t.host.explain(t.device!, req);
+    const { backend, rid } = t.host.backendOf(t.device!);
+    who = `${t.device} (${backend.kind} ${backend.name}, rid 0x${rid.toString(16)})`;
+  }
+  if (opts.json) {
+    process.stdout.write(`${JSON.stringify(jsonable({ ...req, iova: `0x${iova.toString(16)}`, steps }))}\n`);
+  } else {
+    const head = `${who}${req.pasid === null ? "" : ` pasid ${req.pasid}`} ${access}${req.priv ? " priv" : ""} iova 0x${iova.toString(16)}`;
+    process.stdout.write(`${head}\n${walkText(steps)}\n`);
   }
   return ExitCode.OK;
 }
 
 async function cmdDump(file: string | undefined, opts: TargetOpts): Promise<number> {
-  const { backend, rid } = await targetOf(file, opts, false);
-  if (backend.dump === undefined) throw new UsageError(`backend ${backend.kind} cannot dump its tables`);
-  const tree = jsonable(backend.dump(rid));
+  const t = await targetOf(file, opts, false);
+  let tree: unknown;
+  if (t.kind === "snapshot") {
+    if (t.backend.dump === undefined)
+      throw new UsageError(`backend ${t.backend.kind} cannot dump its tables`);
+    tree = jsonable(t.backend.dump(t.rid));
+  } else {
+    tree = jsonable(t.host.dump(t.device));
+  }
   if (opts.json) process.stdout.write(`${JSON.stringify(tree)}\n`);
   else process.stdout.write(typeof tree === "string" ? `${tree}\n` : toYaml(tree, { lineWidth: 0 }));
   return ExitCode.OK;
@@ -282,8 +309,8 @@ async function cmdCaps(
   opts: { json?: boolean; plugin: string[] },
 ): Promise<number> {
   await loadPlugins(opts.plugin, process.cwd());
-  const { scenario } = await scenarioFrom(file);
-  const host = await createScenarioHost(scenario);
+  const { scenario, baseDir } = await scenarioFrom(file);
+  const host = await createScenarioHost(scenario, { baseDir });
   const rows = host.capTable();
   if (opts.json) for (const r of rows) process.stdout.write(`${JSON.stringify(jsonable(r))}\n`);
   else process.stdout.write(`${capTable(rows)}\n`);

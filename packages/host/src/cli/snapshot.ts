@@ -82,7 +82,8 @@ export function elfSegments(bytes: Uint8Array, source: string): Segment[] {
 /** Parses "FILE@BASE" (BASE hex with 0x, or decimal). */
 export function parseMemoryArg(arg: string): { file: string; base: number | null } {
   const at = arg.lastIndexOf("@");
-  if (at < 0) return { file: arg, base: null };
+  // "dir@x/file" has no base: the part after the last @ is a path.
+  if (at < 0 || arg.slice(at + 1).includes("/")) return { file: arg, base: null };
   const file = arg.slice(0, at);
   const b = arg.slice(at + 1);
   if (!/^(0[xX][0-9a-fA-F]+|[0-9]+)$/.test(b))
