@@ -1051,9 +1051,6 @@ export class Host {
     if (replace && old === null)
       throw new IommuError("EINVAL", `device ${dev.id} has no access`, { device: dev.id });
     if (old !== null && old.ioas === ioas) return { hwpt: old.id };
-    if (old !== null && old.domain.pinCount() > 0) {
-      throw new IommuError("EBUSY", `device ${dev.id} access still pins pages`, { device: dev.id });
-    }
     this.#objects.reserve("access");
     const domain = dev.backend.allocDomain({ type: "paging", rid: dev.rid });
     if (!isEmulatedAccess(domain)) {
@@ -1091,8 +1088,8 @@ export class Host {
 
   /**
    * Detaches whatever serves `intent`; the attach point is blocked afterwards (DMA
-   * faults with class `blocked`). Harmless when nothing is attached. An access still
-   * pinning pages is EBUSY.
+   * faults with class `blocked`). Harmless when nothing is attached. For an access the
+   * backend runs the mdev's unmap callback first and refuses (EBUSY) if pins remain.
    */
   detach(device: number, intent: IntentSpec): void {
     const dev = this.#device(device);
@@ -1100,8 +1097,6 @@ export class Host {
     if (it.kind === "emulated") {
       const acc = dev.access;
       if (acc === null) return;
-      if (acc.domain.pinCount() > 0)
-        throw new IommuError("EBUSY", `device ${dev.id} access still pins pages`, { device: dev.id });
       dev.backend.detach(dev.rid, it);
       dev.access = null;
       this.#dropAccess(acc);
