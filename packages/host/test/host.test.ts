@@ -3,8 +3,6 @@ import { describe, expect, it } from "vitest";
 import { MAX_IOVA } from "../src/index.ts";
 import { expectErrno, mockHost, pattern, ReservingMock } from "./helpers.ts";
 
-const MB = 2 ** 20;
-
 describe("IOAS area rules (iommufd_ioas.area, unmap_fully_contained_areas)", () => {
   it("unmap of nothing ENOENT, partial unmap ENOENT, overlap EEXIST, unmap-all twice", () => {
     const h = mockHost();
