@@ -8,6 +8,7 @@
 import type { Backend, CacheCounters, WalkStep } from "@iommu-kit/core";
 import { IommuError } from "@iommu-kit/core";
 import { Host } from "../host.ts";
+import { isModulePath, loadPlugin, registerExports } from "../registry.ts";
 import type { HostAdapter, HostFault } from "./host-adapter.ts";
 import type { Scenario } from "./load.ts";
 import type { CapRow } from "./runner.ts";
@@ -34,6 +35,21 @@ export interface ScenarioHostOptions {
   readonly baseDir?: string;
 }
 
+/** Loads a plugin: a module path (relative to `baseDir`) or a package specifier; registers its factories. */
+export async function loadScenarioPlugin(host: Host, spec: string, baseDir?: string): Promise<string[]> {
+  if (isModulePath(spec)) return loadPlugin(spec, host.registry, baseDir);
+  let mod: Record<string, unknown>;
+  try {
+    mod = (await import(spec)) as Record<string, unknown>;
+  } catch (e) {
+    throw new IommuError("ENOENT", `cannot import plugin ${spec}: ${(e as Error).message}`, { path: spec });
+  }
+  const names = registerExports(mod, host.registry);
+  if (names.length === 0)
+    throw new IommuError("EINVAL", `plugin ${spec} exports no backend factory`, { path: spec });
+  return names;
+}
+
 /** Creates the host for a scenario and wraps it for the runner. */
 export async function createScenarioHost(
   s: Scenario,
@@ -49,7 +65,7 @@ export async function createScenarioHost(
     ...(ram !== undefined ? { ram } : {}),
     ...(t !== undefined ? { tables: { base: toNum(t.base), size: toNum(t.size) } } : {}),
   });
-  for (const p of s.plugins ?? []) await host.loadBackend(p, options.baseDir);
+  for (const p of s.plugins ?? []) await loadScenarioPlugin(host, p, options.baseDir);
   for (const m of s.iommus ?? []) {
     await host.loadBackend(m.backend, options.baseDir);
     host.addIommu(m.name, m.backend, m.config);

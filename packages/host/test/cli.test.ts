@@ -1,0 +1,416 @@
+/**
+ * The built binary (packages/host/dist/cli/main.js), run as a user runs it. The root
+ * `pnpm test` builds first; locally: `cd packages/host && npx tsc -b tsconfig.build.json`.
+ */
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { beforeAll, describe, expect, it } from "vitest";
+import { buildElfCore } from "./helpers/elf.ts";
+
+const BIN = fileURLToPath(new URL("../dist/cli/main.js", import.meta.url));
+const FLAT = fileURLToPath(new URL("./helpers/flat-backend.mjs", import.meta.url));
+
+interface Run {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function cli(args: readonly string[], input?: string): Run {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: "utf8", input, timeout: 30_000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+let dir = "";
+const file = (name: string, content: string | Uint8Array): string => {
+  const p = join(dir, name);
+  writeFileSync(p, content);
+  return p;
+};
+
+const mockScenario = (steps: unknown[]): string =>
+  JSON.stringify({
+    plugins: ["@iommu-kit/core/testing"],
+    iommus: [{ name: "m0", backend: "mock" }],
+    devices: [{ name: "dev", iommu: "m0", rid: 1, pasidBits: 8 }],
+    steps,
+  });
+
+const goodSteps = [
+  { op: "mem.write", pa: "0x100000", data: "cafef00d" },
+  { op: "ioas.alloc", as: "ioas" },
+  {
+    op: "ioas.map",
+    ioas: "ioas",
+    iova: "0x10000",
+    length: "0x1000",
+    pa: "0x100000",
+    expect: { iova: "0x10000" },
+  },
+  { op: "attach", device: "dev", target: "rid", pt: "ioas" },
+  { op: "dma", device: "dev", iova: "0x10000", length: 4, expect: { pa: "0x100000", data: "CAFEF00D" } },
+  { op: "dma", device: "dev", iova: "0x20000", length: 4, expect: { fault: "MOCK_TRANSLATION" } },
+];
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), "iommu-kit-cli-"));
+});
+
+describe("iommu-kit --help", () => {
+  it("lists every command", () => {
+    const r = cli(["--help"]);
+    expect(r.status).toBe(0);
+    for (const c of ["run", "translate", "explain", "dump", "caps"]) expect(r.stdout).toContain(`  ${c} `);
+  });
+  it.each([
+    ["run", ["--json", "--plugin", "Exit status"]],
+    ["translate", ["--arch", "--memory", "--regs", "--requests", "Exit status"]],
+    ["explain", ["--device", "--sid", "--iova", "--pasid", "--json"]],
+    ["dump", ["--device", "--sid", "--json"]],
+    ["caps", ["--json"]],
+  ])("%s --help documents its options", (cmd, words) => {
+    const r = cli([cmd, "--help"]);
+    expect(r.status).toBe(0);
+    for (const w of words) expect(r.stdout).toContain(w);
+  });
+  it("an unknown option is a usage error (exit 2)", () => {
+    const r = cli(["run", "--bogus"]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain("unknown option '--bogus'");
+  });
+});
+
+describe("iommu-kit run", () => {
+  it("exits 0 when every expectation holds, with capability table, steps and counters", () => {
+    const r = cli(["run", file("good.json", mockScenario(goodSteps))]);
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain("Capabilities");
+    expect(r.stdout).toMatch(/dev\s+m0\s+mock\s+0x1\s+rid,pasid/);
+    expect(r.stdout).toContain("read iova 0x10000 -> pa 0x100000");
+    expect(r.stdout).toContain("FAULT MOCK_TRANSLATION (0x1, translation)");
+    expect(r.stdout).toContain("Cache counters");
+    expect(r.stdout).toMatch(/PASS .*good\.json: 6 steps/);
+  });
+
+  it("exits 1 when an expectation fails, naming the file and step with expected vs actual", () => {
+    const steps = [
+      ...goodSteps.slice(0, 4),
+      {
+        op: "dma",
+        device: "dev",
+        iova: "0x10000",
+        length: 4,
+        name: "read back",
+        expect: { data: "00000000" },
+      },
+    ];
+    const f = file("bad.json", mockScenario(steps));
+    const r = cli(["run", f]);
+    expect(r.status).toBe(1);
+    expect(r.stdout).toContain("FAIL   5 read back");
+    expect(r.stdout).toContain('data: expected "00000000", got "cafef00d"');
+    expect(r.stdout).toMatch(/FAIL .*bad\.json: 1 of 5 steps failed \(step 5 read back\)/);
+  });
+
+  it("exits 1 when a step without expect throws", () => {
+    const steps = [
+      { op: "ioas.alloc", as: "i" },
+      { op: "ioas.unmap", ioas: "i", iova: 0, length: 4096 },
+    ];
+    const r = cli(["run", file("throws.json", mockScenario(steps))]);
+    expect(r.status).toBe(1);
+    expect(r.stdout).toContain("unexpected error ENOENT");
+  });
+
+  it("exits 2 for an invalid file, naming the field", () => {
+    const steps = [
+      { op: "ioas.alloc", as: "i" },
+      { op: "ioas.map", ioas: "i", pa: 0 },
+    ];
+    const f = file("invalid.json", mockScenario(steps));
+    const r = cli(["run", f]);
+    expect(r.status).toBe(2);
+    expect(r.stderr.trim()).toBe(`iommu-kit: ${f}: /steps/1/length: is required`);
+    expect(r.stdout).toBe("");
+  });
+
+  it("exits 2 for a file that is not JSON or YAML, and for a missing file", () => {
+    expect(cli(["run", file("broken.json", "{ nope")]).status).toBe(2);
+    const r = cli(["run", join(dir, "absent.json")]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain("cannot read scenario");
+  });
+
+  it("exits 2 for an unknown backend, pointing at it", () => {
+    const doc = { iommus: [{ name: "x", backend: "no-such-iommu" }], steps: [] };
+    const r = cli(["run", file("nobackend.json", JSON.stringify(doc))]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain("/iommus/0/backend");
+  });
+
+  it("accepts YAML", () => {
+    const yaml = [
+      "plugins: ['@iommu-kit/core/testing']",
+      "iommus: [{name: m0, backend: mock}]",
+      "devices: [{name: dev, iommu: m0, rid: 0x2}]",
+      "steps:",
+      "  - {op: hw_info, device: dev, expect: {type: none, maxPasidLog2: 0}}",
+    ].join("\n");
+    const r = cli(["run", file("s.yaml", yaml)]);
+    expect(r.status).toBe(0);
+  });
+
+  it("--json prints one JSON line per step", () => {
+    const f = file("json.json", mockScenario(goodSteps));
+    const r = cli(["run", "--json", f]);
+    expect(r.status).toBe(0);
+    const lines = r.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    expect(lines).toHaveLength(goodSteps.length);
+    expect(lines[4]).toEqual({
+      file: f,
+      step: 5,
+      name: "dma device=dev iova=0x10000",
+      op: "dma",
+      result: { pa: "0x100000", data: "cafef00d" },
+      expect: { pa: "0x100000", data: "CAFEF00D" },
+      pass: true,
+    });
+    expect(lines[5].fault).toMatchObject({
+      class: "translation",
+      name: "MOCK_TRANSLATION",
+      code: 1,
+      device: "dev",
+    });
+  });
+});
+
+describe("iommu-kit translate", () => {
+  let regs = "";
+  let raw = "";
+  let elf = "";
+  beforeAll(() => {
+    // Table at 0x8000: page 1 -> 0x42000 rw, page 2 -> 0x43000 read-only.
+    const table = new Uint8Array(0x1000);
+    const v = new DataView(table.buffer);
+    v.setBigUint64(8, 0x42000n | 3n, true);
+    v.setBigUint64(16, 0x43000n | 1n, true);
+    raw = file("table.bin", table);
+    elf = file(
+      "core.elf",
+      buildElfCore([
+        { paddr: 0x8000, data: table },
+        { paddr: 0x40000, data: new Uint8Array(0x10), memsz: 0x10000 },
+      ]),
+    );
+    regs = file("regs.json", JSON.stringify({ TABLE: "0x8000" }));
+  });
+  const requests = [
+    '{"sid": 3, "pasid": null, "iova": "0x1234", "access": "read", "priv": false}',
+    '{"sid": 3, "iova": "0x2000", "access": "write"}',
+    '{"sid": 3, "iova": "0x5000"}',
+  ].join("\n");
+  const expected = [
+    { sid: 3, pasid: null, iova: "0x1234", access: "read", priv: false, pa: "0x42234", perm: "rw" },
+    {
+      sid: 3,
+      iova: "0x2000",
+      access: "write",
+      fault: { class: "permission", name: "READ_ONLY", code: 2, recorded: true },
+    },
+    { sid: 3, iova: "0x5000", fault: { class: "translation", name: "NOT_PRESENT", code: 1, recorded: true } },
+  ];
+
+  it("translates JSONL requests against a raw image at a base", () => {
+    const r = cli([
+      "translate",
+      "--plugin",
+      FLAT,
+      "--arch",
+      "flat",
+      "--memory",
+      `${raw}@0x8000`,
+      "--regs",
+      regs,
+      "--requests",
+      file("req.jsonl", requests),
+    ]);
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    expect(
+      r.stdout
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l)),
+    ).toEqual(expected);
+  });
+
+  it("reads an ELF core's PT_LOAD segments and requests from stdin", () => {
+    const r = cli(
+      ["translate", "--plugin", FLAT, "--arch", "flat", "--memory", elf, "--regs", regs, "--requests", "-"],
+      requests,
+    );
+    expect(r.status).toBe(0);
+    expect(
+      r.stdout
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l)),
+    ).toEqual(expected);
+  });
+
+  it("a table outside the memory images is the backend's walk fault, not a crash", () => {
+    const r = cli(
+      [
+        "translate",
+        "--plugin",
+        FLAT,
+        "--arch",
+        "flat",
+        "--memory",
+        `${raw}@0x100000`,
+        "--regs",
+        regs,
+        "--requests",
+        "-",
+      ],
+      requests,
+    );
+    expect(r.status).toBe(0);
+    expect(JSON.parse(r.stdout.split("\n")[0]!).fault).toEqual({
+      class: "walk-abort",
+      name: "WALK_EABT",
+      code: 3,
+      recorded: true,
+    });
+  });
+
+  it("missing registers take the defaults", () => {
+    const r = cli(
+      ["translate", "--plugin", FLAT, "--arch", "flat", "--memory", `${raw}@0`, "--requests", "-"],
+      '{"sid": 0, "iova": "0x1000"}',
+    );
+    expect(r.status).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({ sid: 0, iova: "0x1000", pa: "0x42000", perm: "rw" });
+  });
+
+  it.each([
+    [["--regs", "unknown-reg"], /unknown register "BOGUS" \(known: TABLE, ENABLE\)/],
+    [["--requests-bad"], /line 2: iova must be/],
+    [["--memory-bad"], /base "0xq" is not hex/],
+    [["--arch-bad"], /no backend named nope|no-such|nope/],
+    [["--no-requests"], /--requests FILE\|- is required/],
+  ])("bad input exits 2 with one line: %s", (kind, message) => {
+    const args = [
+      "translate",
+      "--plugin",
+      FLAT,
+      "--arch",
+      "flat",
+      "--memory",
+      `${raw}@0x8000`,
+      "--regs",
+      regs,
+      "--requests",
+      "-",
+    ];
+    let input = requests;
+    if (kind[0] === "--regs") args[args.indexOf(regs)] = file("bad-regs.json", '{"BOGUS": 1}');
+    if (kind[0] === "--requests-bad") input = '{"sid": 1, "iova": "0x0"}\n{"sid": 1, "iova": "x"}';
+    if (kind[0] === "--memory-bad") args[args.indexOf(`${raw}@0x8000`)] = `${raw}@0xq`;
+    if (kind[0] === "--arch-bad") args[args.indexOf("flat")] = "nope";
+    if (kind[0] === "--no-requests") args.splice(args.indexOf("--requests"), 2);
+    const r = cli(args, input);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(message);
+    expect(r.stderr.trim().split("\n")).toHaveLength(1);
+    expect(r.stdout).toBe("");
+  });
+});
+
+describe("iommu-kit explain / dump / caps", () => {
+  it("explains a snapshot walk level by level (and as JSON)", () => {
+    const table = new Uint8Array(0x1000);
+    new DataView(table.buffer).setBigUint64(8, 0x42000n | 3n, true);
+    const raw = file("t2.bin", table);
+    const regs = file("r2.json", '{"TABLE": "0x8000"}');
+    const args = [
+      "explain",
+      "--plugin",
+      FLAT,
+      "--arch",
+      "flat",
+      "--memory",
+      `${raw}@0x8000`,
+      "--regs",
+      regs,
+      "--sid",
+      "0",
+      "--iova",
+      "0x1abc",
+    ];
+    const r = cli(args);
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/flat table\s+0x8008\s+1\s+0x0000000000042003\s+page/);
+    expect(r.stdout).toContain("V=true");
+    const j = cli([...args, "--json"]);
+    expect(JSON.parse(j.stdout)).toMatchObject({
+      iova: "0x1abc",
+      pasid: null,
+      steps: [{ what: "flat table", address: 0x8008, index: 1 }],
+    });
+    expect(cli(args.filter((a) => a !== "--sid" && a !== "0")).status).toBe(2);
+  });
+
+  it("dumps a snapshot as JSON and as text", () => {
+    const raw = file("t3.bin", new Uint8Array(16));
+    const args = [
+      "dump",
+      "--plugin",
+      FLAT,
+      "--arch",
+      "flat",
+      "--memory",
+      `${raw}@0`,
+      "--regs",
+      file("r3.json", '{"TABLE": 4096}'),
+    ];
+    expect(JSON.parse(cli([...args, "--json"]).stdout)).toEqual({ table: "0x1000", rid: null });
+    expect(cli([...args, "--sid", "7"]).stdout).toBe('table: "0x1000"\nrid: 7\n');
+  });
+
+  it("explains and dumps a scenario device after its steps", () => {
+    const f = file("ex.json", mockScenario(goodSteps));
+    const r = cli(["explain", f, "--device", "dev", "--iova", "0x10000"]);
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain("dev (mock m0, rid 0x1) read iova 0x10000");
+    expect(r.stdout).toMatch(/L0 table .* leaf 2\^12/);
+    const d = cli(["dump", f, "--device", "dev", "--json"]);
+    expect(d.status).toBe(0);
+    expect(JSON.parse(d.stdout)["1"].rid).toMatchObject({ type: "paging" });
+    expect(cli(["explain", f, "--device", "nope", "--iova", "0"]).status).toBe(2);
+  });
+
+  it("prints the capability table of a scenario", () => {
+    const f = file("caps.json", mockScenario([]));
+    const r = cli(["caps", f]);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^device\s+iommu\s+backend/);
+    expect(r.stdout).toMatch(/dev\s+m0\s+mock\s+0x1\s+rid,pasid\s+8 bits/);
+    const j = cli(["caps", f, "--json"]);
+    expect(JSON.parse(j.stdout)).toMatchObject({
+      device: "dev",
+      backend: "mock",
+      intents: ["rid", "pasid"],
+      maxPasidLog2: 8,
+    });
+  });
+});
