@@ -3,6 +3,7 @@
 import type { Backend, BackendContext, BackendFactory, IovaRange } from "@iommu-kit/core";
 import { BackendRegistry } from "@iommu-kit/core";
 import { MockBackend, mockBackend } from "@iommu-kit/core/testing";
+import { mdevEmulatedBackend } from "@iommu-kit/mdev-emulated";
 import { expect } from "vitest";
 import type { HostOptions } from "../src/index.ts";
 import { Host } from "../src/index.ts";
@@ -22,11 +23,12 @@ export const reservingMock: BackendFactory = {
   create: (ctx: BackendContext): Backend => new ReservingMock(ctx),
 };
 
-/** A host (small RAM for speed) with "mock" and "mock-resv" registered and two IOMMUs. */
+/** A host (small RAM for speed) with "mock", "mock-resv" and "mdev-emulated" registered and two mock IOMMUs. */
 export function mockHost(opts: HostOptions = {}): Host {
   const registry = new BackendRegistry();
   registry.register(mockBackend);
   registry.register(reservingMock);
+  registry.register(mdevEmulatedBackend);
   const host = new Host({
     ram: [{ base: 0, size: 2 ** 30 }],
     tables: { base: 2 ** 30, size: 2 ** 26 },
@@ -55,4 +57,38 @@ export function pattern(n: number, seed = 0): Uint8Array {
   const out = new Uint8Array(n);
   for (let i = 0; i < n; i++) out[i] = (i + seed) & 0xff;
   return out;
+}
+
+/** Outcome of a fail_nth sweep. */
+export interface Sweep {
+  /** The n at which the operation succeeded. */
+  readonly succeededAt: number;
+  /** The operation's result. */
+  readonly result: unknown;
+}
+
+/**
+ * iommufd_fail_nth: for n = 1, 2, ... (at most 400) arms failure injection at the n-th
+ * allocation point and runs `op`. Every failed run must be ENOMEM and leave the host's
+ * state and table accounting exactly as before; stops at the first success.
+ */
+export function sweepFailNth(host: Host, op: () => unknown): Sweep {
+  for (let n = 1; n <= 400; n++) {
+    const before = host.state();
+    const stats = host.tables.stats();
+    host.failNth.arm(n);
+    let result: unknown;
+    try {
+      result = op();
+    } catch (e) {
+      host.failNth.disarm();
+      expect((e as { code?: string }).code, `n=${n}: ${(e as Error).message}`).toBe("ENOMEM");
+      expect(host.tables.stats(), `n=${n}`).toEqual(stats);
+      expect(host.state(), `n=${n}`).toEqual(before);
+      continue;
+    }
+    host.failNth.disarm();
+    return { succeededAt: n, result };
+  }
+  throw new Error("the operation never succeeded within 400 injected failures");
 }
