@@ -448,4 +448,10 @@ async function main(argv: readonly string[]): Promise<void> {
   }
 }
 
+// A closed pipe (`iommu-kit run --json | head`) ends the output quietly.
+process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+  if (e.code === "EPIPE") process.exit(process.exitCode ?? 0);
+  throw e;
+});
+
 await main(process.argv);
