@@ -571,7 +571,7 @@ export class Host {
     if (from === to)
       throw new IommuError("ENOENT", `nothing is mapped in [${hex(iova)}, ${hex(last)}]`, { iova, length });
     for (let i = from; i < to; i++) {
-      const a = ioas.iopt.areas[i]!;
+      const a = ioas.iopt.at(i)!;
       if (a.iova < iova || a.iova + a.length - 1 > last) {
         throw new IommuError(
           "ENOENT",
@@ -589,11 +589,11 @@ export class Host {
   /** IOMMU_IOAS_UNMAP of everything (0..U64_MAX); 0 when nothing is mapped. */
   ioasUnmapAll(ioasId: number): number {
     const ioas = this.#ioas(ioasId);
-    return ioas.iopt.areas.length === 0 ? 0 : this.#unmapSpan(ioas, 0, ioas.iopt.areas.length);
+    return ioas.iopt.count === 0 ? 0 : this.#unmapSpan(ioas, 0, ioas.iopt.count);
   }
 
   #unmapSpan(ioas: Ioas, from: number, to: number): number {
-    const areas = ioas.iopt.areas;
+    const iopt = ioas.iopt;
     const doms = ioas.domains;
     const ne = ioas.accesses.length;
     // Accesses first: their unmap may refuse (pins left after the unmap callback).
@@ -601,7 +601,7 @@ export class Host {
       let done = 0;
       try {
         for (let i = from; i < to; i++) {
-          const a = areas[i]!;
+          const a = iopt.at(i)!;
           for (let d = 0; d < ne; d++) {
             doms[d]!.unmap(a.iova, a.length);
             done++;
@@ -609,7 +609,7 @@ export class Host {
         }
       } catch (e) {
         for (let k = 0; k < done; k++) {
-          const a = areas[from + Math.floor(k / ne)]!;
+          const a = iopt.at(from + Math.floor(k / ne))!;
           doms[k % ne]!.map(a.iova, areaPa(a), a.length, a.prot);
         }
         throw e;
@@ -617,7 +617,7 @@ export class Host {
     }
     let bytes = 0;
     for (let i = from; i < to; i++) {
-      const a = areas[i]!;
+      const a = iopt.at(i)!;
       for (let d = ne; d < doms.length; d++) doms[d]!.unmap(a.iova, a.length);
       a.pages.users--;
       bytes += a.length;
@@ -642,7 +642,7 @@ export class Host {
     const pieces: Area[] = [];
     let at = opts.srcIova;
     for (let i = from; i < to; i++) {
-      const a = src.iopt.areas[i]!;
+      const a = src.iopt.at(i)!;
       if (a.iova > at) break;
       const end = Math.min(a.iova + a.length - 1, last);
       if ((prot & Perm.W) !== 0 && !a.pages.writable) {
