@@ -343,6 +343,15 @@ function checkIova(iova: number): void {
   if (!Number.isSafeInteger(iova) || iova < 0) throw new IommuError("EINVAL", `bad iova ${iova}`, { iova });
 }
 
+function backendDomainId(d: HostDevice): number | null {
+  if (d.parent !== null) return null;
+  try {
+    return d.backend.attached(d.rid, { kind: d.ridAttach?.kind ?? "rid" })?.id ?? null;
+  } catch {
+    return null;
+  }
+}
+
 /** iommufd in miniature. See the file comment for the rules. */
 export class Host {
   /** The physical memory every table lives in and every DMA reaches. */
@@ -889,8 +898,19 @@ export class Host {
   }
 
   #attach(dev: HostDevice, intent: AttachIntent, ptId: number, replace: boolean): AttachOutcome {
-    assertIntentAllowed(dev.backend.capabilities(dev.rid), intent);
+    const caps = dev.backend.capabilities(dev.rid);
+    assertIntentAllowed(caps, intent);
     const pt = this.#objects.get(ptId, "ioas", "hwpt-paging", "hwpt-nested");
+    // iommufd_dirty_tracking: a device without dirty tracking cannot join a dirty HWPT.
+    if (
+      pt.kind !== "ioas" &&
+      pagingOf(pt as Hwpt).domain.flags.dirtyTracking &&
+      !caps.features.dirtyTracking
+    ) {
+      throw new IommuError("EINVAL", `device ${dev.id} cannot track dirty pages for HWPT ${pt.id}`, {
+        device: dev.id,
+      });
+    }
     if (intent.kind === "emulated") return this.#attachEmulated(dev, pt, replace);
     if (intent.kind === "pasid") return this.#attachPasid(dev, intent.pasid, pt, replace);
     const cur = dev.ridAttach;
@@ -1436,6 +1456,8 @@ export class Host {
           pasids: [...d.pasids].map(([p, h]) => [p, h.id]).sort((a, b) => a[0]! - b[0]!),
           access: d.access?.id ?? null,
           children: d.children,
+          // What the backend itself has on the RID (its domain id), to catch host/backend drift.
+          backendRid: backendDomainId(d),
         };
       }
       case "ioas": {

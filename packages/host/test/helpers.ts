@@ -1,6 +1,6 @@
 /** Test helpers: a host with the mock backend registered in a private registry. */
 
-import type { Backend, BackendContext, BackendFactory, IovaRange } from "@iommu-kit/core";
+import type { Backend, BackendContext, BackendFactory, Capabilities, IovaRange } from "@iommu-kit/core";
 import { BackendRegistry } from "@iommu-kit/core";
 import { MockBackend, mockBackend } from "@iommu-kit/core/testing";
 import { mdevEmulatedBackend } from "@iommu-kit/mdev-emulated";
@@ -29,6 +29,7 @@ export function mockHost(opts: HostOptions = {}): Host {
   registry.register(mockBackend);
   registry.register(reservingMock);
   registry.register(mdevEmulatedBackend);
+  registry.register(noDirtyMock);
   const host = new Host({
     ram: [{ base: 0, size: 2 ** 30 }],
     tables: { base: 2 ** 30, size: 2 ** 26 },
@@ -92,3 +93,18 @@ export function sweepFailNth(host: Host, op: () => unknown): Sweep {
   }
   throw new Error("the operation never succeeded within 400 injected failures");
 }
+
+/** A mock IOMMU whose devices have no dirty tracking (MOCK_FLAGS_DEVICE_NO_DIRTY). */
+export class NoDirtyMock extends MockBackend {
+  override capabilities(rid: number): Capabilities {
+    const c = super.capabilities(rid);
+    return { ...c, features: { ...c.features, dirtyTracking: false } };
+  }
+}
+
+/** Factory of {@link NoDirtyMock} ("mock-nodirty"). */
+export const noDirtyMock: BackendFactory = {
+  name: "mock-nodirty",
+  description: "mock without dirty tracking",
+  create: (ctx: BackendContext): Backend => new NoDirtyMock(ctx),
+};

@@ -415,6 +415,20 @@ describe("hw_info", () => {
 });
 
 describe("dirty tracking (iommufd_dirty_tracking)", () => {
+  it("dirty flag on a non-dirty IOMMU EOPNOTSUPP; a non-dirty device cannot join a dirty HWPT (EINVAL)", () => {
+    const h = mockHost();
+    h.addIommu("nd", "mock-nodirty");
+    const nd = h.addDevice({ iommu: "nd", rid: 1 });
+    const dev = h.addDevice({ iommu: "m0", rid: 1 });
+    const ioas = h.ioasAlloc();
+    expect(h.hwInfo(nd).capabilities).not.toContain("dirty_tracking");
+    expectErrno(() => h.hwptAlloc({ device: nd, pt: ioas, flags: ["dirty_tracking"] }), "EOPNOTSUPP");
+    const hw = h.hwptAlloc({ device: dev, pt: ioas, flags: ["dirty_tracking"] });
+    expectErrno(() => h.attach(nd, "rid", hw), "EINVAL");
+    h.attach(nd, "rid", ioas);
+    expectErrno(() => h.dirtySet(99, true), "ENOENT");
+  });
+
   it("set, DMA writes mark pages, read-and-clear and no-clear bitmaps", () => {
     const h = mockHost();
     const dev = h.addDevice({ iommu: "m0", rid: 1 });
