@@ -1,7 +1,19 @@
 /** Test helpers: a host with the mock backend registered in a private registry. */
 
-import type { Backend, BackendContext, BackendFactory, Capabilities, IovaRange } from "@iommu-kit/core";
-import { BackendRegistry } from "@iommu-kit/core";
+import type {
+  AttachIntent,
+  AttachResult,
+  Backend,
+  BackendContext,
+  BackendFactory,
+  Capabilities,
+  Domain,
+  DomainFlags,
+  DomainRequest,
+  IovaRange,
+  Translation,
+} from "@iommu-kit/core";
+import { assertIntentAllowed, BackendRegistry, Intent, IommuError, NO_PASID } from "@iommu-kit/core";
 import { MockBackend, mockBackend } from "@iommu-kit/core/testing";
 import { mdevEmulatedBackend } from "@iommu-kit/mdev-emulated";
 import { expect } from "vitest";
@@ -30,6 +42,7 @@ export function mockHost(opts: HostOptions = {}): Host {
   registry.register(reservingMock);
   registry.register(mdevEmulatedBackend);
   registry.register(noDirtyMock);
+  registry.register(nestingMock);
   const host = new Host({
     ram: [{ base: 0, size: 2 ** 30 }],
     tables: { base: 2 ** 30, size: 2 ** 26 },
@@ -107,4 +120,108 @@ export const noDirtyMock: BackendFactory = {
   name: "mock-nodirty",
   description: "mock without dirty tracking",
   create: (ctx: BackendContext): Backend => new NoDirtyMock(ctx),
+};
+
+/** A nested domain of {@link NestingMock}: walks nothing itself, reads through its parent. */
+class FakeNested implements Domain {
+  readonly backend: Backend;
+  readonly id: number;
+  readonly type = "nested" as const;
+  readonly format = "mock-nested";
+  readonly flags: DomainFlags;
+  readonly aperture: IovaRange = { start: 0, last: 2 ** 39 - 1 };
+  readonly pageSizeBitmap = 0n;
+  readonly parent: Domain;
+  /** Invalidation entries seen. */
+  readonly seen: unknown[] = [];
+  freed = false;
+
+  constructor(backend: Backend, id: number, parent: Domain, flags: DomainFlags) {
+    this.backend = backend;
+    this.id = id;
+    this.parent = parent;
+    this.flags = flags;
+  }
+  map(): void {
+    throw new IommuError("EINVAL", "nested domains are not mapped by the host");
+  }
+  unmap(): number {
+    throw new IommuError("EINVAL", "nested domains are not mapped by the host");
+  }
+  iovaToPhys(iova: number): number {
+    return this.parent.iovaToPhys(iova);
+  }
+  free(): void {
+    this.freed = true;
+  }
+  /** Entries `{ok: true}` are handled; anything else stops with EINVAL and `handled`. */
+  invalidate(entries: readonly unknown[]): number {
+    for (const [i, e] of entries.entries()) {
+      if ((e as { ok?: boolean }).ok !== true) {
+        throw new IommuError("EINVAL", `bad invalidation entry ${i}`, { handled: i });
+      }
+      this.seen.push(e);
+    }
+    return entries.length;
+  }
+}
+
+/**
+ * A mock IOMMU with nesting (a test double for the host's plumbing): nest-parent
+ * paging domains, nested domains from vendor data `{ok: true}` that translate through
+ * their parent, and the `rid-all-pasids` intent.
+ */
+export class NestingMock extends MockBackend {
+  readonly #nested = new Map<number, FakeNested>();
+  #next = 1000;
+
+  override capabilities(rid: number): Capabilities {
+    const c = super.capabilities(rid);
+    return { ...c, intents: [...c.intents, "rid-all-pasids"], features: { ...c.features, nesting: true } };
+  }
+  override allocDomain(request: DomainRequest): Domain {
+    if (request.type === "nested") {
+      if ((request.data as { ok?: boolean }).ok !== true) throw new IommuError("EINVAL", "bad nested data");
+      return new FakeNested(this, this.#next++, request.parent, request.flags ?? {});
+    }
+    if (request.type !== "paging" || !request.flags?.nestParent) return super.allocDomain(request);
+    const d = super.allocDomain({ ...request, flags: { ...request.flags, nestParent: false } });
+    (d as { flags: DomainFlags }).flags = { ...request.flags };
+    return d;
+  }
+  override attach(rid: number, intent: AttachIntent, domain: Domain): AttachResult {
+    if (domain instanceof FakeNested) {
+      assertIntentAllowed(this.capabilities(rid), intent);
+      if (intent.kind === "pasid") throw new IommuError("EINVAL", "nested per PASID not modelled");
+      super.detach(rid, Intent.rid);
+      this.#nested.set(rid, domain);
+      return {};
+    }
+    if (intent.kind === "rid-all-pasids")
+      throw new IommuError("EINVAL", "rid-all-pasids needs a nested domain");
+    this.#nested.delete(rid);
+    return super.attach(rid, intent, domain);
+  }
+  override detach(rid: number, intent: AttachIntent): void {
+    if (intent.kind !== "pasid") this.#nested.delete(rid);
+    super.detach(rid, intent.kind === "rid-all-pasids" ? Intent.rid : intent);
+  }
+  override translate(rid: number, pasid: number, iova: number, access: number, out: Translation): boolean {
+    const n = this.#nested.get(rid);
+    if (n === undefined || pasid !== NO_PASID) return super.translate(rid, pasid, iova, access, out);
+    const pa = n.iovaToPhys(iova);
+    if (pa < 0) return super.translate(0xffff, NO_PASID, iova, access, out);
+    out.pa = pa;
+    out.perm = 3;
+    out.sizeLg2 = 12;
+    out.fault = null;
+    return true;
+  }
+}
+
+/** Factory of {@link NestingMock} ("mock-nest"). */
+export const nestingMock: BackendFactory = {
+  name: "mock-nest",
+  description: "mock with nesting",
+  create: (ctx: BackendContext): Backend => new NestingMock(ctx),
 };
