@@ -291,6 +291,12 @@ describe("iommu-kit translate", () => {
     });
   });
 
+  it("--list-registers prints a backend's register names and defaults", () => {
+    const r = cli(["translate", "--plugin", FLAT, "--arch", "flat", "--list-registers"]);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toBe("  flat:\n    TABLE=0x0\n    ENABLE=0x1\n");
+  });
+
   it("missing registers take the defaults", () => {
     const r = cli(
       ["translate", "--plugin", FLAT, "--arch", "flat", "--memory", `${raw}@0`, "--requests", "-"],

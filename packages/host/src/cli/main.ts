@@ -8,7 +8,7 @@
 
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
-import type { Backend, WalkStep } from "@iommu-kit/core";
+import type { Backend, BackendFactory, WalkStep } from "@iommu-kit/core";
 import { accessFlags, NO_PASID } from "@iommu-kit/core";
 import { Command, CommanderError, Option } from "commander";
 import { stringify as toYaml } from "yaml";
@@ -159,7 +159,13 @@ async function snapshotFrom(opts: SnapshotOpts): Promise<Backend> {
   }
 }
 
-async function cmdTranslate(opts: SnapshotOpts & { requests?: string }): Promise<number> {
+async function cmdTranslate(opts: SnapshotOpts & { requests?: string; listRegisters?: boolean }): Promise<number> {
+  if (opts.listRegisters) {
+    await loadPlugins(opts.plugin, process.cwd());
+    if (opts.arch === undefined) throw new UsageError("--list-registers needs --arch NAME");
+    process.stdout.write(`${registerLines(await findFactory(opts.arch))}\n`);
+    return ExitCode.OK;
+  }
   if (opts.requests === undefined) throw new UsageError("--requests FILE|- is required");
   const backend = await snapshotFrom(opts);
   const reqs = parseRequests(
@@ -364,6 +370,7 @@ export function program(): Command {
       .command("translate")
       .description("translate requests against a snapshot (memory images + register values)"),
   )
+    .option("--list-registers", "print the backend's register names and defaults, then exit")
     .option(
       "--requests <file|->",
       'JSONL requests: {"sid", "pasid": N|null, "iova": "0x...", "access": "read"|"write"|"exec", "priv"}',
@@ -414,13 +421,38 @@ export function program(): Command {
   return p;
 }
 
+/**
+ * The backends this package ships with, found from its own package.json (every
+ * `@iommu-kit/*` dependency but core): the host names no vendor in its code.
+ */
+async function builtinFactories(): Promise<BackendFactory[]> {
+  const out: BackendFactory[] = [];
+  try {
+    const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
+      dependencies?: Record<string, string>;
+    };
+    for (const dep of Object.keys(pkg.dependencies ?? {})) {
+      const m = /^@iommu-kit\/([a-z][a-z0-9-]*)$/.exec(dep);
+      if (m === null || m[1] === "core") continue;
+      try {
+        out.push(await findFactory(m[1]!));
+      } catch {
+        // A dependency without a backend factory.
+      }
+    }
+  } catch {
+    // No package.json next to the build: nothing to list.
+  }
+  return out;
+}
+
+let registerTable = "";
+
 function registerHelp(): string {
   return [
     "",
-    "Register names and defaults come from the backend (missing ones take the default):",
-    "  smmuv3: STRTAB_BASE, STRTAB_BASE_CFG, CR0, CR1, CR2, GBPA, IDR0-IDR5, IIDR, AIDR",
-    "  vtd:    RTADDR, GSTS, CAP, ECAP",
-    "  (iommu-kit translate --arch NAME --list-registers prints a backend's defaults)",
+    "Register names (the spec's, without prefix or suffix) and the defaults missing ones take:",
+    registerTable || "  (run `iommu-kit translate --arch NAME --list-registers`)",
     "",
     'Output: each request echoed with "pa" and "perm" (r/w/x letters), or "fault":',
     "  {class, name, code, recorded}; code = SMMUv3 event ID / VT-d fault reason, null when none is raised.",
@@ -428,8 +460,19 @@ function registerHelp(): string {
   ].join("\n");
 }
 
+function registerLines(f: BackendFactory): string {
+  const regs = Object.entries(f.registerDefaults ?? {}).map(([k, v]) => `${k}=0x${v.toString(16)}`);
+  return `  ${f.name}:\n${regs.map((r) => `    ${r}`).join("\n") || "    (no snapshot support)"}`;
+}
+
 async function main(argv: readonly string[]): Promise<void> {
   try {
+    if (argv.includes("translate") && (argv.includes("--help") || argv.includes("-h"))) {
+      registerTable = (await builtinFactories())
+        .filter((f) => f.registerDefaults !== undefined)
+        .map(registerLines)
+        .join("\n");
+    }
     await program().parseAsync(argv as string[]);
   } catch (e) {
     progress.clear();
