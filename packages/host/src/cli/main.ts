@@ -159,7 +159,9 @@ async function snapshotFrom(opts: SnapshotOpts): Promise<Backend> {
   }
 }
 
-async function cmdTranslate(opts: SnapshotOpts & { requests?: string; listRegisters?: boolean }): Promise<number> {
+async function cmdTranslate(
+  opts: SnapshotOpts & { requests?: string; listRegisters?: boolean },
+): Promise<number> {
   if (opts.listRegisters) {
     await loadPlugins(opts.plugin, process.cwd());
     if (opts.arch === undefined) throw new UsageError("--list-registers needs --arch NAME");
