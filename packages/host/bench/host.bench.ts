@@ -5,7 +5,7 @@
  * - IOAS map then unmap of 1 GiB in 2 MiB pieces, and of 64 MiB in 4 KiB pieces, with
  *   two IOMMUs attached, vs writing (then clearing) the same number of 64-bit
  *   descriptors raw into table pages (target: at most 4x).
- * The vendor backends are used when they load (smmuv3 + vtd), else two mock IOMMUs.
+ * The vendor backends are used when they load (smmuv3 + vtd), else what loads, else the mock.
  */
 
 import type { Backend, PhysicalMemory } from "@iommu-kit/core";
@@ -22,14 +22,16 @@ async function twoIommuHost(): Promise<{ host: Host; devices: number[]; label: s
   const registry = new BackendRegistry();
   registry.register(mockBackend);
   const host = new Host({ registry });
-  let kinds = ["mock", "mock"];
-  try {
-    await host.loadBackend("smmuv3");
-    await host.loadBackend("vtd");
-    kinds = ["smmuv3", "vtd"];
-  } catch {
-    // Vendor packages not ready: the mock stands in for both.
+  const loaded: string[] = [];
+  for (const name of ["smmuv3", "vtd"]) {
+    try {
+      await host.loadBackend(name);
+      loaded.push(name);
+    } catch {
+      // Not ready: another backend stands in.
+    }
   }
+  const kinds = [loaded[0] ?? "mock", loaded[1] ?? loaded[0] ?? "mock"];
   const devices: number[] = [];
   for (const [i, kind] of kinds.entries()) {
     let backend: Backend;
