@@ -229,14 +229,6 @@ const steps: StepDecl[] = [
   },
   guestWrite(0x5000n, [0x11000n | VMSA_PAGE], "the guest remaps CD 0's page to IPA 0x11000"),
   {
-    op: "dma",
-    device: "gpu",
-    iova: hex(VA),
-    length: 4,
-    name: "stale until the guest invalidates",
-    expect: { pa: hex(GUEST_PA + 0x10000n) },
-  },
-  {
     op: "invalidate",
     hwpt: "gpu_vste",
     data: [{ cmd: [hex(CMD_TLBI_NH_ALL), "0x0"] }],
