@@ -44,7 +44,18 @@ import {
 import type { AccessUser, DomainHost } from "./domain.ts";
 import { EmulatedDomain } from "./domain.ts";
 import { EmulatedFastPath } from "./fast-path.ts";
-import { chunkOf, EntryBit, IOVA_LIMIT, PAGE, PERM_MASK, slotOf } from "./format/emulated-table.ts";
+import {
+  CHUNK_SPAN,
+  chunkOf,
+  EntryBit,
+  entryFlags,
+  entryPa,
+  IOVA_LIMIT,
+  PAGE,
+  PERM_MASK,
+  pageOffset,
+  slotOf,
+} from "./format/emulated-table.ts";
 import { MdevFaultCode, mdevFault } from "./format/fault.ts";
 import { MDEV_FORMAT, mdevCapabilities } from "./hw-info.ts";
 import { lowestFreePasid } from "./internal/pasid-pool.ts";
@@ -410,8 +421,9 @@ export class MdevEmulatedBackend implements Backend, DomainHost {
     ];
     if (chunk === undefined) return steps;
     const s = slotOf(va);
-    const f = chunk.flags[s]!;
-    const present = (f & EntryBit.V) !== 0;
+    const e = chunk[s]!;
+    const f = entryFlags(e);
+    const present = e !== 0;
     steps.push({
       what: "page entry",
       address: null,
@@ -422,10 +434,10 @@ export class MdevEmulatedBackend implements Backend, DomainHost {
         W: (f & EntryBit.W) !== 0,
         X: (f & EntryBit.X) !== 0,
         D: (f & EntryBit.D) !== 0,
-        pa: hex(chunk.pa[s]!),
-        pins: chunk.pins?.[s] ?? 0,
+        pa: hex(entryPa(e)),
+        pins: dom.table.pinsAt(va),
       },
-      note: present ? `page 4K -> ${hex(chunk.pa[s]! + (va % PAGE))}` : "fault: MDEV_UNMAPPED",
+      note: present ? `page 4K -> ${hex(entryPa(e) + pageOffset(va))}` : "fault: MDEV_UNMAPPED",
     });
     return steps;
   }
@@ -449,9 +461,9 @@ function mappingRuns(dom: EmulatedDomain): { iova: string; pa: string; length: s
   const runs: { iova: number; pa: number; length: number; perm: number }[] = [];
   const keys = [...dom.table.chunks.keys()].sort((a, b) => a - b);
   for (const k of keys) {
-    dom.table.forEachPresent(k * 2 ** 21, (k + 1) * 2 ** 21, (at, c, s) => {
-      const perm = c.flags[s]! & PERM_MASK;
-      const pa = c.pa[s]!;
+    dom.table.forEachPresent(k * CHUNK_SPAN, (k + 1) * CHUNK_SPAN, (at, c, s) => {
+      const perm = entryFlags(c[s]!) & PERM_MASK;
+      const pa = entryPa(c[s]!);
       const prev = runs[runs.length - 1];
       if (
         prev !== undefined &&

@@ -19,12 +19,15 @@ import {
   chunkOf,
   EmulatedTable,
   EntryBit,
+  entryFlags,
+  entryPa,
   IOVA_LIMIT,
   LEAF_SIZES_LG2,
   leafLg2,
   PAGE,
   PAGE_LG2,
   PERM_MASK,
+  pageOffset,
   sizeBits,
   slotOf,
 } from "./format/emulated-table.ts";
@@ -156,8 +159,8 @@ export class EmulatedDomain implements Domain, EmulatedAccess {
       !Number.isSafeInteger(iova) ||
       !Number.isSafeInteger(length) ||
       iova < 0 ||
-      iova % PAGE ||
-      length % PAGE
+      pageOffset(iova) !== 0 ||
+      pageOffset(length) !== 0
     ) {
       throw new IommuError("EINVAL", `unmap ${iova}+${length} is not page-aligned`, { iova, length });
     }
@@ -214,8 +217,9 @@ export class EmulatedDomain implements Domain, EmulatedAccess {
     if (this.table.pins === 0) return false;
     let first = -1;
     let last = -1;
-    this.table.forEachPresent(start, end, (at, c, s) => {
-      if (c.pins !== null && c.pins[s]! > 0) {
+    const t = this.table;
+    t.forEachPresent(start, end, (at) => {
+      if (t.pinsAt(at) > 0) {
         if (first < 0) first = at;
         last = at + PAGE;
       }
@@ -266,8 +270,8 @@ export class EmulatedDomain implements Domain, EmulatedAccess {
   #clearDirty(start: number, end: number): void {
     let any = false;
     this.table.forEachPresent(start, end, (_at, c, s) => {
-      if (c.flags[s]! & EntryBit.D) {
-        c.flags[s] = c.flags[s]! & ~EntryBit.D;
+      if (c[s]! & EntryBit.D) {
+        c[s] = c[s]! - EntryBit.D;
         any = true;
       }
     });
@@ -306,18 +310,17 @@ export class EmulatedDomain implements Domain, EmulatedAccess {
       });
     }
     const end = Math.min(iova + length, IOVA_LIMIT);
-    const start = iova - (iova % PAGE);
+    const start = iova - pageOffset(iova);
     let cleared = false;
     this.table.forEachPresent(start, end, (at, c, s) => {
-      const f = c.flags[s]!;
-      if ((f & EntryBit.D) === 0) return;
+      if ((c[s]! & EntryBit.D) === 0) return;
       const from = Math.max(at, iova);
       const to = Math.min(at + PAGE, end);
       for (let p = Math.floor((from - iova) / ps); p <= Math.floor((to - 1 - iova) / ps); p++) {
         bitmap[p >>> 3]! |= 1 << (p & 7);
       }
       if (!noClear) {
-        c.flags[s] = f & ~EntryBit.D;
+        c[s] = c[s]! - EntryBit.D;
         cleared = true;
       }
     });
@@ -347,14 +350,15 @@ export class EmulatedDomain implements Domain, EmulatedAccess {
     ram: boolean,
     pas: Float64Array | null,
   ): void {
-    const first = iova - (iova % PAGE);
+    const first = iova - pageOffset(iova);
     const memory = this.#host.memory;
+    const chunks = this.table.chunks;
     for (let i = 0; i < pages; i++) {
       const at = first + i * PAGE;
-      const c = at < IOVA_LIMIT ? this.table.chunks.get(chunkOf(at)) : undefined;
-      const s = slotOf(at);
-      const f = c === undefined ? 0 : c.flags[s]!;
-      if ((f & EntryBit.V) === 0) {
+      const c = at < IOVA_LIMIT ? chunks.get(chunkOf(at)) : undefined;
+      const e = c === undefined ? 0 : c[slotOf(at)]!;
+      const f = entryFlags(e);
+      if (e === 0) {
         throw new IommuError("ENOENT", `${op}: iova ${hex(at)} is not mapped`, { iova: at });
       }
       if ((f & need) !== need) {
@@ -364,7 +368,7 @@ export class EmulatedDomain implements Domain, EmulatedAccess {
           reason: "permission",
         });
       }
-      const pa = c!.pa[s]!;
+      const pa = e - f;
       if (ram && !memory.isRam(pa)) {
         throw new IommuError("EFAULT", `${op}: iova ${hex(at)} maps ${hex(pa)}, which is not RAM`, {
           iova: at,
@@ -380,17 +384,17 @@ export class EmulatedDomain implements Domain, EmulatedAccess {
     const pages = this.#range("pin", iova, length);
     // check_area_prot: a write pin needs W, any other pin R.
     this.#resolve("pin", iova, pages, write ? Perm.W : Perm.R, false, null);
-    const out = new Array<number>(pages);
-    const first = iova - (iova % PAGE);
+    const out: number[] = [];
+    const first = iova - pageOffset(iova);
     const mark = write && this.#tracking;
     const t = this.table;
     for (let i = 0; i < pages; i++) {
       const at = first + i * PAGE;
       const c = t.chunks.get(chunkOf(at))!;
       const s = slotOf(at);
-      t.addPin(c, s, 1);
-      if (mark) c.flags[s] = c.flags[s]! | EntryBit.D;
-      out[i] = c.pa[s]!;
+      t.addPin(at, 1);
+      if (mark && (c[s]! & EntryBit.D) === 0) c[s] = c[s]! + EntryBit.D;
+      out.push(entryPa(c[s]!));
     }
     return out;
   }
@@ -398,7 +402,7 @@ export class EmulatedDomain implements Domain, EmulatedAccess {
   unpin(iova: number, length: number): void {
     this.#live("unpin");
     const pages = this.#range("unpin", iova, length);
-    const first = iova - (iova % PAGE);
+    const first = iova - pageOffset(iova);
     const t = this.table;
     for (let i = 0; i < pages; i++) {
       if (t.pinsAt(first + i * PAGE) === 0) {
@@ -409,21 +413,21 @@ export class EmulatedDomain implements Domain, EmulatedAccess {
     }
     for (let i = 0; i < pages; i++) {
       const at = first + i * PAGE;
-      t.addPin(t.chunks.get(chunkOf(at))!, slotOf(at), -1);
+      t.addPin(at, -1);
     }
   }
 
   /** Drops every pin of every page in [iova, iova + length); returns how many (the ready-made mdev's callback). */
   releasePins(iova: number, length: number): number {
     if (this.#freed || this.table.pins === 0 || !(length > 0)) return 0;
-    const start = Math.max(0, iova - (iova % PAGE));
+    const start = Math.max(0, iova - pageOffset(iova));
     const end = Math.min(IOVA_LIMIT, iova + length);
     let dropped = 0;
     const t = this.table;
-    t.forEachPresent(start, end, (_at, c, s) => {
-      const n = c.pins === null ? 0 : c.pins[s]!;
+    t.forEachPresent(start, end, (at) => {
+      const n = t.pinsAt(at);
       if (n > 0) {
-        t.addPin(c, s, -n);
+        t.addPin(at, -n);
         dropped += n;
       }
     });
@@ -458,11 +462,12 @@ export class EmulatedDomain implements Domain, EmulatedAccess {
     this.#resolve("write", iova, pages, Perm.W, true, pas);
     copyIn(this.#host.memory, pas, iova, data);
     if (this.#tracking) {
-      const first = iova - (iova % PAGE);
+      const first = iova - pageOffset(iova);
       for (let i = 0; i < pages; i++) {
         const at = first + i * PAGE;
         const c = this.table.chunks.get(chunkOf(at))!;
-        c.flags[slotOf(at)] = c.flags[slotOf(at)]! | EntryBit.D;
+        const s = slotOf(at);
+        if ((c[s]! & EntryBit.D) === 0) c[s] = c[s]! + EntryBit.D;
       }
     }
   }

@@ -9,7 +9,17 @@ import type { PhysicalMemory, Translation } from "@iommu-kit/core";
 import { Access, Perm } from "@iommu-kit/core";
 import { Iotlb } from "@iommu-kit/core/driver";
 import type { EmulatedTable } from "./format/emulated-table.ts";
-import { chunkOf, EntryBit, IOVA_LIMIT, leafLg2, PAGE, PERM_MASK, slotOf } from "./format/emulated-table.ts";
+import {
+  chunkOf,
+  EntryBit,
+  entryFlags,
+  IOVA_LIMIT,
+  leafLg2,
+  PAGE,
+  PERM_MASK,
+  pageOffset,
+  slotOf,
+} from "./format/emulated-table.ts";
 import type { MdevFaultCodeValue } from "./format/fault.ts";
 import { MdevFaultCode, mdevFault } from "./format/fault.ts";
 
@@ -52,13 +62,14 @@ export class EmulatedFastPath {
     const write = (access & Access.WRITE) !== 0;
     const need = write ? Perm.W : access & Access.EXEC ? Perm.X | Perm.R : Perm.R;
     const vpn = Math.floor(iova / PAGE);
+    const off = iova - vpn * PAGE;
     const tlb = this.tlb;
     const slot = tlb.lookup(dom.id, vpn);
     if (slot >= 0 && !(write && dom.tracking && tlb.aux[slot] === 0)) {
       this.hits++;
       const perm = tlb.perms[slot]!;
       if ((perm & need) !== need) return fail(out, MdevFaultCode.MDEV_PERMISSION, rid, pasid, iova, access);
-      out.pa = tlb.pas[slot]! + (iova % PAGE);
+      out.pa = tlb.pas[slot]! + off;
       out.perm = perm;
       out.sizeLg2 = tlb.sizes[slot]!;
       out.fault = null;
@@ -68,19 +79,20 @@ export class EmulatedFastPath {
     this.walks++;
     const chunk = dom.table.chunks.get(chunkOf(iova));
     const s = slotOf(iova);
-    const flags = chunk === undefined ? 0 : chunk.flags[s]!;
-    if ((flags & EntryBit.V) === 0) return fail(out, MdevFaultCode.MDEV_UNMAPPED, rid, pasid, iova, access);
+    const e = chunk === undefined ? 0 : chunk[s]!;
+    if (e === 0) return fail(out, MdevFaultCode.MDEV_UNMAPPED, rid, pasid, iova, access);
+    const flags = entryFlags(e);
     const perm = flags & PERM_MASK;
     if ((perm & need) !== need) return fail(out, MdevFaultCode.MDEV_PERMISSION, rid, pasid, iova, access);
     let dirty = flags & EntryBit.D ? 1 : 0;
-    if (write && dom.tracking) {
-      chunk!.flags[s] = flags | EntryBit.D;
+    if (write && dom.tracking && dirty === 0) {
+      chunk![s] = e + EntryBit.D;
       dirty = 1;
     }
-    const pa = chunk!.pa[s]!;
+    const pa = e - flags;
     const size = leafLg2(flags);
     tlb.insert(dom.id, vpn, pa, perm, size, dirty);
-    out.pa = pa + (iova % PAGE);
+    out.pa = pa + off;
     out.perm = perm;
     out.sizeLg2 = size;
     out.fault = null;
@@ -100,32 +112,80 @@ function fail(
   return false;
 }
 
+/** Where a physical page's bytes sit: a byte view of its whole backing buffer and the offset in it. */
+interface PageBytes {
+  readonly bytes: Uint8Array;
+  readonly off: number;
+}
+
+// Reading `.buffer` / `.byteOffset` of a page view costs more than a hash lookup, so each
+// page's location is worked out once. Keyed by the page array itself, not its frame
+// number: PhysicalMemory may give a released page array to another frame, and the bytes
+// stay where the array is.
+const pageBytesCache = new WeakMap<Uint32Array, PageBytes>();
+const bufferBytes = new WeakMap<ArrayBufferLike, Uint8Array>();
+
+function pageBytes(page: Uint32Array): PageBytes {
+  let r = pageBytesCache.get(page);
+  if (r === undefined) {
+    const buf = page.buffer;
+    let bytes = bufferBytes.get(buf);
+    if (bytes === undefined) {
+      bytes = new Uint8Array(buf);
+      bufferBytes.set(buf, bytes);
+    }
+    r = { bytes, off: page.byteOffset };
+    pageBytesCache.set(page, r);
+  }
+  return r;
+}
+
 /**
  * Copies `dst.length` bytes from IOVA `iova` into `dst`. `pas[i]` is the physical page of
- * the i-th IOVA page touched, every one already checked to be RAM.
+ * the i-th IOVA page touched, every one already checked to be RAM. Pages that sit one
+ * after another in the same memory slab are copied in one go.
  */
 export function copyOut(memory: PhysicalMemory, pas: Float64Array, iova: number, dst: Uint8Array): void {
   const length = dst.length;
-  let off = iova % PAGE;
+  let off = pageOffset(iova);
   let done = 0;
-  for (let i = 0; done < length; i++) {
-    const n = Math.min(PAGE - off, length - done);
-    const page = memory.readPage(pas[i]! / PAGE)!;
-    dst.set(new Uint8Array(page.buffer, page.byteOffset + off, n), done);
+  let i = 0;
+  while (done < length) {
+    const run = pageBytes(memory.readPage(pas[i++]! / PAGE)!);
+    let n = Math.min(PAGE - off, length - done);
+    let next = run.off + PAGE;
+    while (done + n < length) {
+      const p = pageBytes(memory.readPage(pas[i]! / PAGE)!);
+      if (p.bytes !== run.bytes || p.off !== next) break;
+      next += PAGE;
+      n += Math.min(PAGE, length - done - n);
+      i++;
+    }
+    const from = run.off + off;
+    dst.set(run.bytes.subarray(from, from + n), done);
     done += n;
     off = 0;
   }
 }
 
-/** Copies `src` to IOVA `iova`, through the physical pages `pas` (checked RAM). */
+/** Copies `src` to IOVA `iova`, through the physical pages `pas` (checked RAM), run by run. */
 export function copyIn(memory: PhysicalMemory, pas: Float64Array, iova: number, src: Uint8Array): void {
   const length = src.length;
-  let off = iova % PAGE;
+  let off = pageOffset(iova);
   let done = 0;
-  for (let i = 0; done < length; i++) {
-    const n = Math.min(PAGE - off, length - done);
-    const page = memory.writePage(pas[i]! / PAGE)!;
-    new Uint8Array(page.buffer, page.byteOffset + off, n).set(src.subarray(done, done + n));
+  let i = 0;
+  while (done < length) {
+    const run = pageBytes(memory.writePage(pas[i++]! / PAGE)!);
+    let n = Math.min(PAGE - off, length - done);
+    let next = run.off + PAGE;
+    while (done + n < length) {
+      const p = pageBytes(memory.writePage(pas[i]! / PAGE)!);
+      if (p.bytes !== run.bytes || p.off !== next) break;
+      next += PAGE;
+      n += Math.min(PAGE, length - done - n);
+      i++;
+    }
+    run.bytes.set(n === length ? src : src.subarray(done, done + n), run.off + off);
     done += n;
     off = 0;
   }

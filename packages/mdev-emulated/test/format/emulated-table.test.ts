@@ -1,11 +1,15 @@
 import { describe, expect, it } from "vitest";
 import {
   CHUNK_PAGES,
+  CHUNK_USED,
   chunkOf,
   EmulatedTable,
   EntryBit,
+  entryFlags,
+  entryPa,
   LEAF_SIZES_LG2,
   leafLg2,
+  pageOffset,
   sizeBits,
   slotOf,
 } from "../../src/format/emulated-table.ts";
@@ -32,6 +36,20 @@ describe("emulated table format", () => {
     expect(sizeBits(30)).toBe(0x40);
     for (const s of LEAF_SIZES_LG2) expect(leafLg2(sizeBits(s) | EntryBit.V | EntryBit.D)).toBe(s);
     expect(EntryBit).toMatchObject({ R: 1, W: 2, X: 4, V: 8, D: 16 });
+  });
+
+  it("encodes an entry as the page address plus the flags in bits 11:0", () => {
+    const t = new EmulatedTable();
+    t.set(0x7000, 2 ** 51 + 0x3000, EntryBit.R | sizeBits(12));
+    const e = t.entryAt(0x7000);
+    expect(e).toBe(2 ** 51 + 0x3000 + (EntryBit.R | EntryBit.V));
+    expect(entryFlags(e)).toBe(EntryBit.R | EntryBit.V);
+    expect(entryPa(e)).toBe(2 ** 51 + 0x3000);
+    expect(t.lookup(0x7abc)).toBe(2 ** 51 + 0x3abc);
+    expect(pageOffset(2 ** 52 + 0x1234)).toBe(0x234);
+    t.setFlags(t.chunks.get(0)!, 7, EntryBit.W | sizeBits(21));
+    expect(t.entryAt(0x7000)).toBe(2 ** 51 + 0x3000 + (EntryBit.W | EntryBit.V | 0x20));
+    expect(t.chunks.get(0)![CHUNK_USED]).toBe(1);
   });
 
   it("creates chunks on set and drops them when emptied", () => {
@@ -71,14 +89,17 @@ describe("emulated table format", () => {
   it("counts pins per page and in total", () => {
     const t = new EmulatedTable();
     t.set(0, 0, EntryBit.R);
-    const c = t.chunkAt(0)!;
-    expect(c.pins).toBeNull();
-    t.addPin(c, 0, 1);
-    t.addPin(c, 0, 1);
+    expect(t.pinCounts.size).toBe(0);
+    t.addPin(0, 1);
+    t.addPin(0xfff, 1);
     expect(t.pinsAt(0)).toBe(2);
     expect(t.pins).toBe(2);
     expect(t.pinsAt(K4)).toBe(0);
+    t.clear(0);
+    expect(t.pinCounts.size).toBe(0);
+    t.set(0, 0, EntryBit.R);
+    t.addPin(0, 1);
     t.reset();
-    expect([t.pins, t.pages, t.chunks.size]).toEqual([0, 0, 0]);
+    expect([t.pins, t.pages, t.chunks.size, t.pinCounts.size]).toEqual([0, 0, 0, 0]);
   });
 });
