@@ -937,8 +937,13 @@ export class SmmuHw {
     cfg.uwxn = ((w1 >>> 5) & 1) === 1;
     cfg.tbi = (w1 >>> 6) & 3;
     cfg.pan = ((w1 >>> 8) & 1) === 1;
-    cfg.ha = this.httu >= 1 && ((w1 >>> 11) & 1) === 1;
-    cfg.hd = this.httu >= 2 && cfg.ha && ((w1 >>> 10) & 1) === 1;
+    // HA [43] / HD [42] (5.4): ILLEGAL beyond IDR0.HTTU; {HD,HA} = 0b10 behaves as 0b00.
+    const ha = ((w1 >>> 11) & 1) === 1;
+    const hd = ((w1 >>> 10) & 1) === 1;
+    if (ha && this.httu === 0) return bad("HA=1 without HTTU");
+    if (hd && this.httu < 2) return bad("HD=1 without dirty-state HTTU");
+    cfg.ha = ha;
+    cfg.hd = ha && hd;
     cfg.r = ((w1 >>> 13) & 1) === 1;
     cfg.asid = w1 >>> 16;
     cfg.had0 = this.had && ((w[2]! >>> 1) & 1) === 1;
@@ -1132,11 +1137,11 @@ export class SmmuHw {
       const pxn = ((hi >>> 21) & 1) | pxnTable;
       const uxn = ((hi >>> 22) & 1) | uxnTable;
       const w = ro ? 0 : Perm.W;
-      // EL1 may not execute EL0-writable memory (D8.4.3); WXN/UWXN make writable memory XN.
+      // EL1 may not execute EL0-writable memory (D8.4.3); WXN makes writable memory XN.
       let permP = Perm.R | w | (pxn || (el0 && !ro) || (cfg.wxn && !ro) ? 0 : Perm.X);
       if (cfg.pan && el0) permP &= Perm.X; // PAN: no privileged data access to EL0 memory
       const permU = el0
-        ? Perm.R | w | (uxn || ((cfg.wxn || cfg.uwxn) && !ro) ? 0 : Perm.X)
+        ? Perm.R | w | (uxn || (cfg.wxn && !ro) ? 0 : Perm.X) // UWXN is IGNORED for VMSAv8-64 (5.4)
         : uxn
           ? 0
           : Perm.X;
