@@ -403,10 +403,19 @@ export class Host {
   addIommu(name: string, backendName: string, config?: unknown): Backend {
     if (this.#iommus.has(name)) throw new IommuError("EEXIST", `an IOMMU named ${name} exists`, { name });
     const factory = this.registry.get(backendName);
-    const backend = factory.create(
-      { memory: this.memory, tables: this.tables, name, lookup: (n: string) => this.#iommus.get(n) },
-      config,
-    );
+    // A failed create leaves nothing behind: the host takes back every table block the
+    // discarded instance took (it cannot be reached any more).
+    const had = new Set(this.tables.blocks().map(([pa]) => pa));
+    let backend: Backend;
+    try {
+      backend = factory.create(
+        { memory: this.memory, tables: this.tables, name, lookup: (n: string) => this.#iommus.get(n) },
+        config,
+      );
+    } catch (e) {
+      for (const [pa] of this.tables.blocks()) if (!had.has(pa)) this.tables.free(pa);
+      throw e;
+    }
     this.#iommus.set(name, backend);
     return backend;
   }

@@ -26,6 +26,29 @@ async function vendorHost(...backends: string[]): Promise<Host> {
 const MSI = { start: 0x8000000, last: 0x80fffff };
 
 describe("SMMUv3 behind the host", () => {
+  it("fail_nth: adding the IOMMU, a device, attaches (RID, PASID, nested)", async () => {
+    const h = await vendorHost("smmuv3");
+    // A failed create leaks nothing: the host takes back the blocks the instance took.
+    expect(sweepFailNth(h, () => h.addIommu("s", "smmuv3")).succeededAt).toBeGreaterThan(1);
+    const dev = sweepFailNth(h, () => h.addDevice({ iommu: "s", rid: 0x1234, pasidBits: 20 }))
+      .result as number;
+    const ioas = h.ioasAlloc();
+    h.ioasMap(ioas, { iova: 0x1000, length: 0x1000, pa: 0x1000, prot: "rw" });
+    // The SMMU's command queue keeps the commands a failed operation issued (CFGI, the TLBI
+    // of a freed domain's ASID): compare everything but memory contents.
+    const hw = sweepFailNth(h, () => h.hwptAlloc({ device: dev, pt: ioas, flags: ["pasid"] }), false)
+      .result as number;
+    expect(sweepFailNth(h, () => h.attach(dev, "rid", hw), false).succeededAt).toBeGreaterThan(1);
+    expect(sweepFailNth(h, () => h.attach(dev, { pasid: 77 }, hw), false).succeededAt).toBeGreaterThan(0);
+    const p = sweepFailNth(h, () => h.hwptAlloc({ device: dev, pt: ioas, flags: ["nest_parent"] }), false)
+      .result as number;
+    const n = sweepFailNth(h, () => h.hwptAlloc({ device: dev, pt: p, data: { ste: ["0x9", "0"] } }), false)
+      .result as number;
+    h.detach(dev, { pasid: 77 });
+    sweepFailNth(h, () => h.replace(dev, "rid-all-pasids", n), false);
+    expect(h.dma(dev, { iova: 0x1000, access: "read", length: 1 })).toMatchObject({ ok: true, pa: 0x1000 });
+  });
+
   it("hw_info reports arm-smmuv3 with the ID registers", async () => {
     const h = await vendorHost("smmuv3");
     h.addIommu("smmu0", "smmuv3");
