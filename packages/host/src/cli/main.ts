@@ -246,22 +246,24 @@ async function targetOf(file: string | undefined, opts: TargetOpts, needDevice: 
 }
 
 function walkText(steps: readonly WalkStep[]): string {
+  // Short raw descriptors fit the table; long ones (STE, CD, PASID entries) go below it.
+  const inline = (s: WalkStep): boolean => (s.raw ?? []).length <= 1;
   const rows = steps.map((s, i) => [
     String(i + 1),
     s.what,
     s.address === null ? "-" : `0x${s.address.toString(16)}`,
     s.index === undefined ? "-" : String(s.index),
-    (s.raw ?? []).join(" ") || "-",
+    inline(s) ? (s.raw ?? []).join(" ") || "-" : "(below)",
     s.note,
   ]);
   const out = [table(["#", "step", "address", "index", "raw", "result"], rows)];
   for (const [i, s] of steps.entries()) {
+    if (!inline(s)) out.push(`  ${i + 1} ${s.what} raw: ${(s.raw ?? []).join(" ")}`);
     if (s.fields === undefined || Object.keys(s.fields).length === 0) continue;
-    out.push(
-      `  ${i + 1} ${s.what}: ${Object.entries(s.fields)
-        .map(([k, v]) => `${k}=${String(v)}`)
-        .join(" ")}`,
-    );
+    const fields = Object.entries(s.fields)
+      .map(([k, v]) => `${k}=${String(v)}`)
+      .join(" ");
+    out.push(`  ${i + 1} ${s.what}: ${fields}`);
   }
   return out.join("\n");
 }
