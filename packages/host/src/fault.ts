@@ -15,7 +15,7 @@ export interface FaultRecord {
   readonly device: number;
   /** PASID of the request, null without one. */
   readonly pasid: number | null;
-  /** The faulting address (the first byte of the page that failed to translate). */
+  /** The faulting address: the first address of the request's range that failed to translate. */
   readonly iova: number;
   readonly access: AccessName;
   readonly priv: boolean;
