@@ -19,7 +19,6 @@ import {
   chunkOf,
   EmulatedTable,
   EntryBit,
-  entryFlags,
   entryPa,
   IOVA_LIMIT,
   LEAF_SIZES_LG2,
@@ -66,6 +65,35 @@ function leafFor(iova: number, pa: number, length: number): number {
   return PAGE_LG2;
 }
 
+function freedError(op: string, id: number): never {
+  throw new IommuError("EINVAL", `${op} on freed mdev-emulated domain ${id}`, { id });
+}
+
+/** Throws for a pin/unpin/rw range that is not [iova, iova + length) with integers, length > 0, below 2^53. */
+function rangeError(op: string, iova: number, length: number): never {
+  if (!Number.isSafeInteger(iova) || !Number.isSafeInteger(length) || iova < 0 || length <= 0) {
+    throw new IommuError("EINVAL", `${op}: bad range ${iova}+${length}`, { iova, length });
+  }
+  throw new IommuError("EOVERFLOW", `${op}: ${hex(iova)}+${hex(length)} wraps`, { iova, length });
+}
+
+/** Throws for the page at `at` with entry `e`: not mapped, lacking `need`, or not RAM. */
+function accessError(op: string, at: number, e: number, need: number): never {
+  if (e === 0) throw new IommuError("ENOENT", `${op}: iova ${hex(at)} is not mapped`, { iova: at });
+  if ((e & need) !== need) {
+    // The kernel answers -EPERM (check_area_prot); core's vocabulary has EINVAL.
+    throw new IommuError("EINVAL", `${op}: the mapping at ${hex(at)} does not allow this access`, {
+      iova: at,
+      reason: "permission",
+    });
+  }
+  const pa = entryPa(e);
+  throw new IommuError("EFAULT", `${op}: iova ${hex(at)} maps ${hex(pa)}, which is not RAM`, {
+    iova: at,
+    pa,
+  });
+}
+
 /** A paging domain in the "mdev-emulated" format with software access. */
 export class EmulatedDomain implements Domain, EmulatedAccess {
   readonly backend: Domain["backend"];
@@ -101,8 +129,7 @@ export class EmulatedDomain implements Domain, EmulatedAccess {
   }
 
   #live(op: string): void {
-    if (this.#freed)
-      throw new IommuError("EINVAL", `${op} on freed mdev-emulated domain ${this.id}`, { id: this.id });
+    if (this.#freed) freedError(op, this.id);
   }
 
   map(iova: number, pa: number, length: number, prot: number): void {
@@ -329,13 +356,12 @@ export class EmulatedDomain implements Domain, EmulatedAccess {
 
   /** Checks [start, end) for pin/unpin/rw; returns the first page and page count or throws. */
   #range(op: string, iova: number, length: number): number {
-    if (!Number.isSafeInteger(iova) || !Number.isSafeInteger(length) || iova < 0 || length <= 0) {
-      throw new IommuError("EINVAL", `${op}: bad range ${iova}+${length}`, { iova, length });
+    // Integers with iova >= 0, length > 0 and iova + length <= 2^53 - 1 pass; rangeError sorts out the rest.
+    if (!(iova >= 0 && length > 0 && iova + length <= Number.MAX_SAFE_INTEGER) || Math.floor(iova) !== iova) {
+      rangeError(op, iova, length);
     }
-    if (!Number.isSafeInteger(iova + length)) {
-      throw new IommuError("EOVERFLOW", `${op}: ${hex(iova)}+${hex(length)} wraps`, { iova, length });
-    }
-    return Math.ceil((iova + length) / PAGE) - Math.floor(iova / PAGE);
+    if (Math.floor(length) !== length) rangeError(op, iova, length);
+    return Math.ceil((pageOffset(iova) + length) / PAGE);
   }
 
   /**
@@ -352,29 +378,13 @@ export class EmulatedDomain implements Domain, EmulatedAccess {
   ): void {
     const first = iova - pageOffset(iova);
     const memory = this.#host.memory;
-    const chunks = this.table.chunks;
+    const t = this.table;
     for (let i = 0; i < pages; i++) {
       const at = first + i * PAGE;
-      const c = at < IOVA_LIMIT ? chunks.get(chunkOf(at)) : undefined;
+      const c = at < IOVA_LIMIT ? t.chunk(chunkOf(at)) : undefined;
       const e = c === undefined ? 0 : c[slotOf(at)]!;
-      const f = entryFlags(e);
-      if (e === 0) {
-        throw new IommuError("ENOENT", `${op}: iova ${hex(at)} is not mapped`, { iova: at });
-      }
-      if ((f & need) !== need) {
-        // The kernel answers -EPERM (check_area_prot); core's vocabulary has EINVAL.
-        throw new IommuError("EINVAL", `${op}: the mapping at ${hex(at)} does not allow this access`, {
-          iova: at,
-          reason: "permission",
-        });
-      }
-      const pa = e - f;
-      if (ram && !memory.isRam(pa)) {
-        throw new IommuError("EFAULT", `${op}: iova ${hex(at)} maps ${hex(pa)}, which is not RAM`, {
-          iova: at,
-          pa,
-        });
-      }
+      const pa = entryPa(e);
+      if (e === 0 || (e & need) !== need || (ram && !memory.isRam(pa))) accessError(op, at, e, need);
       if (pas !== null) pas[i] = pa;
     }
   }
@@ -390,7 +400,7 @@ export class EmulatedDomain implements Domain, EmulatedAccess {
     const t = this.table;
     for (let i = 0; i < pages; i++) {
       const at = first + i * PAGE;
-      const c = t.chunks.get(chunkOf(at))!;
+      const c = t.chunk(chunkOf(at))!;
       const s = slotOf(at);
       t.addPin(at, 1);
       if (mark && (c[s]! & EntryBit.D) === 0) c[s] = c[s]! + EntryBit.D;
@@ -465,7 +475,7 @@ export class EmulatedDomain implements Domain, EmulatedAccess {
       const first = iova - pageOffset(iova);
       for (let i = 0; i < pages; i++) {
         const at = first + i * PAGE;
-        const c = this.table.chunks.get(chunkOf(at))!;
+        const c = this.table.chunk(chunkOf(at))!;
         const s = slotOf(at);
         if ((c[s]! & EntryBit.D) === 0) c[s] = c[s]! + EntryBit.D;
       }

@@ -77,7 +77,7 @@ export class EmulatedFastPath {
     }
     this.misses++;
     this.walks++;
-    const chunk = dom.table.chunks.get(chunkOf(iova));
+    const chunk = dom.table.chunk(chunkOf(iova));
     const s = slotOf(iova);
     const e = chunk === undefined ? 0 : chunk[s]!;
     if (e === 0) return fail(out, MdevFaultCode.MDEV_UNMAPPED, rid, pasid, iova, access);

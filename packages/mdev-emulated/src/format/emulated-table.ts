@@ -119,6 +119,32 @@ export class EmulatedTable {
   readonly pinCounts: Map<number, Uint32Array> = new Map();
   #pages = 0;
   #pins = 0;
+  // One-entry caches in front of the two maps: runs of pages mostly stay in one chunk.
+  #lastKey = -1;
+  #lastChunk: Chunk | undefined = undefined;
+  #lastPinKey = -1;
+  #lastPins: Uint32Array | undefined = undefined;
+
+  /** The chunk with number `key`, if present. */
+  chunk(key: number): Chunk | undefined {
+    if (key === this.#lastKey) return this.#lastChunk;
+    const c = this.chunks.get(key);
+    if (c !== undefined) {
+      this.#lastKey = key;
+      this.#lastChunk = c;
+    }
+    return c;
+  }
+
+  #pinArray(key: number): Uint32Array | undefined {
+    if (key === this.#lastPinKey) return this.#lastPins;
+    const p = this.pinCounts.get(key);
+    if (p !== undefined) {
+      this.#lastPinKey = key;
+      this.#lastPins = p;
+    }
+    return p;
+  }
 
   /** Pages mapped. */
   get pages(): number {
@@ -132,7 +158,7 @@ export class EmulatedTable {
 
   /** The entry of the page holding `iova` (0 when not mapped). */
   entryAt(iova: number): number {
-    const c = this.chunks.get(chunkOf(iova));
+    const c = this.chunk(chunkOf(iova));
     return c === undefined ? 0 : c[slotOf(iova)]!;
   }
 
@@ -143,7 +169,7 @@ export class EmulatedTable {
 
   /** Physical address of the byte at `iova`, or -1 when its page is not mapped. */
   lookup(iova: number): number {
-    const c = this.chunks.get(chunkOf(iova));
+    const c = this.chunk(chunkOf(iova));
     if (c === undefined) return -1;
     const e = c[slotOf(iova)]!;
     return e === 0 ? -1 : entryPa(e) + pageOffset(iova);
@@ -152,7 +178,7 @@ export class EmulatedTable {
   /** Writes the entry of the page at `iova`: page-aligned `pa`, `flags` (V is added). */
   set(iova: number, pa: number, flags: number): void {
     const key = chunkOf(iova);
-    let c = this.chunks.get(key);
+    let c = this.chunk(key);
     if (c === undefined) {
       c = new Float64Array(CHUNK_PAGES + 1);
       this.chunks.set(key, c);
@@ -173,7 +199,7 @@ export class EmulatedTable {
   /** Clears the entry of the page at `iova` (its pins must be zero); drops an emptied chunk. */
   clear(iova: number): void {
     const key = chunkOf(iova);
-    const c = this.chunks.get(key);
+    const c = this.chunk(key);
     if (c === undefined) return;
     const s = slotOf(iova);
     if (c[s] === 0) return;
@@ -182,19 +208,20 @@ export class EmulatedTable {
     if (--c[CHUNK_USED]! === 0) {
       this.chunks.delete(key);
       this.pinCounts.delete(key);
+      this.#forget();
     }
   }
 
   /** Pin count of the page at `iova`. */
   pinsAt(iova: number): number {
-    const p = this.pinCounts.get(chunkOf(iova));
+    const p = this.#pinArray(chunkOf(iova));
     return p === undefined ? 0 : p[slotOf(iova)]!;
   }
 
   /** Adds `delta` to the pin count of the (present) page at `iova`. */
   addPin(iova: number, delta: number): void {
     const key = chunkOf(iova);
-    let p = this.pinCounts.get(key);
+    let p = this.#pinArray(key);
     if (p === undefined) {
       p = new Uint32Array(CHUNK_PAGES);
       this.pinCounts.set(key, p);
@@ -237,6 +264,14 @@ export class EmulatedTable {
     this.pinCounts.clear();
     this.#pages = 0;
     this.#pins = 0;
+    this.#forget();
+  }
+
+  #forget(): void {
+    this.#lastKey = -1;
+    this.#lastChunk = undefined;
+    this.#lastPinKey = -1;
+    this.#lastPins = undefined;
   }
 }
 
