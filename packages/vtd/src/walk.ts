@@ -1,0 +1,432 @@
+/**
+ * The spec-faithful page walker: second-stage (legacy and scalable), first-stage
+ * (IA-32e 4/5-level) and nested walks over tables in physical memory, with the spec's
+ * fault reasons (Intel VT-d spec 3.6-3.8, 7.1.3) and accessed/dirty updates.
+ *
+ * Hot-path rules: no allocation, no closures, no BigInt. Results go to the walker's
+ * own fields; a walk returns 0 or the fault reason. Hostile tables end in a fault:
+ * every table address comes from an entry masked to 52 bits, every fetch checks for
+ * a bus error, and every walk has at most five levels.
+ */
+
+import type { PhysicalMemory, WalkStep } from "@iommu-kit/core";
+import { Access, Perm } from "@iommu-kit/core";
+import { Fr } from "./format/fault-record.ts";
+import { FsPte } from "./format/fs-pte.ts";
+import { entryAddr, SsPte } from "./format/ss-pte.ts";
+
+/** How a resolved configuration translates (from TT or PGTT). */
+export const Kind = {
+  PASS_THROUGH: 0,
+  SECOND_STAGE: 1,
+  FIRST_STAGE: 2,
+  NESTED: 3,
+} as const;
+
+/**
+ * A resolved device/PASID configuration: what the context (and PASID) entries say,
+ * as the context and PASID caches hold it. Immutable once built.
+ */
+export interface Cfg {
+  readonly sid: number;
+  /** PASID of the walk (RID_PASID for requests without PASID in scalable mode; 0 in legacy). */
+  readonly pasid: number;
+  readonly did: number;
+  /** IOTLB tag: did * 2^20 + pasid. */
+  readonly tag: number;
+  readonly kind: number;
+  readonly legacy: boolean;
+  /** Fault processing disabled by any entry on the way (context, PASID directory, PASID entry). */
+  readonly fpd: boolean;
+  readonly ssRoot: number;
+  readonly ssLevels: number;
+  /** Second-stage execute enable (X honoured; otherwise fetches need R). */
+  readonly ssee: boolean;
+  /** Second-stage A/D enable. */
+  readonly ssade: boolean;
+  readonly fsRoot: number;
+  readonly fsLevels: number;
+  readonly sre: boolean;
+  readonly wpe: boolean;
+  readonly eafe: boolean;
+  /** Page-walk snoop (legacy: always). */
+  readonly pwsnp: boolean;
+  /** Privilege of requests without PASID (context RID_PRIV). */
+  readonly ridPriv: boolean;
+}
+
+/** Pow2[k] = 2^k for k <= 64. */
+const POW2: Float64Array = Float64Array.from({ length: 65 }, (_, k) => 2 ** k);
+const TWO32 = 4294967296;
+/** Interrupt address range (spec 3.15): 0xFEE0_0000 - 0xFEEF_FFFF. */
+const INTR_BASE = 0xfee00000;
+const INTR_END = 0xfef00000;
+
+/** Hardware parameters the walker needs. */
+export interface WalkerParams {
+  /** Host address width in bits (output addresses above it are reserved). */
+  readonly haw: number;
+  /** CAP.SLLPS bit 0 / bit 1. */
+  readonly ss2M: boolean;
+  readonly ss1G: boolean;
+  /** CAP.FS1GP. */
+  readonly fs1G: boolean;
+  /** ECAP.SC: SNP is reserved without it. */
+  readonly snoopControl: boolean;
+}
+
+/** The walker of one hardware unit. Not reentrant. */
+export class PageWalker {
+  readonly memory: PhysicalMemory;
+  /** Output of the last successful walk: physical address of the requested byte. */
+  pa = 0;
+  /** log2 of the contiguous region around the address (smallest leaf over the stages). */
+  sizeLg2 = 12;
+  /** Perm bits granted to a user (non-privileged) request. */
+  permUser = 0;
+  /** Perm bits granted to a supervisor request. */
+  permSup = 0;
+  /** A later write must walk again (a D bit still has to be set). */
+  writeNeedsWalk = false;
+  /** Level where the last fault was detected (-1 = none or not level-specific). */
+  faultLevel = -1;
+  /** The last fault was a not-present entry (legacy reports it as a missing right, 0x5/0x6). */
+  notPresent = false;
+
+  readonly #hiRsvd: number;
+  readonly #ssLoRsvdNonLeaf: Int32Array;
+  readonly #ssLoRsvdLeaf: Int32Array;
+  readonly #ssLeafOk: Uint8Array;
+  readonly #fsLeafOk: Uint8Array;
+  readonly #fsLoRsvdLeaf: Int32Array;
+  // Second-stage walk outputs.
+  #ssPa = 0;
+  #ssSizeLg2 = 12;
+  #ssPerm = 0;
+  #ssNeedsD = false;
+  readonly #ssEntries = new Float64Array(5);
+  #ssCount = 0;
+  // First-stage path (entry HPAs) for A/D updates.
+  readonly #fsEntries = new Float64Array(5);
+  #fsCount = 0;
+  /** Trace for explain (null on the hot path). */
+  trace: WalkStep[] | null = null;
+  /** Explain mode: compute A/D faults but write nothing. */
+  dryRun = false;
+
+  constructor(memory: PhysicalMemory, p: WalkerParams) {
+    this.memory = memory;
+    // ADDR bits 51:HAW live in bits 19:(HAW-32) of the high half.
+    this.#hiRsvd = p.haw >= 52 ? 0 : (0xfffff & ~((1 << (p.haw - 32)) - 1)) >>> 0;
+    const snp = p.snoopControl ? 0 : SsPte.SNP;
+    this.#ssLeafOk = Uint8Array.of(1, p.ss2M ? 1 : 0, p.ss1G ? 1 : 0, 0, 0);
+    this.#fsLeafOk = Uint8Array.of(1, 1, p.fs1G ? 1 : 0, 0, 0);
+    // Non-leaf: PS must be 0 where no page size is allowed (PML4E/PML5E always).
+    this.#ssLoRsvdNonLeaf = Int32Array.of(snp, snp, snp, snp | SsPte.PS, snp | SsPte.PS);
+    // Superpage leaves: address bits below the page size are reserved (9.8).
+    this.#ssLoRsvdLeaf = Int32Array.of(snp, snp | 0x1ff000, snp | 0x3ffff000, 0, 0);
+    // First-stage large leaves: bits 20:13 / 29:13 reserved (bit 12 is PAT).
+    this.#fsLoRsvdLeaf = Int32Array.of(0, 0x1fe000, 0x3fffe000, 0, 0);
+  }
+
+  #step(what: string, address: number | null, lo: number, hi: number, note: string, index?: number): void {
+    const raw = `0x${(hi >>> 0).toString(16).padStart(8, "0")}${(lo >>> 0).toString(16).padStart(8, "0")}`;
+    const step: WalkStep =
+      index === undefined ? { what, address, raw: [raw], note } : { what, address, index, raw: [raw], note };
+    this.trace!.push(step);
+  }
+
+  /**
+   * Walks a second-stage table for `addr` (below 2^(12+9*levels), checked by the
+   * caller). Returns 0 or a fault reason: fetch error, not present, reserved, using
+   * the legacy or scalable-mode codes. Leaves #ssPa/#ssSizeLg2/#ssPerm.
+   */
+  #ssWalk(root: number, levels: number, addr: number, legacy: boolean, write: boolean, what: string): number {
+    let table = root;
+    let perm = Perm.R | Perm.W | Perm.X;
+    this.#ssCount = 0;
+    for (let level = levels - 1; level >= 0; level--) {
+      const span = POW2[12 + 9 * level]!;
+      const idx = Math.floor(addr / span) % 512;
+      const ea = table + idx * 8;
+      const page = this.memory.readPage(Math.floor(ea / 4096));
+      if (page === null) {
+        this.faultLevel = level;
+        if (this.trace !== null) this.#step(`${what} L${level}`, ea, 0, 0, "bus error", idx);
+        return legacy ? Fr.PTE_FETCH : Fr.SS_FETCH;
+      }
+      const w = (ea & 0xfff) >>> 2;
+      const lo = page[w]!;
+      const hi = page[w + 1]!;
+      this.#ssEntries[this.#ssCount++] = ea;
+      if ((lo & (SsPte.R | SsPte.W)) === 0) {
+        this.faultLevel = level;
+        if (this.trace !== null) this.#step(`${what} L${level}`, ea, lo, hi, "not present (R=W=0)", idx);
+        // Legacy has no not-present reason: the request's missing right is reported (spec 7.1.3).
+        this.notPresent = true;
+        return legacy ? (write ? Fr.NO_WRITE : Fr.NO_READ) : Fr.SS_NOT_PRESENT;
+      }
+      const leaf = level === 0 || (lo & SsPte.PS) !== 0;
+      const rsvd =
+        (hi & this.#hiRsvd) !== 0 ||
+        (lo & (leaf ? this.#ssLoRsvdLeaf[level]! : this.#ssLoRsvdNonLeaf[level]!)) !== 0 ||
+        (leaf && this.#ssLeafOk[level] === 0);
+      if (rsvd) {
+        this.faultLevel = level;
+        if (this.trace !== null) this.#step(`${what} L${level}`, ea, lo, hi, "reserved bit set", idx);
+        return legacy ? Fr.PTE_RESERVED : Fr.SS_RESERVED;
+      }
+      // Rights are cumulative over the levels (spec 3.7.1).
+      perm &= (lo & SsPte.R ? Perm.R : 0) | (lo & SsPte.W ? Perm.W : 0) | (lo & SsPte.X ? Perm.X : 0);
+      const next = entryAddr(lo, hi);
+      if (leaf) {
+        const sizeLg2 = 12 + 9 * level;
+        if (this.trace !== null) this.#step(`${what} L${level}`, ea, lo, hi, `leaf 2^${sizeLg2}`, idx);
+        this.#ssPa = next + (addr % POW2[sizeLg2]!);
+        this.#ssSizeLg2 = sizeLg2;
+        this.#ssPerm = perm;
+        this.#ssNeedsD = (lo & SsPte.D) === 0;
+        return 0;
+      }
+      if (this.trace !== null) this.#step(`${what} L${level}`, ea, lo, hi, "table", idx);
+      table = next;
+    }
+    return legacy ? Fr.PTE_RESERVED : Fr.SS_RESERVED;
+  }
+
+  /** Sets A on the last second-stage path (and D on its leaf for writes). 0 or 0x7C. */
+  #ssSetAd(write: boolean, pwsnp: boolean): number {
+    const n = this.#ssCount;
+    for (let i = 0; i < n; i++) {
+      const ea = this.#ssEntries[i]!;
+      const page = this.memory.writePage(Math.floor(ea / 4096));
+      if (page === null) continue;
+      const w = (ea & 0xfff) >>> 2;
+      let lo = page[w]!;
+      let want = lo | SsPte.A;
+      if (write && i === n - 1) want |= SsPte.D;
+      if (want !== lo) {
+        if (!pwsnp) return Fr.SS_AD_NO_SNOOP;
+        lo = want;
+        if (!this.dryRun) page[w] = lo >>> 0;
+      }
+    }
+    return 0;
+  }
+
+  /** Second-stage rights for a fetch: X when SSEE, else R (spec 3.7.1). */
+  #ssRights(perm: number, ssee: boolean): number {
+    const rw = perm & (Perm.R | Perm.W);
+    if (ssee) return rw | (perm & Perm.X);
+    return rw | (perm & Perm.R ? Perm.X : 0);
+  }
+
+  /**
+   * Walks `iova` through `cfg` (not pass-through). `upper` marks a first-stage input
+   * whose bits above the top level are all ones (canonical upper half, from
+   * translateBig). Returns 0 with pa/sizeLg2/permUser/permSup set, or a fault reason.
+   * Permissions are not checked here; A/D updates are done for `access`.
+   */
+  walk(cfg: Cfg, iova: number, access: number, priv: boolean, upper: boolean): number {
+    const write = (access & Access.WRITE) !== 0;
+    this.faultLevel = -1;
+    this.notPresent = false;
+    if (cfg.kind === Kind.SECOND_STAGE) {
+      if (iova >= POW2[12 + 9 * cfg.ssLevels]!) return cfg.legacy ? Fr.BEYOND_AGAW : Fr.SM_BEYOND_AGAW;
+      const fr = this.#ssWalk(cfg.ssRoot, cfg.ssLevels, iova, cfg.legacy, write, "SS");
+      if (fr !== 0) return fr;
+      const perm = this.#ssRights(this.#ssPerm, cfg.ssee);
+      if (cfg.ssade && (perm & permFor(access)) === permFor(access)) {
+        const ad = this.#ssSetAd(write, cfg.pwsnp);
+        if (ad !== 0) return ad;
+      }
+      this.pa = this.#ssPa;
+      this.sizeLg2 = this.#ssSizeLg2;
+      this.permUser = perm;
+      this.permSup = perm;
+      this.writeNeedsWalk = cfg.ssade && this.#ssNeedsD && !write;
+      return 0;
+    }
+    return this.#fsWalk(cfg, iova, access, priv, upper);
+  }
+
+  /** First-stage (and nested) walk. */
+  #fsWalk(cfg: Cfg, iova: number, access: number, priv: boolean, upper: boolean): number {
+    const levels = cfg.fsLevels;
+    const nested = cfg.kind === Kind.NESTED;
+    const write = (access & Access.WRITE) !== 0;
+    const topBits = 12 + 9 * levels;
+    // Canonical: bits 63:topBits-1 equal. Numbers are non-negative, so the lower half only.
+    if (!upper && iova >= POW2[topBits - 1]!) {
+      if (this.trace !== null) this.#step("FS input", null, 0, 0, "not canonical");
+      return Fr.FS_NON_CANONICAL;
+    }
+    const ssBits = 12 + 9 * cfg.ssLevels;
+    let table = cfg.fsRoot;
+    let us = 1;
+    let rw = 1;
+    let nx = 0;
+    this.#fsCount = 0;
+    let sizeLg2 = 12;
+    let leafDirty = true;
+    let needA = false;
+    let out = 0;
+    for (let level = levels - 1; level >= 0; level--) {
+      const span = POW2[12 + 9 * level]!;
+      const idx = Math.floor(iova / span) % 512;
+      let tableHpa = table;
+      if (nested) {
+        // The table address is a GPA: translate it through the second stage (spec 3.8).
+        if (table >= POW2[ssBits]!) return Fr.NESTED_FS_BEYOND;
+        const fr = this.#ssWalk(cfg.ssRoot, cfg.ssLevels, table, false, false, "SS(FS table)");
+        if (fr !== 0) return fr;
+        if ((this.#ssPerm & Perm.R) === 0)
+          return level === levels - 1 ? Fr.NESTED_FS_ROOT_NO_READ : Fr.NESTED_FS_NO_READ;
+        if (cfg.ssade) {
+          const ad = this.#ssSetAd(false, cfg.pwsnp);
+          if (ad !== 0) return ad;
+        }
+        tableHpa = this.#ssPa - (this.#ssPa % 4096);
+        // Remember whether the FS entry could be written back (for A/D).
+        this.#fsWritable[this.#fsCount] = this.#ssPerm & Perm.W ? 1 : 0;
+      } else {
+        this.#fsWritable[this.#fsCount] = 1;
+      }
+      const ea = tableHpa + idx * 8;
+      const page = this.memory.readPage(Math.floor(ea / 4096));
+      if (page === null) {
+        this.faultLevel = level;
+        if (this.trace !== null) this.#step(`FS L${level}`, ea, 0, 0, "bus error", idx);
+        return level === levels - 1 && !nested ? Fr.FS_ROOT_INVALID : Fr.FS_FETCH;
+      }
+      const w = (ea & 0xfff) >>> 2;
+      const lo = page[w]!;
+      const hi = page[w + 1]!;
+      this.#fsEntries[this.#fsCount++] = ea;
+      if ((lo & FsPte.P) === 0) {
+        this.faultLevel = level;
+        if (this.trace !== null) this.#step(`FS L${level}`, ea, lo, hi, "not present", idx);
+        return Fr.FS_NOT_PRESENT;
+      }
+      const ps = (lo & FsPte.PS) !== 0 && level > 0;
+      const leaf = level === 0 || ps;
+      const rsvd =
+        (hi & this.#hiRsvd) !== 0 ||
+        (ps && (this.#fsLeafOk[level] === 0 || (lo & this.#fsLoRsvdLeaf[level]!) !== 0)) ||
+        (level >= 3 && (lo & FsPte.PS) !== 0);
+      if (rsvd) {
+        this.faultLevel = level;
+        if (this.trace !== null) this.#step(`FS L${level}`, ea, lo, hi, "reserved bit set", idx);
+        return Fr.FS_RESERVED;
+      }
+      us &= (lo >>> 2) & 1;
+      rw &= (lo >>> 1) & 1;
+      nx |= hi >>> 31;
+      if ((lo & FsPte.A) === 0) needA = true;
+      const next = entryAddr(lo, hi);
+      if (leaf) {
+        sizeLg2 = 12 + 9 * level;
+        out = next + (iova % POW2[sizeLg2]!);
+        leafDirty = (lo & FsPte.D) !== 0;
+        if (this.trace !== null) this.#step(`FS L${level}`, ea, lo, hi, `leaf 2^${sizeLg2}`, idx);
+        break;
+      }
+      if (this.trace !== null) this.#step(`FS L${level}`, ea, lo, hi, "table", idx);
+      table = next;
+    }
+    // First-stage rights (spec 3.6.2): reads always; writes need R/W everywhere for user
+    // requests, and for supervisor requests only with WPE; fetches need XD = 0.
+    const x = nx ? 0 : Perm.X;
+    const user = us ? Perm.R | (rw ? Perm.W : 0) | x : 0;
+    const sup = Perm.R | (rw || !cfg.wpe ? Perm.W : 0) | x;
+    let permUser = user;
+    let permSup = cfg.sre ? sup : 0;
+    let pa = out;
+    if (nested) {
+      // The output is a GPA: the final second-stage translation (spec 3.8).
+      if (out >= POW2[ssBits]!) return Fr.SS_OUTPUT_BEYOND;
+      const fr = this.#ssWalk(cfg.ssRoot, cfg.ssLevels, out, false, write, "SS(output)");
+      if (fr !== 0) return fr;
+      const sp = this.#ssRights(this.#ssPerm, cfg.ssee);
+      permUser &= sp;
+      permSup &= sp;
+      pa = this.#ssPa;
+      if (this.#ssSizeLg2 < sizeLg2) sizeLg2 = this.#ssSizeLg2;
+      if (cfg.ssade && (sp & permFor(access)) === permFor(access)) {
+        const ad = this.#ssSetAd(write, cfg.pwsnp);
+        if (ad !== 0) return ad;
+      }
+    }
+    // A/D updates happen only for a request the rights allow.
+    const granted = priv ? permSup : permUser;
+    const need = permFor(access);
+    if ((granted & need) === need && (needA || (write && !leafDirty))) {
+      const fr = this.#fsSetAd(write, cfg.eafe, cfg.pwsnp);
+      if (fr !== 0) return fr;
+      leafDirty = leafDirty || write;
+    }
+    this.#fsUs = us;
+    this.pa = pa;
+    this.sizeLg2 = sizeLg2;
+    this.permUser = permUser;
+    this.permSup = permSup;
+    this.writeNeedsWalk = !leafDirty || (nested && cfg.ssade && this.#ssNeedsD && !write);
+    return 0;
+  }
+
+  readonly #fsWritable = new Uint8Array(5);
+  /** U/S over the last first-stage path (1 = user pages). */
+  #fsUs = 1;
+
+  #fsSetAd(write: boolean, eafe: boolean, pwsnp: boolean): number {
+    if (!pwsnp) return Fr.FS_AD_NO_SNOOP;
+    const n = this.#fsCount;
+    for (let i = 0; i < n; i++) {
+      if (this.#fsWritable[i] === 0) return Fr.NESTED_FS_NO_WRITE;
+    }
+    for (let i = 0; i < n; i++) {
+      const ea = this.#fsEntries[i]!;
+      const page = this.memory.writePage(Math.floor(ea / 4096));
+      if (page === null) continue;
+      const w = (ea & 0xfff) >>> 2;
+      let lo = page[w]! | FsPte.A;
+      if (eafe) lo |= FsPte.EA;
+      if (write && i === n - 1) lo |= FsPte.D;
+      if (!this.dryRun) page[w] = lo >>> 0;
+    }
+    return 0;
+  }
+
+  /**
+   * The fault reason for a request the walk's rights do not allow, or 0. Order: user
+   * access to a supervisor page, write, fetch, read (spec 7.1.3).
+   */
+  permissionFault(cfg: Cfg, access: number, priv: boolean, perm: number): number {
+    const need = permFor(access);
+    if ((perm & need) === need) return 0;
+    if (cfg.legacy) return access & Access.WRITE ? Fr.NO_WRITE : Fr.NO_READ;
+    if (cfg.kind !== Kind.SECOND_STAGE && !priv && this.#fsUs === 0) return Fr.FS_USER_NOT_ALLOWED;
+    if (access & Access.WRITE) return Fr.SM_NO_WRITE;
+    if (need & Perm.X && (perm & Perm.R) !== 0) return Fr.NO_EXECUTE;
+    return Fr.SM_NO_READ;
+  }
+
+  /** True when `pa` is in the interrupt address range (spec 3.15). */
+  static inInterruptRange(pa: number): boolean {
+    return pa >= INTR_BASE && pa < INTR_END;
+  }
+}
+
+/** Perm bits a request needs: W for writes; X (and R) for fetches; R otherwise. */
+export function permFor(access: number): number {
+  if (access & Access.WRITE) return Perm.W;
+  return access & Access.EXEC ? Perm.R | Perm.X : Perm.R;
+}
+
+/** Exact 2^k for tables of powers (k <= 64). */
+export function pow2(k: number): number {
+  return POW2[k]!;
+}
+
+/** 2^32. */
+export const TWO_POW_32: number = TWO32;
