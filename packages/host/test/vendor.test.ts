@@ -160,6 +160,45 @@ describe.skipIf(!hasVtd)("VT-d behind the host", () => {
   });
 });
 
+describe.skipIf(!hasVtd)("VT-d nested (iommu_hwpt_vtd_s1)", () => {
+  it("a guest first-stage table in guest memory, walked through the nest parent", async () => {
+    const h = await vendorHost("vtd");
+    h.addIommu("dmar0", "vtd");
+    const dev = h.addDevice({ iommu: "dmar0", rid: 0x100, pasidBits: 20 });
+    const ioas = h.ioasAlloc();
+    // Stage 2: guest-physical [0x10000000, +2 MiB) -> the same host-physical range.
+    h.ioasMap(ioas, { iova: 0x10000000, length: 0x200000, pa: 0x10000000, prot: "rw" });
+    const parent = h.hwptAlloc({ device: dev, pt: ioas, flags: ["nest_parent"] });
+    // A 4-level first-stage table at GPA 0x10000000: IOVA 0x1000 -> GPA 0x10005000.
+    // Entry bits (VT-d 3.0 9.7, x86 paging): P 0, R/W 1, U/S 2; address 51:12.
+    const entry = (next: number): Uint8Array => {
+      const b = new Uint8Array(8);
+      new DataView(b.buffer).setUint32(0, (next | 0x7) >>> 0, true);
+      return b;
+    };
+    h.memWrite(0x10000000, entry(0x10001000)); // PML4E[0]
+    h.memWrite(0x10001000, entry(0x10002000)); // PDPE[0]
+    h.memWrite(0x10002000, entry(0x10003000)); // PDE[0]
+    h.memWrite(0x10003000 + 8, entry(0x10005000)); // PTE[1]
+    expectErrno(
+      () => h.hwptAlloc({ device: dev, pt: parent, data: { pgtblAddr: "0x10000000", addrWidth: 39 } }),
+      "EINVAL",
+    );
+    const nested = h.hwptAlloc({ device: dev, pt: parent, data: { pgtblAddr: "0x10000000", addrWidth: 48 } });
+    h.attach(dev, "rid", nested);
+    expect(h.dma(dev, { iova: 0x1010, access: "write", data: new Uint8Array([0xab]) })).toEqual({
+      ok: true,
+      pa: 0x10005010,
+    });
+    expect(h.memRead(0x10005010, 1)).toEqual(new Uint8Array([0xab]));
+    const r = h.dma(dev, { iova: 0x2000, access: "read", length: 1 });
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.fault.vendor.vendor).toBe("intel-vtd");
+    // One IOMMU_HWPT_INVALIDATE_DATA_VTD_S1 entry: the whole range.
+    expect(h.invalidate(nested, [{ addr: 0, npages: "0xffffffffffffffff" }])).toBe(1);
+  });
+});
+
 describe.skipIf(!hasVtd)("two vendors on one IOAS", () => {
   it("SMMUv3 and VT-d domains both mirror the IOAS", async () => {
     const h = await vendorHost("smmuv3", "vtd");
