@@ -222,7 +222,10 @@ export class MdevEmulatedBackend implements Backend, DomainHost {
     if (intent.kind === "emulated") {
       const dom = this.#own(domain);
       if (m.emulated === dom) return {};
-      if (m.emulated !== null) this.#letGo(m, m.emulated);
+      if (m.emulated !== null) {
+        this.#letGo(m, m.emulated);
+        m.emulated.users.delete(m);
+      }
       dom.users.add(m);
       m.emulated = dom;
       return {};
@@ -279,7 +282,6 @@ export class MdevEmulatedBackend implements Backend, DomainHost {
         },
       );
     }
-    dom.users.delete(m);
   }
 
   detach(rid: number, intent: AttachIntent): void {

@@ -227,6 +227,20 @@ describe("emulated attach", () => {
     expect(a.pinCount()).toBe(0);
   });
 
+  it("replace without pins lets the old table go, so it can be freed", () => {
+    const f = fixture();
+    addMdev(f, 1);
+    const a = emulated(f);
+    const b = emulated(f);
+    f.mdev.attach(1, Intent.emulated, a);
+    f.mdev.attach(1, Intent.emulated, b);
+    expect([a.users.size, b.users.size]).toEqual([0, 1]);
+    a.free();
+    expect(code(() => b.free())).toBe("EBUSY");
+    f.mdev.detach(1, Intent.emulated);
+    b.free();
+  });
+
   it("two mdevs may share one table", () => {
     const f = fixture();
     addMdev(f, 1);
