@@ -1255,7 +1255,7 @@ export class SmmuHw {
         out.fault = this.#blockedFault("GBPA_ABORT");
         return false;
       }
-      return this.#bypass(iova, big, out);
+      return this.#bypass(iova, big, out, false);
     }
     const cfg = this.#trace !== null ? this.#loadCfg(sid, ssid, false) : this.#config(sid, ssid);
     if (cfg === null) {
@@ -1266,7 +1266,7 @@ export class SmmuHw {
       out.fault = this.#blockedFault("STE_ABORT");
       return false;
     }
-    if (cfg.mode === MODE_BYPASS) return this.#bypass(iova, big, out);
+    if (cfg.mode === MODE_BYPASS) return this.#bypass(iova, big, out, true);
     // Input address: stage 1 selects TTB0/TTB1 from the top bits (3.4.1, D8.1.4).
     let half = 0;
     let va = iova;
@@ -1331,11 +1331,12 @@ export class SmmuHw {
     return false;
   }
 
-  #bypass(iova: number, big: bigint | null, out: Translation): boolean {
+  /** Bypass: the input is the output; beyond the OAS it is an address-size fault (no PA there). */
+  #bypass(iova: number, big: bigint | null, out: Translation, record: boolean): boolean {
     if (big !== null) {
-      if (big >= 1n << 53n) return this.#fail(EventId.F_ADDR_SIZE, false, out);
+      if (big >= 1n << BigInt(this.oas)) return this.#fail(EventId.F_ADDR_SIZE, record, out);
       iova = Number(big);
-    }
+    } else if (iova >= 2 ** this.oas) return this.#fail(EventId.F_ADDR_SIZE, record, out);
     out.pa = iova;
     out.perm = Perm.R | Perm.W | Perm.X;
     out.sizeLg2 = 12;
