@@ -393,11 +393,22 @@ export class EmulatedDomain implements Domain, EmulatedAccess {
     this.#live("pin");
     const pages = this.#range("pin", iova, length);
     // check_area_prot: a write pin needs W, any other pin R.
-    this.#resolve("pin", iova, pages, write ? Perm.W : Perm.R, false, null);
-    const out: number[] = [];
+    const need = write ? Perm.W : Perm.R;
     const first = iova - pageOffset(iova);
     const mark = write && this.#tracking;
     const t = this.table;
+    if (pages === 1) {
+      // The common single-page pin: one lookup, no scratch.
+      const c = first < IOVA_LIMIT ? t.chunk(chunkOf(first)) : undefined;
+      const s = slotOf(first);
+      const e = c === undefined ? 0 : c[s]!;
+      if (e === 0 || (e & need) !== need) accessError("pin", first, e, need);
+      t.addPin(first, 1);
+      if (mark && (e & EntryBit.D) === 0) c![s] = e + EntryBit.D;
+      return [entryPa(e)];
+    }
+    this.#resolve("pin", iova, pages, need, false, null);
+    const out: number[] = [];
     for (let i = 0; i < pages; i++) {
       const at = first + i * PAGE;
       const c = t.chunk(chunkOf(at))!;
