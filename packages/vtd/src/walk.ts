@@ -310,8 +310,9 @@ export class PageWalker {
       }
       const ps = (lo & FsPte.PS) !== 0 && level > 0;
       const leaf = level === 0 || ps;
+      // Nested FS entries hold GPAs: their width is checked against the second stage.
       const rsvd =
-        (hi & this.#hiRsvd) !== 0 ||
+        (!nested && (hi & this.#hiRsvd) !== 0) ||
         (ps && (this.#fsLeafOk[level] === 0 || (lo & this.#fsLoRsvdLeaf[level]!) !== 0)) ||
         (level >= 3 && (lo & FsPte.PS) !== 0);
       if (rsvd) {
