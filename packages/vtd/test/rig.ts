@@ -18,7 +18,7 @@ import { VtdHardware } from "../src/hardware.ts";
 import type { VtdConfig } from "../src/hw-info.ts";
 import { registersFor, resolveConfig } from "../src/hw-info.ts";
 
-export const RAM = 2 ** 30;
+export const RAM = 0x4000_0000;
 export const ROOT = 0x10_0000;
 export const CTX = 0x10_1000;
 export const CTX_UPPER = 0x10_2000;
