@@ -83,6 +83,60 @@ describe("iommu-kit --help", () => {
   });
 });
 
+describe("iommu-kit run (the default scenario)", () => {
+  it("runs the built-in tour with every backend and intent, exit 0", () => {
+    const r = cli(["run"]);
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    for (const b of ["smmuv3", "vtd", "mdev-emulated"]) expect(r.stdout).toContain(b);
+    expect(r.stdout).toMatch(/gpu\s+smmu0\s+smmuv3\s+0x20\s+rid,pasid,rid-all-pasids/);
+    expect(r.stdout).toContain("F_TRANSLATION (0x10, translation)");
+    expect(r.stdout).toMatch(/PASS <default scenario>: \d+ steps/);
+  });
+  it("--json: every step passes", () => {
+    const r = cli(["run", "--json"]);
+    expect(r.status).toBe(0);
+    const lines = r.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    expect(lines.length).toBeGreaterThan(50);
+    expect(lines.every((l) => l.pass === true && l.file === "<default scenario>")).toBe(true);
+    const ops = new Set(lines.map((l) => l.op));
+    for (const op of [
+      "attach",
+      "replace",
+      "detach",
+      "dma",
+      "invalidate",
+      "access.pin",
+      "access.rw",
+      "hw_info",
+    ])
+      expect(ops).toContain(op);
+  });
+  it("caps, explain and dump work on it", () => {
+    const caps = cli(["caps", "--json"]);
+    expect(caps.status).toBe(0);
+    const rows = caps.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    expect(rows.map((x) => x.device)).toEqual(["nic", "gpu", "ssd", "accel", "vnic", "vssd"]);
+    expect(rows.find((x) => x.device === "vssd")).toMatchObject({
+      pasidAssignment: "backend",
+      intents: ["emulated", "pasid"],
+    });
+    const ex = cli(["explain", "--device", "ssd", "--iova", "0x100000", "--pasid", "7", "--json"]);
+    expect(ex.stderr).toBe("");
+    expect(ex.status).toBe(0);
+    expect(JSON.parse(ex.stdout).steps.length).toBeGreaterThan(2);
+    const dump = cli(["dump", "--device", "nic", "--json"]);
+    expect(dump.status).toBe(0);
+    expect(() => JSON.parse(dump.stdout)).not.toThrow();
+  });
+});
+
 describe("iommu-kit run", () => {
   it("exits 0 when every expectation holds, with capability table, steps and counters", () => {
     const r = cli(["run", file("good.json", mockScenario(goodSteps))]);

@@ -48,7 +48,8 @@ export function capTable(rows: readonly CapRow[]): string {
         ? "-"
         : `${c.maxPasidLog2} bits${c.pasidAssignment === "backend" ? " (auto)" : ""}`,
       `${c.inputAddressBits}/${c.outputAddressBits}`,
-      c.formats.join(","),
+      // The default format, and how many others (`caps --json` lists them all).
+      c.formats.length > 1 ? `${c.formats[0]} +${c.formats.length - 1}` : (c.formats[0] ?? "-"),
       [...c.flags, ...(c.nesting ? ["nesting"] : [])].join(",") || "-",
       c.hwInfo,
     ]),
