@@ -1003,10 +1003,12 @@ export class Host {
   #commitRid(dev: HostDevice, kind: "rid" | "rid-all-pasids", h: Hwpt): void {
     const old = dev.ridAttach?.hwpt ?? null;
     dev.ridAttach = { kind, hwpt: h };
-    h.users++;
-    if (old !== null && old !== h) {
-      old.users--;
-      this.#release(old);
+    if (old !== h) {
+      h.users++;
+      if (old !== null) {
+        old.users--;
+        this.#release(old);
+      }
     }
     this.#relayout(pagingOf(h).ioas);
   }

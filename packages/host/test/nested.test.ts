@@ -72,4 +72,16 @@ describe("nested HWPTs (alloc_hwpt_nested)", () => {
     h.detach(dev, "rid");
     expect(h.describe(parent)).toMatchObject({ users: 0, children: 0 });
   });
+
+  it("switching the RID between rid and rid-all-pasids on one HWPT keeps one user", () => {
+    const { h, dev, parent } = setup();
+    const nested = h.hwptAlloc({ device: dev, pt: parent, data: { ok: true } });
+    h.attach(dev, "rid", nested);
+    h.replace(dev, "rid-all-pasids", nested);
+    expect(h.describe(nested)).toMatchObject({ users: 1 });
+    expect(h.describe(dev)).toMatchObject({ ridAttach: { kind: "rid-all-pasids", hwpt: nested } });
+    h.detach(dev, "rid-all-pasids");
+    expect(h.describe(nested)).toMatchObject({ users: 0 });
+    h.destroy(nested);
+  });
 });
