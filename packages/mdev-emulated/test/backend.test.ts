@@ -399,6 +399,22 @@ describe("translate misuse and odd inputs", () => {
     expect(out.fault?.vendor.fields.rid).toBe(42);
   });
 
+  it("forgets a removed mdev: its rid no longer translates", () => {
+    const f = fixture();
+    addMdev(f, 1);
+    const d = emulated(f);
+    d.map(0, 0x1000, K4, Perm.R);
+    f.mdev.attach(1, Intent.emulated, d);
+    const out = createTranslation();
+    expect(f.mdev.translate(1, NO_PASID, 0, Access.READ, out)).toBe(true);
+    f.mdev.detach(1, Intent.emulated);
+    f.mdev.removeDevice(1);
+    expect(f.mdev.translate(1, NO_PASID, 0, Access.READ, out)).toBe(false);
+    expect(out.fault?.vendor.name).toBe("MDEV_BLOCKED");
+    addMdev(f, 1);
+    expect(f.mdev.translate(1, NO_PASID, 0, Access.READ, out)).toBe(false);
+  });
+
   it("translateBig handles IOVAs at and above 2^53", () => {
     const f = fixture();
     addMdev(f, 1);

@@ -334,6 +334,27 @@ describe("dirty tracking", () => {
     expect([...bm]).toEqual([0b1_0000, 0]);
   });
 
+  it("reports in bitmap pages smaller than 4 KiB: every sub-page of a dirty page", () => {
+    const { dom } = setup({ dirtyTracking: true });
+    dom.setDirtyTracking(true);
+    dom.map(0, 0x10_0000, 2 * K4, RW);
+    dom.write(K4 + 5, Uint8Array.of(1));
+    const bm = new Uint8Array(1);
+    dom.readDirty(0, 2 * K4, 11, bm, false);
+    expect(bm[0]).toBe(0b1100);
+  });
+
+  it("a read or a read pin never marks dirty", () => {
+    const { dom } = setup({ dirtyTracking: true });
+    dom.setDirtyTracking(true);
+    dom.map(0, 0x10_0000, K4, RW);
+    dom.read(0, 16);
+    dom.pin(0, K4, false);
+    const bm = new Uint8Array(1);
+    dom.readDirty(0, K4, 12, bm, false);
+    expect(bm[0]).toBe(0);
+  });
+
   it("switching tracking on clears stale dirty state; off stops marking", () => {
     const { dom } = setup({ dirtyTracking: true });
     dom.map(0, 0x10_0000, K4, RW);
