@@ -677,7 +677,7 @@ export class SmmuV3Backend implements Backend {
     if (flags.nestParent && stage !== 2) throw bad("EOPNOTSUPP", "a nest parent must be a stage-2 table");
     if (flags.pasid && stage !== 1) throw bad("EOPNOTSUPP", "PASID domains must be stage-1 tables");
     if (flags.dirtyTracking && this.hw.httu < 2) throw bad("EOPNOTSUPP", "dirty tracking needs HTTU");
-    const g = granules(this.hw).find((x) => format.endsWith(x === 12 ? "4k" : x === 14 ? "16k" : "64k"))!;
+    const g = granules(this.hw).find((x) => format.endsWith(x === 12 ? "-4k" : x === 14 ? "-16k" : "-64k"))!;
     const spec = lpaeGeometry(stage, g, domainInputBits(this.hw, stage, g));
     const fmt = lpaeFormat(spec, flags.dirtyTracking === true);
     const tagId = this.#allocTag(stage === 1 ? this.#asids : this.#vmids, stage === 1 ? "ASID" : "VMID");

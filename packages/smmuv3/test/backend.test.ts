@@ -1,0 +1,482 @@
+import type { Domain } from "@iommu-kit/core";
+import { Access, createTranslation, Intent, IommuError, outcomeOf, Perm } from "@iommu-kit/core";
+import { createTestMemory } from "@iommu-kit/core/testing";
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import type { SmmuNestedDomain, SmmuPagingDomain, SmmuV3Config } from "../src/index.ts";
+import {
+  CmdOp,
+  encodeCd,
+  encodeCommand,
+  encodeLeafPte,
+  encodeTablePte,
+  type SmmuV3Backend,
+  smmuv3Backend,
+} from "../src/index.ts";
+
+const R = Access.READ;
+const W = Access.WRITE;
+
+function make(config: SmmuV3Config = {}, ram = 2 ** 32, tablesSize = 2 ** 28) {
+  const { memory, tables } = createTestMemory(ram, tablesSize);
+  const b = smmuv3Backend.create({ memory, tables, name: "smmu0" }, config) as SmmuV3Backend;
+  const x = (rid: number, pasid: number, iova: number, access: number) => {
+    const out = createTranslation();
+    return outcomeOf(b.translate(rid, pasid, iova, access, out), out);
+  };
+  return { memory, tables, b, x };
+}
+
+function code(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof IommuError) return e.code;
+    throw e;
+  }
+  return "none";
+}
+
+describe("devices and capabilities", () => {
+  it("reports intents, PASID width, formats and raw IDRs from the ID registers", () => {
+    const { b } = make();
+    b.addDevice({ rid: 1, pasidBits: 8 });
+    b.addDevice({ rid: 2, pasidBits: 0 });
+    const c = b.capabilities(1);
+    expect(c.intents).toEqual(["rid", "pasid", "rid-all-pasids"]);
+    expect(c.maxPasidLog2).toBe(8);
+    expect(c.formats).toEqual([
+      "arm-lpae-s1-4k",
+      "arm-lpae-s1-16k",
+      "arm-lpae-s1-64k",
+      "arm-lpae-s2-4k",
+      "arm-lpae-s2-16k",
+      "arm-lpae-s2-64k",
+    ]);
+    expect(c.pageSizeBitmap).toBe(
+      (1n << 12n) | (1n << 21n) | (1n << 30n) | (1n << 14n) | (1n << 25n) | (1n << 16n) | (1n << 29n),
+    );
+    expect(c.hwInfo).toMatchObject({ type: "arm-smmuv3", iidr: 0x43b, aidr: 2 });
+    if (c.hwInfo.type === "arm-smmuv3") {
+      expect(c.hwInfo.idr[0] & 3).toBe(3);
+      expect((c.hwInfo.idr[1] >>> 6) & 0x1f).toBe(20);
+    }
+    expect(b.capabilities(2).intents).toEqual(["rid", "rid-all-pasids"]);
+    expect(b.reservedRegions(1)).toEqual([{ start: 0x800_0000, last: 0x80f_ffff }]);
+  });
+
+  it("stage-1-only SMMUs list no rid-all-pasids; stage-2-only list no pasid", () => {
+    const s1 = make({ stages: "s1", ssidBits: 5 }).b;
+    s1.addDevice({ rid: 1, pasidBits: 20 });
+    expect(s1.capabilities(1)).toMatchObject({ intents: ["rid", "pasid"], maxPasidLog2: 5 });
+    const s2 = make({ stages: "s2", oas: 40 }).b;
+    s2.addDevice({ rid: 1, pasidBits: 20 });
+    expect(s2.capabilities(1)).toMatchObject({
+      intents: ["rid"],
+      maxPasidLog2: 0,
+      outputAddressBits: 40,
+      inputAddressBits: 40,
+    });
+  });
+
+  it("refuses bad rids and configs with typed errors", () => {
+    const { b } = make({ sidBits: 8 });
+    expect(code(() => b.addDevice({ rid: 256, pasidBits: 0 }))).toBe("EINVAL");
+    b.addDevice({ rid: 3, pasidBits: 0 });
+    expect(code(() => b.addDevice({ rid: 3, pasidBits: 0 }))).toBe("EEXIST");
+    expect(code(() => b.capabilities(4))).toBe("ENOENT");
+    const { memory, tables } = createTestMemory();
+    expect(code(() => smmuv3Backend.create({ memory, tables, name: "x" }, { oas: 47 }))).toBe("EINVAL");
+    expect(code(() => smmuv3Backend.create({ memory, tables, name: "x" }, { bogus: 1 }))).toBe("EINVAL");
+  });
+
+  it("a new device's STE aborts silently; removing it frees its L2 stream table", () => {
+    const { b, x, tables } = make();
+    const before = tables.stats().blocks;
+    b.addDevice({ rid: 0x301, pasidBits: 0 });
+    expect(tables.stats().blocks).toBe(before + 1);
+    expect(x(0x301, -1, 0x1000, R)).toMatchObject({
+      ok: false,
+      fault: { class: "blocked", vendor: { name: "STE_ABORT" } },
+    });
+    expect(x(0x401, -1, 0x1000, R)).toMatchObject({
+      ok: false,
+      fault: { vendor: { name: "C_BAD_STREAMID" } },
+    });
+    b.removeDevice(0x301);
+    expect(tables.stats().blocks).toBe(before);
+    expect(x(0x301, -1, 0x1000, R)).toMatchObject({
+      ok: false,
+      fault: { vendor: { name: "C_BAD_STREAMID" } },
+    });
+  });
+});
+
+describe("paging domains", () => {
+  it("maps with the largest blocks alignment allows and frees empty tables on unmap", () => {
+    const { b, x, tables } = make();
+    b.addDevice({ rid: 1, pasidBits: 0 });
+    const d = b.allocDomain({ type: "paging" }) as SmmuPagingDomain;
+    b.attach(1, Intent.rid, d);
+    const base = tables.stats().blocks;
+    d.map(0x4000_0000, 0x8000_0000, 0x4000_0000 + 0x20_0000 + 0x1000, Perm.R | Perm.W);
+    expect(tables.stats().blocks).toBe(base + 3); // level-1 table, level-2 table, level-3 table
+    expect(x(1, -1, 0x4000_0000 + 0x1234_5678, W)).toMatchObject({ ok: true, pa: 0x9234_5678, sizeLg2: 30 });
+    expect(x(1, -1, 0x8000_0000 + 0x10_0008, R)).toMatchObject({ ok: true, pa: 0xc010_0008, sizeLg2: 21 });
+    expect(x(1, -1, 0x8020_0000 + 8, R)).toMatchObject({ ok: true, pa: 0xc020_0008, sizeLg2: 12 });
+    expect(d.unmap(0x4000_0000, 0x4000_0000 + 0x20_0000 + 0x1000)).toBe(0x4000_0000 + 0x20_0000 + 0x1000);
+    expect(tables.stats().blocks).toBe(base);
+    expect(x(1, -1, 0x4000_0000, R)).toMatchObject({ ok: false, fault: { class: "translation" } });
+  });
+
+  it("unmap issues a range TLBI and CMD_SYNC (counted as invalidations)", () => {
+    const { b, x } = make();
+    b.addDevice({ rid: 1, pasidBits: 0 });
+    const d = b.allocDomain({ type: "paging" });
+    b.attach(1, Intent.rid, d);
+    d.map(0x10_0000, 0x20_0000, 0x3000, Perm.R);
+    expect(x(1, -1, 0x10_2000, R)).toMatchObject({ ok: true, pa: 0x20_2000 });
+    const inv = b.counters().invalidations;
+    d.unmap(0x10_0000, 0x3000);
+    expect(b.counters().invalidations).toBe(inv + 1); // one TLBI_NH_VA with NUM=2 (3 pages)
+    expect(x(1, -1, 0x10_2000, R).ok).toBe(false);
+  });
+
+  it("refuses splitting a block, misaligned and out-of-aperture maps, and PA beyond the OAS", () => {
+    const { b } = make({ oas: 40 });
+    const d = b.allocDomain({ type: "paging" });
+    d.map(0, 0, 0x20_0000, Perm.R);
+    expect(code(() => d.unmap(0, 0x1000))).toBe("EINVAL");
+    expect(code(() => d.map(2 ** 48, 0, 0x1000, Perm.R))).toBe("EINVAL");
+    expect(code(() => d.map(0x40_0000, 2 ** 40, 0x1000, Perm.R))).toBe("EINVAL");
+    expect(code(() => d.map(0x40_0000, 0, 0x1000, 0))).toBe("EINVAL");
+    expect(d.iovaToPhys(0x1234)).toBe(0x1234);
+  });
+
+  for (const [format, page] of [
+    ["arm-lpae-s1-16k", 0x4000],
+    ["arm-lpae-s1-64k", 0x1_0000],
+    ["arm-lpae-s2-16k", 0x4000],
+    ["arm-lpae-s2-64k", 0x1_0000],
+  ] as const) {
+    it(`${format}: pages and blocks translate through the hardware walk`, () => {
+      const { b, x } = make();
+      b.addDevice({ rid: 9, pasidBits: 0 });
+      const d = b.allocDomain({ type: "paging", format });
+      b.attach(9, Intent.rid, d);
+      const block = page === 0x4000 ? 2 ** 25 : 2 ** 29;
+      d.map(block, 2 * block, block + page, Perm.R | Perm.W);
+      expect(x(9, -1, block + 0x123, W)).toMatchObject({
+        ok: true,
+        pa: 2 * block + 0x123,
+        sizeLg2: Math.log2(block),
+      });
+      expect(x(9, -1, 2 * block + 8, R)).toMatchObject({
+        ok: true,
+        pa: 3 * block + 8,
+        sizeLg2: Math.log2(page),
+      });
+      expect(x(9, -1, 2 * block + page, R)).toMatchObject({ ok: false, fault: { class: "translation" } });
+      expect(d.unmap(block, block + page)).toBe(block + page);
+    });
+  }
+
+  it("free: EBUSY while attached, then releases every table and invalidates the ASID", () => {
+    const { b, tables } = make();
+    b.addDevice({ rid: 1, pasidBits: 0 });
+    const before = tables.stats().blocks;
+    const d = b.allocDomain({ type: "paging" });
+    d.map(0, 0, 0x1000, Perm.R);
+    b.attach(1, Intent.rid, d);
+    expect(code(() => d.free())).toBe("EBUSY");
+    b.detach(1, Intent.rid);
+    d.free();
+    expect(tables.stats().blocks).toBe(before);
+    expect(code(() => d.map(0, 0, 0x1000, Perm.R))).toBe("EINVAL");
+  });
+
+  it("random map/unmap sequences match a reference model; cached == walked", () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.record({
+            op: fc.constantFrom("map", "unmap"),
+            page: fc.integer({ min: 0, max: 1023 }),
+            pages: fc.integer({ min: 1, max: 600 }),
+            pa: fc.integer({ min: 0, max: 2 ** 18 }),
+            prot: fc.constantFrom(1, 3),
+          }),
+          { maxLength: 12 },
+        ),
+        (ops) => {
+          const { b, x } = make({}, 2 ** 32, 2 ** 26);
+          b.addDevice({ rid: 1, pasidBits: 0 });
+          const d = b.allocDomain({ type: "paging" });
+          b.attach(1, Intent.rid, d);
+          const model = new Map<number, [number, number]>();
+          for (const o of ops) {
+            const iova = o.page * 0x1000;
+            const len = Math.min(o.pages, 1024 - o.page) * 0x1000;
+            if (o.op === "map") {
+              let overlap = false;
+              for (let p = 0; p < len; p += 0x1000) if (model.has(iova + p)) overlap = true;
+              let e = "none";
+              try {
+                d.map(iova, o.pa * 0x1000, len, o.prot);
+              } catch (err) {
+                e = (err as IommuError).code;
+              }
+              expect(e).toBe(overlap ? "EEXIST" : "none");
+              if (!overlap)
+                for (let p = 0; p < len; p += 0x1000) model.set(iova + p, [o.pa * 0x1000 + p, o.prot]);
+            } else {
+              let e = "none";
+              try {
+                d.unmap(iova, len);
+              } catch (err) {
+                e = (err as IommuError).code;
+              }
+              if (e === "none") for (let p = 0; p < len; p += 0x1000) model.delete(iova + p);
+            }
+          }
+          for (let page = 0; page < 1024; page += 7) {
+            const m = model.get(page * 0x1000);
+            const r1 = x(1, -1, page * 0x1000 + 4, W);
+            const r2 = x(1, -1, page * 0x1000 + 4, R);
+            b.flushCaches();
+            const r3 = x(1, -1, page * 0x1000 + 4, R);
+            expect(r3.ok ? r3 : r3.fault.vendor.name).toEqual(r2.ok ? r2 : r2.fault.vendor.name);
+            if (m === undefined) expect(r2.ok).toBe(false);
+            else {
+              expect(r2).toMatchObject({ ok: true, pa: m[0] + 4 });
+              expect(r1.ok).toBe((m[1] & Perm.W) !== 0);
+            }
+          }
+        },
+      ),
+      { numRuns: 40 },
+    );
+  });
+});
+
+describe("PASIDs, identity, stage 2", () => {
+  it("a PASID gets CD[SSID]; the RID blocked meanwhile is S1DSS=terminate (F_STREAM_DISABLED)", () => {
+    const { b, x } = make();
+    b.addDevice({ rid: 5, pasidBits: 20 });
+    const p = b.allocDomain({ type: "paging", flags: { pasid: true } });
+    p.map(0x1000, 0x5000, 0x1000, Perm.R);
+    b.attach(5, Intent.pasid(77), p);
+    expect(x(5, 77, 0x1008, R)).toMatchObject({ ok: true, pa: 0x5008 });
+    expect(x(5, -1, 0x1008, R)).toMatchObject({
+      ok: false,
+      fault: { class: "blocked", vendor: { name: "F_STREAM_DISABLED" } },
+    });
+    expect(x(5, 78, 0x1008, R)).toMatchObject({
+      ok: false,
+      fault: { class: "blocked", vendor: { name: "C_BAD_CD" } },
+    });
+    // S1DSS=terminate: SSID 0 is an ordinary (invalid) CD.
+    expect(x(5, 0, 0x1008, R)).toMatchObject({ ok: false, fault: { vendor: { name: "C_BAD_CD" } } });
+    expect(code(() => b.attach(5, Intent.pasid(0), p))).toBe("EINVAL");
+    b.detach(5, Intent.pasid(77));
+    expect(x(5, 77, 0x1008, R)).toMatchObject({ ok: false });
+    expect(x(5, -1, 0x1008, R)).toMatchObject({ ok: false, fault: { vendor: { name: "STE_ABORT" } } });
+  });
+
+  it("identity RID: bypass; with PASIDs attached, S1DSS=bypass", () => {
+    const { b, x } = make();
+    b.addDevice({ rid: 5, pasidBits: 4 });
+    b.attach(5, Intent.rid, b.allocDomain({ type: "identity" }));
+    expect(x(5, -1, 0x1234_5678, W)).toMatchObject({ ok: true, pa: 0x1234_5678 });
+    const p = b.allocDomain({ type: "paging" });
+    p.map(0, 0x9000, 0x1000, Perm.R);
+    b.attach(5, Intent.pasid(3), p);
+    expect(x(5, -1, 0x1234_5678, W)).toMatchObject({ ok: true, pa: 0x1234_5678 });
+    expect(x(5, 3, 0x10, R)).toMatchObject({ ok: true, pa: 0x9010 });
+  });
+
+  it("a stage-2 RID domain excludes PASIDs (and the reverse)", () => {
+    const { b, x } = make();
+    b.addDevice({ rid: 5, pasidBits: 4 });
+    const s2 = b.allocDomain({ type: "paging", format: "arm-lpae-s2-4k" });
+    s2.map(0x2000, 0x3000, 0x1000, Perm.R | Perm.W);
+    b.attach(5, Intent.rid, s2);
+    expect(x(5, -1, 0x2010, W)).toMatchObject({ ok: true, pa: 0x3010 });
+    const p = b.allocDomain({ type: "paging" });
+    expect(code(() => b.attach(5, Intent.pasid(1), p))).toBe("EINVAL");
+    b.detach(5, Intent.rid);
+    b.attach(5, Intent.pasid(1), p);
+    expect(code(() => b.attach(5, Intent.rid, s2))).toBe("EINVAL");
+    expect(
+      code(() => b.allocDomain({ type: "paging", format: "arm-lpae-s2-4k", flags: { pasid: true } })),
+    ).toBe("EOPNOTSUPP");
+    expect(
+      code(() => b.allocDomain({ type: "paging", format: "arm-lpae-s1-4k", flags: { nestParent: true } })),
+    ).toBe("EOPNOTSUPP");
+  });
+
+  it("an attach that cannot allocate its CD table fails with ENOMEM and changes nothing", () => {
+    const { b, x, tables, memory } = make({}, 2 ** 32, 2 ** 21);
+    b.addDevice({ rid: 5, pasidBits: 20 });
+    const d = b.allocDomain({ type: "paging" });
+    d.map(0, 0x7000, 0x1000, Perm.R);
+    const hog: number[] = [];
+    for (;;) {
+      try {
+        hog.push(tables.alloc(12));
+      } catch {
+        break;
+      }
+    }
+    const snap = memory.snapshot();
+    const blocks = tables.stats().blocks;
+    expect(code(() => b.attach(5, Intent.rid, d))).toBe("ENOMEM");
+    expect(tables.stats().blocks).toBe(blocks);
+    expect(b.attached(5, Intent.rid)).toBe(null);
+    expect(x(5, -1, 0, R)).toMatchObject({ ok: false, fault: { vendor: { name: "STE_ABORT" } } });
+    void snap;
+    for (const h of hog) tables.free(h);
+    b.attach(5, Intent.rid, d);
+    expect(x(5, -1, 0, R)).toMatchObject({ ok: true, pa: 0x7000 });
+  });
+});
+
+describe("nested (rid-all-pasids)", () => {
+  function nested() {
+    const m = make();
+    const { b, memory } = m;
+    b.addDevice({ rid: 8, pasidBits: 20 });
+    const parent = b.allocDomain({ type: "paging", flags: { nestParent: true } }) as SmmuPagingDomain;
+    expect(parent.format).toBe("arm-lpae-s2-4k");
+    // Guest RAM: IPA [0, 16M) -> HPA [0x1000_0000, +16M).
+    parent.map(0, 0x1000_0000, 0x100_0000, Perm.R | Perm.W);
+    // Guest CD table (linear, 4 CDs) at IPA 0x1000, guest S1 tables at IPA 0x10_0000...
+    const hpa = (ipa: number) => ipa + 0x1000_0000;
+    const cd = encodeCd({ V: 1, T0SZ: 16, EPD1: 1, IPS: 5, AA64: 1, R: 1, ASID: 42, TTB0: 0x10_0000 });
+    for (let i = 0; i < 8; i++) memory.write64(hpa(0x1000 + 64) + i * 8, cd[i]!);
+    memory.write64(hpa(0x10_0000), encodeTablePte(0x10_1000n));
+    memory.write64(hpa(0x10_1000), encodeTablePte(0x10_2000n));
+    memory.write64(hpa(0x10_2000), encodeTablePte(0x10_3000n));
+    memory.write64(hpa(0x10_3000) + 8, encodeLeafPte(0x50_0000n, 3, { ap: 1, ng: 1 }));
+    const ste0 = 1n | (5n << 1n) | 0x1000n | (2n << 59n); // V, Config=S1, S1ContextPtr IPA 0x1000, S1CDMax 2
+    const ste1 = 2n; // S1DSS=SSID0
+    const dom = b.allocDomain({
+      type: "nested",
+      parent,
+      data: { ste: [ste0, `0x${ste1.toString(16)}`] },
+    }) as SmmuNestedDomain;
+    b.attach(8, Intent.ridAllPasids, dom);
+    return { ...m, parent, dom, hpa };
+  }
+
+  it("walks the guest CD table and stage 1 through the parent's stage 2", () => {
+    const { x, hpa } = nested();
+    expect(x(8, 1, 0x1008, W)).toMatchObject({ ok: true, pa: hpa(0x50_0008) });
+    expect(x(8, -1, 0x1008, R)).toMatchObject({
+      ok: false,
+      fault: { class: "blocked", vendor: { name: "C_BAD_CD" } },
+    });
+    expect(x(8, 3, 0x1008, R)).toMatchObject({ ok: false });
+  });
+
+  it("guest invalidations: TLBI_NH_VA takes the parent's VMID; unsupported commands are EIO with the handled count", () => {
+    const { b, x, memory, hpa, dom } = nested();
+    expect(x(8, 1, 0x1008, R)).toMatchObject({ pa: hpa(0x50_0008) });
+    memory.write64(hpa(0x10_3000) + 8, encodeLeafPte(0x60_0000n, 3, { ap: 1, ng: 1 }));
+    expect(x(8, 1, 0x1008, R)).toMatchObject({ pa: hpa(0x50_0008) });
+    const [w0, w1] = encodeCommand({ op: CmdOp.TLBI_NH_VA, asid: 42, vmid: 999, addr: 0x1000n });
+    expect(dom.invalidate([{ cmd: [w0, w1] }])).toBe(1);
+    expect(x(8, 1, 0x1008, R)).toMatchObject({ pa: hpa(0x60_0008) });
+    try {
+      dom.invalidate([
+        { cmd: encodeCommand({ op: CmdOp.CFGI_CD, sid: 8, ssid: 1 }) },
+        { cmd: encodeCommand({ op: CmdOp.TLBI_S2_IPA }) },
+      ]);
+      expect.unreachable();
+    } catch (e) {
+      expect(e).toMatchObject({ code: "EIO", details: { handled: 1 } });
+    }
+    void b;
+  });
+
+  it("the parent's unmap reaches nested entries (TLBI_S2_IPA + TLBI_NH_ALL)", () => {
+    const { x, parent, hpa } = nested();
+    expect(x(8, 1, 0x1008, R)).toMatchObject({ pa: hpa(0x50_0008) });
+    parent.unmap(0x40_0000, 0x40_0000);
+    expect(x(8, 1, 0x1008, R)).toMatchObject({
+      ok: false,
+      fault: { vendor: { name: "F_TRANSLATION", fields: { S2: 1, CLASS: "IN" } } },
+    });
+  });
+
+  it("user STEs with bypass become the parent's stage 2; illegal ones are EIO", () => {
+    const { b, x, parent } = nested();
+    const by = b.allocDomain({ type: "nested", parent, data: { ste: [9n, 0n] } });
+    b.attach(8, Intent.ridAllPasids, by);
+    expect(x(8, -1, 0x2008, R)).toMatchObject({ ok: true, pa: 0x1000_2008 });
+    expect(code(() => b.allocDomain({ type: "nested", parent, data: { ste: [1n | (6n << 1n), 0n] } }))).toBe(
+      "EIO",
+    );
+    expect(
+      code(() =>
+        b.allocDomain({ type: "nested", parent, data: { ste: [0xbn | (1n << 60n) | (1n << 55n), 0n] } }),
+      ),
+    ).toBe("EIO");
+    expect(code(() => b.allocDomain({ type: "nested", parent, data: { ste: [0xbn] } }))).toBe("EINVAL");
+    expect(code(() => parent.free())).toBe("EBUSY");
+  });
+});
+
+describe("dirty tracking, snapshots, explain, dump", () => {
+  it("DBM leaves start clean; a write marks them dirty; readDirty reports and clears", () => {
+    const { b, x } = make();
+    b.addDevice({ rid: 1, pasidBits: 0 });
+    const d = b.allocDomain({ type: "paging", flags: { dirtyTracking: true } }) as Domain;
+    b.attach(1, Intent.rid, d);
+    d.map(0, 0x10_0000, 0x4000, Perm.R | Perm.W);
+    d.setDirtyTracking!(true);
+    expect(x(1, -1, 0x2004, W)).toMatchObject({ ok: true, pa: 0x10_2004 });
+    const bm = new Uint8Array(1);
+    d.readDirty!(0, 0x4000, 12, bm, false);
+    expect(bm[0]).toBe(0b0100);
+    const again = new Uint8Array(1);
+    d.readDirty!(0, 0x4000, 12, again, false);
+    expect(again[0]).toBe(0);
+    expect(x(1, -1, 0x2004, W)).toMatchObject({ ok: true });
+    d.readDirty!(0, 0x4000, 12, again, true);
+    expect(again[0]).toBe(0b0100);
+  });
+
+  it("fromRegisters over the memory image translates exactly as the live SMMU", () => {
+    const { b, x, memory } = make();
+    b.addDevice({ rid: 0x42, pasidBits: 4 });
+    const d = b.allocDomain({ type: "paging" });
+    b.attach(0x42, Intent.rid, d);
+    d.map(0x20_0000, 0x60_0000, 0x20_0000, Perm.R);
+    const regs = Object.fromEntries(
+      ["IDR0", "IDR1", "IDR3", "IDR5", "STRTAB_BASE", "STRTAB_BASE_CFG", "CR0", "CR2", "GBPA"].map((n) => [
+        n,
+        b.hw.readRegister(n),
+      ]),
+    );
+    const snap = smmuv3Backend.fromRegisters!(memory, regs);
+    const out = createTranslation();
+    expect(outcomeOf(snap.translate(0x42, -1, 0x21_2345, R, out), out)).toEqual(x(0x42, -1, 0x21_2345, R));
+    expect(code(() => snap.addDevice({ rid: 1, pasidBits: 0 }))).toBe("EOPNOTSUPP");
+    const steps = snap.explain!(0x42, -1, 0x21_2345n, R);
+    expect(steps.map((s) => s.what)).toEqual(["L1STD", "STE", "CD", "S1 L0", "S1 L1", "S1 L2", "result"]);
+    expect(steps.at(-1)!.address).toBe(0x61_2345);
+    const dump = snap.dump!() as { streams: { streamId: number }[] };
+    expect(dump.streams.map((s) => s.streamId)).toEqual([0x42]);
+  });
+
+  it("explain changes no counter, cache or event queue", () => {
+    const { b } = make();
+    b.addDevice({ rid: 1, pasidBits: 0 });
+    const before = b.counters();
+    const steps = b.explain(1, -1, 0x1000n, R);
+    expect(steps.at(-1)!.note).toContain("STE_ABORT");
+    expect(b.counters()).toEqual(before);
+    expect(b.drainEvents()).toEqual([]);
+  });
+});
