@@ -235,6 +235,20 @@ describe("DMA", () => {
     expect(h.faultsRead().map((f) => f.class)).toEqual(["blocked", "blocked"]);
   });
 
+  it("a DMA across 2 MiB blocks moves every byte; explain and dump go to the backend", () => {
+    const h = mockHost();
+    const dev = h.addDevice({ iommu: "m0", rid: 1 });
+    const ioas = h.ioasAlloc();
+    h.ioasMap(ioas, { iova: 0x200000, length: 0x400000, pa: 0x800000, prot: "rw" });
+    h.attach(dev, "rid", ioas);
+    const data = pattern(0x3000, 5);
+    expect(h.dma(dev, { iova: 0x3ff000, access: "write", data })).toEqual({ ok: true, pa: 0x9ff000 });
+    expect(h.memRead(0x9ff000, 0x3000)).toEqual(data);
+    const steps = h.explain(dev, { iova: 0x3ff000, access: "read" });
+    expect(steps.map((s) => s.note)).toEqual(["table", "leaf 2^21"]);
+    expect(h.dump(dev)).toMatchObject({ "1": { rid: { type: "paging" } } });
+  });
+
   it("dmaInto is the allocation-free path with the same result", () => {
     const h = mockHost();
     const dev = h.addDevice({ iommu: "m0", rid: 1 });
