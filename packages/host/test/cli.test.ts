@@ -206,6 +206,31 @@ describe("iommu-kit run", () => {
     expect(r.stderr).toContain("/iommus/0/backend");
   });
 
+  it("validates every file before running any: a later invalid file is exit 2 with no report", () => {
+    const good = file("first.json", mockScenario(goodSteps));
+    const bad = file("second.json", mockScenario([{ op: "dma", device: "dev", iova: "0x0", access: "read", pasid: "x" }]));
+    const r = cli(["run", good, bad]);
+    expect(r.status).toBe(2);
+    expect(r.stdout).toBe("");
+    expect(r.stderr).toContain(`${bad}: /steps/0/pasid: must be a non-negative integer or a 0x hex string`);
+  });
+
+  it("checks a backend's config against its schema (exit 2, pointing into config)", () => {
+    const doc = { iommus: [{ name: "s", backend: "smmuv3", config: { ssidBits: 99 } }], steps: [] };
+    const r = cli(["run", file("badconfig.json", JSON.stringify(doc))]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain("/iommus/0/config/ssidBits");
+  });
+
+  it("runs several files and fails when one fails", () => {
+    const good = file("ok1.json", mockScenario(goodSteps));
+    const bad = file("ko1.json", mockScenario([{ op: "ioas.alloc", as: "i", expect: { error: true } }]));
+    const r = cli(["run", good, bad]);
+    expect(r.status).toBe(1);
+    expect(r.stdout).toMatch(/PASS .*ok1\.json/);
+    expect(r.stdout).toMatch(/FAIL .*ko1\.json: 1 of 1 steps failed/);
+  });
+
   it("accepts YAML", () => {
     const yaml = [
       "plugins: ['@iommu-kit/core/testing']",
