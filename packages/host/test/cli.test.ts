@@ -208,7 +208,10 @@ describe("iommu-kit run", () => {
 
   it("validates every file before running any: a later invalid file is exit 2 with no report", () => {
     const good = file("first.json", mockScenario(goodSteps));
-    const bad = file("second.json", mockScenario([{ op: "dma", device: "dev", iova: "0x0", access: "read", pasid: "x" }]));
+    const bad = file(
+      "second.json",
+      mockScenario([{ op: "dma", device: "dev", iova: "0x0", access: "read", pasid: "x" }]),
+    );
     const r = cli(["run", good, bad]);
     expect(r.status).toBe(2);
     expect(r.stdout).toBe("");
