@@ -1,7 +1,7 @@
-import { defineConfig } from "vitest/config";
+import type { ViteUserConfig } from "vitest/config";
 
 /** Shared per-package vitest settings: tests read sources through the source condition. */
-export const shared: ReturnType<typeof defineConfig> = defineConfig({
+export const shared: ViteUserConfig = {
   resolve: {
     conditions: ["@iommu-kit/source"],
   },
@@ -14,4 +14,4 @@ export const shared: ReturnType<typeof defineConfig> = defineConfig({
     include: ["test/**/*.test.ts"],
     testTimeout: 60_000,
   },
-});
+};
