@@ -12,6 +12,7 @@ import type { Scenario } from "../src/scenario/load.ts";
 import { loadScenario, validateScenario } from "../src/scenario/load.ts";
 import type { FileReport } from "../src/scenario/runner.ts";
 import { runScenario } from "../src/scenario/runner.ts";
+import { OPS } from "../src/scenario/schema.ts";
 
 const dir = fileURLToPath(new URL("../scenarios/", import.meta.url));
 const files = readdirSync(dir)
@@ -36,6 +37,12 @@ const vendors = await Promise.all(
 describe("scenario files", () => {
   it("there are selftest ports to run", () => {
     expect(files.length).toBeGreaterThanOrEqual(8);
+  });
+  it("together with the tour they use every op of the schema", () => {
+    const used = new Set(DEFAULT_SCENARIO.steps.map((st) => st.op));
+    for (const f of files)
+      for (const st of loadScenario(readFileSync(`${dir}${f}`, "utf8"), f).steps) used.add(st.op);
+    expect([...OPS].filter((op) => !used.has(op))).toEqual([]);
   });
   it.each(files)("%s passes", async (f) => {
     const s = loadScenario(readFileSync(`${dir}${f}`, "utf8"), f);

@@ -1,6 +1,8 @@
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import type { FaultJson, Outcome } from "../src/scenario/matcher.ts";
 import { checkExpect, faultMatches, matchValue } from "../src/scenario/matcher.ts";
+import { bytesToHex, toHex } from "../src/scenario/values.ts";
 
 const fault: FaultJson = {
   class: "translation",
@@ -54,6 +56,29 @@ describe("matchValue", () => {
     expect(matchValue({ type: "intel-vtd" }, { type: "arm-smmuv3" })).toHaveLength(1);
     expect(matchValue({ ok: true }, { ok: false })).toHaveLength(1);
     expect(matchValue({ v: null }, { v: null })).toEqual([]);
+  });
+});
+
+describe("matchValue properties", () => {
+  it("a number matches itself in every written form, and nothing else", () => {
+    fc.assert(
+      fc.property(fc.maxSafeNat(), fc.maxSafeNat(), (n, m) => {
+        const forms = [n, BigInt(n), toHex(n), toHex(n).toUpperCase().replace("0X", "0x"), String(n)];
+        for (const a of forms) for (const b of forms) expect(matchValue({ v: a }, { v: b })).toEqual([]);
+        if (m !== n) expect(matchValue({ v: toHex(m) }, { v: n })).toHaveLength(1);
+      }),
+    );
+  });
+  it("hex data matches in either case and nothing of another value", () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 1, maxLength: 32 }), (b) => {
+        const h = bytesToHex(b);
+        expect(matchValue({ data: h.toUpperCase() }, { data: h })).toEqual([]);
+        const other = b.slice();
+        other[0] = (other[0]! + 1) & 0xff;
+        expect(matchValue({ data: bytesToHex(other) }, { data: h })).toHaveLength(1);
+      }),
+    );
   });
 });
 

@@ -93,8 +93,8 @@ export const OP_ARGS: Readonly<
   },
   dma: {
     description:
-      "A DMA issued by the device: every page translated first, bytes move only if all succeed. Result: pa " +
-      "(of the first byte), data (reads); or a fault.",
+      "A DMA issued by the device: every page translated first, bytes move only if all succeed. Reads take " +
+      "length (default 4), writes data. Result: pa (of the first byte), data (reads); or a fault.",
     required: ["device", "iova"],
     properties: {
       device: name,
