@@ -33,7 +33,7 @@ const W = Access.WRITE;
 const DEV = 0x0108;
 const GIB = 2 ** 30;
 
-function xl(b: VtdBackend, rid: number, pasid: number, iova: number, access = R): number {
+function xl(b: VtdBackend, rid: number, pasid: number, iova: number, access: number = R): number {
   const out = createTranslation();
   return b.translate(rid, pasid, iova, access, out) ? out.pa : -(out.fault!.vendor.code ?? 1);
 }

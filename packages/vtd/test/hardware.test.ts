@@ -47,7 +47,7 @@ function legacyWith(r: Rig, pa: number): number {
   return root;
 }
 
-function pa(r: Rig, sid: number, pasid: number, iova: number, access = R): number {
+function pa(r: Rig, sid: number, pasid: number, iova: number, access: number = R): number {
   const out = createTranslation();
   return r.hw.translate(sid, pasid, iova, access, out) ? out.pa : -(out.fault!.vendor.code ?? 1);
 }
