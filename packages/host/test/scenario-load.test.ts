@@ -132,6 +132,15 @@ describe("scenario files", () => {
     ).toBe("/steps/0/data");
   });
 
+  it("refuses JSON numbers that lost precision, keeps big YAML integers exact", () => {
+    const text = `{"steps": [{"op": "mem.read", "pa": 18446744073709551615, "length": 1}]}`;
+    expect(() => loadScenario(text, "big.json")).toThrow(
+      "big.json: /steps/0/pa: is at or above 2^53 and lost precision",
+    );
+    const s = loadScenario("steps:\n  - {op: mem.read, pa: 0xffffffffffffffff, length: 0x10}", "big.yaml");
+    expect(s.steps[0]).toMatchObject({ pa: "0xffffffffffffffff", length: 16 });
+  });
+
   it("reports JSON and YAML syntax errors as invalid files", () => {
     expect(() => parseScenarioText("{ bad", "x.json")).toThrow(/x.json: \/: not valid JSON/);
     expect(() => parseScenarioText("a: [1, 2", "x.yaml")).toThrow(/x.yaml: \/: not valid YAML/);

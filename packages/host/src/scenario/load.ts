@@ -89,10 +89,33 @@ export function parseScenarioText(text: string, file: string): unknown {
     }
   }
   try {
-    return parseYaml(text, { intAsBigInt: false });
+    return bigToSafe(parseYaml(text, { intAsBigInt: true }));
   } catch (e) {
     throw new ScenarioError(file, "", `not valid YAML: ${(e as Error).message.split("\n")[0]}`);
   }
+}
+
+/** YAML integers arrive as bigints: safe ones become numbers, larger ones hex strings (exact either way). */
+function bigToSafe(v: unknown): unknown {
+  if (typeof v === "bigint")
+    return v <= BigInt(Number.MAX_SAFE_INTEGER) && v >= 0n ? Number(v) : `0x${v.toString(16)}`;
+  if (Array.isArray(v)) return v.map(bigToSafe);
+  if (v !== null && typeof v === "object") {
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, bigToSafe(x)]));
+  }
+  return v;
+}
+
+/** The pointer of the first JSON number that lost precision (an integer at or above 2^53), or null. */
+function unsafeNumber(v: unknown, at: string): string | null {
+  if (typeof v === "number") return Number.isInteger(v) && !Number.isSafeInteger(v) ? at : null;
+  if (v !== null && typeof v === "object") {
+    for (const [k, x] of Object.entries(v)) {
+      const p = unsafeNumber(x, `${at}/${k}`);
+      if (p !== null) return p;
+    }
+  }
+  return null;
 }
 
 /** The most useful ajv error: the deepest, skipping if/anyOf summaries. */
@@ -133,6 +156,13 @@ export function validateScenario(
   file: string,
   backendSchemas: Readonly<Record<string, JsonSchema | undefined>> = {},
 ): Scenario {
+  const lossy = unsafeNumber(doc, "");
+  if (lossy !== null)
+    throw new ScenarioError(
+      file,
+      lossy,
+      "is at or above 2^53 and lost precision: write it as a 0x hex string",
+    );
   const validate = compileSchema(scenarioSchema(backendSchemas));
   if (!validate(doc)) {
     const { pointer, message } = describeAjvErrors(validate.errors ?? []);

@@ -129,6 +129,7 @@ function label(st: StepDecl): string {
   if (st.target !== undefined)
     parts.push(`target=${typeof st.target === "string" ? st.target : JSON.stringify(st.target)}`);
   if (st.iova !== undefined) parts.push(`iova=${String(st.iova)}`);
+  if (st.pa !== undefined) parts.push(`pa=${String(st.pa)}`);
   if (st.as !== undefined) parts.push(`as ${st.as}`);
   return parts.join(" ");
 }
