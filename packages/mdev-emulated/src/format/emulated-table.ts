@@ -191,11 +191,6 @@ export class EmulatedTable {
     c[s] = pa + ((flags | EntryBit.V) & 0xfff);
   }
 
-  /** Replaces the flags of a present entry, keeping its address. */
-  setFlags(chunk: Chunk, slot: number, flags: number): void {
-    chunk[slot] = entryPa(chunk[slot]!) + ((flags | EntryBit.V) & 0xfff);
-  }
-
   /** Clears the entry of the page at `iova` (its pins must be zero); drops an emptied chunk. */
   clear(iova: number): void {
     const key = chunkOf(iova);

@@ -47,8 +47,8 @@ describe("emulated table format", () => {
     expect(entryPa(e)).toBe(2 ** 51 + 0x3000);
     expect(t.lookup(0x7abc)).toBe(2 ** 51 + 0x3abc);
     expect(pageOffset(2 ** 52 + 0x1234)).toBe(0x234);
-    t.setFlags(t.chunks.get(0)!, 7, EntryBit.W | sizeBits(21));
-    expect(t.entryAt(0x7000)).toBe(2 ** 51 + 0x3000 + (EntryBit.W | EntryBit.V | 0x20));
+    t.set(0x7000, 0x5000, EntryBit.W | sizeBits(21));
+    expect(t.entryAt(0x7000)).toBe(0x5000 + (EntryBit.W | EntryBit.V | 0x20));
     expect(t.chunks.get(0)![CHUNK_USED]).toBe(1);
   });
 
