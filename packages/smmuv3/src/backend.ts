@@ -1088,7 +1088,7 @@ export class SmmuV3Backend implements Backend {
   }
 
   counters(): CacheCounters {
-    return { ...this.hw.counters };
+    return this.hw.snapshotCounters();
   }
 
   flushCaches(): void {

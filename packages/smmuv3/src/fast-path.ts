@@ -81,6 +81,7 @@ export class SmmuTlb {
 
   /** TLBI_NH_ASID: non-global entries of (VMID, ASID). */
   invalidateAsid(vmid: number, asid: number): number {
+    if (this.iotlb.size === 0) return 0;
     const tag = tlbTag(vmid, asid);
     const { tags, aux } = this.iotlb;
     return this.iotlb.invalidateWhere((i) => tags[i] === tag && (aux[i]! & AUX_GLOBAL) === 0);
@@ -108,6 +109,7 @@ export class SmmuTlb {
   }
 
   #range(addr: number, length: number, match: (slot: number) => boolean): number {
+    if (this.iotlb.size === 0) return 0;
     const { vpns, sizes } = this.iotlb;
     const end = addr + length;
     return this.iotlb.invalidateWhere((i) => {

@@ -70,7 +70,7 @@ describe("STE golden bytes", () => {
       S2TTB: 0x80_0000,
     });
     expect(hexOf(w)).toBe(
-      "0f000010000000000000000000000000" + "0300000090354d040000800000000000" + "00".repeat(32),
+      `0f0000100000000000000000000000000300000090354d040000800000000000${"00".repeat(32)}`,
     );
     const f = decodeSte(w);
     expect(f).toMatchObject({

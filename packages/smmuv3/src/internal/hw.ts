@@ -13,6 +13,7 @@
 
 import type { Fault, FaultClass, PhysicalMemory, Translation, WalkStep } from "@iommu-kit/core";
 import { Access, makeFault, Perm } from "@iommu-kit/core";
+import type { Iotlb } from "@iommu-kit/core/driver";
 import { SmmuTlb, tlbTag } from "../fast-path.ts";
 import { CMD_NAMES, CmdError, CmdOp, decodeCommandHalves } from "../format/command.ts";
 import { EVENT_NAMES, EventClass, EventId, encodeEvent } from "../format/event.ts";
@@ -172,6 +173,15 @@ export class SmmuHw {
   readonly #cfgCache = new Map<number, TransCfg>();
   #lastKey = -2;
   #lastCfg: TransCfg = new TransCfg();
+  // Direct-mapped front of the config cache (slot = StreamID mod size, non-SSID and SSID alike).
+  #slotKeys: Float64Array = new Float64Array(0);
+  #slotCfgs: TransCfg[] = [];
+  #slotTags: Float64Array = new Float64Array(0);
+  #lastTag = -1;
+  #slotMask = 0;
+  readonly #iotlb: Iotlb;
+  /** IOTLB hits served by the fast path (each is also a config-cache hit). */
+  #fastHits = 0;
   // Fault scratch.
   #fId = 0;
   #fS2 = 0;
@@ -201,6 +211,7 @@ export class SmmuHw {
   constructor(memory: PhysicalMemory, registers: RegisterValues, tlbLg2: number) {
     this.memory = memory;
     this.tlb = new SmmuTlb(tlbLg2);
+    this.#iotlb = this.tlb.iotlb;
     for (const name of Object.keys(REG_OFFSETS)) this.#regs.set(name, 0n);
     for (const [k, v] of Object.entries(registers)) {
       if (REG_OFFSETS[k] === undefined) throw new RangeError(`unknown SMMUv3 register ${k}`);
@@ -353,25 +364,31 @@ export class SmmuHw {
   flushCaches(): void {
     this.#steCache.clear();
     this.#cfgCache.clear();
-    this.#lastKey = -2;
+    this.#forget();
     this.tlb.clear();
+  }
+
+  /** Forgets the fast indexes into the config cache (the cache itself is edited by the caller). */
+  #forget(): void {
+    this.#lastKey = -2;
+    this.#slotKeys.fill(-1);
   }
 
   #dropSid(sid: number): void {
     this.#steCache.delete(sid);
     for (const k of this.#cfgCache.keys()) if (Math.floor(k / SID_SPAN) === sid) this.#cfgCache.delete(k);
-    this.#lastKey = -2;
+    this.#forget();
   }
 
   #dropCd(sid: number, ssid: number): void {
     this.#cfgCache.delete(sid * SID_SPAN + ssid + 1);
     if (ssid === 0) this.#cfgCache.delete(sid * SID_SPAN); // S1DSS=SSID0 serves non-SSID DMA with CD 0
-    this.#lastKey = -2;
+    this.#forget();
   }
 
   #dropCds(sid: number): void {
     for (const k of this.#cfgCache.keys()) if (Math.floor(k / SID_SPAN) === sid) this.#cfgCache.delete(k);
-    this.#lastKey = -2;
+    this.#forget();
   }
 
   // ---------------------------------------------------------------- command queue
@@ -435,7 +452,7 @@ export class SmmuHw {
         if (cmd.range >= 31) {
           this.#steCache.clear();
           this.#cfgCache.clear();
-          this.#lastKey = -2;
+          this.#forget();
           return CmdError.NONE;
         }
         const span = 2 ** (cmd.range + 1);
@@ -1175,7 +1192,15 @@ export class SmmuHw {
   /** The configuration of (sid, ssid) through the config cache; null on a fault. */
   #config(sid: number, ssid: number): TransCfg | null {
     const key = sid * SID_SPAN + ssid + 1;
-    let cfg = this.#cfgCache.get(key);
+    if (key === this.#lastKey) {
+      this.counters.configHits++;
+      return this.#lastCfg;
+    }
+    // (a slot hit becomes the last-used config below)
+    let cfg =
+      this.#slotKeys[sid & this.#slotMask] === key
+        ? this.#slotCfgs[sid & this.#slotMask]
+        : this.#cfgCache.get(key);
     if (cfg !== undefined) {
       this.counters.configHits++;
     } else {
@@ -1185,8 +1210,21 @@ export class SmmuHw {
       cfg = loaded;
       this.#cfgCache.set(key, cfg);
     }
+    const tag = cfg.mode === MODE_TRANSLATE ? cfg.tag : -1;
     this.#lastKey = key;
     this.#lastCfg = cfg;
+    this.#lastTag = tag;
+    if (this.#slotMask === 0) {
+      const n = 2 ** Math.min(Math.max(this.sidBits, 4), 16);
+      this.#slotKeys = new Float64Array(n).fill(-1);
+      this.#slotTags = new Float64Array(n);
+      this.#slotCfgs = new Array<TransCfg>(n).fill(cfg);
+      this.#slotMask = n - 1;
+    }
+    const slot = sid & this.#slotMask;
+    this.#slotKeys[slot] = key;
+    this.#slotTags[slot] = tag;
+    this.#slotCfgs[slot] = cfg;
     return cfg;
   }
 
@@ -1197,24 +1235,25 @@ export class SmmuHw {
   translate(sid: number, ssid: number, iova: number, access: number, out: Translation): boolean {
     if (this.#enabled) {
       const key = sid * SID_SPAN + ssid + 1;
-      if (key === this.#lastKey) {
-        const cfg = this.#lastCfg;
-        if (cfg.mode === MODE_TRANSLATE) {
-          const slot = this.tlb.lookup(cfg.tag, iova);
-          if (slot >= 0) {
-            const iotlb = this.tlb.iotlb;
-            const packed = iotlb.perms[slot]!;
-            const perm = access & Access.PRIV ? packed & 7 : packed >>> 4;
-            const need = access & Access.WRITE ? Perm.W : access & Access.EXEC ? Perm.X : Perm.R;
-            if ((perm & need) === need) {
-              this.counters.configHits++;
-              this.counters.iotlbHits++;
-              out.pa = iotlb.pas[slot]! + (iova % 4096);
-              out.perm = perm;
-              out.sizeLg2 = iotlb.sizes[slot]!;
-              out.fault = null;
-              return true;
-            }
+      // The IOTLB tag of a translating config: last one used, else the StreamID's slot.
+      let tag = -1;
+      if (key === this.#lastKey) tag = this.#lastTag;
+      else if (this.#slotKeys[sid & this.#slotMask] === key) tag = this.#slotTags[sid & this.#slotMask]!;
+      if (tag >= 0) {
+        const iotlb = this.#iotlb;
+        const vpn = Math.floor(iova / 4096);
+        const slot = iotlb.lookup(tag, vpn);
+        if (slot >= 0) {
+          const packed = iotlb.perms[slot]!;
+          const perm = access & Access.PRIV ? packed & 7 : packed >>> 4;
+          const need = access & Access.WRITE ? Perm.W : access & Access.EXEC ? Perm.X : Perm.R;
+          if ((perm & need) === need) {
+            this.#fastHits++;
+            out.pa = iotlb.pas[slot]! + (iova - vpn * 4096);
+            out.perm = perm;
+            out.sizeLg2 = iotlb.sizes[slot]!;
+            out.fault = null;
+            return true;
           }
         }
       }
@@ -1378,6 +1417,12 @@ export class SmmuHw {
       this.#trace = null;
     }
     return steps;
+  }
+
+  /** The counters, with the fast path's hits folded in. */
+  snapshotCounters(): HwCounters {
+    const c = this.counters;
+    return { ...c, iotlbHits: c.iotlbHits + this.#fastHits, configHits: c.configHits + this.#fastHits };
   }
 
   /** True when the SMMU translates (CR0.SMMUEN). */
