@@ -76,6 +76,12 @@ describe("iommu-kit --help", () => {
     expect(r.status).toBe(0);
     for (const w of words) expect(r.stdout).toContain(w);
   });
+  it("translate --help lists the built-in backends' registers and defaults", () => {
+    const r = cli(["translate", "--help"]);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/smmuv3:.* STRTAB_BASE=0x0/s);
+    expect(r.stdout).toMatch(/vtd:.* RTADDR=0x0/s);
+  });
   it("an unknown option is a usage error (exit 2)", () => {
     const r = cli(["run", "--bogus"]);
     expect(r.status).toBe(2);

@@ -464,6 +464,22 @@ function registerHelp(): string {
   ].join("\n");
 }
 
+/** `  name: A=0x0 B=0x1 ...`, wrapped for --help. */
+function registerSummary(f: BackendFactory): string {
+  const lines: string[] = [];
+  let line = `  ${f.name}:`;
+  for (const [k, v] of Object.entries(f.registerDefaults ?? {})) {
+    const item = ` ${k}=0x${v.toString(16)}`;
+    if (line.length + item.length > 100) {
+      lines.push(line);
+      line = `   `;
+    }
+    line += item;
+  }
+  lines.push(line);
+  return lines.join("\n");
+}
+
 function registerLines(f: BackendFactory): string {
   const regs = Object.entries(f.registerDefaults ?? {}).map(([k, v]) => `${k}=0x${v.toString(16)}`);
   return `  ${f.name}:\n${regs.map((r) => `    ${r}`).join("\n") || "    (no snapshot support)"}`;
@@ -474,7 +490,7 @@ async function main(argv: readonly string[]): Promise<void> {
     if (argv.includes("translate") && (argv.includes("--help") || argv.includes("-h"))) {
       registerTable = (await builtinFactories())
         .filter((f) => f.registerDefaults !== undefined)
-        .map(registerLines)
+        .map(registerSummary)
         .join("\n");
     }
     await program().parseAsync(argv as string[]);
