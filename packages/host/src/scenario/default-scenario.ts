@@ -377,7 +377,30 @@ const steps: StepDecl[] = [
     name: "vssd DMA leaves through ssd with its PASID",
     expect: { pa: "0x1000000" },
   },
-  { op: "faults.read", name: "drain the fault queue" },
+  {
+    op: "faults.read",
+    name: "every fault was delivered to its device's queue, oldest first",
+    expect: {
+      faults: [
+        {
+          device: "nic",
+          pasid: null,
+          iova: "0x200000",
+          access: "write",
+          name: "F_PERMISSION",
+          recorded: true,
+        },
+        { device: "nic", pasid: null, iova: "0x300000", access: "read", name: "F_TRANSLATION" },
+        { device: "nic", pasid: 1, iova: "0x100000" },
+        { device: "gpu", pasid: 3, iova: hex(VA + 0x1000n), name: "F_TRANSLATION" },
+        { device: "gpu", pasid: null, class: "blocked", code: null, recorded: false },
+        { device: "ssd", iova: "0x200000", access: "write", class: "permission", vendor: "intel-vtd" },
+        { device: "ssd", iova: "0x300000", class: "translation" },
+        { device: "accel", iova: hex(VA + 0x1000n), class: "translation" },
+      ],
+    },
+  },
+  { op: "faults.read", name: "the queue is empty after a read", expect: { faults: [] } },
 ];
 
 /** Every backend and every intent, with DMA successes and faults checked by expectations. */
