@@ -141,6 +141,37 @@ function pageBytes(page: Uint32Array): PageBytes {
 }
 
 /**
+ * Bytes (at most `remaining`) that can be copied in one go from offset `off` of page
+ * `run` = pas[i - 1]: that page's tail plus every following page of `pas` (from index
+ * `i`) that sits right after it in the same buffer. `write` looks pages up for writing.
+ */
+function runLength(
+  memory: PhysicalMemory,
+  pas: Float64Array,
+  i: number,
+  run: PageBytes,
+  off: number,
+  remaining: number,
+  write: boolean,
+): number {
+  let n = Math.min(PAGE - off, remaining);
+  let next = run.off + PAGE;
+  while (n < remaining) {
+    const pfn = pas[i++]! / PAGE;
+    const p = pageBytes(write ? memory.writePage(pfn)! : memory.readPage(pfn)!);
+    if (p.bytes !== run.bytes || p.off !== next) break;
+    next += PAGE;
+    n += Math.min(PAGE, remaining - n);
+  }
+  return n;
+}
+
+/** IOVA pages a run of `n` bytes starting at page offset `off` covers. */
+function runPages(off: number, n: number): number {
+  return Math.ceil((off + n) / PAGE);
+}
+
+/**
  * Copies `dst.length` bytes from IOVA `iova` into `dst`. `pas[i]` is the physical page of
  * the i-th IOVA page touched, every one already checked to be RAM. Pages that sit one
  * after another in the same memory slab are copied in one go.
@@ -151,18 +182,11 @@ export function copyOut(memory: PhysicalMemory, pas: Float64Array, iova: number,
   let done = 0;
   let i = 0;
   while (done < length) {
-    const run = pageBytes(memory.readPage(pas[i++]! / PAGE)!);
-    let n = Math.min(PAGE - off, length - done);
-    let next = run.off + PAGE;
-    while (done + n < length) {
-      const p = pageBytes(memory.readPage(pas[i]! / PAGE)!);
-      if (p.bytes !== run.bytes || p.off !== next) break;
-      next += PAGE;
-      n += Math.min(PAGE, length - done - n);
-      i++;
-    }
+    const run = pageBytes(memory.readPage(pas[i]! / PAGE)!);
+    const n = runLength(memory, pas, i + 1, run, off, length - done, false);
     const from = run.off + off;
     dst.set(run.bytes.subarray(from, from + n), done);
+    i += runPages(off, n);
     done += n;
     off = 0;
   }
@@ -175,17 +199,10 @@ export function copyIn(memory: PhysicalMemory, pas: Float64Array, iova: number, 
   let done = 0;
   let i = 0;
   while (done < length) {
-    const run = pageBytes(memory.writePage(pas[i++]! / PAGE)!);
-    let n = Math.min(PAGE - off, length - done);
-    let next = run.off + PAGE;
-    while (done + n < length) {
-      const p = pageBytes(memory.writePage(pas[i]! / PAGE)!);
-      if (p.bytes !== run.bytes || p.off !== next) break;
-      next += PAGE;
-      n += Math.min(PAGE, length - done - n);
-      i++;
-    }
+    const run = pageBytes(memory.writePage(pas[i]! / PAGE)!);
+    const n = runLength(memory, pas, i + 1, run, off, length - done, true);
     run.bytes.set(n === length ? src : src.subarray(done, done + n), run.off + off);
+    i += runPages(off, n);
     done += n;
     off = 0;
   }
