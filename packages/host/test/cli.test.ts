@@ -240,6 +240,16 @@ describe("iommu-kit run", () => {
     expect(r.stdout).toMatch(/FAIL .*ko1\.json: 1 of 1 steps failed/);
   });
 
+  it("--stop-on-failure stops a file at its first failing step", () => {
+    const steps = [
+      { op: "ioas.alloc", as: "i", expect: { error: true } },
+      { op: "ioas.alloc", as: "j" },
+    ];
+    const r = cli(["run", "--json", "--stop-on-failure", file("stop.json", mockScenario(steps))]);
+    expect(r.status).toBe(1);
+    expect(r.stdout.trim().split("\n")).toHaveLength(1);
+  });
+
   it("accepts YAML", () => {
     const yaml = [
       "plugins: ['@iommu-kit/core/testing']",
