@@ -1,3 +1,4 @@
+import type { MdevEmulatedBackend } from "@iommu-kit/mdev-emulated";
 import { describe, expect, it } from "vitest";
 import { expectErrno, mockHost, pattern } from "./helpers.ts";
 
@@ -86,5 +87,25 @@ describe("mediated devices", () => {
     h.destroy(hw);
     h.destroy(hw2);
     h.destroy(parent);
+  });
+
+  it("an access that keeps its pins makes the unmap EBUSY and nothing changes (other accesses re-mapped)", () => {
+    const { h, parent, m, ioas } = setup();
+    const m2 = h.addMdev({ parent });
+    h.attach(parent, "rid", ioas);
+    h.attach(m, "emulated", ioas);
+    h.attach(m2, "emulated", ioas);
+    const mdev = h.iommu("mdev") as MdevEmulatedBackend;
+    const rid2 = h.describe(m2).rid as number;
+    mdev.setUnmapCallback(rid2, () => {});
+    h.accessPin(m2, 0x101000, 0x1000, false);
+    const before = h.state();
+    expect(() => h.ioasUnmap(ioas, 0x100000, 0x4000)).toThrow(/EBUSY/);
+    expect(h.state()).toEqual(before);
+    expect(h.accessRw(m, { iova: 0x100000, length: 1, write: false })).toEqual(new Uint8Array(1));
+    expect(h.dma(parent, { iova: 0x100000, access: "read", length: 1 }).ok).toBe(true);
+    mdev.setUnmapCallback(rid2, null);
+    expect(h.ioasUnmap(ioas, 0x100000, 0x4000)).toBe(0x4000);
+    expect(h.dma(parent, { iova: 0x100000, access: "read", length: 1 }).ok).toBe(false);
   });
 });
