@@ -137,6 +137,11 @@ describe("iommu-kit run (the default scenario)", () => {
     expect(ex.stderr).toBe("");
     expect(ex.status).toBe(0);
     expect(JSON.parse(ex.stdout).steps.length).toBeGreaterThan(2);
+    const mdev = cli(["explain", "--device", "vssd", "--iova", "0x100000"]);
+    expect(mdev.status).toBe(0);
+    expect(mdev.stdout.split("\n")[0]).toBe(
+      "vssd (through ssd pasid 1, vtd dmar0, rid 0x100) read iova 0x100000",
+    );
     const dump = cli(["dump", "--device", "nic", "--json"]);
     expect(dump.status).toBe(0);
     expect(() => JSON.parse(dump.stdout)).not.toThrow();

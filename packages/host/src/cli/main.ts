@@ -287,8 +287,9 @@ async function cmdExplain(
     who = `${t.backend.kind} sid 0x${t.rid!.toString(16)}`;
   } else {
     steps = t.host.explain(t.device!, req);
-    const { backend, rid } = t.host.backendOf(t.device!);
-    who = `${t.device} (${backend.kind} ${backend.name}, rid 0x${rid.toString(16)})`;
+    const r = t.host.routeOf(t.device!, req.pasid);
+    const via = r.via === null ? "" : `through ${r.via} pasid ${r.pasid}, `;
+    who = `${t.device} (${via}${r.backend.kind} ${r.backend.name}, rid 0x${r.rid.toString(16)})`;
   }
   if (opts.json) {
     process.stdout.write(`${JSON.stringify(jsonable({ ...req, iova: `0x${iova.toString(16)}`, steps }))}\n`);

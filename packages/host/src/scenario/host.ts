@@ -20,6 +20,14 @@ export interface ScenarioHost extends HostAdapter {
   readonly host: Host;
   /** The IOMMU instance and rid of a scenario device. */
   backendOf(device: string): { backend: Backend; rid: number };
+  /**
+   * Where a device's DMA goes out: itself, or for an mdev attached by PASID, its parent
+   * with that PASID (as the host routes it). `pasid` is the request's, if any.
+   */
+  routeOf(
+    device: string,
+    pasid: number | null,
+  ): { backend: Backend; rid: number; pasid: number | null; via: string | null };
   /** The walk of one request from a scenario device (routed like its DMA). */
   explain(
     device: string,
@@ -186,6 +194,27 @@ export async function createScenarioHost(
     backendOf(device) {
       const o = info(device);
       return { backend: host.iommu(o.iommu!), rid: o.rid! };
+    },
+    routeOf(device, pasid) {
+      const o = host.describe(devId(device)) as unknown as {
+        iommu: string;
+        rid: number;
+        parent: number | null;
+        pasids: [number, number][];
+      };
+      if (o.parent !== null) {
+        const p = pasid ?? o.pasids[0]?.[0] ?? null;
+        if (p !== null) {
+          const po = host.describe(o.parent) as unknown as { iommu: string; rid: number };
+          return {
+            backend: host.iommu(po.iommu),
+            rid: po.rid,
+            pasid: p,
+            via: names.get(o.parent) ?? String(o.parent),
+          };
+        }
+      }
+      return { backend: host.iommu(o.iommu), rid: o.rid, pasid, via: null };
     },
     explain(device, req) {
       return host.explain(devId(device), req);
