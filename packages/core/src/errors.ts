@@ -6,6 +6,7 @@
 
 /** Errno names and their Linux numbers (include/uapi/asm-generic/errno-base.h, errno.h). */
 export const Errno = {
+  EPERM: 1,
   ENOENT: 2,
   EIO: 5,
   ENXIO: 6,

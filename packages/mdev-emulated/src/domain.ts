@@ -81,8 +81,8 @@ function rangeError(op: string, iova: number, length: number): never {
 function accessError(op: string, at: number, e: number, need: number): never {
   if (e === 0) throw new IommuError("ENOENT", `${op}: iova ${hex(at)} is not mapped`, { iova: at });
   if ((e & need) !== need) {
-    // The kernel answers -EPERM (check_area_prot); core's vocabulary has EINVAL.
-    throw new IommuError("EINVAL", `${op}: the mapping at ${hex(at)} does not allow this access`, {
+    // iommufd answers -EPERM here (iopt_access_pages / iommufd_access_rw: check_area_prot).
+    throw new IommuError("EPERM", `${op}: the mapping at ${hex(at)} does not allow this access`, {
       iova: at,
       reason: "permission",
     });

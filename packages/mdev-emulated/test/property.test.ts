@@ -123,7 +123,7 @@ class Model {
     for (let i = first; i <= last; i++) {
       const p = this.pages.get(i);
       if (p === undefined) return "ENOENT";
-      if ((p.prot & need) !== need) return "EINVAL";
+      if ((p.prot & need) !== need) return "EPERM";
       if (ram && p.pa >= NOT_RAM) return "EFAULT";
       out.push(i);
     }
