@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { beforeAll, describe, expect, it } from "vitest";
-import { buildElfCore } from "./helpers/elf.ts";
+import { buildElfCore } from "./cli-fixtures/elf.ts";
 
 const BIN = fileURLToPath(new URL("../dist/cli/main.js", import.meta.url));
 const cli = (args: readonly string[], input?: string) =>

@@ -10,9 +10,9 @@ import {
   segmentsOf,
 } from "../src/cli/snapshot.ts";
 import { parseRequest, parseRequests, translateOne } from "../src/cli/translate.ts";
-import { buildElfCore } from "./helpers/elf.ts";
+import { buildElfCore } from "./cli-fixtures/elf.ts";
 // @ts-expect-error: a plain-JS test plugin without types.
-import { flatBackend } from "./helpers/flat-backend.mjs";
+import { flatBackend } from "./cli-fixtures/flat-backend.mjs";
 
 const bytes = (...b: number[]): Uint8Array => new Uint8Array(b);
 

@@ -8,10 +8,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { beforeAll, describe, expect, it } from "vitest";
-import { buildElfCore } from "./helpers/elf.ts";
+import { buildElfCore } from "./cli-fixtures/elf.ts";
 
 const BIN = fileURLToPath(new URL("../dist/cli/main.js", import.meta.url));
-const FLAT = fileURLToPath(new URL("./helpers/flat-backend.mjs", import.meta.url));
+const FLAT = fileURLToPath(new URL("./cli-fixtures/flat-backend.mjs", import.meta.url));
 
 interface Run {
   status: number | null;
