@@ -426,14 +426,17 @@ export class SmmuHw {
 
   /** Executes one command; returns a CERROR code. */
   #execute(a: number, b: number, c: number, d: number): number {
+    if ((a >>> 10) & 1) return CmdError.ILL; // SSEC: Secure command on the Non-secure queue (4.1.3)
+    const op = a & 0xff;
+    if (op === CmdOp.CMD_SYNC || op === CmdOp.PREFETCH_CONFIG || op === CmdOp.PREFETCH_ADDR)
+      return CmdError.NONE;
     const cmd = decodeCommandHalves(a, b, c, d);
-    if (cmd.ssec) return CmdError.ILL; // Secure command on the Non-secure queue (4.1.3)
     const vmid = this.s2p ? cmd.vmid : 0;
     const k = this.counters;
     const range = (): [number, number] | null => {
       // Range TLBI (4.4.1): TG=0 -> the leaf covering ADDR; else (NUM+1)*2^SCALE granules.
-      if (cmd.addr >= 1n << 53n) return null;
-      const at = Number(cmd.addr);
+      if (d >= 2 ** 21) return null; // beyond 2^53: nothing cached there (translateBig does not cache)
+      const at = d * TWO32 + ((c & 0xfffff000) >>> 0);
       if (cmd.tg === 0) return [at, 1];
       const g = cmd.tg === 1 ? 12 : cmd.tg === 2 ? 14 : 16;
       return [at - (at % 2 ** g), (cmd.num + 1) * 2 ** (cmd.scale + g)];
