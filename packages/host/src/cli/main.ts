@@ -11,7 +11,6 @@ import { resolve } from "node:path";
 import type { Backend, BackendFactory, WalkStep } from "@iommu-kit/core";
 import { accessFlags, NO_PASID } from "@iommu-kit/core";
 import { Command, CommanderError, Option } from "commander";
-import { stringify as toYaml } from "yaml";
 import { DEFAULT_SCENARIO, DEFAULT_SCENARIO_NAME } from "../scenario/default-scenario.ts";
 import type { ScenarioHost } from "../scenario/host.ts";
 import { createScenarioHost } from "../scenario/host.ts";
@@ -21,6 +20,7 @@ import type { FileReport } from "../scenario/runner.ts";
 import { runScenario } from "../scenario/runner.ts";
 import { jsonable } from "../scenario/values.ts";
 import { findFactory, loadPlugin } from "./backends.ts";
+import { dumpText } from "./dump-text.ts";
 import { ExitCode, UsageError } from "./errors.ts";
 import { capTable, humanReport, stepJson, table } from "./report.ts";
 import type { Segment } from "./snapshot.ts";
@@ -311,7 +311,7 @@ async function cmdDump(file: string | undefined, opts: TargetOpts): Promise<numb
     tree = jsonable(t.host.dump(t.device));
   }
   if (opts.json) process.stdout.write(`${JSON.stringify(tree)}\n`);
-  else process.stdout.write(typeof tree === "string" ? `${tree}\n` : toYaml(tree, { lineWidth: 0 }));
+  else process.stdout.write(dumpText(tree));
   return ExitCode.OK;
 }
 
