@@ -75,7 +75,7 @@ import {
   parsePerm,
   TableAllocator,
 } from "@iommu-kit/core";
-import type { HostObject, ObjectKind } from "./context.ts";
+import type { HostObject } from "./context.ts";
 import { ObjectTable } from "./context.ts";
 import { HostDevice } from "./device.ts";
 import { DmaEngine } from "./dma.ts";
@@ -263,11 +263,105 @@ export interface ExplainRequest {
   readonly priv?: boolean;
 }
 
-/** A plain, deep-equal comparable description of one object. */
-export type ObjectInfo = Readonly<Record<string, unknown>> & {
+/** {@link Host.describe} of a device. */
+export interface DeviceInfo {
   readonly id: number;
-  readonly kind: ObjectKind;
-};
+  readonly kind: "device";
+  /** IOMMU instance name. */
+  readonly iommu: string;
+  readonly rid: number;
+  readonly pasidBits: number;
+  /** Parent device id (mdevs), else null. */
+  readonly parent: number | null;
+  /** What serves the RID (null: blocked). */
+  readonly ridAttach: { readonly kind: "rid" | "rid-all-pasids"; readonly hwpt: number } | null;
+  /** Attached PASIDs as [pasid, hwpt id], ascending. */
+  readonly pasids: ReadonlyArray<readonly [number, number]>;
+  /** Access object id (emulated attach), else null. */
+  readonly access: number | null;
+  /** Mediated devices on this one. */
+  readonly children: number;
+  /** The backend's own id of the domain on the RID (null: none), to catch host/backend drift. */
+  readonly backendRid: number | null;
+}
+
+/** One area of an IOAS in {@link IoasInfo}. */
+export interface AreaInfo {
+  readonly iova: number;
+  readonly length: number;
+  readonly pa: number;
+  readonly prot: number;
+  /** Areas sharing its pages (IOMMU_IOAS_COPY). */
+  readonly pagesUsers: number;
+}
+
+/** {@link Host.describe} of an IOAS. */
+export interface IoasInfo {
+  readonly id: number;
+  readonly kind: "ioas";
+  readonly areas: readonly AreaInfo[];
+  readonly allowed: readonly IovaRange[];
+  readonly reserved: readonly IovaRange[];
+  readonly alignment: number;
+  /** Paging HWPT ids built from it. */
+  readonly hwpts: readonly number[];
+  /** Access ids reading it. */
+  readonly accesses: readonly number[];
+}
+
+/** {@link Host.describe} of a paging HWPT. */
+export interface HwptPagingInfo {
+  readonly id: number;
+  readonly kind: "hwpt-paging";
+  readonly ioas: number;
+  readonly iommu: string;
+  readonly format: string;
+  readonly flags: DomainFlags;
+  /** Created by an attach to the IOAS. */
+  readonly auto: boolean;
+  /** Attach points holding it. */
+  readonly users: number;
+  /** Nested HWPTs over it. */
+  readonly children: number;
+  readonly faultQueue: number | null;
+}
+
+/** {@link Host.describe} of a nested HWPT. */
+export interface HwptNestedInfo {
+  readonly id: number;
+  readonly kind: "hwpt-nested";
+  readonly parent: number;
+  readonly iommu: string;
+  readonly format: string;
+  readonly users: number;
+  readonly faultQueue: number | null;
+}
+
+/** {@link Host.describe} of an access. */
+export interface AccessInfo {
+  readonly id: number;
+  readonly kind: "access";
+  readonly ioas: number;
+  readonly device: number;
+  /** Pins held. */
+  readonly pins: number;
+}
+
+/** {@link Host.describe} of a fault queue. */
+export interface FaultQueueInfo {
+  readonly id: number;
+  readonly kind: "fault";
+  readonly pending: number;
+}
+
+/** A plain, deep-equal comparable description of one object, by kind. */
+export type ObjectInfo =
+  | DeviceInfo
+  | IoasInfo
+  | HwptPagingInfo
+  | HwptNestedInfo
+  | AccessInfo
+  | FaultQueueInfo;
 
 /** A deep-equal comparable snapshot of everything the host owns (for atomicity tests). */
 export interface HostState {
@@ -365,6 +459,8 @@ export class Host {
   readonly #faults = new FaultQueue();
   readonly #dma = new DmaEngine();
   readonly #mdevBackend: string;
+  #routeRid = 0;
+  #routePasid = NO_PASID;
 
   constructor(options: HostOptions = {}) {
     const ram = options.ram ?? DEFAULT_RAM;
@@ -1214,14 +1310,26 @@ export class Host {
 
   // ---------------------------------------------------------------- DMA and faults
 
-  /** Backend, rid and PASID a device's DMA goes out with (an mdev's PASID DMA leaves through its parent). */
-  #route(dev: HostDevice, pasid: number | null | undefined): [Backend, number, number] {
+  /**
+   * The backend a device's DMA goes out through, with the rid and PASID left in
+   * `#routeRid` / `#routePasid` (no tuple: the DMA path allocates nothing). An mdev's
+   * PASID DMA leaves through its parent.
+   */
+  #route(dev: HostDevice, pasid: number | null | undefined): Backend {
     if (dev.parent !== null) {
       const p = pasid ?? dev.pasids.keys().next().value;
-      if (p !== undefined) return [dev.parent.backend, dev.parent.rid, p];
-      return [dev.backend, dev.rid, NO_PASID];
+      if (p !== undefined) {
+        this.#routeRid = dev.parent.rid;
+        this.#routePasid = p;
+        return dev.parent.backend;
+      }
+      this.#routeRid = dev.rid;
+      this.#routePasid = NO_PASID;
+      return dev.backend;
     }
-    return [dev.backend, dev.rid, pasid ?? NO_PASID];
+    this.#routeRid = dev.rid;
+    this.#routePasid = pasid ?? NO_PASID;
+    return dev.backend;
   }
 
   /**
@@ -1240,7 +1348,9 @@ export class Host {
     checkLength(length);
     if (req.iova + length - 1 > MAX_IOVA)
       throw new IommuError("EOVERFLOW", "DMA range overflows", { iova: req.iova });
-    const [backend, rid, pasid] = this.#route(dev, req.pasid);
+    const backend = this.#route(dev, req.pasid);
+    const rid = this.#routeRid;
+    const pasid = this.#routePasid;
     const access = accessFlags(req.access, req.priv === true);
     const eng = this.#dma;
     if (!eng.translate(backend, rid, pasid, req.iova, length, access)) {
@@ -1261,10 +1371,13 @@ export class Host {
    * delivering a fault (read it with {@link Host.faultsRead}).
    */
   dmaInto(device: number, pasid: number | null, iova: number, access: number, buf: Uint8Array): number {
-    const dev = this.#device(device);
-    const [backend, rid, p] = this.#route(dev, pasid);
+    const o = this.#objects.find(device);
+    if (o === undefined || o.kind !== "device") this.#device(device);
+    const dev = o as HostDevice;
+    const backend = this.#route(dev, pasid);
+    const p = this.#routePasid;
     const eng = this.#dma;
-    if (!eng.translate(backend, rid, p, iova, buf.length, access)) {
+    if (!eng.translate(backend, this.#routeRid, p, iova, buf.length, access)) {
       this.#deliver(dev, p, eng.faultIova, access);
       return -1;
     }
@@ -1429,7 +1542,9 @@ export class Host {
   /** The walk of one request, step by step (backend `explain`), routed like a DMA. */
   explain(device: number, req: ExplainRequest): readonly WalkStep[] {
     const dev = this.#device(device);
-    const [backend, rid, pasid] = this.#route(dev, req.pasid);
+    const backend = this.#route(dev, req.pasid);
+    const rid = this.#routeRid;
+    const pasid = this.#routePasid;
     if (backend.explain === undefined)
       throw new IommuError("EOPNOTSUPP", `IOMMU ${backend.name} cannot explain walks`);
     return backend.explain(rid, pasid, BigInt(req.iova), accessFlags(req.access, req.priv === true));
@@ -1464,7 +1579,7 @@ export class Host {
           pasidBits: d.pasidBits,
           parent: d.parent?.id ?? null,
           ridAttach: d.ridAttach === null ? null : { kind: d.ridAttach.kind, hwpt: d.ridAttach.hwpt.id },
-          pasids: [...d.pasids].map(([p, h]) => [p, h.id]).sort((a, b) => a[0]! - b[0]!),
+          pasids: [...d.pasids].map(([p, h]): [number, number] => [p, h.id]).sort((a, b) => a[0] - b[0]),
           access: d.access?.id ?? null,
           children: d.children,
           // What the backend itself has on the RID (its domain id), to catch host/backend drift.

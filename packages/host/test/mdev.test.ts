@@ -1,5 +1,6 @@
 import type { MdevEmulatedBackend } from "@iommu-kit/mdev-emulated";
 import { describe, expect, it } from "vitest";
+import type { DeviceInfo } from "../src/index.ts";
 import { expectErrno, mockHost, pattern } from "./helpers.ts";
 
 function setup() {
@@ -96,7 +97,7 @@ describe("mediated devices", () => {
     h.attach(m, "emulated", ioas);
     h.attach(m2, "emulated", ioas);
     const mdev = h.iommu("mdev") as MdevEmulatedBackend;
-    const rid2 = h.describe(m2).rid as number;
+    const rid2 = (h.describe(m2) as DeviceInfo).rid;
     mdev.setUnmapCallback(rid2, () => {});
     h.accessPin(m2, 0x101000, 0x1000, false);
     const before = h.state();
