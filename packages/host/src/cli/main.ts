@@ -347,6 +347,18 @@ const PLUGIN = new Option("--plugin <module>", "load backends from a module (pat
   .argParser(collect)
   .default([]);
 
+/** This package's version (its package.json ships next to dist/ and src/). */
+function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
+      version?: string;
+    };
+    return pkg.version ?? "unknown";
+  } catch {
+    return "unknown";
+  }
+}
+
 /** Builds the program (exported for tests that drive it in-process). */
 export function program(): Command {
   const p = new Command()
@@ -354,7 +366,7 @@ export function program(): Command {
     .description(
       "IOMMU models faithful to the bit: run scenarios, translate against snapshots, explain walks, dump tables.",
     )
-    .version("0.1.0")
+    .version(packageVersion())
     .showHelpAfterError("(run with --help for usage)")
     .exitOverride();
   p.command("run")
