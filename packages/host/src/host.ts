@@ -1215,12 +1215,18 @@ export class Host {
 
   /**
    * Detaches whatever serves `intent`; the attach point is blocked afterwards (DMA
-   * faults with class `blocked`). Harmless when nothing is attached. For an access the
+   * faults with class `blocked`). Harmless when nothing is attached; EOPNOTSUPP for an
+   * intent the device does not list. For an access the
    * backend runs the mdev's unmap callback first and refuses (EBUSY) if pins remain.
    */
   detach(device: number, intent: IntentSpec): void {
     const dev = this.#device(device);
     const it = toIntent(intent);
+    if (!dev.backend.capabilities(dev.rid).intents.includes(it.kind)) {
+      throw new IommuError("EOPNOTSUPP", `intent ${it.kind} is not supported by device ${dev.id}`, {
+        device: dev.id,
+      });
+    }
     if (it.kind === "emulated") {
       const acc = dev.access;
       if (acc === null) return;

@@ -388,6 +388,8 @@ describe("PASID attach rules (iommufd_device_pasid.pasid_attach)", () => {
     expectErrno(() => h.replace(dev, { pasid: 200 }, pasidHwpt), "EINVAL");
     h.detach(dev, { pasid: 200 });
     h.detach(dev, { pasid: 100 });
+    expectErrno(() => h.detach(dev, "emulated"), "EOPNOTSUPP");
+    expectErrno(() => h.detach(h.addDevice({ iommu: "m0", rid: 9 }), { pasid: 1 }), "EOPNOTSUPP");
     expect(h.describe(dev)).toMatchObject({ pasids: [] });
   });
 
