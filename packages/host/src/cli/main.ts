@@ -359,8 +359,8 @@ function packageVersion(): string {
   }
 }
 
-/** Builds the program (exported for tests that drive it in-process). */
-export function program(): Command {
+/** Builds the command-line program (commands, options, help). */
+function program(): Command {
   const p = new Command()
     .name("iommu-kit")
     .description(
