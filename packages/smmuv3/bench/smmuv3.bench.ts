@@ -61,8 +61,8 @@ function hitCase(name: string, pages: number, streams: number, working: number):
   };
 }
 
-function walkCase(name: string, pages: number): BenchCase {
-  const { b, d, memory } = setup(pages, 1, 8); // 256-slot IOTLB: cycling 64K pages always misses
+function walkCase(name: string, pages: number, streams = 1): BenchCase {
+  const { b, d, memory } = setup(pages, streams, 8); // 256-slot IOTLB: cycling 64K pages always misses
   const out = createTranslation();
   const root = d.pt.root;
   const mask = Math.min(pages, 65536) - 1;
@@ -86,7 +86,7 @@ function walkCase(name: string, pages: number): BenchCase {
     target: 3,
     fn: () => {
       i = (i + 1) & mask;
-      b.translate(0, -1, BASE + i * 4096 + 8, Access.READ, out);
+      b.translate(i % streams, -1, BASE + i * 4096 + 8, Access.READ, out);
       sink.v += out.pa;
     },
     baselineFn: () => {
@@ -97,7 +97,7 @@ function walkCase(name: string, pages: number): BenchCase {
 }
 
 const WINDOWS = 2048;
-const WIN_BASE = BASE + 0x4000_0000;
+const WIN_BASE = BASE + 2 ** 33; // above the 1M premapped pages
 
 /** The level-3 table page holding `iova` in a 4K-granule table rooted at `root`. */
 function leafTablePage(
@@ -114,11 +114,11 @@ function leafTablePage(
   return table / 4096;
 }
 
-function mapCase(): BenchCase {
+function mapCase(name: string, premapped: number): BenchCase {
   // Every call maps a fresh window of 256 pages into a level-3 table that already exists
   // (kept alive by one page at +1M), as a driver extending a mapping does. When the windows
   // run out, both sides wipe their descriptors with a native fill (the same amortized cost).
-  const { d, memory } = setup(1, 1, 12);
+  const { d, memory } = setup(premapped, 1, 12);
   const tablesPfn: number[] = [];
   for (let w = 0; w < WINDOWS; w++) {
     d.map(WIN_BASE + w * 0x20_0000 + 0x10_0000, 0x1000, 0x1000, Perm.R);
@@ -130,7 +130,7 @@ function mapCase(): BenchCase {
   let i = 0;
   let j = 0;
   return {
-    name: "map 256 contiguous 4K pages",
+    name,
     baseline: "write the same 256 descriptors directly",
     target: 4,
     fn: () => {
@@ -185,6 +185,8 @@ export const cases: BenchCases = () => [
   hitCase("iotlb hit (65,536 StreamIDs, 1K working set)", 1024, 65536, 1024),
   walkCase("4K 4-level walk on a miss (1K pages)", 1024),
   walkCase("4K 4-level walk on a miss (1M pages)", 1 << 20),
-  mapCase(),
+  walkCase("4K 4-level walk on a miss (65,536 StreamIDs)", 1 << 16, 65536),
+  mapCase("map 256 contiguous 4K pages (1K mapped)", 1024),
+  mapCase("map 256 contiguous 4K pages (1M mapped)", 1 << 20),
   mapUnmapCase(),
 ];

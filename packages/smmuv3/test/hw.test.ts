@@ -562,3 +562,22 @@ describe("event queue", () => {
     expect(r.fault(0x100, -1, 0, R).recorded).toBe(false);
   });
 });
+
+describe("contiguous hint", () => {
+  it("a leaf with Contiguous=1 reports the whole run (16 x 4K = 64K) as its region", () => {
+    const { r } = s1Rig(encodeLeafPte(BigInt(PA), 3, { ap: 1, ng: 1, cont: 1 }));
+    expect(r.x(1, -1, IOVA + 0x10, R)).toEqual({ ok: true, pa: PA + 0x10, perm: 7, sizeLg2: 16 });
+    expect(r.x(1, -1, IOVA + 0x10, R)).toEqual({ ok: true, pa: PA + 0x10, perm: 7, sizeLg2: 16 });
+  });
+
+  it("invalidating any page of the run drops the cached entry", async () => {
+    const { encodeCommand } = await import("./rig.ts");
+    const { r, entries } = s1Rig(encodeLeafPte(BigInt(PA), 3, { ap: 1, ng: 1, cont: 1 }));
+    r.x(1, -1, IOVA, R);
+    r.pte(entries[3]!, encodeLeafPte(0x9000n, 3, { ap: 1, ng: 1 }));
+    // IOVA is page 7 of its 64K run; invalidate page 0 of the run.
+    const runBase = IOVA - (IOVA % 0x1_0000);
+    r.cmd(encodeCommand({ op: 0x12, asid: 7, addr: BigInt(runBase + 0x3000) }));
+    expect(r.x(1, -1, IOVA, R)).toMatchObject({ pa: 0x9000, sizeLg2: 12 });
+  });
+});

@@ -23,6 +23,7 @@ import { Cr0, Cr2, Gbpa, Gerror, PA_BITS, REG_OFFSETS, REG64 } from "./regs.ts";
 
 const TWO32 = 4294967296;
 const SID_SPAN = 2097152; // 2^21: config key = sid * 2^21 + ssid + 1
+const MICRO_MASK = 1023;
 
 /** Translation modes of a decoded configuration. */
 const MODE_ABORT = 0;
@@ -124,6 +125,18 @@ function classOf(id: number): FaultClass {
 }
 
 const hex = (v: number | bigint): string => `0x${v.toString(16)}`;
+
+/**
+ * log2 of the entries one Contiguous hint [52] spans (DDI 0487 D8.7.1): 4K granule 16 at
+ * every level; 16K 128 at level 3 and 32 at level 2; 64K 32. The walk reports (and the
+ * IOTLB caches) the whole run as one region; a misprogrammed run is the spec's
+ * CONSTRAINED UNPREDICTABLE, here each page still translates through its own descriptor.
+ */
+function contiguousLg2(g: number, lvl: number): number {
+  if (g === 12) return 4;
+  if (g === 14) return lvl === 3 ? 7 : 5;
+  return 5;
+}
 const CLASS_NAMES = ["CD", "TT", "IN", "RES"];
 
 /** The SMMUv3 hardware: registers, structures in memory, caches. */
@@ -180,6 +193,12 @@ export class SmmuHw {
   #lastTag = -1;
   #slotMask = 0;
   readonly #iotlb: Iotlb;
+  // Micro-TLB in front of the IOTLB (as a TBU's): direct-mapped by 4K page, emptied by every TLBI.
+  readonly #uVpn: Float64Array = new Float64Array(MICRO_MASK + 1).fill(-1);
+  readonly #uTag: Float64Array = new Float64Array(MICRO_MASK + 1);
+  readonly #uPa: Float64Array = new Float64Array(MICRO_MASK + 1);
+  readonly #uPerm: Uint8Array = new Uint8Array(MICRO_MASK + 1);
+  readonly #uSize: Uint8Array = new Uint8Array(MICRO_MASK + 1);
   /** IOTLB hits served by the fast path (each is also a config-cache hit). */
   #fastHits = 0;
   // Fault scratch.
@@ -366,6 +385,7 @@ export class SmmuHw {
     this.#cfgCache.clear();
     this.#forget();
     this.tlb.clear();
+    this.#uVpn.fill(-1);
   }
 
   /** Forgets the fast indexes into the config cache (the cache itself is edited by the caller). */
@@ -430,6 +450,7 @@ export class SmmuHw {
     const op = a & 0xff;
     if (op === CmdOp.CMD_SYNC || op === CmdOp.PREFETCH_CONFIG || op === CmdOp.PREFETCH_ADDR)
       return CmdError.NONE;
+    if (op >= CmdOp.TLBI_NH_ALL && op <= CmdOp.TLBI_NSNH_ALL) this.#uVpn.fill(-1); // every TLBI empties the micro-TLB
     const cmd = decodeCommandHalves(a, b, c, d);
     const vmid = this.s2p ? cmd.vmid : 0;
     const k = this.counters;
@@ -1062,7 +1083,7 @@ export class SmmuHw {
         if (wp !== null) wp[wi] = lo2;
       }
       this.#s2Oa = oa + (ipa % 2 ** shift);
-      this.#s2Lg2 = shift;
+      this.#s2Lg2 = (hi >>> 20) & 1 ? shift + contiguousLg2(g, lvl) : shift;
       this.#s2Perm = perm;
       return true;
     }
@@ -1173,15 +1194,16 @@ export class SmmuHw {
       }
       const out = oa + (va % 2 ** shift);
       this.#global = ((lo2 >>> 11) & 1) === 0;
+      const region = (hi >>> 20) & 1 ? shift + contiguousLg2(g, lvl) : shift;
       if (nested) {
         if (!this.#walkS2(cfg.ste, out, need, EventClass.IN)) return false;
         this.#oa = this.#s2Oa;
-        this.#lg2 = Math.min(shift, this.#s2Lg2);
+        this.#lg2 = Math.min(region, this.#s2Lg2);
         this.#permP = permP & this.#s2Perm;
         this.#permU = permU & this.#s2Perm;
       } else {
         this.#oa = out;
-        this.#lg2 = shift;
+        this.#lg2 = region;
         this.#permP = permP;
         this.#permU = permU;
       }
@@ -1243,15 +1265,34 @@ export class SmmuHw {
       if (key === this.#lastKey) tag = this.#lastTag;
       else if (this.#slotKeys[sid & this.#slotMask] === key) tag = this.#slotTags[sid & this.#slotMask]!;
       if (tag >= 0) {
-        const iotlb = this.#iotlb;
         const vpn = Math.floor(iova / 4096);
+        const need = access & Access.WRITE ? Perm.W : access & Access.EXEC ? Perm.X : Perm.R;
+        // Micro-TLB first (direct-mapped by page), then the main IOTLB.
+        const x = vpn & MICRO_MASK;
+        if (this.#uVpn[x] === vpn && this.#uTag[x] === tag) {
+          const packed = this.#uPerm[x]!;
+          const perm = access & Access.PRIV ? packed & 7 : packed >>> 4;
+          if ((perm & need) === need) {
+            this.#fastHits++;
+            out.pa = this.#uPa[x]! + (iova - vpn * 4096);
+            out.perm = perm;
+            out.sizeLg2 = this.#uSize[x]!;
+            out.fault = null;
+            return true;
+          }
+        }
+        const iotlb = this.#iotlb;
         const slot = iotlb.lookup(tag, vpn);
         if (slot >= 0) {
           const packed = iotlb.perms[slot]!;
           const perm = access & Access.PRIV ? packed & 7 : packed >>> 4;
-          const need = access & Access.WRITE ? Perm.W : access & Access.EXEC ? Perm.X : Perm.R;
           if ((perm & need) === need) {
             this.#fastHits++;
+            this.#uVpn[x] = vpn;
+            this.#uTag[x] = tag;
+            this.#uPa[x] = iotlb.pas[slot]!;
+            this.#uPerm[x] = packed;
+            this.#uSize[x] = iotlb.sizes[slot]!;
             out.pa = iotlb.pas[slot]! + (iova - vpn * 4096);
             out.perm = perm;
             out.sizeLg2 = iotlb.sizes[slot]!;
