@@ -93,3 +93,51 @@ describe("Iotlb", () => {
     );
   });
 });
+
+describe("Iotlb under pressure (deleted-slot reuse, rehash, clear when full)", () => {
+  it("never returns a wrong or invalidated entry, and counts exactly what it holds (property)", () => {
+    const op = fc.oneof(
+      fc.record({
+        k: fc.constant("ins" as const),
+        tag: fc.integer({ min: 0, max: 2 }),
+        page: fc.integer({ min: 0, max: 40 }),
+        pa: fc.nat(999),
+      }),
+      fc.record({
+        k: fc.constant("inv" as const),
+        tag: fc.integer({ min: -1, max: 2 }),
+        page: fc.integer({ min: 0, max: 40 }),
+        n: fc.integer({ min: 1, max: 4 }),
+      }),
+    );
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 300 }), (ops) => {
+        const t = new Iotlb(4); // 16 slots, 12 usable
+        const ref = new Map<string, number>();
+        for (const o of ops) {
+          if (o.k === "ins") {
+            t.insert(o.tag, o.page, o.pa * 4096, 1, 12);
+            ref.set(`${o.tag}:${o.page}`, o.pa * 4096);
+          } else {
+            t.invalidateRange(o.tag, o.page * 4096, o.n * 4096);
+            for (const key of [...ref.keys()]) {
+              const [tg, pg] = key.split(":").map(Number) as [number, number];
+              if ((o.tag === -1 || tg === o.tag) && pg >= o.page && pg < o.page + o.n) ref.delete(key);
+            }
+          }
+          let hits = 0;
+          for (let tag = 0; tag < 3; tag++)
+            for (let p = 0; p <= 40; p++) {
+              const s = t.lookup(tag, p);
+              if (s < 0) continue;
+              hits++;
+              expect(t.pas[s]).toBe(ref.get(`${tag}:${p}`));
+            }
+          expect(t.size).toBe(hits);
+          expect(t.size).toBeLessThanOrEqual(12);
+        }
+      }),
+      { numRuns: 200 },
+    );
+  });
+});

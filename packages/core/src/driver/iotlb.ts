@@ -11,9 +11,14 @@
  *
  * Policy when full: like QEMU (SMMU_IOTLB_MAX_SIZE / VTD_IOTLB_MAX_SIZE), a full
  * cache is emptied before the next insert. Stale entries stay until invalidated.
+ * Invalidation marks slots deleted (no allocation); deleted slots are reclaimed by
+ * inserts and by a rehash when they crowd the table. Invalidating a tag with no
+ * entries, or an empty cache, costs one Map lookup.
  */
 
 const EMPTY = -1;
+/** A deleted slot: lookups probe past it, inserts may reuse it. */
+const DELETED = -2;
 const PAGE = 4096;
 const TWO32 = 4294967296;
 
@@ -25,7 +30,7 @@ export class Iotlb {
   readonly #limit: number;
   /** Tag per slot. */
   readonly tags: Float64Array;
-  /** 4 KiB page number of the input address per slot; -1 = empty. */
+  /** 4 KiB page number of the input address per slot; -1 = empty, -2 = deleted. */
   readonly vpns: Float64Array;
   /** Physical address of that 4 KiB page. */
   readonly pas: Float64Array;
@@ -36,6 +41,9 @@ export class Iotlb {
   /** Vendor data (level, global flag, stage bits...). */
   readonly aux: Int32Array;
   #count = 0;
+  #deleted = 0;
+  /** Live entries per tag, so invalidating an absent tag costs one Map lookup. */
+  readonly #perTag = new Map<number, number>();
 
   constructor(capacityLg2 = 12) {
     this.capacity = 2 ** capacityLg2;
@@ -83,16 +91,29 @@ export class Iotlb {
    * from a leaf of 2^sizeLg2 bytes. Replaces an existing entry of the same key.
    */
   insert(tag: number, vpn: number, pa: number, perm: number, sizeLg2: number, aux = 0): void {
-    if (this.#count >= this.#limit) this.clear();
+    if (this.#count + this.#deleted >= this.#limit) {
+      if (this.#count >= this.#limit) this.clear();
+      else this.#rehash();
+    }
     const mask = this.#mask;
     let i = this.#hash(tag, vpn);
+    let reuse = -1;
     for (;;) {
       const v = this.vpns[i]!;
       if (v === EMPTY) {
+        if (reuse >= 0) {
+          i = reuse;
+          this.#deleted--;
+        }
         this.#count++;
+        this.#perTag.set(tag, (this.#perTag.get(tag) ?? 0) + 1);
         break;
       }
-      if (v === vpn && this.tags[i] === tag) break;
+      if (v === DELETED) {
+        if (reuse < 0) reuse = i;
+      } else if (v === vpn && this.tags[i] === tag) {
+        break;
+      }
       i = (i + 1) & mask;
     }
     this.vpns[i] = vpn;
@@ -105,44 +126,71 @@ export class Iotlb {
 
   /** Drops everything. */
   clear(): void {
-    if (this.#count === 0) return;
+    if (this.#count === 0 && this.#deleted === 0) return;
     this.vpns.fill(EMPTY);
     this.#count = 0;
+    this.#deleted = 0;
+    this.#perTag.clear();
+  }
+
+  #drop(i: number): void {
+    const tag = this.tags[i]!;
+    this.vpns[i] = DELETED;
+    this.#count--;
+    this.#deleted++;
+    const n = this.#perTag.get(tag)! - 1;
+    if (n === 0) this.#perTag.delete(tag);
+    else this.#perTag.set(tag, n);
   }
 
   /**
    * Drops every entry for which `match(slot)` is true (read the slot's fields from the
-   * public arrays), then rehashes the survivors. Returns how many were dropped.
+   * public arrays). Returns how many were dropped.
    */
   invalidateWhere(match: (slot: number) => boolean): number {
-    const drop: number[] = [];
-    for (let i = 0; i < this.capacity; i++) if (this.vpns[i] !== EMPTY && match(i)) drop.push(i);
-    if (drop.length === 0) return 0;
-    for (const i of drop) this.vpns[i] = EMPTY;
-    this.#rehash();
-    return drop.length;
+    if (this.#count === 0) return 0;
+    let dropped = 0;
+    for (let i = 0; i < this.capacity; i++) {
+      if (this.vpns[i]! >= 0 && match(i)) {
+        this.#drop(i);
+        dropped++;
+      }
+    }
+    if (this.#count === 0) this.clear();
+    return dropped;
   }
 
   /** Drops every entry of `tag`. */
   invalidateTag(tag: number): number {
+    if (!this.#perTag.has(tag)) return 0;
     return this.invalidateWhere((i) => this.tags[i] === tag);
   }
 
   /**
    * Drops entries whose leaf covers any byte of [iova, iova + length): with `tag` only
    * that tag's, with `tag` = -1 every tag's. `minLeafLg2` keeps entries of smaller leaves
-   * (a TTL hint); `leafOnly` has no effect here (walk caches are not modelled separately).
+   * (a TTL hint).
    */
   invalidateRange(tag: number, iova: number, length: number, minLeafLg2 = 0): number {
+    if (this.#count === 0 || (tag !== -1 && !this.#perTag.has(tag))) return 0;
     const end = iova + length;
-    return this.invalidateWhere((i) => {
-      if (tag !== -1 && this.tags[i] !== tag) return false;
-      const size = 2 ** this.sizes[i]!;
-      if (this.sizes[i]! < minLeafLg2) return false;
-      const addr = this.vpns[i]! * PAGE;
+    let dropped = 0;
+    const vpns = this.vpns;
+    for (let i = 0; i < this.capacity; i++) {
+      const v = vpns[i]!;
+      if (v < 0 || (tag !== -1 && this.tags[i] !== tag)) continue;
+      const sizeLg2 = this.sizes[i]!;
+      if (sizeLg2 < minLeafLg2) continue;
+      const size = 2 ** sizeLg2;
+      const addr = v * PAGE;
       const base = addr - (addr % size);
-      return base < end && base + size > iova;
-    });
+      if (base < end && base + size > iova) {
+        this.#drop(i);
+        dropped++;
+      }
+    }
+    if (this.#count === 0) this.clear();
+    return dropped;
   }
 
   #rehash(): void {
@@ -153,8 +201,8 @@ export class Iotlb {
     const pe = Uint8Array.from(this.perms);
     const s = Uint8Array.from(this.sizes);
     const a = Int32Array.from(this.aux);
+    this.clear();
     this.vpns.fill(EMPTY);
-    this.#count = 0;
-    for (let i = 0; i < n; i++) if (v[i] !== EMPTY) this.insert(t[i]!, v[i]!, p[i]!, pe[i]!, s[i]!, a[i]!);
+    for (let i = 0; i < n; i++) if (v[i]! >= 0) this.insert(t[i]!, v[i]!, p[i]!, pe[i]!, s[i]!, a[i]!);
   }
 }
