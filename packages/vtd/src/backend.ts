@@ -68,6 +68,7 @@ import {
 } from "./hw-info.ts";
 import { isReadFault } from "./internal/config.ts";
 import { dumpUnit } from "./internal/dump.ts";
+import { fastMap4k } from "./internal/fast-map.ts";
 import { readWords, writeWords } from "./internal/words.ts";
 import type { Cfg } from "./walk.ts";
 import { Kind } from "./walk.ts";
@@ -192,7 +193,7 @@ export class VtdDomain implements Domain {
       throw new IommuError("EINVAL", `map target ${pa} is beyond the host address width`, { pa });
     if ((prot & (Perm.R | Perm.W)) === 0)
       throw new IommuError("EINVAL", `map needs read or write permission (prot ${prot})`, { prot });
-    t.map(iova, pa, length, prot);
+    if (!fastMap4k(t, this.backend.memory, iova, pa, length, prot)) t.map(iova, pa, length, prot);
     // Not-present entries are never cached without caching mode (spec 6.1), so a map
     // needs no invalidation unless CAP.CM is set.
     if (this.backend.cachingMode) this.backend.flushRange(this, iova, length);

@@ -17,23 +17,16 @@
 
 import type { CacheCounters, FaultClass, PhysicalMemory, Translation, WalkStep } from "@iommu-kit/core";
 import { Access, hex, IommuError, makeFault, NO_PASID, Perm } from "@iommu-kit/core";
-import { Iotlb } from "@iommu-kit/core/driver";
 import type { FaultRecord } from "./format/fault-record.ts";
 import { encodeFaultRecord, Fr, faultReasonClass, faultReasonName } from "./format/fault-record.ts";
 import type { CapFields, EcapFields } from "./format/registers.ts";
 import { Ttm } from "./format/registers.ts";
 import type { CtxInfo, PasidInfo, ReadFault } from "./internal/config.ts";
 import { ConfigReader, isReadFault, legacyCfg, scalableCfg } from "./internal/config.ts";
+import { Meta, VtdIotlb } from "./internal/iotlb.ts";
 import { wordsToBytes } from "./internal/words.ts";
 import type { Cfg } from "./walk.ts";
 import { Kind, PageWalker, permFor } from "./walk.ts";
-
-/** aux bits of an IOTLB entry: supervisor perm (2:0), write-needs-walk (3), kind (6:4). */
-export const Aux = {
-  SUP_MASK: 7,
-  WRITE_WALK: 8,
-  KIND_SHIFT: 4,
-} as const;
 
 const PAGE = 4096;
 const PASID_SPAN = 1048576;
@@ -48,13 +41,19 @@ export class FastPath {
   readonly haw: number;
   readonly walker: PageWalker;
   readonly reader: ConfigReader;
-  readonly iotlb: Iotlb;
+  readonly iotlb: VtdIotlb;
   /** Context cache: source-id -> entry. */
   readonly contextCache: Map<number, CtxInfo> = new Map();
   /** PASID cache: source-id * 2^20 + PASID -> entry. */
   readonly pasidCache: Map<number, PasidInfo> = new Map();
   /** Resolved configurations for requests without PASID, by source-id. */
   readonly ridCfg: Array<Cfg | null> = new Array<Cfg | null>(65536).fill(null);
+  /**
+   * The hot fields of ridCfg as typed arrays: the IOTLB tag (-1 = take the general
+   * path: nothing cached, pass-through, or a request SRE would block) and RID_PRIV.
+   */
+  readonly ridTag: Float64Array = new Float64Array(65536).fill(-1);
+  readonly ridPriv: Uint8Array = new Uint8Array(65536);
   /** Resolved configurations for requests with PASID, by source-id * 2^20 + PASID. */
   readonly pasidCfg: Map<number, Cfg> = new Map();
 
@@ -65,6 +64,8 @@ export class FastPath {
   /** Root table address latched by SRTP. */
   rta = 0;
 
+  /** Hits served by the source-id fast lane (IOTLB and configuration hits both). */
+  fastHits = 0;
   iotlbHits = 0;
   iotlbMisses = 0;
   configHits = 0;
@@ -85,15 +86,15 @@ export class FastPath {
       snoopControl: ecap.sc,
     });
     this.reader = new ConfigReader(memory, cap, ecap, haw);
-    this.iotlb = new Iotlb(iotlbSizeLg2);
+    this.iotlb = new VtdIotlb(iotlbSizeLg2);
   }
 
   /** Cache and walk counters. */
   counters(): CacheCounters {
     return {
-      iotlbHits: this.iotlbHits,
+      iotlbHits: this.iotlbHits + this.fastHits,
       iotlbMisses: this.iotlbMisses,
-      configHits: this.configHits,
+      configHits: this.configHits + this.fastHits,
       configMisses: this.configMisses,
       walks: this.walks,
       invalidations: this.invalidations,
@@ -106,6 +107,37 @@ export class FastPath {
    * of range (misuse).
    */
   translate(sid: number, pasid: number, iova: number, access: number, out: Translation): boolean {
+    // Fast lane (kept small so the IOTLB probe inlines): requests without PASID whose
+    // source-id has a resolved tag, served by one IOTLB probe.
+    if (pasid === NO_PASID && this.enabled) {
+      const tag = this.ridTag[sid]!;
+      if (tag >= 0) {
+        const iotlb = this.iotlb;
+        const vpn = Math.floor(iova / PAGE);
+        const slot = iotlb.lookup(tag, vpn);
+        if (slot >= 0) {
+          const d = iotlb.data;
+          const meta = d[(slot << 2) + 3]!;
+          const perm = this.ridPriv[sid] === 1 ? (meta >>> Meta.SUP_SHIFT) & 7 : meta & 7;
+          const need = permFor(access);
+          if ((perm & need) === need && !(access & Access.WRITE && meta & Meta.WRITE_WALK)) {
+            // One counter on the fast lane: each of its hits is also a configuration hit.
+            this.fastHits++;
+            // iova - vpn * 4096, not iova % 4096: % on doubles above 2^31 is a slow fmod.
+            out.pa = d[(slot << 2) + 2]! + (iova - vpn * PAGE);
+            out.perm = perm;
+            out.sizeLg2 = meta >>> Meta.SIZE_SHIFT;
+            out.fault = null;
+            return true;
+          }
+        }
+      }
+    }
+    return this.translateSlow(sid, pasid, iova, access, out);
+  }
+
+  /** Everything the fast lane does not serve: configuration lookups, PASID requests, misses. */
+  translateSlow(sid: number, pasid: number, iova: number, access: number, out: Translation): boolean {
     if (!this.enabled) {
       // GSTS.TES = 0: DMA is not remapped (spec 10.4.5).
       out.pa = iova;
@@ -114,6 +146,7 @@ export class FastPath {
       out.fault = null;
       return true;
     }
+    const iotlb = this.iotlb;
     let cfg: Cfg | null | undefined;
     if (pasid === NO_PASID) {
       cfg = this.ridCfg[sid];
@@ -133,17 +166,18 @@ export class FastPath {
     if (priv && !cfg.sre && !cfg.legacy)
       return this.fault(out, Fr.SM_SRE_CLEAR, cfg.fpd, sid, pasid, iova, access);
     if (cfg.kind === Kind.PASS_THROUGH) return this.#passThrough(cfg, sid, pasid, iova, access, out);
-    const iotlb = this.iotlb;
-    const slot = iotlb.lookup(cfg.tag, Math.floor(iova / PAGE));
+    const vpn = Math.floor(iova / PAGE);
+    const slot = iotlb.lookup(cfg.tag, vpn);
     if (slot >= 0) {
-      const aux = iotlb.aux[slot]!;
-      const perm = priv ? aux & Aux.SUP_MASK : iotlb.perms[slot]!;
+      const d = iotlb.data;
+      const meta = d[(slot << 2) + 3]!;
+      const perm = priv ? (meta >>> Meta.SUP_SHIFT) & 7 : meta & 7;
       const need = permFor(access);
-      if ((perm & need) === need && !(access & Access.WRITE && aux & Aux.WRITE_WALK)) {
+      if ((perm & need) === need && !(access & Access.WRITE && meta & Meta.WRITE_WALK)) {
         this.iotlbHits++;
-        out.pa = iotlb.pas[slot]! + (iova % PAGE);
+        out.pa = d[(slot << 2) + 2]! + (iova - vpn * PAGE);
         out.perm = perm;
-        out.sizeLg2 = iotlb.sizes[slot]!;
+        out.sizeLg2 = meta >>> Meta.SIZE_SHIFT;
         out.fault = null;
         return true;
       }
@@ -218,9 +252,14 @@ export class FastPath {
         access,
       );
     if (fill) {
-      const pagePa = w.pa - (w.pa % PAGE);
-      const aux = w.permSup | (w.writeNeedsWalk ? Aux.WRITE_WALK : 0) | (cfg.kind << Aux.KIND_SHIFT);
-      this.iotlb.insert(cfg.tag, Math.floor(iova / PAGE), pagePa, w.permUser, w.sizeLg2, aux);
+      const pagePa = Math.floor(w.pa / PAGE) * PAGE;
+      const meta =
+        w.permUser |
+        (w.permSup << Meta.SUP_SHIFT) |
+        (w.writeNeedsWalk ? Meta.WRITE_WALK : 0) |
+        (cfg.kind << Meta.KIND_SHIFT) |
+        (w.sizeLg2 << Meta.SIZE_SHIFT);
+      this.iotlb.insert(cfg.tag, Math.floor(iova / PAGE), pagePa, meta);
     }
     out.pa = w.pa;
     out.perm = perm;
@@ -263,7 +302,7 @@ export class FastPath {
       }
       cfg = scalableCfg(ctx, pe);
     }
-    if (pasid === NO_PASID) this.ridCfg[sid] = cfg;
+    if (pasid === NO_PASID) this.#setRid(sid, cfg);
     else this.pasidCfg.set(sid * PASID_SPAN + pasid, cfg);
     return cfg;
   }
@@ -332,11 +371,24 @@ export class FastPath {
     return false;
   }
 
+  #setRid(sid: number, cfg: Cfg | null): void {
+    this.ridCfg[sid] = cfg;
+    const fast = cfg !== null && cfg.kind !== Kind.PASS_THROUGH && !(cfg.ridPriv && !cfg.sre && !cfg.legacy);
+    this.ridTag[sid] = fast ? cfg.tag : -1;
+    this.ridPriv[sid] = cfg?.ridPriv ? 1 : 0;
+  }
+
+  #clearRids(): void {
+    this.ridCfg.fill(null);
+    this.ridTag.fill(-1);
+    this.ridPriv.fill(0);
+  }
+
   /** Drops every cached configuration derived for `sid` (both request kinds). */
   dropDerivedFor(match: (cfg: Cfg) => boolean): void {
     for (let i = 0; i < 65536; i++) {
       const c = this.ridCfg[i];
-      if (c !== null && c !== undefined && match(c)) this.ridCfg[i] = null;
+      if (c !== null && c !== undefined && match(c)) this.#setRid(i, null);
     }
     for (const [k, c] of this.pasidCfg) if (match(c)) this.pasidCfg.delete(k);
   }
@@ -346,7 +398,7 @@ export class FastPath {
     this.invalidations++;
     if (g === "global" || (g === "domain" && this.ttm === Ttm.SCALABLE)) {
       this.contextCache.clear();
-      this.ridCfg.fill(null);
+      this.#clearRids();
       this.pasidCfg.clear();
       return;
     }
@@ -391,16 +443,16 @@ export class FastPath {
     const lo = did * PASID_SPAN;
     const hi = lo + PASID_SPAN;
     const t = this.iotlb;
-    if (g === "domain") return t.invalidateWhere((i) => t.tags[i]! >= lo && t.tags[i]! < hi);
+    if (g === "domain") return t.invalidateWhere((i) => t.tag(i) >= lo && t.tag(i) < hi);
     const start = addr;
     const end = addr + 2 ** (12 + am);
     return t.invalidateWhere((i) => {
-      const tag = t.tags[i]!;
+      const tag = t.tag(i);
       if (tag < lo || tag >= hi) return false;
-      const kind = (t.aux[i]! >>> Aux.KIND_SHIFT) & 7;
+      const kind = (t.meta(i) >>> Meta.KIND_SHIFT) & 7;
       if (kind === Kind.NESTED) return true;
       if (kind !== Kind.SECOND_STAGE) return false;
-      return covers(t, i, start, end);
+      return t.covers(i, start, end);
     });
   }
 
@@ -415,10 +467,10 @@ export class FastPath {
     const start = addr;
     const end = addr + 2 ** (12 + am);
     return t.invalidateWhere((i) => {
-      if (t.tags[i] !== tag) return false;
-      const kind = (t.aux[i]! >>> Aux.KIND_SHIFT) & 7;
+      if (t.tag(i) !== tag) return false;
+      const kind = (t.meta(i) >>> Meta.KIND_SHIFT) & 7;
       if (kind !== Kind.FIRST_STAGE && kind !== Kind.NESTED) return false;
-      return g === "pasid" || covers(t, i, start, end);
+      return g === "pasid" || t.covers(i, start, end);
     });
   }
 
@@ -428,7 +480,7 @@ export class FastPath {
     this.iotlb.clear();
     this.contextCache.clear();
     this.pasidCache.clear();
-    this.ridCfg.fill(null);
+    this.#clearRids();
     this.pasidCfg.clear();
   }
 
@@ -515,7 +567,7 @@ export class FastPath {
     for (const [k, v] of s.ctx) this.contextCache.set(k, v);
     this.pasidCache.clear();
     for (const [k, v] of s.pasid) this.pasidCache.set(k, v);
-    for (let i = 0; i < 65536; i++) this.ridCfg[i] = s.rid[i] ?? null;
+    for (let i = 0; i < 65536; i++) this.#setRid(i, s.rid[i] ?? null);
     this.pasidCfg.clear();
     for (const [k, v] of s.pc) this.pasidCfg.set(k, v);
   }
@@ -523,10 +575,3 @@ export class FastPath {
 
 /** A pseudo fault reason for abort-DMA mode (no spec code: nothing is recorded). */
 const ABORT_DMA = -1;
-
-function covers(t: Iotlb, i: number, start: number, end: number): boolean {
-  const size = 2 ** t.sizes[i]!;
-  const addr = t.vpns[i]! * PAGE;
-  const base = addr - (addr % size);
-  return base < end && base + size > start;
-}

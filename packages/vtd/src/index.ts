@@ -16,7 +16,7 @@ export {
   vtdBackend,
   vtdFromRegisters,
 } from "./backend.ts";
-export { Aux, FastPath } from "./fast-path.ts";
+export { FastPath } from "./fast-path.ts";
 export type { ContextEntry, ScalableContextEntry } from "./format/context-entry.ts";
 export {
   decodeContextEntry,

@@ -147,7 +147,7 @@ export class PageWalker {
     this.#ssCount = 0;
     for (let level = levels - 1; level >= 0; level--) {
       const span = POW2[12 + 9 * level]!;
-      const idx = Math.floor(addr / span) % 512;
+      const idx = Math.floor(addr / span) & 511;
       const ea = table + idx * 8;
       const page = this.memory.readPage(Math.floor(ea / 4096));
       if (page === null) {
@@ -182,7 +182,7 @@ export class PageWalker {
       if (leaf) {
         const sizeLg2 = 12 + 9 * level;
         if (this.trace !== null) this.#step(`${what} L${level}`, ea, lo, hi, `leaf 2^${sizeLg2}`, idx);
-        this.#ssPa = next + (addr % POW2[sizeLg2]!);
+        this.#ssPa = next + (addr - Math.floor(addr / POW2[sizeLg2]!) * POW2[sizeLg2]!);
         this.#ssSizeLg2 = sizeLg2;
         this.#ssPerm = perm;
         this.#ssNeedsD = (lo & SsPte.D) === 0;
@@ -273,7 +273,7 @@ export class PageWalker {
     let out = 0;
     for (let level = levels - 1; level >= 0; level--) {
       const span = POW2[12 + 9 * level]!;
-      const idx = Math.floor(iova / span) % 512;
+      const idx = Math.floor(iova / span) & 511;
       let tableHpa = table;
       if (nested) {
         // The table address is a GPA: translate it through the second stage (spec 3.8).
@@ -286,7 +286,7 @@ export class PageWalker {
           const ad = this.#ssSetAd(false, cfg.pwsnp);
           if (ad !== 0) return ad;
         }
-        tableHpa = this.#ssPa - (this.#ssPa % 4096);
+        tableHpa = Math.floor(this.#ssPa / 4096) * 4096;
         // Remember whether the FS entry could be written back (for A/D).
         this.#fsWritable[this.#fsCount] = this.#ssPerm & Perm.W ? 1 : 0;
       } else {
@@ -327,7 +327,7 @@ export class PageWalker {
       const next = entryAddr(lo, hi);
       if (leaf) {
         sizeLg2 = 12 + 9 * level;
-        out = next + (iova % POW2[sizeLg2]!);
+        out = next + (iova - Math.floor(iova / POW2[sizeLg2]!) * POW2[sizeLg2]!);
         leafDirty = (lo & FsPte.D) !== 0;
         if (this.trace !== null) this.#step(`FS L${level}`, ea, lo, hi, `leaf 2^${sizeLg2}`, idx);
         break;

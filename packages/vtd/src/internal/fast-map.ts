@@ -1,0 +1,80 @@
+/**
+ * A fast lane for the common map: a run of 4 KiB pages inside one leaf table (one
+ * 2 MiB-aligned region) that cannot use a superpage. It walks down to the PDE once,
+ * checks the target entries are empty, then writes them in a tight loop, allocating
+ * the leaf table when the PDE is empty. Anything else (missing upper tables, existing
+ * leaves, superpage-eligible ranges) returns false and the generic PageTable does it,
+ * with its EEXIST / ENOMEM semantics. Atomic: the only allocation happens before any
+ * write.
+ */
+
+import type { PhysicalMemory } from "@iommu-kit/core";
+import type { PageTable } from "@iommu-kit/core/driver";
+import { EntryKind } from "@iommu-kit/core/driver";
+
+const TWO32 = 4294967296;
+const SPAN_2M = 0x20_0000;
+const scratch = new Uint32Array(2);
+
+/** Maps [iova, iova + length) -> pa with 4K leaves when it fits one leaf table; false otherwise. */
+export function fastMap4k(
+  t: PageTable,
+  memory: PhysicalMemory,
+  iova: number,
+  pa: number,
+  length: number,
+  prot: number,
+): boolean {
+  const fmt = t.format;
+  if (iova % 4096 !== 0 || pa % 4096 !== 0 || length % 4096 !== 0 || length <= 0) return false;
+  const region = Math.floor(iova / SPAN_2M);
+  if (region !== Math.floor((iova + length - 1) / SPAN_2M)) return false;
+  if (length === SPAN_2M && pa % SPAN_2M === 0 && fmt.leafAllowed(1)) return false;
+  let table = t.root;
+  for (let level = fmt.levels - 1; level >= 2; level--) {
+    const ea = table + (Math.floor(iova / 2 ** (12 + 9 * level)) % 512) * 8;
+    const page = memory.readPage(Math.floor(ea / 4096));
+    if (page === null) return false;
+    const w = (ea & 0xfff) >>> 2;
+    if (fmt.entryKind(page[w]!, page[w + 1]!, level) !== EntryKind.TABLE) return false;
+    table = fmt.entryAddress(page[w]!, page[w + 1]!, level);
+  }
+  const pdeAt = table + (region % 512) * 8;
+  const pdePage = memory.writePage(Math.floor(pdeAt / 4096));
+  if (pdePage === null) return false;
+  const pw = (pdeAt & 0xfff) >>> 2;
+  const pdeKind = fmt.entryKind(pdePage[pw]!, pdePage[pw + 1]!, 1);
+  if (pdeKind === EntryKind.LEAF) return false;
+  const first = (Math.floor(iova / 4096) % 512) * 2;
+  const n = length / 4096;
+  let leafTable: number;
+  let fresh = false;
+  if (pdeKind === EntryKind.TABLE) {
+    leafTable = fmt.entryAddress(pdePage[pw]!, pdePage[pw + 1]!, 1);
+    const words = memory.readPage(Math.floor(leafTable / 4096));
+    if (words === null) return false;
+    for (let k = 0; k < n; k++) {
+      const w = first + k * 2;
+      if (fmt.entryKind(words[w]!, words[w + 1]!, 0) !== EntryKind.EMPTY) return false;
+    }
+  } else {
+    leafTable = t.tables.alloc(12, `${fmt.name} table`);
+    fresh = true;
+  }
+  const words = memory.writePage(Math.floor(leafTable / 4096))!;
+  fmt.encodeLeaf(pa, 0, prot, scratch);
+  const flagsLo = scratch[0]! & 0xfff;
+  const flagsHi = scratch[1]! & 0xfff00000;
+  for (let k = 0; k < n; k++) {
+    const addr = pa + k * 4096;
+    const w = first + k * 2;
+    words[w] = ((addr % TWO32) | flagsLo) >>> 0;
+    words[w + 1] = (Math.floor(addr / TWO32) | flagsHi) >>> 0;
+  }
+  if (fresh) {
+    fmt.encodeTable(leafTable, 1, scratch);
+    pdePage[pw] = scratch[0]!;
+    pdePage[pw + 1] = scratch[1]!;
+  }
+  return true;
+}
