@@ -1,6 +1,9 @@
 import { Access, Perm } from "@iommu-kit/core";
 import { describe, expect, it } from "vitest";
-import { EventId } from "../src/index.ts";
+import { EventId, registersFor } from "../src/index.ts";
+
+const IDR0 = registersFor().IDR0!;
+
 import { chain4k, encodeLeafPte, encodeTablePte, recordBytes, rig, s1Cd, s1Ste, s2Fields } from "./rig.ts";
 
 const CD = 0x40_0000;
@@ -226,9 +229,8 @@ describe("stream table and STE", () => {
 
   const badSte: [string, Record<string, bigint | number>][] = [
     ["V=0", { V: 0, Config: 4 }],
-    ["S1Fmt=0b11", s1Ste(CD, { S1Fmt: 3, S1CDMax: 2 })],
+    ["2-level CD table without CD2L", s1Ste(CD, { S1Fmt: 1, S1CDMax: 2 })],
     ["S1CDMax > SSIDSIZE", s1Ste(CD, { S1CDMax: 21 })],
-    ["S1DSS=0b11", s1Ste(CD, { S1CDMax: 2, S1DSS: 3 })],
     ["STRW=0b01", s1Ste(CD, { STRW: 1 })],
     ["STRW=EL2 without HYP", s1Ste(CD, { STRW: 2 })],
     ["S1ContextPtr beyond OAS", s1Ste(2 ** 48)],
@@ -245,7 +247,7 @@ describe("stream table and STE", () => {
   ];
   for (const [why, fields] of badSte) {
     it(`C_BAD_STE: ${why}`, () => {
-      const r = rig();
+      const r = why.includes("CD2L") ? rig({}, { IDR0: IDR0 & ~(1n << 19n) }) : rig();
       r.ste(5, fields);
       const f = r.fault(5, -1, 0x1000, W);
       expect(f.class).toBe("bad-config");
@@ -258,7 +260,7 @@ describe("stream table and STE", () => {
     const r = rig({ stages: "s1" });
     r.ste(5, { V: 1, Config: 6, ...s2Fields(PT) });
     expect(r.fault(5, -1, 0, R).vendor.name).toBe("C_BAD_STE");
-    const forced = rig({}, { IDR0: 0x0a0c_54cbn | (2n << 24n) });
+    const forced = rig({}, { IDR0: (IDR0 & ~(3n << 24n)) | (2n << 24n) });
     forced.ste(5, s1Ste(CD, { S1STALLD: 1 }));
     expect(forced.fault(5, -1, 0, R).vendor.name).toBe("C_BAD_STE");
   });
@@ -313,10 +315,12 @@ describe("CD tables and SubstreamIDs", () => {
     }
   });
 
-  it("C_BAD_SUBSTREAMID: SSID beyond S1CDMax, SSID with S1CDMax=0, SSID 0 with S1DSS=SSID0, SSID on stage 2", () => {
+  it("C_BAD_SUBSTREAMID: SSID beyond S1CDMax, SSID with S1CDMax=0, SSID on stage 2; SSID 0 with S1DSS=SSID0 is F_STREAM_DISABLED", () => {
     const r = ssidRig(0, 4);
     expect(r.fault(1, 16, 0, R).vendor.name).toBe("C_BAD_SUBSTREAMID");
-    expect(r.fault(1, 0, 0, R).vendor.name).toBe("C_BAD_SUBSTREAMID");
+    expect(r.fault(1, 0, 0, R).vendor.raw).toEqual(
+      recordBytes({ id: 0x06, streamId: 1, ssv: 1, substreamId: 0 }),
+    );
     const one = rig();
     one.ste(1, s1Ste(CD));
     expect(one.fault(1, 3, 0, R).vendor.raw).toEqual(
@@ -324,6 +328,14 @@ describe("CD tables and SubstreamIDs", () => {
     );
     one.ste(2, { V: 1, Config: 6, ...s2Fields(PT) });
     expect(one.fault(2, 1, 0, R).vendor.name).toBe("C_BAD_SUBSTREAMID");
+  });
+
+  it("reserved encodings behave as the spec says: S1Fmt 0b11 as linear, S1DSS 0b11 as terminate", () => {
+    const r = ssidRig(3, 4, 3);
+    chain4k(r, PT, IOVA, encodeLeafPte(0x1000n, 3, { ap: 1 }));
+    r.cd(CD + 2 * 64, s1Cd(PT));
+    expect(r.x(1, 2, IOVA, R)).toMatchObject({ ok: true, pa: 0x1000 });
+    expect(r.fault(1, -1, IOVA, R).vendor.name).toBe("F_STREAM_DISABLED");
   });
 
   it("F_STREAM_DISABLED for non-SSID DMA with S1DSS=terminate; S1DSS=bypass passes it through", () => {
@@ -366,7 +378,7 @@ describe("CD tables and SubstreamIDs", () => {
   }
 
   it("C_BAD_CD for HA/HD beyond IDR0.HTTU, and V=0 is a blocked CD", () => {
-    const r = rig({}, { IDR0: 0x0a0c_54cbn & ~(3n << 6n) });
+    const r = rig({}, { IDR0: IDR0 & ~(3n << 6n) });
     r.ste(1, s1Ste(CD));
     r.cd(CD, s1Cd(PT, { HA: 1 }));
     expect(r.fault(1, -1, 0, R).vendor.name).toBe("C_BAD_CD");

@@ -164,6 +164,7 @@ export class SmmuHw {
   hyp = false;
   pri = false;
   twoLevelSt = false;
+  cd2l = true;
   sidBits = 16;
   ssidBits = 20;
   oas = 48;
@@ -256,6 +257,7 @@ export class SmmuHw {
     this.ttEndian = (idr0 >>> 21) & 3;
     this.stallModel = (idr0 >>> 24) & 3;
     this.twoLevelSt = ((idr0 >>> 27) & 3) === 1;
+    this.cd2l = ((idr0 >>> 19) & 1) === 1;
     this.sidBits = idr1 & 0x3f;
     this.ssidBits = (idr1 >>> 6) & 0x1f;
     this.eventqsMax = (idr1 >>> 16) & 0x1f;
@@ -759,12 +761,14 @@ export class SmmuHw {
     if (((w[2]! >>> 28) & 3) === 3 && this.ats) return bad("EATS=0b11");
     if (s1) {
       ste.s1Fmt = (w[0]! >>> 4) & 3;
+      if (ste.s1Fmt === 3) ste.s1Fmt = 0; // S1Fmt 0b11: reserved, behaves as 0b00 (5.2)
       ste.ctxPtr = (w[1]! & 0xfffff) * TWO32 + (w[0]! >>> 6) * 64; // S1ContextPtr [51:6]
-      ste.cdMax = w[1]! >>> 27; // S1CDMax [63:59]
+      // S1CDMax [63:59] is IGNORED without substreams (IDR1.SSIDSIZE = 0), else ILLEGAL above SSIDSIZE.
+      ste.cdMax = this.ssidBits === 0 ? 0 : w[1]! >>> 27;
       ste.dss = w[2]! & 3;
-      if (ste.s1Fmt === 3) return bad("S1Fmt=0b11");
+      if (ste.dss === 3) ste.dss = 0; // S1DSS 0b11: reserved, behaves as 0b00 (terminate)
       if (ste.cdMax > this.ssidBits) return bad(`S1CDMax ${ste.cdMax} > SSIDSIZE ${this.ssidBits}`);
-      if (ste.cdMax > 0 && ste.dss === 3) return bad("S1DSS=0b11");
+      if (ste.cdMax > 0 && ste.s1Fmt !== 0 && !this.cd2l) return bad("2-level CD table without IDR0.CD2L");
       if (((w[2]! >>> 27) & 1) === 1 && this.stallModel === 2) return bad("S1STALLD with stalls forced");
       if (!s2 && ste.ctxPtr >= 2 ** this.oas) return bad("S1ContextPtr beyond OAS");
     }
@@ -915,7 +919,11 @@ export class SmmuHw {
       }
     } else {
       if (ssid >= 2 ** ste.cdMax) return badSsid(`SSID >= 2^S1CDMax (${ste.cdMax})`);
-      if (ste.dss === 2 && ssid === 0) return badSsid("SSID 0 with S1DSS=SSID0");
+      if (ste.dss === 2 && ssid === 0) {
+        // S1DSS=0b10 reserves substream 0 for non-SSID traffic (5.2): F_STREAM_DISABLED.
+        this.#step("STE", null, "fault: F_STREAM_DISABLED (SSID 0 with S1DSS=SSID0)");
+        return this.#setFault(EventId.F_STREAM_DISABLED, 0, 0, 0, true) || null;
+      }
       index = ssid;
     }
     let cdAddr = ste.ctxPtr + index * 64;
