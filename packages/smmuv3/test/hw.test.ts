@@ -237,7 +237,8 @@ describe("stream table and STE", () => {
     ["S2AA64=0", { V: 1, Config: 6, ...s2Fields(PT, { S2AA64: 0 }) }],
     ["S2ENDI=1", { V: 1, Config: 6, ...s2Fields(PT, { S2ENDI: 1 }) }],
     ["S2TG=0b11", { V: 1, Config: 6, ...s2Fields(PT, { S2TG: 3 }) }],
-    ["S2PS=0b111", { V: 1, Config: 6, ...s2Fields(PT, { S2PS: 7 }) }],
+    ["S2HA=1 without HTTU", { V: 1, Config: 6, ...s2Fields(PT, { S2HA: 1 }) }],
+    ["S2HD=1 without dirty-state HTTU", { V: 1, Config: 6, ...s2Fields(PT, { S2HA: 1, S2HD: 1 }) }],
     ["S2T0SZ=15", { V: 1, Config: 6, ...s2Fields(PT, { S2T0SZ: 15 }) }],
     ["S2T0SZ=40", { V: 1, Config: 6, ...s2Fields(PT, { S2T0SZ: 40, S2SL0: 0 }) }],
     ["S2SL0=3 with 4K", { V: 1, Config: 6, ...s2Fields(PT, { S2SL0: 3 }) }],
@@ -247,7 +248,14 @@ describe("stream table and STE", () => {
   ];
   for (const [why, fields] of badSte) {
     it(`C_BAD_STE: ${why}`, () => {
-      const r = why.includes("CD2L") ? rig({}, { IDR0: IDR0 & ~(1n << 19n) }) : rig();
+      const idr0 = why.includes("CD2L")
+        ? IDR0 & ~(1n << 19n)
+        : why.includes("dirty-state")
+          ? (IDR0 & ~(3n << 6n)) | (1n << 6n)
+          : why.includes("HTTU")
+            ? IDR0 & ~(3n << 6n)
+            : IDR0;
+      const r = rig({}, { IDR0: idr0 });
       r.ste(5, fields);
       const f = r.fault(5, -1, 0x1000, W);
       expect(f.class).toBe("bad-config");
@@ -358,7 +366,6 @@ describe("CD tables and SubstreamIDs", () => {
   const badCd: [string, Record<string, bigint | number>][] = [
     ["AA64=0", { AA64: 0 }],
     ["ENDI=1", { ENDI: 1 }],
-    ["IPS=0b111", { IPS: 7 }],
     ["T0SZ=15", { T0SZ: 15 }],
     ["T0SZ=40", { T0SZ: 40 }],
     ["TG0=0b11", { TG0: 3 }],
@@ -376,6 +383,21 @@ describe("CD tables and SubstreamIDs", () => {
       expect(f.vendor.raw).toEqual(recordBytes({ id: 0x0a, streamId: 1 }));
     });
   }
+
+  it("reserved or oversized IPS/S2PS behave as the OAS cap", () => {
+    const { r } = s1Rig(encodeLeafPte(0xff_0000_0000n, 3, { ap: 1 }), { IPS: 7 });
+    expect(r.x(1, -1, IOVA, R)).toMatchObject({ ok: true, pa: 0xff_0000_0000 });
+    // 40-bit IPA from level 1 (two concatenated 4K tables), S2PS=0b111 capped to OAS = 40 bits.
+    const s2 = rig({ oas: 40 });
+    s2.ste(4, { V: 1, Config: 6, ...s2Fields(PT, { S2PS: 7, S2T0SZ: 24, S2SL0: 1 }) });
+    s2.pte(PT + 512 * 8, encodeTablePte(BigInt(PT + 0x2000))); // IPA bit 39 set: the second table
+    s2.pte(PT + 0x2000, encodeTablePte(BigInt(PT + 0x3000)));
+    s2.pte(PT + 0x3000 + 8, encodeLeafPte(0xff_0000_0000n, 3, { ap: 1 }));
+    s2.pte(PT + 0x3000 + 16, encodeLeafPte(0x100_0000_0000n, 3, { ap: 1 }));
+    expect(s2.x(4, -1, 2 ** 39 + 0x1004, R)).toMatchObject({ ok: true, pa: 0xff_0000_0004 });
+    expect(s2.fault(4, -1, 2 ** 39 + 0x2000, R).vendor.fields).toMatchObject({ S2: 1 });
+    expect(s2.fault(4, -1, 2 ** 39 + 0x2000, R).vendor.name).toBe("F_ADDR_SIZE");
+  });
 
   it("C_BAD_CD for HA/HD beyond IDR0.HTTU, and V=0 is a blocked CD", () => {
     const r = rig({}, { IDR0: IDR0 & ~(3n << 6n) });

@@ -783,8 +783,8 @@ export class SmmuHw {
       if (((w5 >>> 20) & 1) === 1 && this.ttEndian === 2) return bad("S2ENDI=1 on a little-endian-only SMMU");
       const g = tg === 0 ? 12 : tg === 1 ? 16 : tg === 2 ? 14 : 0;
       if (g === 0 || !this.#granuleOk(g)) return bad(`S2TG=${tg}`);
-      if (ps === 7) return bad("S2PS=0b111");
-      let psBits = Math.min(PA_BITS[ps]!, this.oas);
+      // eff_S2PS = MIN(S2PS, OAS); a larger or Reserved value behaves as the cap (5.2).
+      let psBits = Math.min(ps === 7 ? 56 : PA_BITS[ps]!, this.oas);
       if (g !== 16) psBits = Math.min(psBits, 48);
       const ias = this.oas; // AArch64-only: IAS = OAS (3.4)
       if (t0sz > 39 || t0sz < 64 - Math.min(ias, g === 16 ? 52 : 48)) return bad(`S2T0SZ=${t0sz}`);
@@ -807,8 +807,13 @@ export class SmmuHw {
       ste.s2ttb = ttb - (ttb % align);
       ste.s2ps = psBits;
       ste.s2affd = ((w5 >>> 21) & 1) === 1;
-      ste.s2ha = this.httu >= 1 && ((w5 >>> 24) & 1) === 1;
-      ste.s2hd = this.httu >= 2 && ste.s2ha && ((w5 >>> 23) & 1) === 1;
+      // S2HA [56] / S2HD [55]: ILLEGAL beyond IDR0.HTTU; {S2HA,S2HD} = 0b01 behaves as 0b00 (5.2).
+      const s2ha = ((w5 >>> 24) & 1) === 1;
+      const s2hd = ((w5 >>> 23) & 1) === 1;
+      if (s2ha && this.httu === 0) return bad("S2HA=1 without HTTU");
+      if (s2hd && this.httu < 2) return bad("S2HD=1 without dirty-state HTTU");
+      ste.s2ha = s2ha;
+      ste.s2hd = s2ha && s2hd;
       ste.s2r = ((w5 >>> 26) & 1) === 1;
     }
     this.#step("STE", steAddr, ["", "", "stage 1", "stage 2", "nested"][ste.kind]!, this.#rawWords(w, 8), {
@@ -953,9 +958,10 @@ export class SmmuHw {
     const w1 = w[1]!;
     if (w0 >>> 31 === 0) return bad("V=0", true);
     if (((w1 >>> 9) & 1) === 0) return bad("AA64=0 (AArch32 tables unsupported)");
-    if (((w0 >>> 15) & 1) === 1 && this.ttEndian === 2) return bad("ENDI=1 on a little-endian-only SMMU");
+    const bothOff = ((w0 >>> 14) & 1) === 1 && ((w0 >>> 30) & 1) === 1;
+    if (!bothOff && ((w0 >>> 15) & 1) === 1 && this.ttEndian === 2)
+      return bad("ENDI=1 on a little-endian-only SMMU");
     const ips = w1 & 7;
-    if (ips === 7) return bad("IPS=0b111");
     if (((w1 >>> 12) & 1) === 1 && this.stallModel === 1) return bad("S=1 without stall support");
     cfg.epd0 = ((w0 >>> 14) & 1) === 1;
     cfg.epd1 = ((w0 >>> 30) & 1) === 1;
@@ -965,7 +971,8 @@ export class SmmuHw {
     const tg1 = (w0 >>> 22) & 3;
     cfg.tg0 = [12, 16, 14, 0][tg0]!;
     cfg.tg1 = [0, 14, 12, 16][tg1]!;
-    let oa = Math.min(PA_BITS[ips]!, this.oas);
+    // eff_IPS = MIN(IPS, OAS); a larger or Reserved value behaves as the cap (5.4).
+    let oa = Math.min(ips === 7 ? 56 : PA_BITS[ips]!, this.oas);
     cfg.ttb0 = (w[3]! & 0xfffff) * TWO32 + (w[2]! >>> 4) * 16;
     cfg.ttb1 = (w[5]! & 0xfffff) * TWO32 + (w[4]! >>> 4) * 16;
     for (const half of [0, 1]) {
