@@ -65,11 +65,22 @@ export function fastMap4k(
   fmt.encodeLeaf(pa, 0, prot, scratch);
   const flagsLo = scratch[0]! & 0xfff;
   const flagsHi = scratch[1]! & 0xfff00000;
-  for (let k = 0; k < n; k++) {
-    const addr = pa + k * 4096;
-    const w = first + k * 2;
-    words[w] = ((addr % TWO32) | flagsLo) >>> 0;
-    words[w + 1] = (Math.floor(addr / TWO32) | flagsHi) >>> 0;
+  const hiFirst = Math.floor(pa / TWO32);
+  if (hiFirst === Math.floor((pa + length - 1) / TWO32)) {
+    // The common case: no 4 GiB boundary inside the run, one high word for all.
+    const hi = (hiFirst | flagsHi) >>> 0;
+    const lo0 = pa - hiFirst * TWO32;
+    for (let k = 0, w = first; k < n; k++, w += 2) {
+      words[w] = ((lo0 + k * 4096) | flagsLo) >>> 0;
+      words[w + 1] = hi;
+    }
+  } else {
+    for (let k = 0, w = first; k < n; k++, w += 2) {
+      const addr = pa + k * 4096;
+      const h = Math.floor(addr / TWO32);
+      words[w] = ((addr - h * TWO32) | flagsLo) >>> 0;
+      words[w + 1] = (h | flagsHi) >>> 0;
+    }
   }
   if (fresh) {
     fmt.encodeTable(leafTable, 1, scratch);
