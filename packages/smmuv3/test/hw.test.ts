@@ -231,8 +231,10 @@ describe("stream table and STE", () => {
     ["V=0", { V: 0, Config: 4 }],
     ["2-level CD table without CD2L", s1Ste(CD, { S1Fmt: 1, S1CDMax: 2 })],
     ["S1CDMax > SSIDSIZE", s1Ste(CD, { S1CDMax: 21 })],
-    ["STRW=0b01", s1Ste(CD, { STRW: 1 })],
-    ["STRW=EL2 without HYP", s1Ste(CD, { STRW: 2 })],
+    ["STRW=0b01 (with Hyp)", s1Ste(CD, { STRW: 1 })],
+    ["S1STALLD=1 without a configurable stall model", s1Ste(CD, { S1STALLD: 1 })],
+    ["EATS=Full ATS with S2S=1 (with ATS)", { V: 1, Config: 6, EATS: 1, ...s2Fields(PT, { S2S: 1 }) }],
+    ["EATS=split-stage on stage 2 only (with ATS)", { V: 1, Config: 6, EATS: 2, ...s2Fields(PT) }],
     ["S1ContextPtr beyond OAS", s1Ste(2 ** 48)],
     ["S2AA64=0", { V: 1, Config: 6, ...s2Fields(PT, { S2AA64: 0 }) }],
     ["S2ENDI=1", { V: 1, Config: 6, ...s2Fields(PT, { S2ENDI: 1 }) }],
@@ -254,7 +256,11 @@ describe("stream table and STE", () => {
           ? (IDR0 & ~(3n << 6n)) | (1n << 6n)
           : why.includes("HTTU")
             ? IDR0 & ~(3n << 6n)
-            : IDR0;
+            : why.includes("with Hyp")
+              ? IDR0 | (1n << 9n)
+              : why.includes("with ATS")
+                ? IDR0 | (1n << 10n)
+                : IDR0;
       const r = rig({}, { IDR0: idr0 });
       r.ste(5, fields);
       const f = r.fault(5, -1, 0x1000, W);
@@ -264,13 +270,15 @@ describe("stream table and STE", () => {
     });
   }
 
-  it("C_BAD_STE for a stage the SMMU does not implement, and S1STALLD when stalls are forced", () => {
+  it("C_BAD_STE for a stage the SMMU does not implement; RES0/IGNORED fields are not checked", () => {
     const r = rig({ stages: "s1" });
     r.ste(5, { V: 1, Config: 6, ...s2Fields(PT) });
     expect(r.fault(5, -1, 0, R).vendor.name).toBe("C_BAD_STE");
-    const forced = rig({}, { IDR0: (IDR0 & ~(3n << 24n)) | (2n << 24n) });
-    forced.ste(5, s1Ste(CD, { S1STALLD: 1 }));
-    expect(forced.fault(5, -1, 0, R).vendor.name).toBe("C_BAD_STE");
+    // A configurable stall model accepts S1STALLD; without Hyp STRW is RES0; without ATS EATS is IGNORED.
+    const ok = rig({}, { IDR0: IDR0 & ~(3n << 24n) });
+    ok.ste(5, s1Ste(CD, { S1STALLD: 1, STRW: 1, EATS: 3 }));
+    ok.cd(CD, s1Cd(PT));
+    expect(ok.fault(5, -1, 0, R).vendor.name).toBe("F_TRANSLATION");
   });
 
   it("GBPA: SMMUEN=0 bypasses, or aborts with GBPA.ABORT", () => {

@@ -756,9 +756,14 @@ export class SmmuHw {
     const s2 = (config & 2) !== 0;
     if ((s1 && !this.s1p) || (s2 && !this.s2p)) return bad("stage not implemented");
     ste.kind = s1 && s2 ? STE_NESTED : s1 ? STE_S1 : STE_S2;
+    // STRW [95:94] is RES0 without IDR0.Hyp and IGNORED with stage 2; else 0bx1 is ILLEGAL (5.2).
     const strw = (w[2]! >>> 30) & 3;
-    if (strw === 1 || strw === 3 || (strw === 2 && !this.hyp)) return bad(`STRW=${strw}`);
-    if (((w[2]! >>> 28) & 3) === 3 && this.ats) return bad("EATS=0b11");
+    if (this.hyp && !s2 && (strw & 1) === 1) return bad(`STRW=${strw}`);
+    // EATS [93:92] is IGNORED without IDR0.ATS. Full ATS with S2S, split-stage outside nested (5.2).
+    const eats = (w[2]! >>> 28) & 3;
+    const s2s = ((w[5]! >>> 25) & 1) === 1;
+    if (this.ats && s2 && s2s && (eats === 1 || eats === 3)) return bad("EATS=Full ATS with S2S=1");
+    if (this.ats && eats === 2 && (!(s1 && s2) || s2s)) return bad("EATS=split-stage outside a nested STE");
     if (s1) {
       ste.s1Fmt = (w[0]! >>> 4) & 3;
       if (ste.s1Fmt === 3) ste.s1Fmt = 0; // S1Fmt 0b11: reserved, behaves as 0b00 (5.2)
@@ -769,7 +774,9 @@ export class SmmuHw {
       if (ste.dss === 3) ste.dss = 0; // S1DSS 0b11: reserved, behaves as 0b00 (terminate)
       if (ste.cdMax > this.ssidBits) return bad(`S1CDMax ${ste.cdMax} > SSIDSIZE ${this.ssidBits}`);
       if (ste.cdMax > 0 && ste.s1Fmt !== 0 && !this.cd2l) return bad("2-level CD table without IDR0.CD2L");
-      if (((w[2]! >>> 27) & 1) === 1 && this.stallModel === 2) return bad("S1STALLD with stalls forced");
+      // S1STALLD [91] is ILLEGAL unless the stall model is configurable (STALL_MODEL = 0b00).
+      if (((w[2]! >>> 27) & 1) === 1 && this.stallModel !== 0)
+        return bad("S1STALLD without a configurable stall model");
       if (!s2 && ste.ctxPtr >= 2 ** this.oas) return bad("S1ContextPtr beyond OAS");
     }
     if (this.s2p) ste.vmid = w[4]! & 0xffff; // S2VMID tags stage-1 entries too when S2P=1
