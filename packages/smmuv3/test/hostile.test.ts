@@ -68,6 +68,9 @@ describe("hostile tables", () => {
           r.memory.write64(REGION + 0xf000 + 128 + i * 8, s.cd[i]!);
         }
         for (const [slot, v] of s.writes) r.memory.write64(REGION + slot * 8, v);
+        expect(() =>
+          JSON.stringify(r.b.dump(1), (_k, v) => (typeof v === "bigint" ? v.toString() : v)),
+        ).not.toThrow();
         for (const q of s.reqs) {
           const first = r.x(1, q.ssid, q.iova, q.access);
           if (!first.ok) {
@@ -80,6 +83,9 @@ describe("hostile tables", () => {
             expect(first.pa).toBeLessThan(2 ** 52);
           }
           seen.add(first.ok ? "ok" : first.fault.vendor.name);
+          // explain() walks the same way without side effects and agrees on the outcome.
+          const steps = r.b.explain(1, q.ssid, BigInt(q.iova), q.access);
+          expect(steps.at(-1)!.note.startsWith(first.ok ? "pa " : "fault: ")).toBe(true);
           const cached = r.x(1, q.ssid, q.iova, q.access);
           r.b.flushCaches();
           const walked = r.x(1, q.ssid, q.iova, q.access);
