@@ -480,3 +480,19 @@ describe("dirty tracking, snapshots, explain, dump", () => {
     expect(b.drainEvents()).toEqual([]);
   });
 });
+
+describe("misuse on the hot path", () => {
+  it("throws RangeError for a negative or fractional IOVA and a bad PASID, even after hits", () => {
+    const { b, x } = make();
+    b.addDevice({ rid: 1, pasidBits: 0 });
+    const d = b.allocDomain({ type: "paging" });
+    b.attach(1, Intent.rid, d);
+    d.map(0, 0x1000, 0x1000, Perm.R);
+    expect(x(1, -1, 0x10, R)).toMatchObject({ ok: true, pa: 0x1010 });
+    expect(x(1, -1, 0x10, R)).toMatchObject({ ok: true, pa: 0x1010 });
+    expect(() => x(1, -1, -1, R)).toThrow(RangeError);
+    expect(() => x(1, -1, 0.5 + 2 ** 40, R)).toThrow(RangeError);
+    expect(() => x(1, -2, 0x10, R)).toThrow(RangeError);
+    expect(() => x(-1, -1, 0x10, R)).toThrow(RangeError);
+  });
+});

@@ -1286,7 +1286,8 @@ export class SmmuHw {
       let tag = -1;
       if (key === this.#lastKey) tag = this.#lastTag;
       else if (this.#slotKeys[sid & this.#slotMask] === key) tag = this.#slotTags[sid & this.#slotMask]!;
-      if (tag >= 0) {
+      // (a negative iova would alias the IOTLB's empty-slot marker: leave misuse to the slow path)
+      if (tag >= 0 && iova >= 0) {
         const vpn = Math.floor(iova / 4096);
         const need = access & Access.WRITE ? Perm.W : access & Access.EXEC ? Perm.X : Perm.R;
         // Micro-TLB first (direct-mapped by page), then the main IOTLB.
