@@ -85,7 +85,7 @@ export function rig(config: VtdConfig & { haw?: number } = {}): Rig {
   const c = resolveConfig({ haw: 48, ...config });
   const { cap, ecap } = registersFor(c);
   const memory = new PhysicalMemory([{ base: 0, size: RAM }]);
-  const hw = new VtdHardware(memory, { cap, ecap, haw: c.haw });
+  const hw = new VtdHardware(memory, { cap, ecap, haw: c.haw, iotlbSizeLg2: c.iotlbSizeLg2 });
   hw.writeRegister(Reg.RTADDR, BigInt(ROOT) | (c.scalable ? 1n << 10n : 0n));
   hw.writeRegister(Reg.GCMD, BigInt(Gcmd.SRTP), 4);
   hw.writeRegister(Reg.GCMD, BigInt(Gcmd.TE >>> 0), 4);
