@@ -443,6 +443,7 @@ export class FastPath {
     const lo = did * PASID_SPAN;
     const hi = lo + PASID_SPAN;
     const t = this.iotlb;
+    if (!t.hasDid(did)) return 0;
     if (g === "domain") return t.invalidateWhere((i) => t.tag(i) >= lo && t.tag(i) < hi);
     const start = addr;
     const end = addr + 2 ** (12 + am);
@@ -464,6 +465,7 @@ export class FastPath {
     this.invalidations++;
     const tag = did * PASID_SPAN + pasid;
     const t = this.iotlb;
+    if (!t.hasDid(did)) return 0;
     const start = addr;
     const end = addr + 2 ** (12 + am);
     return t.invalidateWhere((i) => {

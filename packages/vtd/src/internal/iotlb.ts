@@ -28,6 +28,8 @@ export class VtdIotlb {
   readonly #mask: number;
   readonly #limit: number;
   #count = 0;
+  /** Entries per DID (tag / 2^20), so an invalidation of an absent DID costs no scan. */
+  readonly #perDid = new Map<number, number>();
 
   constructor(capacityLg2: number) {
     this.capacity = 2 ** capacityLg2;
@@ -72,6 +74,8 @@ export class VtdIotlb {
       const v = d[i << 2]!;
       if (v === EMPTY) {
         this.#count++;
+        const did = Math.floor(tag / 1048576);
+        this.#perDid.set(did, (this.#perDid.get(did) ?? 0) + 1);
         break;
       }
       if (v === vpn && d[(i << 2) + 1] === tag) break;
@@ -89,6 +93,12 @@ export class VtdIotlb {
     if (this.#count === 0) return;
     for (let i = 0; i < this.capacity; i++) this.data[i * 4] = EMPTY;
     this.#count = 0;
+    this.#perDid.clear();
+  }
+
+  /** True when some entry carries domain `did`. */
+  hasDid(did: number): boolean {
+    return (this.#perDid.get(did) ?? 0) > 0;
   }
 
   /** Tag of a slot. */
@@ -121,9 +131,9 @@ export class VtdIotlb {
     }
     if (dropped === 0) return 0;
     const copy = Float64Array.from(d);
-    this.clear();
     for (let i = 0; i < this.capacity; i++) this.data[i * 4] = EMPTY;
     this.#count = 0;
+    this.#perDid.clear();
     for (let i = 0; i < this.capacity; i++) {
       const b = i * 4;
       if (copy[b] !== EMPTY) this.insert(copy[b + 1]!, copy[b]!, copy[b + 2]!, copy[b + 3]!);
