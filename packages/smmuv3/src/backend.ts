@@ -364,17 +364,9 @@ export class SmmuPagingDomain extends SmmuDomain {
     const n = length / 2 ** g;
     const first = table + (Math.floor(iova / 2 ** g) % 2 ** (g - 3)) * 8;
     const mem = this.backend.memory;
-    // Check every entry is empty first (atomic: EEXIST is reported by the generic path).
-    for (let i = 0; i < n; ) {
-      const ea = first + i * 8;
-      const words = mem.readPage(Math.floor(ea / 4096));
-      const w0 = (ea % 4096) >>> 2;
-      const cnt = Math.min(n - i, (1024 - w0) >>> 1);
-      if (words === null) return false;
-      for (let k = 0; k < cnt; k++) if ((words[w0 + 2 * k]! & 1) !== 0) return false;
-      i += cnt;
-    }
-    // One template descriptor; each leaf adds its page address (below 2^48).
+    // One template descriptor; each leaf adds its page address (below 2^48). One pass: an
+    // occupied entry undoes the writes so far (they replaced empty entries) and lets the
+    // generic path report EEXIST, so the table is unchanged on failure.
     const out = this.#scratch;
     this.ptFormat.encodeLeaf(0, 0, prot, out);
     const tlo = out[0]!;
@@ -384,12 +376,15 @@ export class SmmuPagingDomain extends SmmuDomain {
     let hi = Math.floor(pa / 4294967296);
     for (let i = 0; i < n; ) {
       const ea = first + i * 8;
-      const words = mem.writePage(Math.floor(ea / 4096))!;
+      const words = mem.writePage(Math.floor(ea / 4096));
       const w0 = (ea % 4096) >>> 2;
       const cnt = Math.min(n - i, (1024 - w0) >>> 1);
+      if (words === null) return this.#undoMap(first, i);
       for (let k = 0; k < cnt; k++) {
-        words[w0 + 2 * k] = (tlo + lo) >>> 0;
-        words[w0 + 2 * k + 1] = thi + hi;
+        const w = w0 + 2 * k;
+        if ((words[w]! & 1) !== 0) return this.#undoMap(first, i + k);
+        words[w] = (tlo + lo) >>> 0;
+        words[w + 1] = thi + hi;
         lo += step;
         if (lo >= 4294967296) {
           lo -= 4294967296;
@@ -399,6 +394,12 @@ export class SmmuPagingDomain extends SmmuDomain {
       i += cnt;
     }
     return true;
+  }
+
+  /** Clears the first `count` entries written by a one-pass map that met an occupied entry. */
+  #undoMap(first: number, count: number): false {
+    for (let i = 0; i < count; i++) this.backend.memory.write64(first + i * 8, 0n);
+    return false;
   }
 
   /** Unmaps inside one last-level table that stays non-empty; -1 when the generic path must do it. */

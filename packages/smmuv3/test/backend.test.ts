@@ -1,5 +1,13 @@
 import type { Domain } from "@iommu-kit/core";
-import { Access, createTranslation, Intent, IommuError, outcomeOf, Perm } from "@iommu-kit/core";
+import {
+  Access,
+  createTranslation,
+  Intent,
+  IommuError,
+  outcomeOf,
+  Perm,
+  PhysicalMemory,
+} from "@iommu-kit/core";
 import { createTestMemory } from "@iommu-kit/core/testing";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
@@ -494,5 +502,19 @@ describe("misuse on the hot path", () => {
     expect(() => x(1, -1, 0.5 + 2 ** 40, R)).toThrow(RangeError);
     expect(() => x(1, -2, 0x10, R)).toThrow(RangeError);
     expect(() => x(-1, -1, 0x10, R)).toThrow(RangeError);
+  });
+});
+
+describe("map fast path", () => {
+  it("an overlap found midway leaves the level-3 table byte-identical (EEXIST)", () => {
+    const { b, memory } = make();
+    const d = b.allocDomain({ type: "paging" }) as SmmuPagingDomain;
+    d.map(0x40_0000 + 0x50_000, 0x9000_0000, 0x1000, Perm.R); // entry 0x50 of the table
+    const before = memory.snapshot();
+    expect(code(() => d.map(0x40_0000, 0x1000_0000, 0x100_000, Perm.R | Perm.W))).toBe("EEXIST");
+    expect(PhysicalMemory.sameContents(before, memory.snapshot())).toBe(true);
+    d.map(0x40_0000, 0x1000_0000, 0x50_000, Perm.R | Perm.W);
+    expect(d.iovaToPhys(0x40_0000 + 0x4f_fff)).toBe(0x1004_ffff);
+    expect(d.iovaToPhys(0x40_0000 + 0x50_008)).toBe(0x9000_0008);
   });
 });
