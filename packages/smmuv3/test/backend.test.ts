@@ -518,3 +518,34 @@ describe("map fast path", () => {
     expect(d.iovaToPhys(0x40_0000 + 0x50_008)).toBe(0x9000_0008);
   });
 });
+
+describe("stage-2 dirty tracking and register misuse", () => {
+  it("a stage-2 DBM leaf becomes dirty (S2AP[1]) on the first write and is read back", () => {
+    const { b, x } = make();
+    b.addDevice({ rid: 1, pasidBits: 0 });
+    const d = b.allocDomain({
+      type: "paging",
+      format: "arm-lpae-s2-4k",
+      flags: { dirtyTracking: true },
+    }) as Domain;
+    b.attach(1, Intent.rid, d);
+    d.map(0x2000_0000, 0x30_0000, 0x2000, Perm.R | Perm.W);
+    expect(x(1, -1, 0x2000_1008, R)).toMatchObject({ ok: true, perm: Perm.R }); // writable-clean, no X
+    expect(x(1, -1, 0x2000_1008, W)).toMatchObject({ ok: true, pa: 0x30_1008 });
+    const bm = new Uint8Array(1);
+    d.readDirty!(0x2000_0000, 0x2000, 12, bm, false);
+    expect(bm[0]).toBe(0b10);
+  });
+
+  it("unknown register names are EINVAL; read-only registers ignore writes", () => {
+    const { b, memory } = make();
+    expect(code(() => b.hw.readRegister("NOPE"))).toBe("EINVAL");
+    expect(code(() => smmuv3Backend.fromRegisters!(memory, { BOGUS: 1n }))).toBe("EINVAL");
+    const idr0 = b.hw.readRegister("IDR0");
+    b.hw.writeRegister("IDR0", 0n);
+    expect(b.hw.readRegister("IDR0")).toBe(idr0);
+    expect(b.hw.mmioRead(0x0, 4)).toBe(idr0);
+    b.hw.mmioWrite(0x44, 4, 0x8010_0000n);
+    expect(b.hw.mmioRead(0x44, 4)).toBe(0x10_0000n);
+  });
+});

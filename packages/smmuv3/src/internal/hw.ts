@@ -12,7 +12,7 @@
  */
 
 import type { Fault, FaultClass, PhysicalMemory, Translation, WalkStep } from "@iommu-kit/core";
-import { Access, makeFault, Perm } from "@iommu-kit/core";
+import { Access, IommuError, makeFault, Perm } from "@iommu-kit/core";
 import type { Iotlb } from "@iommu-kit/core/driver";
 import { SmmuTlb, tlbTag } from "../fast-path.ts";
 import { CMD_NAMES, CmdError, CmdOp, decodeCommandHalves } from "../format/command.ts";
@@ -234,7 +234,8 @@ export class SmmuHw {
     this.#iotlb = this.tlb.iotlb;
     for (const name of Object.keys(REG_OFFSETS)) this.#regs.set(name, 0n);
     for (const [k, v] of Object.entries(registers)) {
-      if (REG_OFFSETS[k] === undefined) throw new RangeError(`unknown SMMUv3 register ${k}`);
+      if (REG_OFFSETS[k] === undefined)
+        throw new IommuError("EINVAL", `unknown SMMUv3 register ${k}`, { register: k });
       this.#regs.set(k, BigInt.asUintN(REG64.has(k) ? 64 : 32, v));
     }
     // CR0ACK follows CR0 for a snapshot taken of a running SMMU.
@@ -287,13 +288,15 @@ export class SmmuHw {
   /** Reads a register by name (64-bit registers whole). */
   readRegister(name: string): bigint {
     const v = this.#regs.get(name);
-    if (v === undefined) throw new RangeError(`unknown SMMUv3 register ${name}`);
+    if (v === undefined)
+      throw new IommuError("EINVAL", `unknown SMMUv3 register ${name}`, { register: name });
     return v;
   }
 
   /** Writes a register by name, with the spec's side effects. Read-only registers ignore writes. */
   writeRegister(name: string, value: bigint): void {
-    if (!this.#regs.has(name)) throw new RangeError(`unknown SMMUv3 register ${name}`);
+    if (!this.#regs.has(name))
+      throw new IommuError("EINVAL", `unknown SMMUv3 register ${name}`, { register: name });
     const v = BigInt.asUintN(REG64.has(name) ? 64 : 32, value);
     switch (name) {
       case "IDR0":
