@@ -34,10 +34,12 @@ import type {
   WalkStep,
 } from "@iommu-kit/core";
 import {
+  Access,
   assertIntentAllowed,
   createTranslation,
   hex,
   IommuError,
+  makeFault,
   NO_PASID,
   outcomeOf,
   Perm,
@@ -46,6 +48,7 @@ import {
 } from "@iommu-kit/core";
 import type { PtFormat } from "@iommu-kit/core/driver";
 import { PageTable } from "@iommu-kit/core/driver";
+import { reduceBig } from "./fast-path.ts";
 import { encodeContextEntry, encodeScalableContextEntry, Tt } from "./format/context-entry.ts";
 import { Fr } from "./format/fault-record.ts";
 import { fsFormat } from "./format/fs-pte.ts";
@@ -1031,38 +1034,37 @@ export class VtdBackend implements Backend {
     const page = Number(iova - (iova % 4096n));
     const offset = Number(iova % 4096n);
     if (!hw.enabled) {
-      throw new IommuError("EINVAL", `untranslated iova ${hex(iova)} is not below 2^53`);
+      // Untranslated, but no physical address reaches 2^53 (HAW is at most 52 bits).
+      out.fault = makeFault("address-size", false, {
+        vendor: "intel-vtd",
+        code: null,
+        name: "untranslated address beyond the host address width",
+        fields: { SID: rid, PASID: pasid === NO_PASID ? null : pasid, FI: hex(page) },
+      });
+      return outcomeOf(false, out);
     }
     const r = hw.resolve(rid, pasid);
     if (isReadFault(r)) {
       hw.fault(out, r.fr, r.fpd, rid, pasid, page, access);
       return outcomeOf(false, out);
     }
-    const priv = pasid === NO_PASID ? r.ridPriv : (access & 8) !== 0;
-    let reduced: number;
-    let upper = false;
-    if (r.kind === Kind.FIRST_STAGE || r.kind === Kind.NESTED) {
-      const top = BigInt(12 + 9 * r.fsLevels);
-      const high = iova >> (top - 1n);
-      if (high !== (1n << (65n - top)) - 1n) {
-        hw.fault(out, Fr.FS_NON_CANONICAL, r.fpd, rid, pasid, page, access);
-        return outcomeOf(false, out);
-      }
-      reduced = Number((iova & ((1n << top) - 1n)) - BigInt(offset));
-      upper = true;
-    } else if (r.kind === Kind.SECOND_STAGE && iova < 2n ** BigInt(12 + 9 * r.ssLevels)) {
-      reduced = page;
-    } else {
-      hw.fault(out, r.legacy ? Fr.BEYOND_AGAW : Fr.SM_BEYOND_AGAW, r.fpd, rid, pasid, page, access);
-      return outcomeOf(false, out);
-    }
+    const priv = pasid === NO_PASID ? r.ridPriv : (access & Access.PRIV) !== 0;
     if (priv && !r.sre && !r.legacy) {
       hw.fault(out, Fr.SM_SRE_CLEAR, r.fpd, rid, pasid, page, access);
       return outcomeOf(false, out);
     }
-    const ok = hw.walkAndFill(r, rid, pasid, reduced, access, priv, upper, out, false);
+    if (r.kind === Kind.PASS_THROUGH) {
+      hw.fault(out, r.legacy ? Fr.BEYOND_AGAW : Fr.SM_BEYOND_AGAW, r.fpd, rid, pasid, page, access);
+      return outcomeOf(false, out);
+    }
+    const red = reduceBig(r, iova);
+    if (typeof red === "number") {
+      hw.fault(out, red, r.fpd, rid, pasid, page, access);
+      return outcomeOf(false, out);
+    }
+    // Not cached: the IOTLB is keyed by numbers below 2^53.
+    const ok = hw.walkAndFill(r, rid, pasid, red.addr, access, priv, red.upper, out, false);
     if (ok) out.pa += offset;
-    else if (out.fault !== null) return outcomeOf(false, out);
     return outcomeOf(ok, out);
   }
 
@@ -1075,10 +1077,9 @@ export class VtdBackend implements Backend {
   }
 
   explain(rid: number, pasid: number, iova: bigint, access: number): readonly WalkStep[] {
-    if (iova < 2n ** 53n) return this.hw.explainWalk(rid, pasid, Number(iova), access, false);
-    return [
-      { what: "input", address: null, note: `iova ${hex(iova)} is at or above 2^53: use translateBig` },
-    ];
+    if (iova < 0n || iova > U64_MAX) throw new IommuError("EINVAL", `iova ${iova} is not a 64-bit address`);
+    if (iova < 2n ** 53n) return this.hw.explainWalk(rid, pasid, Number(iova), access);
+    return this.hw.explainWalk(rid, pasid, 0, access, iova);
   }
 
   dump(rid?: number): unknown {

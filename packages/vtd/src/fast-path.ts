@@ -490,7 +490,13 @@ export class FastPath {
    * The walk of one request, step by step, without caches and without recording
    * (for explain). Returns the steps and the outcome.
    */
-  explainWalk(sid: number, pasid: number, iova: number, access: number, upper: boolean): WalkStep[] {
+  explainWalk(
+    sid: number,
+    pasid: number,
+    iova: number,
+    access: number,
+    big: bigint | null = null,
+  ): WalkStep[] {
     const steps: WalkStep[] = [];
     if (!this.enabled) {
       steps.push({ what: "GSTS", address: null, note: "translation disabled (TES = 0): untranslated" });
@@ -517,7 +523,27 @@ export class FastPath {
         return steps;
       }
       const priv = pasid === NO_PASID ? r.ridPriv : (access & Access.PRIV) !== 0;
-      const fr = this.walker.walk(r, iova, access, priv, upper);
+      let addr = iova;
+      let upper = false;
+      if (big !== null) {
+        const red = reduceBig(r, big);
+        if (typeof red === "number") {
+          steps.push({
+            what: "fault",
+            address: null,
+            note: `fault 0x${red.toString(16)}: ${faultReasonName(red)}`,
+          });
+          return steps;
+        }
+        addr = red.addr;
+        upper = red.upper;
+        steps.push({
+          what: "input",
+          address: null,
+          note: `walked as 0x${addr.toString(16)}${upper ? " (upper half)" : ""}`,
+        });
+      }
+      const fr = this.walker.walk(r, addr, access, priv, upper);
       if (fr !== 0) {
         steps.push({
           what: "fault",
@@ -528,12 +554,13 @@ export class FastPath {
       }
       const perm = priv ? this.walker.permSup : this.walker.permUser;
       const pf = this.walker.permissionFault(r, access, priv, perm);
+      const pa = this.walker.pa + (big === null ? 0 : Number(big % 4096n));
       steps.push({
         what: "translation",
-        address: this.walker.pa,
+        address: pa,
         note:
           pf === 0
-            ? `pa 0x${this.walker.pa.toString(16)} size 2^${this.walker.sizeLg2}`
+            ? `pa 0x${pa.toString(16)} size 2^${this.walker.sizeLg2}`
             : `fault 0x${pf.toString(16)}: ${faultReasonName(pf)}`,
       });
       return steps;
@@ -577,3 +604,24 @@ export class FastPath {
 
 /** A pseudo fault reason for abort-DMA mode (no spec code: nothing is recorded). */
 const ABORT_DMA = -1;
+
+/**
+ * Where a walk starts for an input address at or above 2^53 (translateBig, explain):
+ * the page address inside the table's input range (exact: 4 KiB aligned and below
+ * 2^57) and whether it is the canonical upper half, or the fault reason: first stage
+ * needs a canonical address (spec 3.6: bits 63:N-1 equal, 0x80), second stage an
+ * address inside its width (0x4 legacy, 0x83 scalable).
+ */
+export function reduceBig(cfg: Cfg, iova: bigint): { addr: number; upper: boolean } | number {
+  const page = iova - (iova % 4096n);
+  if (cfg.kind === Kind.FIRST_STAGE || cfg.kind === Kind.NESTED) {
+    const top = BigInt(12 + 9 * cfg.fsLevels);
+    const high = iova >> (top - 1n);
+    if (high === 0n) return { addr: Number(page), upper: false };
+    if (high !== (1n << (65n - top)) - 1n) return Fr.FS_NON_CANONICAL;
+    return { addr: Number(page & ((1n << top) - 1n)), upper: true };
+  }
+  if (cfg.kind === Kind.SECOND_STAGE && iova < 2n ** BigInt(12 + 9 * cfg.ssLevels))
+    return { addr: Number(page), upper: false };
+  return cfg.legacy ? Fr.BEYOND_AGAW : Fr.SM_BEYOND_AGAW;
+}

@@ -576,6 +576,53 @@ describe("fromRegisters: the hardware model over someone else's memory image", (
   });
 });
 
+describe("addresses at or above 2^53", () => {
+  it("5-level first stage: lower-half canonical addresses above 2^53 translate, upper half too", () => {
+    const r = rig();
+    const root = r.page();
+    r.scalableContext();
+    r.pasidEntry(5, { pgtt: Pgtt.FIRST_STAGE, fsptptr: root, fspm: 1 });
+    r.fsMap(root, 5, 2 ** 54, { addr: 0x6000 });
+    r.fsMap(root, 5, 2 ** 56, { addr: 0x7000 });
+    const snap = vtdFromRegisters(r.memory, {
+      RTADDR: r.hw.readRegister(Reg.RTADDR),
+      GSTS: r.hw.readNamed("GSTS"),
+      CAP: r.hw.capReg,
+      ECAP: r.hw.ecapReg,
+      HAW: 48n,
+    });
+    expect(snap.translateBig(SID, 5, 2n ** 54n + 0x12n, R)).toMatchObject({ ok: true, pa: 0x6012 });
+    expect(snap.translateBig(SID, 5, 0xff00_0000_0000_0034n, R)).toMatchObject({ ok: true, pa: 0x7034 });
+    const bad = snap.translateBig(SID, 5, 0x0100_0000_0000_0000n, R);
+    expect(bad.ok ? null : bad.fault.vendor.code).toBe(Fr.FS_NON_CANONICAL);
+    const steps = snap.explain(SID, 5, 0xff00_0000_0000_0034n, R);
+    expect(steps.at(-1)!.note).toBe("pa 0x7034 size 2^12");
+    expect(steps.some((s) => s.note.includes("upper half"))).toBe(true);
+  });
+
+  it("second stage 5-level walks addresses above 2^53; 4-level faults them (0x83)", () => {
+    const { backend: b } = fresh();
+    b.addDevice({ rid: DEV, pasidBits: 20 });
+    const five = b.allocDomain({ type: "paging", format: "vtd-ss-5lvl" }) as VtdDomain;
+    b.attach(DEV, Intent.pasid(1), five);
+    five.table!.map(0, 0x8000, 0x1000, Perm.R);
+    const four = b.allocDomain({ type: "paging" });
+    b.attach(DEV, Intent.pasid(2), four);
+    const out = b.translateBig(DEV, 2, 2n ** 54n, R);
+    expect(out.ok ? null : out.fault.vendor.code).toBe(Fr.SM_BEYOND_AGAW);
+    const miss = b.translateBig(DEV, 1, 2n ** 54n, R);
+    expect(miss.ok ? null : miss.fault.vendor.code).toBe(Fr.SS_NOT_PRESENT);
+    expect(b.translateBig(DEV, 1, 0x10n, R)).toMatchObject({ ok: true, pa: 0x8010 });
+  });
+
+  it("with translation disabled an address above 2^53 reaches no memory", () => {
+    const { memory } = fresh();
+    const snap = vtdFromRegisters(memory, {});
+    const out = snap.translateBig(1, NO_PASID, 2n ** 60n, R);
+    expect(out.ok ? null : out.fault.class).toBe("address-size");
+  });
+});
+
 describe("explain and dump", () => {
   it("explain lists every structure read and changes no cache, counter or record", () => {
     const { backend: b } = fresh();
@@ -601,6 +648,30 @@ describe("explain and dump", () => {
     const miss = b.explain(DEV, NO_PASID, 0x8000n, W);
     expect(miss.at(-1)!.note).toMatch(/^fault 0x79/);
     expect(b.hw.pendingFaults()).toHaveLength(0);
+  });
+
+  it("legacy: explain and dump show the context entry and the table", () => {
+    const { backend: b } = fresh({ mode: "legacy" });
+    b.addDevice({ rid: 0x10, pasidBits: 0 });
+    const d = b.allocDomain({ type: "paging" });
+    d.map(0x7000, 0x9000, 0x1000, Perm.R);
+    b.attach(0x10, Intent.rid, d);
+    expect(b.explain(0x10, NO_PASID, 0x7000n, R).map((s) => s.what)).toEqual([
+      "root entry",
+      "context entry",
+      "SS L3",
+      "SS L2",
+      "SS L1",
+      "SS L0",
+      "translation",
+    ]);
+    const dump = b.dump() as {
+      mode: string;
+      devices: Array<{ sid: string; translation: Array<{ IOVA_PFN: string }> }>;
+    };
+    expect(dump.mode).toBe("legacy");
+    expect(dump.devices.map((x) => x.sid)).toEqual(["00:02.0"]);
+    expect(dump.devices[0]!.translation.map((x) => x.IOVA_PFN)).toEqual(["0x7"]);
   });
 
   it("dump lists devices, their entries and the leaves of each table (JSON-able)", () => {

@@ -198,7 +198,7 @@ describe("hostile tables", () => {
       fc.property(fc.integer(), fc.constantFrom(0, 1), reqArb, (seed, ttm, q) => {
         const memory = hostileMemory(seed);
         const hw = unit(memory, ttm);
-        const steps = hw.explainWalk(q.sid, q.pasid, q.iova, q.access, false);
+        const steps = hw.explainWalk(q.sid, q.pasid, q.iova, q.access);
         expect(steps.length).toBeGreaterThan(0);
         expect(steps.length).toBeLessThan(40);
       }),
