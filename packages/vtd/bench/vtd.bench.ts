@@ -51,7 +51,7 @@ function hitCase(name: string, pages: number, sids: number, working: number): Be
     target: 2,
     fn: () => {
       i = (i + 1) & mask;
-      b.translate(i % sids, NO_PASID, BASE + (i & pageMask) * 4096, Access.READ, out);
+      b.translate(i & sidMask, NO_PASID, BASE + (i & pageMask) * 4096, Access.READ, out);
       sink.v += out.pa;
     },
     baselineFn: () => {

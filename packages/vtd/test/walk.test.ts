@@ -761,6 +761,31 @@ describe("successful walks", () => {
     expect(out.sizeLg2).toBe(21);
   });
 
+  it("second-stage execute: with SSEE fetches need X, without it they need R", () => {
+    const withX = rig();
+    const root0 = ssMapped(withX, { x: false }, { ssee: true });
+    const out = createTranslation();
+    expect(withX.hw.translate(SID, NO_PASID, 0x1000, R, out)).toBe(true);
+    expect(out.perm).toBe(Perm.R | Perm.W);
+    withX.pasidEntry(3, { ssptptr: root0, ssee: true });
+    expect(withX.hw.translate(SID, 3, 0x1000, R | Access.EXEC, out)).toBe(false);
+    expect(out.fault!.vendor.code).toBe(Fr.NO_EXECUTE);
+    const x = rig();
+    const root = x.page();
+    x.scalableContext();
+    x.pasidEntry(3, { ssptptr: root, ssee: true });
+    x.ssMap(root, 4, 0x1000, { addr: 0x5000, x: true });
+    // Table entries written by the rig carry R|W but not X: rights are cumulative.
+    expect(x.hw.translate(SID, 3, 0x1000, R | Access.EXEC, out)).toBe(false);
+    const y = rig();
+    const root2 = y.page();
+    y.scalableContext();
+    y.pasidEntry(3, { ssptptr: root2, ssee: false });
+    y.ssMap(root2, 4, 0x1000, { addr: 0x5000 });
+    expect(y.hw.translate(SID, 3, 0x1000, R | Access.EXEC, out)).toBe(true);
+    expect(out.perm).toBe(Perm.R | Perm.W | Perm.X);
+  });
+
   it("upper-half devfn uses the root entry's upper context table", () => {
     const r = rig();
     const root = r.page();
