@@ -633,18 +633,30 @@ export class SmmuV3Backend implements Backend {
     const hw = this.hw;
     this.#cmdqLog2 = Math.min(config.cmdQueueLog2 ?? 8, hw.cmdqsMax);
     this.#evtqLog2 = Math.min(config.eventQueueLog2 ?? 7, hw.eventqsMax);
-    this.#cmdqBase = t.alloc(Math.max(12, this.#cmdqLog2 + 4), "smmuv3 cmdq");
-    this.#evtqBase = t.alloc(Math.max(12, this.#evtqLog2 + 5), "smmuv3 eventq");
     this.#linear = config.streamTable === "linear" || !hw.twoLevelSt || hw.sidBits <= STRTAB_SPLIT;
     const sidBits = hw.sidBits;
+    if (this.#linear && sidBits > 20)
+      throw bad("EINVAL", `a linear stream table of 2^${sidBits} STEs is too large`);
+    // All three blocks or none (a failed create leaks nothing).
+    const taken: number[] = [];
+    try {
+      taken.push(t.alloc(Math.max(12, this.#cmdqLog2 + 4), "smmuv3 cmdq"));
+      taken.push(t.alloc(Math.max(12, this.#evtqLog2 + 5), "smmuv3 eventq"));
+      taken.push(
+        this.#linear
+          ? t.alloc(Math.max(12, sidBits + 6), "smmuv3 strtab")
+          : t.alloc(Math.max(12, sidBits - STRTAB_SPLIT + 3), "smmuv3 strtab l1"),
+      );
+    } catch (e) {
+      for (const pa of taken) t.free(pa);
+      throw e;
+    }
+    [this.#cmdqBase, this.#evtqBase, this.#strtab] = taken as [number, number, number];
     if (this.#linear) {
-      if (sidBits > 20) throw bad("EINVAL", `a linear stream table of 2^${sidBits} STEs is too large`);
-      this.#strtab = t.alloc(Math.max(12, sidBits + 6), "smmuv3 strtab");
       // Every STE aborts until a device is attached (Linux arm_smmu_init_bypass_stes, disable_bypass).
       for (let sid = 0; sid < 2 ** sidBits; sid++) this.memory.write32(this.#strtab + sid * 64, 1);
       hw.writeRegister("STRTAB_BASE_CFG", BigInt(sidBits));
     } else {
-      this.#strtab = t.alloc(Math.max(12, sidBits - STRTAB_SPLIT + 3), "smmuv3 strtab l1");
       hw.writeRegister("STRTAB_BASE_CFG", BigInt((1 << 16) | (STRTAB_SPLIT << 6) | sidBits));
     }
     hw.writeRegister("STRTAB_BASE", (1n << 62n) | BigInt(this.#strtab)); // RA [62]

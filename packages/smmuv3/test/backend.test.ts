@@ -549,3 +549,63 @@ describe("stage-2 dirty tracking and register misuse", () => {
     expect(b.hw.mmioRead(0x44, 4)).toBe(0x10_0000n);
   });
 });
+
+describe("create", () => {
+  it("a create that runs out of table memory frees what it took", () => {
+    for (let nth = 1; nth <= 3; nth++) {
+      const { memory, tables } = createTestMemory(2 ** 32, 2 ** 28);
+      memory.failNth.arm(nth);
+      let err = "none";
+      try {
+        smmuv3Backend.create({ memory, tables, name: "x" }, {});
+      } catch (e) {
+        err = (e as IommuError).code;
+      }
+      memory.failNth.disarm();
+      expect(err).toBe("ENOMEM");
+      expect(tables.stats().blocks).toBe(0);
+    }
+  });
+});
+
+describe("fail_nth sweep", () => {
+  it("every driver operation is atomic when any of its table allocations fails", () => {
+    const ops: [string, (s: ReturnType<typeof make>, d: SmmuPagingDomain[]) => void][] = [
+      ["addDevice", (s) => s.b.addDevice({ rid: 0x777, pasidBits: 20 })],
+      [
+        "allocDomain",
+        (s, d) => d.push(s.b.allocDomain({ type: "paging", flags: { pasid: true } }) as SmmuPagingDomain),
+      ],
+      ["map", (_s, d) => d[0]!.map(0x4000_0000, 0x1000_0000, 0x40_3000, Perm.R | Perm.W)],
+      ["attach rid", (s, d) => s.b.attach(0x777, Intent.rid, d[0]!)],
+      ["attach pasid", (s, d) => s.b.attach(0x777, Intent.pasid(0xabcde), d[0]!)],
+    ];
+    for (let upto = 0; upto < ops.length; upto++) {
+      let failures = 0;
+      for (let nth = 1; nth <= 6; nth++) {
+        const s = make();
+        const doms: SmmuPagingDomain[] = [];
+        for (let i = 0; i < upto; i++) ops[i]![1](s, doms);
+        const blocks = s.tables.stats().blocks;
+        const snap = s.memory.snapshot();
+        s.memory.failNth.arm(nth);
+        let failed = false;
+        try {
+          ops[upto]![1](s, doms);
+        } catch (e) {
+          failed = (e as IommuError).code === "ENOMEM";
+          if (!failed) throw e;
+        }
+        s.memory.failNth.disarm();
+        if (failed) {
+          failures++;
+          expect(s.tables.stats().blocks, `${ops[upto]![0]} nth ${nth}`).toBe(blocks);
+          expect(PhysicalMemory.sameContents(snap, s.memory.snapshot()), `${ops[upto]![0]} nth ${nth}`).toBe(
+            true,
+          );
+        }
+      }
+      expect(failures, ops[upto]![0]).toBeGreaterThan(0);
+    }
+  });
+});
