@@ -86,11 +86,28 @@ describe("stage 1, 4K granule, 4 levels", () => {
     expect(r2.fault(1, -1, IOVA, R).vendor.name).toBe("F_TRANSLATION");
   });
 
-  it("F_ADDR_SIZE when the output address is beyond CD.IPS", () => {
+  it("F_ADDR_SIZE when the output address is beyond CD.IPS, with the exact record", () => {
     const { r } = s1Rig(encodeLeafPte(0x100_0000_0000n, 3, { ap: 1 }), { IPS: 2 });
-    const f = r.fault(1, -1, IOVA, R);
-    expect(f.vendor.name).toBe("F_ADDR_SIZE");
+    const f = r.fault(1, -1, IOVA, W | Access.PRIV);
     expect(f.class).toBe("address-size");
+    expect(f.vendor.raw).toEqual(
+      recordBytes({ id: 0x11, streamId: 1, rnw: 0, pnu: 1, cls: 2, inputAddr: BigInt(IOVA) }),
+    );
+  });
+
+  it("F_ACCESS with the exact record (an instruction fetch)", () => {
+    const { r } = s1Rig(encodeLeafPte(BigInt(PA), 3, { ap: 1, af: 0 }));
+    const f = r.fault(1, -1, IOVA + 4, R | Access.EXEC);
+    expect(f.class).toBe("access-flag");
+    expect(f.vendor.raw).toEqual(
+      recordBytes({ id: 0x12, streamId: 1, rnw: 1, ind: 1, cls: 2, inputAddr: BigInt(IOVA + 4) }),
+    );
+  });
+
+  it("an event queue outside RAM raises GERROR.EVTQ_ABT_ERR and records nothing", () => {
+    const r = rig({}, { EVENTQ_BASE: 0x8000_0000_0000n | 3n });
+    expect(r.fault(0x100, -1, 0, R).recorded).toBe(false);
+    expect(r.b.hw.readRegister("GERROR") & 4n).toBe(4n);
   });
 
   it("F_ACCESS for AF=0 unless AFFD=1; HA sets AF in memory", () => {
