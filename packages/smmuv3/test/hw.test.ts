@@ -640,3 +640,13 @@ describe("contiguous hint", () => {
     expect(r.x(1, -1, IOVA, R)).toMatchObject({ pa: 0x9000, sizeLg2: 12 });
   });
 });
+
+describe("top byte ignore", () => {
+  it("TBI0 ignores VA[63:56] for TTB0 addresses; without it they fault", () => {
+    const tagged = 0x5a00_0000_0000_0000n + BigInt(IOVA);
+    const on = s1Rig(undefined, { TBI: 1 }).r;
+    expect(on.x(1, -1, tagged + 8n, R)).toMatchObject({ ok: true, pa: PA + 8 });
+    const off = s1Rig().r;
+    expect(off.fault(1, -1, tagged, R).vendor.name).toBe("F_TRANSLATION");
+  });
+});

@@ -1380,22 +1380,29 @@ export class SmmuHw {
     let half = 0;
     let va = iova;
     if (cfg.s1) {
-      let top = 0n;
-      if (big !== null) {
-        const tbi = (big >> 55n) & 1n ? cfg.tbi & 2 : cfg.tbi & 1;
-        top = tbi ? BigInt.asUintN(56, big) : big;
-        if (tbi && (big >> 55n) & 1n) top |= 0xffn << 56n;
-      }
-      if (big === null || top < 1n << BigInt(64 - cfg.t0sz)) {
-        if (big !== null) va = Number(top);
-        if (cfg.epd0 || va >= 2 ** (64 - cfg.t0sz)) return this.#fail(EventId.F_TRANSLATION, cfg.r, out);
-      } else if (top >= (1n << 64n) - (1n << BigInt(64 - cfg.t1sz))) {
-        if (cfg.epd1) return this.#fail(EventId.F_TRANSLATION, cfg.r, out);
-        half = 1;
-        va = Number(top & ((1n << BigInt(64 - cfg.t1sz)) - 1n));
+      if (big === null) {
+        // A number is below 2^53: VA[55] = 0, so only TTB0's range (or the gap above it) applies.
+        if (cfg.epd0 || va >= 2 ** (64 - cfg.t0sz)) {
+          this.#step("S1", null, "fault: F_TRANSLATION (EPD0, or above TTB0's range)");
+          return this.#fail(EventId.F_TRANSLATION, cfg.r, out);
+        }
       } else {
-        this.#step("S1", null, "fault: F_TRANSLATION (between the TTB0 and TTB1 ranges)");
-        return this.#fail(EventId.F_TRANSLATION, cfg.r, out);
+        // VA[55] selects the half; with TBIx the top byte is replaced by VA[55]'s sign extension.
+        const upper = ((big >> 55n) & 1n) === 1n;
+        const tbi = upper ? cfg.tbi & 2 : cfg.tbi & 1;
+        let top = tbi ? BigInt.asUintN(56, big) : big;
+        if (tbi && upper) top |= 0xffn << 56n;
+        if (top < 1n << BigInt(64 - cfg.t0sz)) {
+          va = Number(top);
+          if (cfg.epd0) return this.#fail(EventId.F_TRANSLATION, cfg.r, out);
+        } else if (top >= (1n << 64n) - (1n << BigInt(64 - cfg.t1sz))) {
+          if (cfg.epd1) return this.#fail(EventId.F_TRANSLATION, cfg.r, out);
+          half = 1;
+          va = Number(top & ((1n << BigInt(64 - cfg.t1sz)) - 1n));
+        } else {
+          this.#step("S1", null, "fault: F_TRANSLATION (between the TTB0 and TTB1 ranges)");
+          return this.#fail(EventId.F_TRANSLATION, cfg.r, out);
+        }
       }
     } else {
       // Stage 1 bypassed: the input must fit the IAS (3.4.3), then it is the IPA.
