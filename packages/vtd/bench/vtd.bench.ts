@@ -74,14 +74,14 @@ function walkCase(name: string, pages: number): BenchCase {
   const walk = (iova: number): number => {
     let table = root;
     for (let shift = 39; shift >= 12; shift -= 9) {
-      const ea = table + (Math.floor(iova / 2 ** shift) % 512) * 8;
+      const ea = table + (Math.floor(iova / 2 ** shift) & 511) * 8;
       const page = memory.readPage(Math.floor(ea / 4096))!;
-      const lo = page[(ea % 4096) >>> 2]!;
-      const hi = page[((ea % 4096) >>> 2) + 1]!;
+      const lo = page[(ea & 0xfff) >>> 2]!;
+      const hi = page[((ea & 0xfff) >>> 2) + 1]!;
       if ((lo & 3) === 0) return -1;
       table = (hi & 0xfffff) * 4294967296 + (lo >>> 12) * 4096;
     }
-    return table + (iova % 4096);
+    return table + (iova - Math.floor(iova / 4096) * 4096);
   };
   return {
     name,

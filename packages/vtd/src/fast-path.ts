@@ -30,6 +30,8 @@ import { Kind, PageWalker, permFor } from "./walk.ts";
 
 const PAGE = 4096;
 const PASID_SPAN = 1048576;
+/** permFor(access) for access & 7 (READ 1, WRITE 2, EXEC 4), as a table. */
+const NEED: Uint8Array = Uint8Array.from({ length: 8 }, (_, a) => permFor(a));
 const RWX = Perm.R | Perm.W | Perm.X;
 
 /** The caches and the hot path of one VT-d unit. The hardware model extends it. */
@@ -117,14 +119,17 @@ export class FastPath {
         const slot = iotlb.lookup(tag, vpn);
         if (slot >= 0) {
           const d = iotlb.data;
-          const meta = d[(slot << 2) + 3]!;
-          const perm = this.ridPriv[sid] === 1 ? (meta >>> Meta.SUP_SHIFT) & 7 : meta & 7;
-          const need = permFor(access);
-          if ((perm & need) === need && !(access & Access.WRITE && meta & Meta.WRITE_WALK)) {
+          const b = slot << 2;
+          const meta = d[b + 3]!;
+          // RID_PRIV selects the supervisor rights (meta 5:3) over the user rights (2:0).
+          const perm = (meta >>> (this.ridPriv[sid]! * Meta.SUP_SHIFT)) & 7;
+          const need = NEED[access & 7]!;
+          // A write through an entry whose D bit is still clear must walk (WRITE 2 << 5 = WRITE_WALK).
+          if ((perm & need) === need && (meta & ((access & Access.WRITE) << 5)) === 0) {
             // One counter on the fast lane: each of its hits is also a configuration hit.
             this.fastHits++;
             // iova - vpn * 4096, not iova % 4096: % on doubles above 2^31 is a slow fmod.
-            out.pa = d[(slot << 2) + 2]! + (iova - vpn * PAGE);
+            out.pa = d[b + 2]! + (iova - vpn * PAGE);
             out.perm = perm;
             out.sizeLg2 = meta >>> Meta.SIZE_SHIFT;
             out.fault = null;
