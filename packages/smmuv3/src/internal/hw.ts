@@ -24,6 +24,10 @@ import { Cr0, Cr2, Gbpa, Gerror, PA_BITS, REG_OFFSETS, REG64 } from "./regs.ts";
 const TWO32 = 4294967296;
 const SID_SPAN = 2097152; // 2^21: config key = sid * 2^21 + ssid + 1
 const MICRO_MASK = 1023;
+// Access flags as literals for the hit path (core's Access.WRITE / EXEC / PRIV).
+const A_WRITE = 2;
+const A_EXEC = 4;
+const A_PRIV = 8;
 
 /** Translation modes of a decoded configuration. */
 const MODE_ABORT = 0;
@@ -1292,12 +1296,12 @@ export class SmmuHw {
       // (a negative iova would alias the IOTLB's empty-slot marker: leave misuse to the slow path)
       if (tag >= 0 && iova >= 0) {
         const vpn = Math.floor(iova / 4096);
-        const need = access & Access.WRITE ? Perm.W : access & Access.EXEC ? Perm.X : Perm.R;
+        const need = access & A_WRITE ? 2 : access & A_EXEC ? 4 : 1; // Perm.W / X / R
         // Micro-TLB first (direct-mapped by page), then the main IOTLB.
         const x = vpn & MICRO_MASK;
         if (this.#uVpn[x] === vpn && this.#uTag[x] === tag) {
           const packed = this.#uPerm[x]!;
-          const perm = access & Access.PRIV ? packed & 7 : packed >>> 4;
+          const perm = access & A_PRIV ? packed & 7 : packed >>> 4;
           if ((perm & need) === need) {
             this.#fastHits++;
             out.pa = this.#uPa[x]! + (iova - vpn * 4096);
@@ -1311,7 +1315,7 @@ export class SmmuHw {
         const slot = iotlb.lookup(tag, vpn);
         if (slot >= 0) {
           const packed = iotlb.perms[slot]!;
-          const perm = access & Access.PRIV ? packed & 7 : packed >>> 4;
+          const perm = access & A_PRIV ? packed & 7 : packed >>> 4;
           if ((perm & need) === need) {
             this.#fastHits++;
             this.#uVpn[x] = vpn;
