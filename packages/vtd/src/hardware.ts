@@ -76,6 +76,8 @@ export class VtdHardware extends FastPath {
   completionInterrupts = 0;
   /** Called when a fault event interrupt fires (the driver's handler). */
   onFaultEvent: (() => void) | null = null;
+  /** Internal index of the FRCD the next fault goes to (spec 7.2.1). */
+  #nextFrcd = 0;
   /** Descriptors processed by the queue, by type code (for tests and dumps). */
   readonly descriptorCounts: Map<number, number> = new Map();
 
@@ -334,8 +336,9 @@ export class VtdHardware extends FastPath {
   // ------------------------------------------------------------- fault logging
 
   /**
-   * Primary fault logging (spec 7.2.1): the record goes to FRCD[FRI] unless that
-   * register still holds a pending fault (then PFO is set and the fault is lost). A
+   * Primary fault logging (spec 7.2.1): the record goes to the FRCD at the internal
+   * next index unless it still holds a pending fault (then PFO is set and the fault is
+   * lost); FSTS.FRI names the first pending record, as Linux's handler reads it. A
    * fault from a source-id that already has a pending record is not recorded again
    * (spec 7.2.1: hardware may collapse; QEMU drops it too). Returns true when written.
    */
@@ -344,8 +347,7 @@ export class VtdHardware extends FastPath {
       const hi = this.frcd[i * 2 + 1]!;
       if (hi >> 63n && Number(hi & 0xffffn) === rec.sid) return false;
     }
-    const fri = (this.fsts >>> 8) & 0xff;
-    const idx = fri < this.nfr ? fri : 0;
+    const idx = this.#nextFrcd < this.nfr ? this.#nextFrcd : 0;
     if (this.frcd[idx * 2 + 1]! >> 63n) {
       this.fsts = (this.fsts | Fsts.PFO) >>> 0;
       return false;
@@ -354,8 +356,10 @@ export class VtdHardware extends FastPath {
     const [lo, hi] = encodeFaultRecord(rec);
     this.frcd[idx * 2] = lo;
     this.frcd[idx * 2 + 1] = hi;
-    const next = (idx + 1) % this.nfr;
-    this.fsts = ((this.fsts & ~0xff00) | (next << 8) | Fsts.PPF) >>> 0;
+    this.#nextFrcd = (idx + 1) % this.nfr;
+    // FRI names the record of the first pending fault: set when PPF goes from 0 to 1 (spec 11.4.9.1).
+    if (!(this.fsts & Fsts.PPF)) this.fsts = ((this.fsts & ~0xff00) | (idx << 8)) >>> 0;
+    this.fsts = (this.fsts | Fsts.PPF) >>> 0;
     // A fault event is generated only when no earlier status was pending (spec 7.3.1).
     if (!pending) {
       if (this.fectl & Fectl.IM) this.fectl = (this.fectl | Fectl.IP) >>> 0;

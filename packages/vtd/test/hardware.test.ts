@@ -138,7 +138,7 @@ describe("primary fault logging (spec 7.2.1)", () => {
     const hw = r.hw;
     expect(pa(r, SID, NO_PASID, 0x3000)).toBe(-Fr.ROOT_NOT_PRESENT);
     expect(hw.fsts & Fsts.PPF).toBe(Fsts.PPF);
-    expect((hw.fsts >>> 8) & 0xff).toBe(1);
+    expect((hw.fsts >>> 8) & 0xff).toBe(0);
     const rec = decodeFaultRecord([hw.readRegister(hw.frcdOffset), hw.readRegister(hw.frcdOffset + 8)]);
     expect(rec).toMatchObject({ fi: 0x3000, sid: SID, fr: 1, f: true, t1: true });
     hw.writeRegister(hw.frcdOffset + 12, 1n << 31n, 4);
@@ -159,7 +159,20 @@ describe("primary fault logging (spec 7.2.1)", () => {
     expect(r.hw.pendingFaults().map((p) => Number(p.words[1] & 0xffffn))).toEqual([SID, SID + 1]);
   });
 
-  it("overflow: a full FRCD at FRI sets PFO and loses the fault", () => {
+  it("FRI names the first pending record; later faults go to the next registers", () => {
+    const r = rig({ mode: "legacy", faultRecords: 4 });
+    const out = createTranslation();
+    const hw = r.hw;
+    r.hw.translate(1, NO_PASID, 0, R, out);
+    hw.writeRegister(hw.frcdOffset + 12, 1n << 31n, 4);
+    expect(hw.fsts & Fsts.PPF).toBe(0);
+    r.hw.translate(2, NO_PASID, 0, R, out);
+    r.hw.translate(3, NO_PASID, 0, R, out);
+    expect((hw.fsts >>> 8) & 0xff).toBe(1);
+    expect(hw.pendingFaults().map((p) => p.index)).toEqual([1, 2]);
+  });
+
+  it("overflow: a full FRCD at the next index sets PFO and loses the fault", () => {
     const r = rig({ mode: "legacy", faultRecords: 2 });
     const out = createTranslation();
     for (const sid of [1, 2]) r.hw.translate(sid, NO_PASID, 0, R, out);
@@ -200,6 +213,21 @@ describe("primary fault logging (spec 7.2.1)", () => {
     r.hw.translate(SID, NO_PASID, 0x1000, R, out);
     expect(out.fault!.vendor.code).toBe(Fr.SS_NOT_PRESENT);
     expect(out.fault!.recorded).toBe(false);
+  });
+
+  it("context FPD suppresses faults found below it in scalable mode (PASID entry not present)", () => {
+    const r = rig();
+    r.scalableContext({ fpd: true });
+    const out = createTranslation();
+    r.hw.translate(SID, NO_PASID, 0x1000, R, out);
+    expect(out.fault!.vendor.code).toBe(Fr.SM_PASID_NOT_PRESENT);
+    expect(out.fault!.recorded).toBe(false);
+  });
+
+  it("legacy pass-through ignores SLPTPTR (even beyond the host address width)", () => {
+    const r = rig({ mode: "legacy" });
+    r.legacyContext({ tt: 2, slptptr: 2 ** 50 });
+    expect(pa(r, SID, NO_PASID, 0x1234)).toBe(0x1234);
   });
 
   it("fault events: masked -> IP pending, unmasking delivers it", () => {

@@ -38,7 +38,7 @@ export interface PasidInfo {
   readonly sid: number;
   readonly pasid: number;
   readonly did: number;
-  /** FPD of the directory entry or the PASID entry. */
+  /** FPD of the directory entry or the PASID entry (the context's FPD is added per configuration). */
   readonly fpd: boolean;
   readonly pgtt: number;
   readonly aw: number;
@@ -110,7 +110,9 @@ export class ConfigReader {
         c.present ? `TT ${c.tt} AW ${c.aw} DID ${c.did} SLPTPTR ${hexN(c.slptptr)}` : "not present",
       );
       if (!c.present) return { fr: Fr.CONTEXT_NOT_PRESENT, fpd: false };
-      if (c.reserved || this.#aboveHaw(c.slptptr)) return { fr: Fr.CONTEXT_RESERVED, fpd: false };
+      // SLPTPTR is ignored for pass-through (spec 9.3).
+      if (c.reserved || (c.tt !== Tt.PASS_THROUGH && this.#aboveHaw(c.slptptr)))
+        return { fr: Fr.CONTEXT_RESERVED, fpd: false };
       const ttOk =
         c.tt === Tt.TRANSLATE ||
         (c.tt === Tt.DEVICE_TLB && this.ecap.dt) ||
@@ -241,7 +243,7 @@ export class ConfigReader {
       sid: ctx.sid,
       pasid,
       did: e.did,
-      fpd: all,
+      fpd: d.fpd || e.fpd,
       pgtt: e.pgtt,
       aw: e.aw,
       ssee: e.ssee,
@@ -308,7 +310,7 @@ export function scalableCfg(c: CtxInfo, p: PasidInfo): Cfg {
     tag: tagOf(p.did, p.pasid),
     kind,
     legacy: false,
-    fpd: p.fpd,
+    fpd: c.fpd || p.fpd,
     ssRoot: p.ssptptr,
     ssLevels: p.aw + 2,
     ssee: p.ssee,
