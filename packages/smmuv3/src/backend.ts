@@ -1118,7 +1118,6 @@ export class SmmuV3Backend implements Backend {
           throw bad("EINVAL", "a nested domain attaches with rid-all-pasids");
         if (domain instanceof SmmuPagingDomain && domain.stage === 2 && dev.pasids.size > 0)
           throw bad("EINVAL", "PASIDs are attached: the RID needs a stage-1 domain", { rid });
-        if (dev.slot?.kind === "rid-all-pasids" && dev.pasids.size > 0) throw bad("EBUSY", "busy");
         this.#setSlot(dev, domain.type === "blocked" ? null : { kind: "rid", domain });
         return {};
       }
@@ -1142,18 +1141,15 @@ export class SmmuV3Backend implements Backend {
         if (rd instanceof SmmuNestedDomain || (rd instanceof SmmuPagingDomain && rd.stage === 2))
           throw bad("EINVAL", "the RID's domain cannot serve PASIDs", { rid });
         const steChanges = dev.pasids.size === 0;
-        const taken = this.#prepareCd(dev, [pasid]);
-        void taken;
+        this.#prepareCd(dev, [pasid]); // CD table and leaf first: ENOMEM leaves nothing behind
         const old = dev.pasids.get(pasid);
         dev.pasids.set(pasid, domain);
         old?.users.delete(`${rid}:${pasid}`);
         domain.users.add(`${rid}:${pasid}`);
         this.#writeCd(dev, pasid, domain);
-        if (steChanges) {
-          if (dev.slot?.domain instanceof SmmuPagingDomain) {
-            // Already stage 1 through CD 0.
-          } else this.#writeSte(dev);
-        }
+        // The first PASID turns an abort/bypass STE into stage 1 (S1DSS terminate/bypass);
+        // a stage-1 RID already points at the CD table.
+        if (steChanges && !(dev.slot?.domain instanceof SmmuPagingDomain)) this.#writeSte(dev);
         return { pasid };
       }
       default:
