@@ -1134,8 +1134,10 @@ export function createVtd(ctx: BackendContext, config?: unknown): VtdBackend {
 
 /**
  * A hardware-model-only instance over an existing memory image: register values as a
- * driver left them (names without prefix; missing ones take the defaults). RTADDR is
- * taken as latched (as after SRTP); GSTS.TES enables translation.
+ * driver left them (names without prefix, any case, optional "_REG"; missing ones take
+ * the defaults). RTADDR is taken as latched (as after SRTP); GSTS.TES enables
+ * translation. HAW (the host address width, from the DMAR table rather than a
+ * register) is accepted as a pseudo-register. No side effects run.
  */
 export function vtdFromRegisters(
   memory: PhysicalMemory,
@@ -1144,7 +1146,7 @@ export function vtdFromRegisters(
   const regs = { ...defaultRegisters() };
   for (const [k, v] of Object.entries(registers)) {
     const n = k.toUpperCase().replace(/_REG$/, "");
-    if (!(n in regs) && !["CCMD", "IVA", "IOTLB", "ICS", "VER"].includes(n))
+    if (!(n in regs) && !["CCMD", "IVA", "IOTLB", "ICS"].includes(n))
       throw new IommuError("EINVAL", `unknown VT-d register ${k}`, { register: k });
     regs[n] = v;
   }
@@ -1165,6 +1167,10 @@ export function vtdFromRegisters(
   hw.fectl = Number(regs.FECTL! & 0xffffffffn);
   hw.iqh = regs.IQH!;
   hw.iqt = regs.IQT!;
+  hw.ccmd = regs.CCMD ?? 0n;
+  hw.iva = regs.IVA ?? 0n;
+  hw.iotlbReg = regs.IOTLB ?? 0n;
+  hw.ics = Number((regs.ICS ?? 0n) & 1n);
   return new VtdBackend("vtd-snapshot", memory, hw, null, hw.ttm === 1, haw);
 }
 

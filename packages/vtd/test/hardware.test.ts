@@ -76,6 +76,17 @@ describe("GCMD / GSTS / RTADDR", () => {
     expect(pa(r, SID, NO_PASID, 0x1000)).toBe(-Fr.ROOT_NOT_PRESENT);
   });
 
+  it("abort-DMA mode (TTM = 11b) blocks everything without a record", () => {
+    const r = rig();
+    r.hw.writeRegister(Reg.RTADDR, BigInt(ROOT) | (3n << 10n));
+    r.hw.writeRegister(Reg.GCMD, BigInt((Gcmd.TE | Gcmd.SRTP) >>> 0), 4);
+    const out = createTranslation();
+    expect(r.hw.translate(SID, NO_PASID, 0, R, out)).toBe(false);
+    expect(out.fault).toMatchObject({ class: "blocked", recorded: false });
+    expect(out.fault!.vendor.code).toBe(null);
+    expect(r.hw.pendingFaults()).toHaveLength(0);
+  });
+
   it("32-bit accesses reach either half of a 64-bit register", () => {
     const r = rig({ mode: "legacy" });
     r.hw.writeRegister(Reg.RTADDR, 0x1234_5000n, 4);
