@@ -8,7 +8,7 @@
  */
 
 import type { PhysicalMemory } from "@iommu-kit/core";
-import { hex, IommuError } from "@iommu-kit/core";
+import { IommuError } from "@iommu-kit/core";
 import { field, setField } from "@iommu-kit/core/driver";
 import { FastPath } from "./fast-path.ts";
 import type { FaultRecord } from "./format/fault-record.ts";
@@ -508,10 +508,5 @@ export class VtdHardware extends FastPath {
         }
         return true;
     }
-  }
-
-  /** Describes the unit for error messages. */
-  describe(): string {
-    return `VT-d unit (CAP ${hex(this.capReg)}, ECAP ${hex(this.ecapReg)})`;
   }
 }

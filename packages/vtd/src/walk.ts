@@ -57,7 +57,6 @@ export interface Cfg {
 
 /** Pow2[k] = 2^k for k <= 64. */
 const POW2: Float64Array = Float64Array.from({ length: 65 }, (_, k) => 2 ** k);
-const TWO32 = 4294967296;
 /** Interrupt address range (spec 3.15): 0xFEE0_0000 - 0xFEEF_FFFF. */
 const INTR_BASE = 0xfee00000;
 const INTR_END = 0xfef00000;
@@ -423,11 +422,3 @@ export function permFor(access: number): number {
   if (access & Access.WRITE) return Perm.W;
   return access & Access.EXEC ? Perm.R | Perm.X : Perm.R;
 }
-
-/** Exact 2^k for tables of powers (k <= 64). */
-export function pow2(k: number): number {
-  return POW2[k]!;
-}
-
-/** 2^32. */
-export const TWO_POW_32: number = TWO32;
