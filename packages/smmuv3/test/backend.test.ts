@@ -609,3 +609,32 @@ describe("fail_nth sweep", () => {
     }
   });
 });
+
+describe("RID replacement keeps the CD table consistent", () => {
+  it("S1 -> identity with a PASID attached: CD 0 cleared, S1DSS=bypass; S1 -> S2 frees the CD table", () => {
+    const { b, x, tables, memory } = make();
+    b.addDevice({ rid: 3, pasidBits: 8 });
+    const s1 = b.allocDomain({ type: "paging" });
+    s1.map(0, 0x5000, 0x1000, Perm.R);
+    const p = b.allocDomain({ type: "paging" });
+    p.map(0, 0x6000, 0x1000, Perm.R);
+    b.attach(3, Intent.rid, s1);
+    b.attach(3, Intent.pasid(9), p);
+    expect(x(3, -1, 0x10, R)).toMatchObject({ ok: true, pa: 0x5010 });
+    b.attach(3, Intent.rid, b.allocDomain({ type: "identity" }));
+    expect(x(3, -1, 0x10, R)).toMatchObject({ ok: true, pa: 0x10 });
+    expect(x(3, 9, 0x10, R)).toMatchObject({ ok: true, pa: 0x6010 });
+    const dump = b.dump(3) as { streams: { cds: Record<string, unknown>; ste: Record<string, string> }[] };
+    expect(Object.keys(dump.streams[0]!.cds)).toEqual(["9"]);
+    expect(dump.streams[0]!.ste).toMatchObject({ Config: "0x5", S1DSS: "0x1", S1CDMax: "0x8" });
+    b.detach(3, Intent.pasid(9));
+    const s2 = b.allocDomain({ type: "paging", format: "arm-lpae-s2-4k" });
+    s2.map(0, 0x7000, 0x1000, Perm.R);
+    b.attach(3, Intent.rid, s1);
+    const withCd = tables.stats().blocks;
+    b.attach(3, Intent.rid, s2);
+    expect(x(3, -1, 0x10, R)).toMatchObject({ ok: true, pa: 0x7010 });
+    expect(tables.stats().blocks).toBe(withCd - 1); // the 16K linear CD table went away
+    void memory;
+  });
+});
