@@ -71,7 +71,7 @@ import {
 } from "./hw-info.ts";
 import { isReadFault } from "./internal/config.ts";
 import { dumpUnit } from "./internal/dump.ts";
-import { fastMap4k } from "./internal/fast-map.ts";
+import { fastMap4k, fastUnmapAligned } from "./internal/fast-map.ts";
 import { readWords, writeWords } from "./internal/words.ts";
 import type { Cfg } from "./walk.ts";
 import { Kind } from "./walk.ts";
@@ -206,7 +206,8 @@ export class VtdDomain implements Domain {
     const t = this.#paging("unmap");
     if (!Number.isSafeInteger(iova) || !Number.isSafeInteger(length) || iova < 0)
       throw new IommuError("EINVAL", `unmap ${iova}+${length} is not a valid range`, { iova, length });
-    const n = t.unmap(iova, length);
+    const fast = fastUnmapAligned(t, this.backend.memory, iova, length);
+    const n = fast >= 0 ? fast : t.unmap(iova, length);
     if (n > 0) this.backend.flushRange(this, iova, length);
     return n;
   }

@@ -89,3 +89,103 @@ export function fastMap4k(
   }
   return true;
 }
+
+const SPAN_LG2 = [12, 21, 30, 39, 48];
+
+function isEmptyTable(memory: PhysicalMemory, t: PageTable, table: number, level: number): boolean {
+  const words = memory.readPage(Math.floor(table / 4096));
+  if (words === null) return false;
+  for (let w = 0; w < 1024; w += 2)
+    if (t.format.entryKind(words[w]!, words[w + 1]!, level) !== EntryKind.EMPTY) return false;
+  return true;
+}
+
+/** True when no leaf at level >= 2 straddles [start, end) (such a split is the generic path's EINVAL). */
+function noSplit(
+  memory: PhysicalMemory,
+  t: PageTable,
+  level: number,
+  table: number,
+  start: number,
+  end: number,
+): boolean {
+  const fmt = t.format;
+  const span = 2 ** SPAN_LG2[level]!;
+  for (let at = start; at < end; ) {
+    const base = Math.floor(at / span) * span;
+    const next = Math.min(base + span, end);
+    const ea = table + (Math.floor(at / span) & 511) * 8;
+    const page = memory.readPage(Math.floor(ea / 4096));
+    if (page === null) return false;
+    const w = (ea & 0xfff) >>> 2;
+    const kind = fmt.entryKind(page[w]!, page[w + 1]!, level);
+    if (kind === EntryKind.LEAF && (base < start || base + span > end)) return false;
+    if (kind === EntryKind.TABLE && level > 1) {
+      if (!noSplit(memory, t, level - 1, fmt.entryAddress(page[w]!, page[w + 1]!, level), at, next))
+        return false;
+    }
+    at = next;
+  }
+  return true;
+}
+
+function clearAligned(
+  memory: PhysicalMemory,
+  t: PageTable,
+  level: number,
+  table: number,
+  start: number,
+  end: number,
+): number {
+  const fmt = t.format;
+  const span = 2 ** SPAN_LG2[level]!;
+  let done = 0;
+  for (let at = start; at < end; ) {
+    const base = Math.floor(at / span) * span;
+    const next = Math.min(base + span, end);
+    const ea = table + (Math.floor(at / span) & 511) * 8;
+    const page = memory.writePage(Math.floor(ea / 4096))!;
+    const w = (ea & 0xfff) >>> 2;
+    const kind = fmt.entryKind(page[w]!, page[w + 1]!, level);
+    if (kind === EntryKind.LEAF) {
+      page[w] = 0;
+      page[w + 1] = 0;
+      done += span;
+    } else if (kind === EntryKind.TABLE) {
+      const child = fmt.entryAddress(page[w]!, page[w + 1]!, level);
+      if (level === 1) {
+        // A whole leaf table inside the range: count its leaves and free it in one go.
+        const words = memory.readPage(Math.floor(child / 4096))!;
+        for (let k = 0; k < 1024; k += 2)
+          if (fmt.entryKind(words[k]!, words[k + 1]!, 0) === EntryKind.LEAF) done += 4096;
+        page[w] = 0;
+        page[w + 1] = 0;
+        t.tables.free(child);
+      } else {
+        done += clearAligned(memory, t, level - 1, child, at, next);
+        if (isEmptyTable(memory, t, child, level - 1)) {
+          page[w] = 0;
+          page[w + 1] = 0;
+          t.tables.free(child);
+        }
+      }
+    }
+    at = next;
+  }
+  return done;
+}
+
+/**
+ * Unmaps a 2 MiB-aligned range, dropping whole leaf tables without clearing their
+ * entries one by one (the allocator zeroes freed blocks); frees tables left empty,
+ * as the generic path does. Returns the bytes unmapped, or -1 when the range is not
+ * 2 MiB-aligned or a larger leaf straddles it (the generic path then decides).
+ */
+export function fastUnmapAligned(t: PageTable, memory: PhysicalMemory, iova: number, length: number): number {
+  if (length <= 0 || iova % SPAN_2M !== 0 || length % SPAN_2M !== 0) return -1;
+  const end = iova + length;
+  if (end > 2 ** (12 + 9 * t.format.levels)) return -1;
+  const top = t.format.levels - 1;
+  if (!noSplit(memory, t, top, t.root, iova, end)) return -1;
+  return clearAligned(memory, t, top, t.root, iova, end);
+}
