@@ -72,10 +72,11 @@ function walkCase(name: string, pages: number, sids = 1): BenchCase {
   const mask = Math.min(pages, 65536) - 1;
   let i = 0;
   let j = 0;
+  const spans = [2 ** 39, 2 ** 30, 2 ** 21, 2 ** 12];
   const walk = (iova: number): number => {
     let table = root;
-    for (let shift = 39; shift >= 12; shift -= 9) {
-      const ea = table + (Math.floor(iova / 2 ** shift) & 511) * 8;
+    for (let l = 0; l < 4; l++) {
+      const ea = table + (Math.floor(iova / spans[l]!) & 511) * 8;
       const page = memory.readPage(Math.floor(ea / 4096))!;
       const lo = page[(ea & 0xfff) >>> 2]!;
       const hi = page[((ea & 0xfff) >>> 2) + 1]!;

@@ -78,7 +78,7 @@ describe("fast lanes", () => {
           for (let iova = 0; iova < 2 * G1; iova += 0x3_3000)
             expect(da.iovaToPhys(iova)).toBe(db.iovaToPhys(iova));
         }),
-        { numRuns: 80 },
+        { numRuns: 40 },
       );
     });
   }
