@@ -259,6 +259,31 @@ describe("map / unmap / invalidate", () => {
       expect(xl(b, rid, p, 0x10_0000)).toBe(-Fr.FS_NOT_PRESENT);
   });
 
+  it("caching mode (CAP.CM): map invalidates too, since not-present entries may be cached", () => {
+    for (const cachingMode of [false, true]) {
+      const { backend: b } = fresh({ cachingMode });
+      const d = b.allocDomain({ type: "paging" });
+      const before = b.hw.descriptorCounts.get(DescType.IOTLB) ?? 0;
+      d.map(0x1000, 0x2000, 0x1000, Perm.R);
+      expect((b.hw.descriptorCounts.get(DescType.IOTLB) ?? 0) - before).toBe(cachingMode ? 1 : 0);
+    }
+  });
+
+  it("ATS devices get device-TLB invalidations after unmap and detach", () => {
+    const { backend: b } = fresh();
+    b.addDevice({ rid: 0x0381, pasidBits: 8, ats: true });
+    expect(decodeScalableContextEntry(b.contextEntryWords(0x0381)!).dte).toBe(true);
+    const d = b.allocDomain({ type: "paging" });
+    b.attach(0x0381, Intent.rid, d);
+    d.map(0, 0x1000, 0x1000, Perm.R);
+    const before = b.hw.descriptorCounts.get(DescType.DEV_TLB) ?? 0;
+    d.unmap(0, 0x1000);
+    expect(b.hw.descriptorCounts.get(DescType.DEV_TLB)).toBe(before + 1);
+    b.detach(0x0381, Intent.rid);
+    expect(b.hw.descriptorCounts.get(DescType.DEV_TLB)).toBe(before + 2);
+    expect(b.capabilities(0x0381).features.atsNotSupported).toBe(false);
+  });
+
   it("psiRange gives the smallest aligned block covering a range", () => {
     expect(psiRange(0x1000, 0x1000)).toEqual({ addr: 0x1000, am: 0 });
     expect(psiRange(0x1000, 0x2000)).toEqual({ addr: 0, am: 2 });
