@@ -37,11 +37,11 @@ export const toyFormat = {
   entryAddress: (lo, hi) => addressField(lo, hi, 51, 12),
   leafPerm: (lo) => (lo & R ? Perm.R : 0) | (lo & W ? Perm.W : 0),
   encodeTable(pa, _level, out) {
-    out[0] = ((pa % 2 ** 32) | V) >>> 0;
+    out[0] = (pa | V) >>> 0;
     out[1] = Math.floor(pa / 2 ** 32);
   },
   encodeLeaf(pa, _level, prot, out) {
-    out[0] = ((pa % 2 ** 32) | V | (prot & Perm.R ? R : 0) | (prot & Perm.W ? W : 0)) >>> 0;
+    out[0] = (pa | V | (prot & Perm.R ? R : 0) | (prot & Perm.W ? W : 0)) >>> 0;
     out[1] = Math.floor(pa / 2 ** 32);
   },
 };

@@ -1,5 +1,7 @@
-import { Iotlb } from "../src/driver.ts";
+import { Iotlb, PageTable } from "../src/driver.ts";
+import { Perm } from "../src/index.ts";
 import type { BenchCase } from "../src/testing/index.ts";
+import { mockFormat } from "../src/testing/index.ts";
 import { createTestMemory } from "../src/testing/memory.ts";
 
 /** Consumes results so the optimiser cannot drop the measured work. */
@@ -7,6 +9,10 @@ export let sink = 0;
 
 /** Core building blocks: the IOTLB hash and page reads, each against its plain baseline. */
 export function cases(): BenchCase[] {
+  return [...blockCases(), ...pageTableCases()];
+}
+
+function blockCases(): BenchCase[] {
   const n = 1024;
   const tlb = new Iotlb(12);
   const map = new Map<number, number>();
@@ -41,6 +47,39 @@ export function cases(): BenchCase[] {
       },
       baselineFn: () => {
         sink += flat[(a++ & 255) * 1024]!;
+      },
+    },
+  ];
+}
+
+/** The generic page table: map of 256 contiguous 4K pages (then unmap, untimed state reset). */
+function pageTableCases(): BenchCase[] {
+  const { tables } = createTestMemory();
+  const pt = new PageTable(mockFormat, tables);
+  // Warm: the leaf table exists (a neighbour page stays mapped), as in a steady-state IOAS.
+  pt.map(0x4000_0000 + 0x20_0000 - 0x1000, 0x1000, 0x1000, Perm.R);
+  const leaf = pt.lookup(0x4000_0000)!;
+  void leaf;
+  const raw = new Uint32Array(1024);
+  const out = new Uint32Array(2);
+  let n = 0;
+  return [
+    {
+      name: "PageTable.map+unmap 256 x 4K (mock format)",
+      baseline: "encode + write 256 descriptors, then clear them",
+      target: 4,
+      fn: () => {
+        pt.map(0x4000_0000, 0x8000_0000, 256 * 4096, Perm.R | Perm.W);
+        n += pt.unmap(0x4000_0000, 256 * 4096);
+      },
+      baselineFn: () => {
+        for (let i = 0; i < 256; i++) {
+          mockFormat.encodeLeaf(0x8000_0000 + i * 4096, 0, Perm.R | Perm.W, out);
+          raw[2 * i] = out[0]!;
+          raw[2 * i + 1] = out[1]!;
+        }
+        for (let i = 0; i < 512; i++) raw[i] = 0;
+        n++;
       },
     },
   ];

@@ -83,6 +83,7 @@ export type LeafVisitor = (
 ) => void;
 
 const scratch = new Uint32Array(2);
+const PAGE = 4096;
 
 /** A page table of one format, rooted in a block from the table allocator. */
 export class PageTable {
@@ -91,16 +92,26 @@ export class PageTable {
   readonly tables: TableAllocator;
   /** Physical address of the top table. */
   readonly root: number;
-  #topLevel: number;
-  #stride: number;
+  readonly #top: number;
+  /** Bytes mapped by one entry, per level. */
+  readonly #size: number[] = [];
+  /** Entries per table, per level. */
+  readonly #entries: number[] = [];
+  /** Bytes of a table, per level. */
+  readonly #bytes: number[] = [];
 
   /** Allocates an empty top table (an allocation point). */
   constructor(format: PtFormat, tables: TableAllocator) {
     this.format = format;
     this.tables = tables;
     this.memory = tables.memory;
-    this.#topLevel = format.levels - 1;
-    this.#stride = format.granuleLg2 - 3;
+    this.#top = format.levels - 1;
+    for (let level = 0; level <= this.#top; level++) {
+      this.#size.push(2 ** entrySizeLg2(format, level));
+      const bytesLg2 = level === this.#top ? format.topTableLg2 : format.granuleLg2;
+      this.#bytes.push(2 ** bytesLg2);
+      this.#entries.push(2 ** (bytesLg2 - 3));
+    }
     this.root = tables.alloc(format.topTableLg2, `${format.name} root`);
   }
 
@@ -109,23 +120,15 @@ export class PageTable {
     return inputBits(this.format);
   }
 
-  #entries(level: number): number {
-    return level === this.#topLevel ? 2 ** (this.format.topTableLg2 - 3) : 2 ** this.#stride;
-  }
-
-  #tableBytes(level: number): number {
-    return level === this.#topLevel ? 2 ** this.format.topTableLg2 : 2 ** this.format.granuleLg2;
-  }
-
-  #read(pa: number): Uint32Array {
-    const page = this.memory.readPage(Math.floor(pa / 4096));
-    if (page === null) throw new IommuError("EIO", `page-table page ${hex(pa)} is not RAM`, { pa });
+  #read(pfn: number): Uint32Array {
+    const page = this.memory.readPage(pfn);
+    if (page === null) throw new IommuError("EIO", `page-table page ${hex(pfn * PAGE)} is not RAM`, { pfn });
     return page;
   }
 
-  #write(pa: number): Uint32Array {
-    const page = this.memory.writePage(Math.floor(pa / 4096));
-    if (page === null) throw new IommuError("EIO", `page-table page ${hex(pa)} is not RAM`, { pa });
+  #write(pfn: number): Uint32Array {
+    const page = this.memory.writePage(pfn);
+    if (page === null) throw new IommuError("EIO", `page-table page ${hex(pfn * PAGE)} is not RAM`, { pfn });
     return page;
   }
 
@@ -135,8 +138,8 @@ export class PageTable {
    * any part already mapped; ENOMEM: table allocation failed. Atomic.
    */
   map(iova: number, pa: number, length: number, prot: number): void {
-    const g = 2 ** this.format.granuleLg2;
-    if (length <= 0 || iova % g !== 0 || pa % g !== 0 || length % g !== 0) {
+    const g = this.#size[0]!;
+    if (!(length > 0) || iova % g !== 0 || pa % g !== 0 || length % g !== 0 || iova < 0 || pa < 0) {
       throw new IommuError(
         "EINVAL",
         `map ${hex(iova)}+${hex(length)} -> ${hex(pa)} is not ${hex(g)}-aligned`,
@@ -153,7 +156,7 @@ export class PageTable {
         length,
       });
     }
-    const need = this.#plan(this.#topLevel, this.root, iova, iova + length, pa);
+    const need = this.#plan(this.#top, this.root, iova, iova + length, pa);
     const fresh: number[] = [];
     try {
       for (let i = 0; i < need; i++)
@@ -162,7 +165,7 @@ export class PageTable {
       for (const t of fresh) this.tables.free(t);
       throw e;
     }
-    this.#fill(this.#topLevel, this.root, iova, iova + length, pa, prot, fresh);
+    this.#fill(this.#top, this.root, iova, iova + length, pa, prot, fresh);
   }
 
   #canLeaf(level: number, base: number, size: number, start: number, end: number, pa: number): boolean {
@@ -174,36 +177,64 @@ export class PageTable {
     );
   }
 
-  /** Counts the tables a map needs; throws EEXIST on any existing leaf in range. */
+  /** Counts the tables a map needs (`table` < 0: a table yet to be made); EEXIST on any leaf in range. */
   #plan(level: number, table: number, start: number, end: number, pa: number): number {
-    const sizeLg2 = entrySizeLg2(this.format, level);
-    const size = 2 ** sizeLg2;
-    const span = size * this.#entries(level);
+    const fmt = this.format;
+    const size = this.#size[level]!;
+    const span = size * this.#entries[level]!;
+    if (level === 0) {
+      if (!fmt.leafAllowed(0))
+        throw new IommuError("EINVAL", `the ${fmt.name} format has no leaves at level 0`);
+      if (table < 0) return 0;
+      // Leaf table: every entry in range must be empty.
+      // Leaf table: every entry in range must be empty. Indices step by one (no
+      // per-entry modulo: addresses above 2^30 are doubles and fmod is slow).
+      let pfn = -1;
+      let words: Uint32Array = EMPTY_WORDS;
+      const first = Math.floor((start % span) / size);
+      const n = Math.ceil((end - (start - (start % size))) / size);
+      for (let i = first; i < first + n; i++) {
+        const ea = table + i * 8;
+        const p = Math.floor(ea / PAGE);
+        if (p !== pfn) {
+          words = this.#read(p);
+          pfn = p;
+        }
+        const w = (ea & 0xfff) >>> 2;
+        if (fmt.entryKind(words[w]!, words[w + 1]!, 0) !== EntryKind.EMPTY) {
+          const at = start - (start % size) + (i - first) * size;
+          throw new IommuError("EEXIST", `iova ${hex(at)} is already mapped`, { iova: at });
+        }
+      }
+      return 0;
+    }
     let count = 0;
+    let pfn = -1;
+    let words: Uint32Array = EMPTY_WORDS;
     let at = start;
     while (at < end) {
       const base = at - (at % size);
       const next = Math.min(base + size, end);
+      const oa = pa + (at - start);
       let kind: number = EntryKind.EMPTY;
-      let child = 0;
+      let child = -1;
       if (table >= 0) {
-        const off = (base % span) / size;
-        const ea = table + off * 8;
-        const words = this.#read(ea);
+        const ea = table + ((base % span) / size) * 8;
+        const p = Math.floor(ea / PAGE);
+        if (p !== pfn) {
+          words = this.#read(p);
+          pfn = p;
+        }
         const w = (ea & 0xfff) >>> 2;
-        kind = this.format.entryKind(words[w]!, words[w + 1]!, level);
-        if (kind === EntryKind.TABLE) child = this.format.entryAddress(words[w]!, words[w + 1]!, level);
+        kind = fmt.entryKind(words[w]!, words[w + 1]!, level);
+        if (kind === EntryKind.TABLE) child = fmt.entryAddress(words[w]!, words[w + 1]!, level);
       }
       if (kind === EntryKind.LEAF) {
         throw new IommuError("EEXIST", `iova ${hex(base)} is already mapped`, { iova: base });
       }
-      if (kind === EntryKind.TABLE) {
-        count += this.#plan(level - 1, child, at, next, pa + (at - start));
-      } else if (!this.#canLeaf(level, base, size, at, next, pa + (at - start))) {
-        if (level === 0)
-          throw new IommuError("EINVAL", `cannot map ${hex(at)} at the smallest level`, { iova: at });
-        count += 1 + this.#plan(level - 1, -1, at, next, pa + (at - start));
-      }
+      if (kind === EntryKind.TABLE) count += this.#plan(level - 1, child, at, next, oa);
+      else if (!this.#canLeaf(level, base, size, at, next, oa))
+        count += 1 + this.#plan(level - 1, -1, at, next, oa);
       at = next;
     }
     return count;
@@ -219,30 +250,51 @@ export class PageTable {
     fresh: number[],
   ): void {
     const fmt = this.format;
-    const sizeLg2 = entrySizeLg2(fmt, level);
-    const size = 2 ** sizeLg2;
-    const span = size * this.#entries(level);
+    const size = this.#size[level]!;
+    const span = size * this.#entries[level]!;
+    let pfn = -1;
+    let words: Uint32Array = EMPTY_WORDS;
+    if (level === 0) {
+      // Leaf table: consecutive entries, consecutive output addresses.
+      let oa = pa;
+      const first = Math.floor((start % span) / size);
+      const n = (end - start) / size;
+      for (let i = first; i < first + n; i++, oa += size) {
+        const ea = table + i * 8;
+        const p = Math.floor(ea / PAGE);
+        if (p !== pfn) {
+          words = this.#write(p);
+          pfn = p;
+        }
+        const w = (ea & 0xfff) >>> 2;
+        fmt.encodeLeaf(oa, 0, prot, scratch);
+        words[w] = scratch[0]!;
+        words[w + 1] = scratch[1]!;
+      }
+      return;
+    }
     let at = start;
     while (at < end) {
       const base = at - (at % size);
       const next = Math.min(base + size, end);
       const ea = table + ((base % span) / size) * 8;
-      const words = this.#write(ea);
       const w = (ea & 0xfff) >>> 2;
-      const kind = fmt.entryKind(words[w]!, words[w + 1]!, level);
       const oa = pa + (at - start);
+      let page = this.#write(Math.floor(ea / PAGE));
+      const kind = fmt.entryKind(page[w]!, page[w + 1]!, level);
       if (kind === EntryKind.TABLE) {
-        this.#fill(level - 1, fmt.entryAddress(words[w]!, words[w + 1]!, level), at, next, oa, prot, fresh);
+        this.#fill(level - 1, fmt.entryAddress(page[w]!, page[w + 1]!, level), at, next, oa, prot, fresh);
       } else if (this.#canLeaf(level, base, size, at, next, oa)) {
         fmt.encodeLeaf(oa, level, prot, scratch);
-        words[w] = scratch[0]!;
-        words[w + 1] = scratch[1]!;
+        page[w] = scratch[0]!;
+        page[w + 1] = scratch[1]!;
       } else {
         const child = fresh.pop()!;
         this.#fill(level - 1, child, at, next, oa, prot, fresh);
         fmt.encodeTable(child, level, scratch);
-        words[w] = scratch[0]!;
-        words[w + 1] = scratch[1]!;
+        page = this.#write(Math.floor(ea / PAGE));
+        page[w] = scratch[0]!;
+        page[w + 1] = scratch[1]!;
       }
       at = next;
     }
@@ -253,60 +305,89 @@ export class PageTable {
    * the bytes unmapped. EINVAL (nothing changed) if a leaf straddles either end.
    */
   unmap(iova: number, length: number): number {
-    if (length <= 0) return 0;
-    this.#checkSplit(this.#topLevel, this.root, iova, iova + length);
-    return this.#clear(this.#topLevel, this.root, iova, iova + length);
+    if (!(length > 0)) return 0;
+    this.#checkSplit(this.#top, this.root, iova, iova + length);
+    return this.#clear(this.#top, this.root, iova, iova + length);
   }
 
   #checkSplit(level: number, table: number, start: number, end: number): void {
-    const size = 2 ** entrySizeLg2(this.format, level);
-    const span = size * this.#entries(level);
-    let at = start;
+    const fmt = this.format;
+    const size = this.#size[level]!;
+    const span = size * this.#entries[level]!;
     const stop = Math.min(end, start - (start % span) + span);
+    if (level === 0) {
+      // Only the first and last entries can straddle the range.
+      for (const at of [start, stop - 1]) {
+        const base = at - (at % size);
+        if (base >= start && base + size <= end) continue;
+        const ea = table + ((base % span) / size) * 8;
+        const words = this.#read(Math.floor(ea / PAGE));
+        const w = (ea & 0xfff) >>> 2;
+        if (fmt.entryKind(words[w]!, words[w + 1]!, 0) === EntryKind.LEAF)
+          throw splitError(start, end, size, base);
+      }
+      return;
+    }
+    let at = start;
     while (at < stop) {
       const base = at - (at % size);
       const next = Math.min(base + size, stop);
       const ea = table + ((base % span) / size) * 8;
-      const words = this.#read(ea);
+      const words = this.#read(Math.floor(ea / PAGE));
       const w = (ea & 0xfff) >>> 2;
-      const kind = this.format.entryKind(words[w]!, words[w + 1]!, level);
-      if (kind === EntryKind.LEAF && (base < start || base + size > end)) {
-        throw new IommuError(
-          "EINVAL",
-          `unmap ${hex(start)}..${hex(end)} would split the ${hex(size)} page at ${hex(base)}`,
-          {
-            iova: base,
-          },
-        );
-      }
-      if (kind === EntryKind.TABLE) {
-        this.#checkSplit(level - 1, this.format.entryAddress(words[w]!, words[w + 1]!, level), at, next);
-      }
+      const kind = fmt.entryKind(words[w]!, words[w + 1]!, level);
+      if (kind === EntryKind.LEAF && (base < start || base + size > end))
+        throw splitError(start, end, size, base);
+      if (kind === EntryKind.TABLE)
+        this.#checkSplit(level - 1, fmt.entryAddress(words[w]!, words[w + 1]!, level), at, next);
       at = next;
     }
   }
 
   #clear(level: number, table: number, start: number, end: number): number {
-    const size = 2 ** entrySizeLg2(this.format, level);
-    const span = size * this.#entries(level);
-    let at = start;
-    let done = 0;
+    const fmt = this.format;
+    const size = this.#size[level]!;
+    const span = size * this.#entries[level]!;
     const stop = Math.min(end, start - (start % span) + span);
+    let done = 0;
+    if (level === 0) {
+      let pfn = -1;
+      let words: Uint32Array = EMPTY_WORDS;
+      const first = Math.floor((start % span) / size);
+      const n = Math.ceil((stop - (start - (start % size))) / size);
+      for (let i = first; i < first + n; i++) {
+        const ea = table + i * 8;
+        const p = Math.floor(ea / PAGE);
+        if (p !== pfn) {
+          words = this.#write(p);
+          pfn = p;
+        }
+        const w = (ea & 0xfff) >>> 2;
+        if (fmt.entryKind(words[w]!, words[w + 1]!, 0) === EntryKind.LEAF) {
+          words[w] = 0;
+          words[w + 1] = 0;
+          done += size;
+        }
+      }
+      return done;
+    }
+    let at = start;
     while (at < stop) {
       const base = at - (at % size);
       const next = Math.min(base + size, stop);
       const ea = table + ((base % span) / size) * 8;
-      const words = this.#write(ea);
       const w = (ea & 0xfff) >>> 2;
-      const kind = this.format.entryKind(words[w]!, words[w + 1]!, level);
+      let words = this.#write(Math.floor(ea / PAGE));
+      const kind = fmt.entryKind(words[w]!, words[w + 1]!, level);
       if (kind === EntryKind.LEAF) {
         words[w] = 0;
         words[w + 1] = 0;
         done += size;
       } else if (kind === EntryKind.TABLE) {
-        const child = this.format.entryAddress(words[w]!, words[w + 1]!, level);
+        const child = fmt.entryAddress(words[w]!, words[w + 1]!, level);
         done += this.#clear(level - 1, child, at, next);
-        if (this.#isEmpty(child, this.#tableBytes(level - 1))) {
+        if (this.#isEmpty(child, this.#bytes[level - 1]!)) {
+          words = this.#write(Math.floor(ea / PAGE));
           words[w] = 0;
           words[w + 1] = 0;
           this.tables.free(child);
@@ -318,8 +399,8 @@ export class PageTable {
   }
 
   #isEmpty(table: number, bytes: number): boolean {
-    for (let off = 0; off < bytes; off += 4096) {
-      const words = this.#read(table + off);
+    for (let off = 0; off < bytes; off += PAGE) {
+      const words = this.#read(Math.floor((table + off) / PAGE));
       for (let i = 0; i < 1024; i++) if (words[i] !== 0) return false;
     }
     return true;
@@ -327,13 +408,13 @@ export class PageTable {
 
   /** The leaf translating `iova`, or null (a software walk of the host's own table). */
   lookup(iova: number): PtLeaf | null {
-    if (iova < 0 || iova >= 2 ** this.inputBits) return null;
+    if (!(iova >= 0) || iova >= 2 ** this.inputBits) return null;
     let table = this.root;
-    for (let level = this.#topLevel; level >= 0; level--) {
-      const size = 2 ** entrySizeLg2(this.format, level);
-      const span = size * this.#entries(level);
+    for (let level = this.#top; level >= 0; level--) {
+      const size = this.#size[level]!;
+      const span = size * this.#entries[level]!;
       const ea = table + Math.floor((iova % span) / size) * 8;
-      const words = this.#read(ea);
+      const words = this.#read(Math.floor(ea / PAGE));
       const w = (ea & 0xfff) >>> 2;
       const lo = words[w]!;
       const hi = words[w + 1]!;
@@ -355,23 +436,23 @@ export class PageTable {
 
   /** Visits every leaf overlapping [iova, iova + length) in order. */
   forEachLeaf(iova: number, length: number, visit: LeafVisitor): void {
-    this.#visit(this.#topLevel, this.root, iova, iova + length, visit);
+    this.#visit(this.#top, this.root, iova, iova + length, visit);
   }
 
   #visit(level: number, table: number, start: number, end: number, visit: LeafVisitor): void {
-    const sizeLg2 = entrySizeLg2(this.format, level);
-    const size = 2 ** sizeLg2;
-    const span = size * this.#entries(level);
+    const size = this.#size[level]!;
+    const span = size * this.#entries[level]!;
     let at = start;
     const stop = Math.min(end, start - (start % span) + span);
     while (at < stop) {
       const base = at - (at % size);
       const next = Math.min(base + size, stop);
       const ea = table + ((base % span) / size) * 8;
-      const words = this.#read(ea);
+      const words = this.#read(Math.floor(ea / PAGE));
       const w = (ea & 0xfff) >>> 2;
       const kind = this.format.entryKind(words[w]!, words[w + 1]!, level);
-      if (kind === EntryKind.LEAF) visit(base, sizeLg2, this.#write(ea), w, level);
+      if (kind === EntryKind.LEAF)
+        visit(base, entrySizeLg2(this.format, level), this.#write(Math.floor(ea / PAGE)), w, level);
       else if (kind === EntryKind.TABLE) {
         this.#visit(level - 1, this.format.entryAddress(words[w]!, words[w + 1]!, level), at, next, visit);
       }
@@ -381,15 +462,15 @@ export class PageTable {
 
   /** Frees every table including the root. The table must not be used afterwards. */
   destroy(): void {
-    this.#destroy(this.#topLevel, this.root);
+    this.#destroy(this.#top, this.root);
   }
 
   #destroy(level: number, table: number): void {
     if (level > 0) {
-      const n = this.#entries(level);
+      const n = this.#entries[level]!;
       for (let i = 0; i < n; i++) {
         const ea = table + i * 8;
-        const words = this.#read(ea);
+        const words = this.#read(Math.floor(ea / PAGE));
         const w = (ea & 0xfff) >>> 2;
         if (this.format.entryKind(words[w]!, words[w + 1]!, level) === EntryKind.TABLE) {
           this.#destroy(level - 1, this.format.entryAddress(words[w]!, words[w + 1]!, level));
@@ -398,4 +479,16 @@ export class PageTable {
     }
     this.tables.free(table);
   }
+}
+
+const EMPTY_WORDS = new Uint32Array(1024);
+
+function splitError(start: number, end: number, size: number, base: number): IommuError {
+  return new IommuError(
+    "EINVAL",
+    `unmap ${hex(start)}..${hex(end)} would split the ${hex(size)} page at ${hex(base)}`,
+    {
+      iova: base,
+    },
+  );
 }

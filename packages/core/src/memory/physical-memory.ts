@@ -152,12 +152,16 @@ export class PhysicalMemory {
 
   /** The page with frame number `pfn` for writing (created on first use), or null for a bus error. */
   writePage(pfn: number): Uint32Array | null {
-    const p = this.#pages.get(pfn);
-    if (p !== undefined) return p;
-    if (!this.isRam(pfn * PAGE_SIZE)) return null;
-    const page = this.#newPage();
-    this.#pages.set(pfn, page);
-    if (this.#lastPfn === pfn) this.#lastPfn = -1;
+    // The one-page cache only ever holds resident pages, so it serves writes too.
+    if (pfn === this.#lastPfn && this.#lastPage !== ZERO_PAGE) return this.#lastPage;
+    let page = this.#pages.get(pfn);
+    if (page === undefined) {
+      if (!this.isRam(pfn * PAGE_SIZE)) return null;
+      page = this.#newPage();
+      this.#pages.set(pfn, page);
+    }
+    this.#lastPfn = pfn;
+    this.#lastPage = page;
     return page;
   }
 

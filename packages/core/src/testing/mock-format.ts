@@ -39,7 +39,7 @@ export const mockFormat: PtFormat = {
   leafPerm: (lo: number): number =>
     (lo & MockPte.R ? Perm.R : 0) | (lo & MockPte.W ? Perm.W : 0) | (lo & MockPte.X ? Perm.X : 0),
   encodeTable(tablePa: number, _level: number, out: Uint32Array): void {
-    out[0] = ((tablePa % 4294967296) | MockPte.V) >>> 0;
+    out[0] = (tablePa | MockPte.V) >>> 0; // ToInt32 keeps bits 31:0 of any address below 2^53
     out[1] = Math.floor(tablePa / 4294967296);
   },
   encodeLeaf(oa: number, _level: number, prot: number, out: Uint32Array): void {
@@ -47,7 +47,7 @@ export const mockFormat: PtFormat = {
     if (prot & Perm.R) lo |= MockPte.R;
     if (prot & Perm.W) lo |= MockPte.W;
     if (prot & Perm.X) lo |= MockPte.X;
-    out[0] = ((oa % 4294967296) | lo) >>> 0;
+    out[0] = (oa | lo) >>> 0;
     out[1] = Math.floor(oa / 4294967296);
   },
   isDirty: (lo: number): boolean => (lo & MockPte.D) !== 0,
