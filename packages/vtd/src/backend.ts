@@ -863,7 +863,8 @@ export class VtdBackend implements Backend {
       if (old.kind === "fs" || old.kind === "nested")
         descs.push({ type: "pasid-iotlb", g: 2, did: old.did, pasid, addr: 0, ih: false, am: 0 });
       else descs.push({ type: "iotlb", g: 2, dr: true, dw: true, did: old.did, addr: 0, ih: false, am: 0 });
-      if (dev.spec.ats === true) descs.push(devTlbAll(dev.spec.rid));
+      if (dev.spec.ats === true)
+        descs.push(pasid === RID_PASID ? devTlbAll(dev.spec.rid) : pasidDevTlbAll(dev.spec.rid, pasid));
     }
     if (descs.length > 0) this.submit(descs);
   }
@@ -912,15 +913,15 @@ export class VtdBackend implements Backend {
   }
 
   /** The (DID, PASID) tags a domain's translations carry, and the ATS source-ids behind it. */
-  #tagsOf(d: VtdDomain): { pasids: number[]; atsSids: number[] } {
+  #tagsOf(d: VtdDomain): { pasids: number[]; ats: InvDescriptor[] } {
     const pasids = new Set<number>();
-    const atsSids = new Set<number>();
+    const ats: InvDescriptor[] = [];
     for (const u of d.users) {
       const [r, p] = u.split(":").map(Number) as [number, number];
       pasids.add(p < 0 ? (this.scalable ? RID_PASID : 0) : p);
-      if (this.#devices.get(r)?.spec.ats === true) atsSids.add(r);
+      if (this.#devices.get(r)?.spec.ats === true) ats.push(p < 0 ? devTlbAll(r) : pasidDevTlbAll(r, p));
     }
-    return { pasids: [...pasids], atsSids: [...atsSids] };
+    return { pasids: [...pasids], ats };
   }
 
   /** Invalidates a changed IOVA range of a paging domain (Linux cache_tag_flush_range). */
@@ -946,15 +947,15 @@ export class VtdBackend implements Backend {
         );
       }
     }
-    for (const sid of this.#tagsOf(d).atsSids) descs.push(devTlbAll(sid));
-    for (const c of d.children) for (const sid of this.#tagsOf(c).atsSids) descs.push(devTlbAll(sid));
+    descs.push(...this.#tagsOf(d).ats);
+    for (const c of d.children) descs.push(...this.#tagsOf(c).ats);
     this.submit(descs);
   }
 
   /** Nested user invalidation: PASID-based IOTLB for every PASID the domain serves. */
   flushNested(d: VtdDomain, all: boolean, addr: bigint, npages: bigint, leaf: boolean): void {
     const descs: InvDescriptor[] = [];
-    const { pasids, atsSids } = this.#tagsOf(d);
+    const { pasids, ats } = this.#tagsOf(d);
     let am = 0;
     while (1n << BigInt(am) < npages) am++;
     const start = Number(addr - (addr % (1n << BigInt(12 + am))));
@@ -965,7 +966,7 @@ export class VtdBackend implements Backend {
           : { type: "pasid-iotlb", g: 3, did: d.did, pasid, addr: start, ih: leaf, am },
       );
     }
-    for (const sid of atsSids) descs.push(devTlbAll(sid));
+    descs.push(...ats);
     this.submit(descs);
   }
 
@@ -1091,6 +1092,20 @@ export class VtdBackend implements Backend {
   contextEntryWords(rid: number): bigint[] | null {
     return readWords(this.memory, this.#ctxEntryPa(rid), this.scalable ? 4 : 2);
   }
+}
+
+function pasidDevTlbAll(sid: number, pasid: number): InvDescriptor {
+  // PASID-based device-TLB invalidation of everything (Linux qi_flush_dev_iotlb_pasid, spec 6.5.2.7).
+  return {
+    type: "pasid-dev-tlb",
+    sid,
+    pasid,
+    pfsid: sid,
+    qdep: 0,
+    global: false,
+    s: true,
+    addr: 0x7ffffffffffff000,
+  };
 }
 
 function devTlbAll(sid: number): InvDescriptor {

@@ -281,6 +281,11 @@ describe("map / unmap / invalidate", () => {
     expect(b.hw.descriptorCounts.get(DescType.DEV_TLB)).toBe(before + 1);
     b.detach(0x0381, Intent.rid);
     expect(b.hw.descriptorCounts.get(DescType.DEV_TLB)).toBe(before + 2);
+    // PASID attachments use the PASID-based device-TLB invalidation.
+    b.attach(0x0381, Intent.pasid(3), d);
+    d.map(0, 0x1000, 0x1000, Perm.R);
+    d.unmap(0, 0x1000);
+    expect(b.hw.descriptorCounts.get(DescType.PASID_DEV_TLB)).toBe(1);
     expect(b.capabilities(0x0381).features.atsNotSupported).toBe(false);
   });
 
