@@ -63,7 +63,8 @@ function batchFor(fn: () => void): number {
 async function measure(c: BenchCase): Promise<[number, number]> {
   const fixed = c.iterations;
   const kc = fixed === undefined ? batchFor(c.fn) : 1;
-  const kb = fixed === undefined ? batchFor(c.baselineFn) : 1;
+  // Baselines are batched even for fixed-iteration cases: a raw copy can be too fast to time alone.
+  const kb = batchFor(c.baselineFn);
   const caseRuns: number[] = [];
   const baseRuns: number[] = [];
   for (let r = 0; r < rounds; r++) {
