@@ -30,7 +30,7 @@ import type {
 } from "@iommu-kit/core";
 import { assertIntentAllowed, createTranslation, hex, IommuError, outcomeOf, Perm } from "@iommu-kit/core";
 import type { PtFormat } from "@iommu-kit/core/driver";
-import { EntryKind, PageTable } from "@iommu-kit/core/driver";
+import { PageTable } from "@iommu-kit/core/driver";
 import { decodeCd, encodeCd, encodeL1Cd } from "./format/cd.ts";
 import type { Command } from "./format/command.ts";
 import { CmdError, CmdOp, encodeCommand } from "./format/command.ts";
@@ -305,7 +305,7 @@ export class SmmuPagingDomain extends SmmuDomain {
     if (pa < 0 || pa + length > 2 ** this.backend.hw.oas)
       throw bad("EINVAL", `pa ${hex(pa)} is beyond the OAS`, details);
     if ((prot & (Perm.R | Perm.W)) === 0) throw bad("EINVAL", "prot must grant read or write", { prot });
-    if (!this.#mapInLeafTable(iova, pa, length, prot)) this.pt.map(iova, pa, length, prot);
+    this.pt.map(iova, pa, length, prot);
     // New entries replace invalid ones: nothing cached to invalidate (the SMMU caches no faults).
   }
 
@@ -321,8 +321,7 @@ export class SmmuPagingDomain extends SmmuDomain {
     )
       throw bad("EINVAL", `unmap ${hex(iova)}+${hex(length)} is not ${hex(min)}-aligned`, { iova, length });
     if (length === 0) return 0;
-    let done = this.#unmapInLeafTable(iova, length);
-    if (done < 0) done = this.pt.unmap(iova, length);
+    const done = this.pt.unmap(iova, length);
     if (done > 0) this.invalidateIova(iova, length);
     return done;
   }
@@ -331,119 +330,6 @@ export class SmmuPagingDomain extends SmmuDomain {
     if (this.freed || iova < 0 || iova > this.aperture.last) return -1;
     return this.pt.lookup(iova)?.pa ?? -1;
   }
-
-  /**
-   * The last-level table (spec level 3) holding [iova, iova + length) when the range fits
-   * in one and is too short for a block, or -1: the common case of map/unmap, done here
-   * without the generic walker's planning (same descriptors, same atomicity).
-   */
-  #leafTable(iova: number, length: number): number {
-    const g = this.spec.granuleLg2;
-    const span = 2 ** (2 * g - 3); // bytes one last-level table maps = the smallest block size
-    if (Math.floor(iova / span) !== Math.floor((iova + length - 1) / span)) return -1;
-    const fmt = this.ptFormat;
-    let table = this.pt.root;
-    for (let level = fmt.levels - 1; level >= 1; level--) {
-      const shift = g + level * (g - 3);
-      const entries = level === fmt.levels - 1 ? 2 ** (fmt.topTableLg2 - 3) : 2 ** (g - 3);
-      const ea = table + (Math.floor(iova / 2 ** shift) % entries) * 8;
-      const words = this.backend.memory.readPage(Math.floor(ea / 4096));
-      if (words === null) return -1;
-      const w = (ea % 4096) >>> 2;
-      if (fmt.entryKind(words[w]!, words[w + 1]!, level) !== EntryKind.TABLE) return -1;
-      table = fmt.entryAddress(words[w]!, words[w + 1]!, level);
-    }
-    return table;
-  }
-
-  #mapInLeafTable(iova: number, pa: number, length: number, prot: number): boolean {
-    const table = this.#leafTable(iova, length);
-    if (table < 0) return false;
-    const g = this.spec.granuleLg2;
-    if (g === 16 || pa + length > 2 ** 48) return false; // LPA bits: the generic encoder
-    const n = length / 2 ** g;
-    const first = table + (Math.floor(iova / 2 ** g) % 2 ** (g - 3)) * 8;
-    const mem = this.backend.memory;
-    // One template descriptor; each leaf adds its page address (below 2^48). One pass: an
-    // occupied entry undoes the writes so far (they replaced empty entries) and lets the
-    // generic path report EEXIST, so the table is unchanged on failure.
-    const out = this.#scratch;
-    this.ptFormat.encodeLeaf(0, 0, prot, out);
-    const tlo = out[0]!;
-    const thi = out[1]!;
-    const step = 2 ** g;
-    let lo = pa % 4294967296;
-    let hi = Math.floor(pa / 4294967296);
-    for (let i = 0; i < n; ) {
-      const ea = first + i * 8;
-      const words = mem.writePage(Math.floor(ea / 4096));
-      const w0 = (ea % 4096) >>> 2;
-      const cnt = Math.min(n - i, (1024 - w0) >>> 1);
-      if (words === null) return this.#undoMap(first, i);
-      for (let k = 0; k < cnt; k++) {
-        const w = w0 + 2 * k;
-        if ((words[w]! & 1) !== 0) return this.#undoMap(first, i + k);
-        words[w] = (tlo + lo) >>> 0;
-        words[w + 1] = thi + hi;
-        lo += step;
-        if (lo >= 4294967296) {
-          lo -= 4294967296;
-          hi++;
-        }
-      }
-      i += cnt;
-    }
-    return true;
-  }
-
-  /** Clears the first `count` entries written by a one-pass map that met an occupied entry. */
-  #undoMap(first: number, count: number): false {
-    for (let i = 0; i < count; i++) this.backend.memory.write64(first + i * 8, 0n);
-    return false;
-  }
-
-  /** Unmaps inside one last-level table that stays non-empty; -1 when the generic path must do it. */
-  #unmapInLeafTable(iova: number, length: number): number {
-    const table = this.#leafTable(iova, length);
-    if (table < 0) return -1;
-    const g = this.spec.granuleLg2;
-    const entries = 2 ** (g - 3);
-    const firstIdx = Math.floor(iova / 2 ** g) % entries;
-    const n = length / 2 ** g;
-    const mem = this.backend.memory;
-    // Does any entry outside the range stay valid? Otherwise the generic path frees the table.
-    let keeps = false;
-    for (let i = 0; i < entries && !keeps; ) {
-      if (i === firstIdx) {
-        i += n;
-        continue;
-      }
-      const stop = i < firstIdx ? firstIdx : entries;
-      const ea = table + i * 8;
-      const words = mem.readPage(Math.floor(ea / 4096));
-      const w0 = (ea % 4096) >>> 2;
-      const cnt = Math.min(stop - i, (1024 - w0) >>> 1);
-      if (words !== null) for (let k = 0; k < cnt; k++) if ((words[w0 + 2 * k]! & 1) !== 0) keeps = true;
-      i += cnt;
-    }
-    if (!keeps) return -1;
-    let done = 0;
-    for (let i = 0; i < n; ) {
-      const ea = table + (firstIdx + i) * 8;
-      const words = mem.writePage(Math.floor(ea / 4096))!;
-      const w0 = (ea % 4096) >>> 2;
-      const cnt = Math.min(n - i, (1024 - w0) >>> 1);
-      for (let k = 0; k < cnt; k++) {
-        if ((words[w0 + 2 * k]! & 1) !== 0) done++;
-        words[w0 + 2 * k] = 0;
-        words[w0 + 2 * k + 1] = 0;
-      }
-      i += cnt;
-    }
-    return done * 2 ** g;
-  }
-
-  readonly #scratch = new Uint32Array(2);
 
   /** Issues the TLB invalidation a driver issues after changing [iova, iova + length) (range TLBI + CMD_SYNC). */
   invalidateIova(iova: number, length: number): void {

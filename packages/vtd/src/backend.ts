@@ -71,7 +71,6 @@ import {
 } from "./hw-info.ts";
 import { isReadFault } from "./internal/config.ts";
 import { dumpUnit } from "./internal/dump.ts";
-import { fastMap4k, fastUnmapAligned } from "./internal/fast-map.ts";
 import { readWords, writeWords } from "./internal/words.ts";
 import type { Cfg } from "./walk.ts";
 import { Kind } from "./walk.ts";
@@ -196,7 +195,7 @@ export class VtdDomain implements Domain {
       throw new IommuError("EINVAL", `map target ${pa} is beyond the host address width`, { pa });
     if ((prot & (Perm.R | Perm.W)) === 0)
       throw new IommuError("EINVAL", `map needs read or write permission (prot ${prot})`, { prot });
-    if (!fastMap4k(t, this.backend.memory, iova, pa, length, prot)) t.map(iova, pa, length, prot);
+    t.map(iova, pa, length, prot);
     // Not-present entries are never cached without caching mode (spec 6.1), so a map
     // needs no invalidation unless CAP.CM is set.
     if (this.backend.cachingMode) this.backend.flushRange(this, iova, length);
@@ -206,8 +205,7 @@ export class VtdDomain implements Domain {
     const t = this.#paging("unmap");
     if (!Number.isSafeInteger(iova) || !Number.isSafeInteger(length) || iova < 0)
       throw new IommuError("EINVAL", `unmap ${iova}+${length} is not a valid range`, { iova, length });
-    const fast = fastUnmapAligned(t, this.backend.memory, iova, length);
-    const n = fast >= 0 ? fast : t.unmap(iova, length);
+    const n = t.unmap(iova, length);
     if (n > 0) this.backend.flushRange(this, iova, length);
     return n;
   }

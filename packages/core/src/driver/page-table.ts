@@ -48,6 +48,12 @@ export interface PtFormat {
   encodeTable(tablePa: number, level: number, out: Uint32Array): void;
   /** Encodes a leaf mapping `oa` with `prot` at `level` into out[0], out[1]. */
   encodeLeaf(oa: number, level: number, prot: number, out: Uint32Array): void;
+  /**
+   * True when a leaf's address field holds the output address in place, so that for any
+   * `oa` below 2^48 aligned to the leaf size, `encodeLeaf(oa)` equals `encodeLeaf(0)`
+   * with `oa` OR-ed into the halves. Lets map write a run of leaves from one template.
+   */
+  readonly linearLeafAddress?: boolean;
   /** True when a LEAF is marked dirty (formats with hardware dirty tracking). */
   isDirty?(lo: number, hi: number, level: number): boolean;
   /** Clears the dirty mark of a LEAF into out[0], out[1]. */
@@ -156,6 +162,7 @@ export class PageTable {
         length,
       });
     }
+    if (this.#mapRun(iova, pa, length, prot)) return;
     const need = this.#plan(this.#top, this.root, iova, iova + length, pa);
     const fresh: number[] = [];
     try {
@@ -166,6 +173,127 @@ export class PageTable {
       throw e;
     }
     this.#fill(this.#top, this.root, iova, iova + length, pa, prot, fresh);
+  }
+
+  /**
+   * Walks to the level-1 entry covering [iova, iova + length) when the run fits one
+   * level-0 table and every table above exists. Returns the entry's address (and sets
+   * #runKind to its kind), or -1. Map and unmap of such a run (the common case) skip the
+   * general recursion.
+   */
+  #runEntry(iova: number, length: number): number {
+    if (this.#top === 0) return -1;
+    const span = this.#size[1]!;
+    if (Math.floor(iova / span) !== Math.floor((iova + length - 1) / span)) return -1;
+    const fmt = this.format;
+    let table = this.root;
+    for (let level = this.#top; ; level--) {
+      const ea = table + (Math.floor(iova / this.#size[level]!) % this.#entries[level]!) * 8;
+      const words = this.#read(Math.floor(ea / PAGE));
+      const w = (ea & 0xfff) >>> 2;
+      const kind = fmt.entryKind(words[w]!, words[w + 1]!, level);
+      if (level === 1) {
+        this.#runKind = kind;
+        return ea;
+      }
+      if (kind !== EntryKind.TABLE) return -1;
+      table = fmt.entryAddress(words[w]!, words[w + 1]!, level);
+    }
+  }
+
+  #runKind = 0;
+
+  /** The level-0 table holding all of [iova, iova + length), or -1. */
+  #leafTable(iova: number, length: number): number {
+    const ea = this.#runEntry(iova, length);
+    if (ea < 0 || this.#runKind !== EntryKind.TABLE) return -1;
+    const words = this.#read(Math.floor(ea / PAGE));
+    const w = (ea & 0xfff) >>> 2;
+    return this.format.entryAddress(words[w]!, words[w + 1]!, 1);
+  }
+
+  /** Maps a run inside one leaf table (made here when missing); false when the general path must do it. */
+  #mapRun(iova: number, pa: number, length: number, prot: number): boolean {
+    const fmt = this.format;
+    if (!fmt.leafAllowed(0)) return false;
+    const ea = this.#runEntry(iova, length);
+    if (ea < 0) return false;
+    const size = this.#size[0]!;
+    const first = Math.floor(iova / size) % this.#entries[0]!;
+    const n = length / size;
+    const pw = (ea & 0xfff) >>> 2;
+    if (this.#runKind === EntryKind.TABLE) {
+      const up = this.#read(Math.floor(ea / PAGE));
+      const table = fmt.entryAddress(up[pw]!, up[pw + 1]!, 1);
+      // Every target slot must be all-zero (how this table leaves unused entries); anything
+      // else goes to the general path, which decides EEXIST by the format's rules.
+      let words = this.#read(Math.floor((table + first * 8) / PAGE));
+      let w = ((table + first * 8) & 0xfff) >>> 2;
+      for (let k = 0; k < n; k++, w += 2) {
+        if (w === 1024) {
+          words = this.#read(Math.floor((table + (first + k) * 8) / PAGE));
+          w = 0;
+        }
+        if ((words[w]! | words[w + 1]!) !== 0) return false;
+      }
+      this.#writeRun(table, first, n, pa, prot);
+      return true;
+    }
+    if (this.#runKind !== EntryKind.EMPTY) return false;
+    // Level-1 entry empty: a block may fit (the general path decides), else one new leaf table.
+    const base = iova - (iova % this.#size[1]!);
+    if (this.#canLeaf(1, base, this.#size[1]!, iova, iova + length, pa)) return false;
+    const table = this.tables.alloc(fmt.granuleLg2, `${fmt.name} table`);
+    this.#writeRun(table, first, n, pa, prot);
+    fmt.encodeTable(table, 1, scratch);
+    const parent = this.#write(Math.floor(ea / PAGE));
+    parent[pw] = scratch[0]!;
+    parent[pw + 1] = scratch[1]!;
+    return true;
+  }
+
+  /** Writes `n` consecutive leaves at level 0 from index `first` of `table`, mapping `pa` upward. */
+  #writeRun(table: number, first: number, n: number, pa: number, prot: number): void {
+    const fmt = this.format;
+    const size = this.#size[0]!;
+    const template = fmt.linearLeafAddress === true && pa + n * size <= 2 ** 48;
+    let tlo = 0;
+    let thi = 0;
+    if (template) {
+      fmt.encodeLeaf(0, 0, prot, scratch);
+      tlo = scratch[0]!;
+      thi = scratch[1]!;
+    }
+    let words = this.#write(Math.floor((table + first * 8) / PAGE));
+    let w = ((table + first * 8) & 0xfff) >>> 2;
+    if (template) {
+      // The output address as halves, stepped without division.
+      let hi = Math.floor(pa / 4294967296);
+      let lo = pa - hi * 4294967296;
+      for (let k = 0; k < n; k++, w += 2) {
+        if (w === 1024) {
+          words = this.#write(Math.floor((table + (first + k) * 8) / PAGE));
+          w = 0;
+        }
+        words[w] = (tlo | lo) >>> 0;
+        words[w + 1] = (thi | hi) >>> 0;
+        lo += size;
+        if (lo >= 4294967296) {
+          lo -= 4294967296;
+          hi++;
+        }
+      }
+      return;
+    }
+    for (let k = 0; k < n; k++, w += 2) {
+      if (w === 1024) {
+        words = this.#write(Math.floor((table + (first + k) * 8) / PAGE));
+        w = 0;
+      }
+      fmt.encodeLeaf(pa + k * size, 0, prot, scratch);
+      words[w] = scratch[0]!;
+      words[w + 1] = scratch[1]!;
+    }
   }
 
   #canLeaf(level: number, base: number, size: number, start: number, end: number, pa: number): boolean {
@@ -252,25 +380,8 @@ export class PageTable {
     const fmt = this.format;
     const size = this.#size[level]!;
     const span = size * this.#entries[level]!;
-    let pfn = -1;
-    let words: Uint32Array = EMPTY_WORDS;
     if (level === 0) {
-      // Leaf table: consecutive entries, consecutive output addresses.
-      let oa = pa;
-      const first = Math.floor((start % span) / size);
-      const n = (end - start) / size;
-      for (let i = first; i < first + n; i++, oa += size) {
-        const ea = table + i * 8;
-        const p = Math.floor(ea / PAGE);
-        if (p !== pfn) {
-          words = this.#write(p);
-          pfn = p;
-        }
-        const w = (ea & 0xfff) >>> 2;
-        fmt.encodeLeaf(oa, 0, prot, scratch);
-        words[w] = scratch[0]!;
-        words[w + 1] = scratch[1]!;
-      }
+      this.#writeRun(table, Math.floor((start % span) / size), (end - start) / size, pa, prot);
       return;
     }
     let at = start;
@@ -306,6 +417,16 @@ export class PageTable {
    */
   unmap(iova: number, length: number): number {
     if (!(length > 0)) return 0;
+    const g = this.#size[0]!;
+    if (iova % g === 0 && length % g === 0) {
+      // A run inside one leaf table: clear it there; only an emptied table needs the walk.
+      const table = this.#leafTable(iova, length);
+      if (table >= 0) {
+        const done = this.#clear(0, table, iova, iova + length);
+        if (this.#isEmpty(table, this.#bytes[0]!)) this.#clear(this.#top, this.root, iova, iova + length);
+        return done;
+      }
+    }
     this.#checkSplit(this.#top, this.root, iova, iova + length);
     return this.#clear(this.#top, this.root, iova, iova + length);
   }
@@ -385,6 +506,16 @@ export class PageTable {
         done += size;
       } else if (kind === EntryKind.TABLE) {
         const child = fmt.entryAddress(words[w]!, words[w + 1]!, level);
+        if (base >= start && base + size <= end) {
+          // The whole subtree goes: count its leaves and free its tables (freed blocks are
+          // zeroed by the allocator) without clearing entries one by one.
+          done += this.#drop(level - 1, child);
+          words = this.#write(Math.floor(ea / PAGE));
+          words[w] = 0;
+          words[w + 1] = 0;
+          at = next;
+          continue;
+        }
         done += this.#clear(level - 1, child, at, next);
         if (this.#isEmpty(child, this.#bytes[level - 1]!)) {
           words = this.#write(Math.floor(ea / PAGE));
@@ -395,6 +526,32 @@ export class PageTable {
       }
       at = next;
     }
+    return done;
+  }
+
+  /** Bytes mapped under `table` (a table at `level`); frees it and every table below it. */
+  #drop(level: number, table: number): number {
+    const fmt = this.format;
+    const size = this.#size[level]!;
+    let done = 0;
+    let pfn = -1;
+    let words: Uint32Array = EMPTY_WORDS;
+    for (let i = 0; i < this.#entries[level]!; i++) {
+      const ea = table + i * 8;
+      const p = Math.floor(ea / PAGE);
+      if (p !== pfn) {
+        words = this.#read(p);
+        pfn = p;
+      }
+      const w = (ea & 0xfff) >>> 2;
+      const kind = fmt.entryKind(words[w]!, words[w + 1]!, level);
+      if (kind === EntryKind.LEAF) done += size;
+      else if (kind === EntryKind.TABLE) {
+        done += this.#drop(level - 1, fmt.entryAddress(words[w]!, words[w + 1]!, level));
+        pfn = -1; // the child's free may have released pages
+      }
+    }
+    this.tables.free(table);
     return done;
   }
 

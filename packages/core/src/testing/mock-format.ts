@@ -31,6 +31,7 @@ export const mockFormat: PtFormat = {
   levels: 3,
   topTableLg2: 12,
   leafAllowed: () => true,
+  linearLeafAddress: true,
   entryKind(lo: number, _hi: number, level: number): number {
     if ((lo & MockPte.V) === 0) return EntryKind.EMPTY;
     return level === 0 || lo & MockPte.L ? EntryKind.LEAF : EntryKind.TABLE;

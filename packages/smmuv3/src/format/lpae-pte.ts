@@ -189,6 +189,7 @@ export function lpaeFormat(spec: LpaeFormatSpec, dirtyTracking = false): PtForma
     levels,
     topTableLg2,
     leafAllowed: (level) => level === 0 || blockAllowed(g, 3 - level),
+    linearLeafAddress: true, // OA sits in place (bits 47:g); LPA bits 51:48 are zero below 2^48
     entryKind(lo, hi, level) {
       void hi;
       if ((lo & 1) === 0) return EntryKind.EMPTY;

@@ -96,6 +96,7 @@ export function fsFormat(levels: number, maxLeafLevel: number): PtFormat {
     levels,
     topTableLg2: 12,
     leafAllowed: (level) => level <= maxLeafLevel,
+    linearLeafAddress: true, // ADDR[HAW-1:12] sits in place
     entryKind(lo, _hi, level) {
       if ((lo & FsPte.P) === 0) return EntryKind.EMPTY;
       if (level === 0 || lo & FsPte.PS) return EntryKind.LEAF;

@@ -91,6 +91,7 @@ export function ssFormat(levels: number, maxLeafLevel: number): PtFormat {
     levels,
     topTableLg2: 12,
     leafAllowed: (level) => level <= maxLeafLevel,
+    linearLeafAddress: true, // ADDR[HAW-1:12] sits in place
     entryKind(lo, _hi, level) {
       if ((lo & (SsPte.R | SsPte.W)) === 0) return EntryKind.EMPTY;
       if (level === 0 || lo & SsPte.PS) return EntryKind.LEAF;
