@@ -294,3 +294,35 @@ describe("event records", () => {
     expect(toHex(wordsToBytes(bytesToWords(b)))).toBe("01020304050607081112131415161718");
   });
 });
+
+describe("lpaeFormat.linearLeafAddress (core PageTable writes runs from one template)", () => {
+  it("every leaf equals the zero-address leaf with the OA OR-ed in, below 2^48 (property)", () => {
+    for (const [stage, g, bits] of [
+      [1, 12, 48],
+      [1, 14, 47],
+      [1, 16, 48],
+      [2, 12, 40],
+      [2, 16, 42],
+    ] as const) {
+      for (const dirty of [false, true]) {
+        const fmt = lpaeFormat(lpaeGeometry(stage, g, bits), dirty);
+        expect(fmt.linearLeafAddress).toBe(true);
+        fc.assert(
+          fc.property(
+            fc.integer({ min: 0, max: 2 ** (48 - g) - 1 }),
+            fc.integer({ min: 0, max: 7 }),
+            (page, prot) => {
+              const oa = page * 2 ** g;
+              const t = new Uint32Array(2);
+              const e = new Uint32Array(2);
+              fmt.encodeLeaf(0, 0, prot, t);
+              fmt.encodeLeaf(oa, 0, prot, e);
+              expect([e[0], e[1]]).toEqual([(t[0]! | oa) >>> 0, (t[1]! | Math.floor(oa / 2 ** 32)) >>> 0]);
+            },
+          ),
+          { numRuns: 100 },
+        );
+      }
+    }
+  });
+});

@@ -13,7 +13,7 @@ import {
   encodeScalableContextEntry,
 } from "../src/format/context-entry.ts";
 import { decodeFaultRecord, encodeFaultRecord } from "../src/format/fault-record.ts";
-import { decodeFsEntry, encodeFsEntry } from "../src/format/fs-pte.ts";
+import { decodeFsEntry, encodeFsEntry, fsFormat } from "../src/format/fs-pte.ts";
 import type { InvDescriptor } from "../src/format/inv-desc.ts";
 import { decodeDescriptor, encodeDescriptor } from "../src/format/inv-desc.ts";
 import {
@@ -29,7 +29,7 @@ import {
   encodeRootEntry,
   encodeScalableRootEntry,
 } from "../src/format/root-entry.ts";
-import { decodeSsEntry, encodeSsEntry } from "../src/format/ss-pte.ts";
+import { decodeSsEntry, encodeSsEntry, ssFormat } from "../src/format/ss-pte.ts";
 import { registersFor, resolveConfig } from "../src/hw-info.ts";
 import { bytesHex, bytesToWords, wordsToBytes } from "../src/internal/words.ts";
 
@@ -378,5 +378,28 @@ describe("codec round trips (property)", () => {
         },
       ),
     );
+  });
+});
+
+describe("ssFormat / fsFormat linearLeafAddress (core PageTable writes runs from one template)", () => {
+  it("every leaf equals the zero-address leaf with the address OR-ed in, below 2^48 (property)", () => {
+    for (const fmt of [ssFormat(4, 2), ssFormat(5, 2), fsFormat(4, 2), fsFormat(5, 2)]) {
+      expect(fmt.linearLeafAddress).toBe(true);
+      fc.assert(
+        fc.property(
+          fc.integer({ min: 0, max: 2 ** 36 - 1 }),
+          fc.integer({ min: 0, max: 7 }),
+          (page, prot) => {
+            const oa = page * 4096;
+            const t = new Uint32Array(2);
+            const e = new Uint32Array(2);
+            fmt.encodeLeaf(0, 0, prot, t);
+            fmt.encodeLeaf(oa, 0, prot, e);
+            expect([e[0], e[1]]).toEqual([(t[0]! | oa) >>> 0, (t[1]! | Math.floor(oa / 2 ** 32)) >>> 0]);
+          },
+        ),
+        { numRuns: 100 },
+      );
+    }
   });
 });
