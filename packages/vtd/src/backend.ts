@@ -105,7 +105,8 @@ const U64_MAX = (1n << 64n) - 1n;
 const RID_PASID = 0;
 const MAX_DID = 65535;
 
-type DomainKind = "ss" | "fs" | "nested" | "identity" | "blocked";
+/** What a VT-d domain is: second-stage, first-stage, nested, identity or blocked. */
+export type DomainKind = "ss" | "fs" | "nested" | "identity" | "blocked";
 
 /** A domain of a VT-d backend. */
 export class VtdDomain implements Domain {

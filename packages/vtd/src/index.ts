@@ -5,7 +5,7 @@
  * contract.
  */
 
-export type { VtdS1Data, VtdS1Invalidation } from "./backend.ts";
+export type { DomainKind, VtdS1Data, VtdS1Invalidation } from "./backend.ts";
 export {
   createVtd,
   psiRange,
@@ -73,5 +73,7 @@ export type { HardwareOptions } from "./hardware.ts";
 export { VtdHardware } from "./hardware.ts";
 export type { ResolvedConfig, VtdConfig } from "./hw-info.ts";
 export { capabilitiesFor, formatsFor, registersFor, resolveConfig, vtdConfigSchema } from "./hw-info.ts";
+export type { ConfigReader, CtxInfo, PasidInfo, ReadFault } from "./internal/config.ts";
+export type { VtdIotlb } from "./internal/iotlb.ts";
 export type { Cfg, WalkerParams } from "./walk.ts";
 export { Kind, PageWalker } from "./walk.ts";

@@ -21,7 +21,7 @@
  *
  * Entry: the page-aligned physical address plus the flags in bits 11:0 (an exact
  * integer below 2^53; 0 = not present). Flags ({@link EntryBit}): bits 2:0 are the
- * {@link Perm} bits (R, W, X) exactly, bit 3 V (present), bit 4 D (written while dirty
+ * core `Perm` bits (R, W, X) exactly, bit 3 V (present), bit 4 D (written while dirty
  * tracking was on), bits 6:5 the leaf size (0 = 4 KiB, 1 = 2 MiB, 2 = 1 GiB; 3 is never
  * written), bits 11:7 zero.
  */
@@ -43,7 +43,7 @@ export const IOVA_BITS = 48;
 /** One past the highest IOVA. */
 export const IOVA_LIMIT: number = 2 ** IOVA_BITS;
 
-/** Bits of an entry's flags. R/W/X equal {@link Perm}'s values on purpose. */
+/** Bits of an entry's flags. R/W/X equal core's `Perm` values on purpose. */
 export const EntryBit = {
   R: 1,
   W: 2,
@@ -91,7 +91,7 @@ export function entryPa(entry: number): number {
   return entry - (entry & 0xfff);
 }
 
-/** A leaf node: 512 entries and, at {@link CHUNK_USED}, the count of present ones. */
+/** A leaf node: 512 entries and, at index 512 (`CHUNK_USED`), the count of present ones. */
 export type Chunk = Float64Array;
 
 /** Chunk number of an IOVA (exact for every IOVA below 2^53). */
