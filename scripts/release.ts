@@ -2,7 +2,8 @@
  * `pnpm release [--dry-run] [--skip-checks]`: build, test and check every package, then
  * publish the workspace with `pnpm -r publish` (public access). `--dry-run` runs the same
  * path through `pnpm -r publish --dry-run`: nothing is published. `--skip-checks` skips
- * build/test/check:packages (the packaging test uses it after CI already ran them).
+ * build/test/check:packages (the packaging test uses it after CI already ran them; the
+ * packages must be built).
  * Versions come from changesets (`pnpm version-packages`) beforehand.
  */
 
@@ -30,11 +31,10 @@ function step(cmd: string, argv: string[]): void {
   }
 }
 
+// `pnpm test` builds first; --skip-checks expects the packages already built.
 if (!args.has("--skip-checks")) {
   step("pnpm", ["run", "test"]);
   step("pnpm", ["run", "check:packages"]);
-} else {
-  step("pnpm", ["run", "build"]);
 }
 const publish = ["-r", "publish", "--access", "public", "--no-git-checks"];
 if (args.has("--dry-run")) publish.push("--dry-run");
