@@ -760,7 +760,8 @@ export class Host {
       if (a.iova > at) break;
       const end = Math.min(a.iova + a.length - 1, last);
       if ((prot & Perm.W) !== 0 && !a.pages.writable) {
-        throw new IommuError("EINVAL", `copy with write access of read-only pages at ${hex(a.iova)}`, {
+        // iopt_get_pages: a writable copy of read-only pages is -EPERM.
+        throw new IommuError("EPERM", `copy with write access of read-only pages at ${hex(a.iova)}`, {
           iova: a.iova,
         });
       }

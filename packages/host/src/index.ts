@@ -38,3 +38,14 @@ export type {
 export { DEFAULT_RAM, DEFAULT_TABLES, Host } from "./host.ts";
 export { MAX_IOVA } from "./io-pagetable.ts";
 export { isBackendFactory, isModulePath, loadBackend, loadPlugin, registerExports } from "./registry.ts";
+export { DEFAULT_SCENARIO } from "./scenario/default-scenario.ts";
+export type { ScenarioHost, ScenarioHostOptions } from "./scenario/host.ts";
+export { createScenarioHost } from "./scenario/host.ts";
+export type { HostAdapter, HostFault } from "./scenario/host-adapter.ts";
+export type { DeviceDecl, IommuDecl, RegionDecl, Scenario, StepDecl } from "./scenario/load.ts";
+export { loadScenario, validateScenario } from "./scenario/load.ts";
+export type { FaultJson, Outcome } from "./scenario/matcher.ts";
+export type { CapRow, FileReport, RunOptions, StepRecord } from "./scenario/runner.ts";
+export { runScenario } from "./scenario/runner.ts";
+export type { JsonSchema } from "./scenario/schema.ts";
+export { scenarioSchema } from "./scenario/schema.ts";

@@ -471,3 +471,25 @@ describe("dirty tracking (iommufd_dirty_tracking)", () => {
     expect(h.dirtyRead(hw, { ...opts, pageSize: 0x2000 })).toEqual(new Uint8Array([0b0001_0000, 0]));
   });
 });
+
+describe("ioas.copy permissions", () => {
+  it("refuses a writable copy of read-only pages with EPERM and changes nothing (iopt_get_pages)", async () => {
+    const { Host } = await import("../src/index.ts");
+    const h = new Host();
+    const src = h.ioasAlloc();
+    const dst = h.ioasAlloc();
+    h.ioasMap(src, { iova: 0x10000, length: 0x2000, pa: 0x100000, prot: "r" });
+    const before = JSON.stringify(h.state());
+    let code: string | undefined;
+    try {
+      h.ioasCopy({ src, srcIova: 0x10000, dst, dstIova: 0x40000, length: 0x2000, prot: "rw" });
+    } catch (e) {
+      code = (e as { code?: string }).code;
+    }
+    expect(code).toBe("EPERM");
+    expect(JSON.stringify(h.state())).toBe(before);
+    expect(h.ioasCopy({ src, srcIova: 0x10000, dst, dstIova: 0x40000, length: 0x2000, prot: "r" })).toBe(
+      0x40000,
+    );
+  });
+});
