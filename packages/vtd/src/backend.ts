@@ -53,7 +53,7 @@ import { encodeContextEntry, encodeScalableContextEntry, Tt } from "./format/con
 import { Fr } from "./format/fault-record.ts";
 import { fsFormat } from "./format/fs-pte.ts";
 import type { InvDescriptor } from "./format/inv-desc.ts";
-import { encodeDescriptor } from "./format/inv-desc.ts";
+import { encodeDescriptor, encodeDescriptorHalves } from "./format/inv-desc.ts";
 import type { PasidEntry } from "./format/pasid-entry.ts";
 import { EMPTY_PASID_ENTRY, encodePasidDirEntry, encodePasidEntry, Pgtt } from "./format/pasid-entry.ts";
 import { Fsts, Gcmd, IQA_DW, Reg } from "./format/registers.ts";
@@ -104,6 +104,8 @@ export interface VtdS1Invalidation {
 const U64_MAX = (1n << 64n) - 1n;
 const RID_PASID = 0;
 const MAX_DID = 65535;
+/** Perm.R | Perm.W as a module-local constant (map's per-call check). */
+const PERM_RW: number = Perm.R | Perm.W;
 
 /** What a VT-d domain is: second-stage, first-stage, nested, identity or blocked. */
 export type DomainKind = "ss" | "fs" | "nested" | "identity" | "blocked";
@@ -194,7 +196,7 @@ export class VtdDomain implements Domain {
       });
     if (!Number.isSafeInteger(pa) || pa < 0 || pa + length > 2 ** this.backend.haw)
       throw new IommuError("EINVAL", `map target ${pa} is beyond the host address width`, { pa });
-    if ((prot & (Perm.R | Perm.W)) === 0)
+    if ((prot & PERM_RW) === 0)
       throw new IommuError("EINVAL", `map needs read or write permission (prot ${prot})`, { prot });
     t.map(iova, pa, length, prot);
     // Not-present entries are never cached without caching mode (spec 6.1), so a map
@@ -412,13 +414,13 @@ export class VtdBackend implements Backend {
     const hw = this.hw;
     const size = hw.descriptorBytes;
     const entries = hw.queueEntries;
+    const per = entries - 2;
     let i = 0;
-    while (i < descs.length || i === 0) {
-      const batch = descs.slice(i, i + entries - 2);
-      i += Math.max(batch.length, 1);
+    for (;;) {
+      const end = Math.min(descs.length, i + per);
       this.#seq = (this.#seq + 1) >>> 0;
-      const all: InvDescriptor[] = [
-        ...batch,
+      for (let k = i; k < end; k++) this.#put(descs[k]!, size, entries);
+      this.#put(
         {
           type: "wait",
           ifl: false,
@@ -428,18 +430,40 @@ export class VtdBackend implements Backend {
           statusData: this.#seq,
           statusAddr: this.#status,
         },
-      ];
-      for (const d of all) {
-        const words = encodeDescriptor(d);
-        writeWords(this.memory, this.#queue + this.#tail * size, size === 32 ? [...words, 0n, 0n] : words);
-        this.#tail = (this.#tail + 1) % entries;
-      }
-      hw.writeRegister(Reg.IQT, BigInt(this.#tail * size));
+        size,
+        entries,
+      );
+      i = end > i ? end : i + 1;
+      hw.writeQueueTail(this.#tail * size);
       if (hw.fsts & Fsts.IQE || this.memory.read32(this.#status) !== this.#seq) {
         throw new Error(`VT-d invalidation queue error (FSTS ${hex(hw.fsts)}, IQERCD ${hex(hw.iqercd)})`);
       }
       if (i >= descs.length) break;
     }
+  }
+
+  /** Scratch for one descriptor's 32-bit halves. */
+  readonly #halves = new Uint32Array(4);
+
+  /** Writes one descriptor at the queue tail (zero upper half in a 256-bit queue) and advances it. */
+  #put(d: InvDescriptor, size: number, entries: number): void {
+    const at = this.#queue + this.#tail * size;
+    const page = this.memory.writePage(Math.floor(at / 4096));
+    if (page === null) {
+      // Not RAM: the 64-bit path reports the bus error.
+      const words = encodeDescriptor(d);
+      writeWords(this.memory, at, size === 32 ? [...words, 0n, 0n] : words);
+    } else {
+      const h = this.#halves;
+      encodeDescriptorHalves(d, h, 0);
+      const w = (at & 0xfff) >>> 2;
+      page[w] = h[0]!;
+      page[w + 1] = h[1]!;
+      page[w + 2] = h[2]!;
+      page[w + 3] = h[3]!;
+      if (size === 32) page.fill(0, w + 4, w + 8);
+    }
+    this.#tail = (this.#tail + 1) % entries;
   }
 
   // ----------------------------------------------------------------- devices

@@ -33,6 +33,12 @@ const PASID_SPAN = 1048576;
 /** permFor(access) for access & 7 (READ 1, WRITE 2, EXEC 4), as a table. */
 const NEED: Uint8Array = Uint8Array.from({ length: 8 }, (_, a) => permFor(a));
 const RWX = Perm.R | Perm.W | Perm.X;
+// Module-local copies of imported constants the fast lane reads: an imported binding can
+// cost a getter call per read when the module is loaded through a CommonJS transform.
+const NO_PASID_L: number = NO_PASID;
+const ACCESS_WRITE: number = Access.WRITE;
+const SUP_SHIFT: number = Meta.SUP_SHIFT;
+const SIZE_SHIFT: number = Meta.SIZE_SHIFT;
 
 /** The caches and the hot path of one VT-d unit. The hardware model extends it. */
 export class FastPath {
@@ -111,7 +117,7 @@ export class FastPath {
   translate(sid: number, pasid: number, iova: number, access: number, out: Translation): boolean {
     // Fast lane (kept small so the IOTLB probe inlines): requests without PASID whose
     // source-id has a resolved tag, served by one IOTLB probe.
-    if (pasid === NO_PASID && this.enabled) {
+    if (pasid === NO_PASID_L && this.enabled) {
       const tag = this.ridTag[sid]!;
       if (tag >= 0) {
         const iotlb = this.iotlb;
@@ -122,16 +128,16 @@ export class FastPath {
           const b = slot << 2;
           const meta = d[b + 3]!;
           // RID_PRIV selects the supervisor rights (meta 5:3) over the user rights (2:0).
-          const perm = (meta >>> (this.ridPriv[sid]! * Meta.SUP_SHIFT)) & 7;
+          const perm = (meta >>> (this.ridPriv[sid]! * SUP_SHIFT)) & 7;
           const need = NEED[access & 7]!;
           // A write through an entry whose D bit is still clear must walk (WRITE 2 << 5 = WRITE_WALK).
-          if ((perm & need) === need && (meta & ((access & Access.WRITE) << 5)) === 0) {
+          if ((perm & need) === need && (meta & ((access & ACCESS_WRITE) << 5)) === 0) {
             // One counter on the fast lane: each of its hits is also a configuration hit.
             this.fastHits++;
             // iova - vpn * 4096, not iova % 4096: % on doubles above 2^31 is a slow fmod.
             out.pa = d[b + 2]! + (iova - vpn * PAGE);
             out.perm = perm;
-            out.sizeLg2 = meta >>> Meta.SIZE_SHIFT;
+            out.sizeLg2 = meta >>> SIZE_SHIFT;
             out.fault = null;
             return true;
           }

@@ -14,7 +14,7 @@ import { FastPath } from "./fast-path.ts";
 import type { FaultRecord } from "./format/fault-record.ts";
 import { encodeFaultRecord } from "./format/fault-record.ts";
 import type { InvDescriptor } from "./format/inv-desc.ts";
-import { DescType, decodeDescriptor, descTypeCode } from "./format/inv-desc.ts";
+import { DescType, decodeDescriptorHalves } from "./format/inv-desc.ts";
 import type { CapFields, EcapFields } from "./format/registers.ts";
 import {
   decodeCap,
@@ -39,6 +39,7 @@ export interface HardwareOptions {
 }
 
 const U64 = (1n << 64n) - 1n;
+const PAGE = 4096;
 
 /** One VT-d remapping unit. */
 export class VtdHardware extends FastPath {
@@ -382,19 +383,48 @@ export class VtdHardware extends FastPath {
 
   /** Descriptor size in bytes (16, or 32 with IQA.DW). */
   get descriptorBytes(): number {
-    return this.iqa & BigInt(IQA_DW) ? 32 : 16;
+    this.#decodeIqa();
+    return this.#iqaBytes;
   }
 
   /** Entries the queue holds: 2^(QS+8) 128-bit or 2^(QS+7) 256-bit descriptors. */
   get queueEntries(): number {
-    const qs = Number(this.iqa & 7n);
-    return (2 ** qs * 4096) / this.descriptorBytes;
+    this.#decodeIqa();
+    return this.#iqaEntries;
   }
 
   /** Queue base address (IQA 63:12). */
   get queueBase(): number {
-    return Number(field(this.iqa, 63, 12) << 12n);
+    this.#decodeIqa();
+    return this.#iqaBase;
   }
+
+  /** IQA as last decoded (the register is a public field: re-decoded whenever it changes). */
+  #iqaSeen = -1n;
+  #iqaBytes = 16;
+  #iqaEntries = 256;
+  #iqaBase = 0;
+
+  #decodeIqa(): void {
+    const iqa = this.iqa;
+    if (iqa === this.#iqaSeen) return;
+    this.#iqaBytes = iqa & BigInt(IQA_DW) ? 32 : 16;
+    this.#iqaEntries = (2 ** Number(iqa & 7n) * 4096) / this.#iqaBytes;
+    this.#iqaBase = Number(field(iqa, 63, 12) << 12n);
+    this.#iqaSeen = iqa;
+  }
+
+  /**
+   * The driver half's IQT write (writeRegister(Reg.IQT, tailBytes) without the generic
+   * 64-bit register decode): latches the tail and processes the queue when QIE is set.
+   */
+  writeQueueTail(tailBytes: number): void {
+    this.iqt = BigInt(tailBytes & 0x7fff0);
+    if (this.gsts & Gcmd.QIE) this.processQueue();
+  }
+
+  /** One fetched descriptor as 32-bit halves (up to 256 bits). */
+  readonly #desc = new Uint32Array(8);
 
   #queueError(iqei: number): void {
     this.fsts = (this.fsts | Fsts.IQE) >>> 0;
@@ -428,19 +458,23 @@ export class VtdHardware extends FastPath {
     let head = Number(this.iqh & 0x7fff0n) / size;
     if (!Number.isInteger(head) || head >= entries) head = 0;
     const base = this.queueBase;
+    const halves = this.#desc;
+    const nHalves = size / 4;
     for (let n = 0; head !== tail && n < entries; n++) {
       const at = base + head * size;
-      const words: bigint[] = [];
-      for (let i = 0; i < size / 8; i++) {
-        const pa = at + i * 8;
-        if (!this.memory.isRam(pa)) {
+      for (let i = 0; i < nHalves; i += 2) {
+        const pa = at + i * 4;
+        const page = this.memory.isRam(pa) ? this.memory.readPage(Math.floor(pa / PAGE)) : null;
+        if (page === null) {
           this.iqh = BigInt(head * size);
           this.#queueError(Iqei.FETCH_ERROR);
           return;
         }
-        words.push(this.memory.read64(pa));
+        const w = (pa & 0xfff) >>> 2;
+        halves[i] = page[w]!;
+        halves[i + 1] = page[w + 1]!;
       }
-      const code = descTypeCode(words[0]!);
+      const code = (halves[0]! & 0xf) | (((halves[0]! >>> 9) & 0x7) << 4);
       const pasidBased =
         code === DescType.PASID_IOTLB || code === DescType.PASID_CACHE || code === DescType.PASID_DEV_TLB;
       if (size === 16 && pasidBased) {
@@ -448,7 +482,7 @@ export class VtdHardware extends FastPath {
         this.#queueError(Iqei.INVALID_WIDTH);
         return;
       }
-      const { desc, error } = decodeDescriptor(words);
+      const { desc, error } = decodeDescriptorHalves(halves, nHalves);
       if (desc === null) {
         this.iqh = BigInt(head * size);
         this.#queueError(error === "type" ? Iqei.INVALID_TYPE : Iqei.RESERVED_FIELD);

@@ -15,7 +15,12 @@ import {
 import { decodeFaultRecord, encodeFaultRecord } from "../src/format/fault-record.ts";
 import { decodeFsEntry, encodeFsEntry, fsFormat } from "../src/format/fs-pte.ts";
 import type { InvDescriptor } from "../src/format/inv-desc.ts";
-import { decodeDescriptor, encodeDescriptor } from "../src/format/inv-desc.ts";
+import {
+  decodeDescriptor,
+  decodeDescriptorHalves,
+  encodeDescriptor,
+  encodeDescriptorHalves,
+} from "../src/format/inv-desc.ts";
 import {
   decodePasidDirEntry,
   decodePasidEntry,
@@ -238,6 +243,12 @@ describe("invalidation descriptors (spec 6.5.2)", () => {
       expect(bytesOf(words)).toBe(le(lo, hi));
       expect(decodeDescriptor(words)).toEqual({ desc: d, error: null });
       expect(decodeDescriptor([...words, 0n, 0n])).toEqual({ desc: d, error: null });
+      // The driver half's 32-bit path: the same bytes, and back.
+      const halves = new Uint32Array(8);
+      encodeDescriptorHalves(d, halves);
+      expect(bytesOf([halvesWord(halves, 0), halvesWord(halves, 2)])).toBe(le(lo, hi));
+      expect(decodeDescriptorHalves(halves, 4)).toEqual({ desc: d, error: null });
+      expect(decodeDescriptorHalves(halves, 8)).toEqual({ desc: d, error: null });
     });
   }
   it("unknown types, reserved bits, reserved granularities and a non-zero upper half are errors", () => {
@@ -251,6 +262,11 @@ describe("invalidation descriptors (spec 6.5.2)", () => {
     expect(decodeDescriptor([0x5n, 1n]).error).toBe("reserved"); // wait: status address bits 1:0
   });
 });
+
+/** The 64-bit word held as 32-bit halves at h[i], h[i + 1]. */
+function halvesWord(h: Uint32Array, i: number): bigint {
+  return (BigInt(h[i + 1]!) << 32n) | BigInt(h[i]!);
+}
 
 describe("fault record (FRCD_REG, spec 11.4.11)", () => {
   it("every field at its bit; Linux's dword-3 decode agrees", () => {
@@ -375,6 +391,29 @@ describe("codec round trips (property)", () => {
           const r = decodeDescriptor(w);
           expect(r.desc === null).toBe(r.error !== null);
           if (r.desc !== null) expect(decodeDescriptor(encodeDescriptor(r.desc)).desc).toEqual(r.desc);
+        },
+      ),
+    );
+  });
+  it("the 32-bit descriptor codec equals the 64-bit one whatever the bytes", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }), { minLength: 4, maxLength: 4 }),
+        fc.boolean(),
+        (w, wide) => {
+          const words = wide ? w : w.slice(0, 2);
+          const halves = new Uint32Array(8);
+          for (let i = 0; i < words.length; i++) {
+            halves[2 * i] = Number(words[i]! & 0xffffffffn);
+            halves[2 * i + 1] = Number(words[i]! >> 32n);
+          }
+          const r = decodeDescriptorHalves(halves, words.length * 2);
+          expect(r).toEqual(decodeDescriptor(words));
+          if (r.desc !== null) {
+            const out = new Uint32Array(4);
+            encodeDescriptorHalves(r.desc, out);
+            expect([halvesWord(out, 0), halvesWord(out, 2)]).toEqual(encodeDescriptor(r.desc));
+          }
         },
       ),
     );

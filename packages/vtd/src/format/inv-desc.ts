@@ -186,8 +186,90 @@ export function encodeDescriptor(d: InvDescriptor): [bigint, bigint] {
   return [lo, hi];
 }
 
+/**
+ * Encodes a descriptor as four 32-bit halves into `out[at..at + 3]`: (low qword bits
+ * 31:0, 63:32, high qword bits 31:0, 63:32). The same bytes as encodeDescriptor, without
+ * BigInt (the driver half's submission path). Addresses must be below 2^53.
+ */
+export function encodeDescriptorHalves(d: InvDescriptor, out: Uint32Array | number[], at = 0): void {
+  const code = TYPE_CODE[d.type];
+  let w0 = (code & 0xf) | ((code >> 4) << 9);
+  let w1 = 0;
+  let w2 = 0;
+  let w3 = 0;
+  let addr = 0;
+  let hasAddr = false;
+  switch (d.type) {
+    case "context-cache":
+      w0 |= ((d.g & 0x3) << 4) | ((d.did & 0xffff) << 16);
+      w1 = (d.sid & 0xffff) | ((d.fm & 0x3) << 16);
+      break;
+    case "iotlb":
+      w0 |= ((d.g & 0x3) << 4) | (d.dw ? 0x40 : 0) | (d.dr ? 0x80 : 0) | ((d.did & 0xffff) << 16);
+      w2 = (d.am & 0x3f) | (d.ih ? 0x40 : 0);
+      addr = d.addr;
+      hasAddr = true;
+      break;
+    case "dev-tlb":
+      w0 |= ((d.pfsid & 0xf) << 12) | ((d.qdep & 0x1f) << 16);
+      w1 = (d.sid & 0xffff) | (((d.pfsid >> 4) & 0xfff) << 20);
+      w2 = d.s ? 1 : 0;
+      addr = d.addr;
+      hasAddr = true;
+      break;
+    case "iec":
+      w0 |= (d.g ? 0x10 : 0) | ((d.im & 0x1f) << 27);
+      w1 = d.iidx & 0xffff;
+      break;
+    case "wait":
+      w0 |= (d.ifl ? 0x10 : 0) | (d.sw ? 0x20 : 0) | (d.fn ? 0x40 : 0) | (d.pd ? 0x80 : 0);
+      w1 = d.statusData;
+      w2 = (d.statusAddr % 4294967296) & ~0x3;
+      w3 = Math.floor(d.statusAddr / 4294967296);
+      break;
+    case "pasid-iotlb":
+      w0 |= ((d.g & 0x3) << 4) | ((d.did & 0xffff) << 16);
+      w1 = d.pasid & 0xfffff;
+      w2 = (d.am & 0x3f) | (d.ih ? 0x40 : 0);
+      addr = d.addr;
+      hasAddr = true;
+      break;
+    case "pasid-cache":
+      w0 |= ((d.g & 0x3) << 4) | ((d.did & 0xffff) << 16);
+      w1 = d.pasid & 0xfffff;
+      break;
+    case "pasid-dev-tlb":
+      w0 |= ((d.qdep & 0x1f) << 4) | ((d.pfsid & 0xf) << 12) | ((d.sid & 0xffff) << 16);
+      w1 = (d.pasid & 0xfffff) | (((d.pfsid >> 4) & 0xfff) << 20);
+      w2 = (d.global ? 1 : 0) | (d.s ? 0x800 : 0);
+      addr = d.addr;
+      hasAddr = true;
+      break;
+  }
+  if (hasAddr) {
+    // ADDR 63:12 of the high qword.
+    w2 |= (addr % 4294967296) & 0xfffff000;
+    w3 = Math.floor(addr / 4294967296);
+  }
+  out[at] = w0 >>> 0;
+  out[at + 1] = w1 >>> 0;
+  out[at + 2] = w2 >>> 0;
+  out[at + 3] = w3 >>> 0;
+}
+
 /** Why a descriptor is invalid, or null. */
 export type DescriptorError = "type" | "reserved" | null;
+
+/** RESERVED as 32-bit halves [lo 31:0, lo 63:32, hi 31:0, hi 63:32] by type code (null: unknown type). */
+const RESERVED32: ReadonlyArray<readonly [number, number, number, number] | null> = Array.from(
+  { length: 128 },
+  (_, code) => {
+    const r = RESERVED[code];
+    if (r === undefined) return null;
+    const half = (v: bigint, shift: bigint): number => Number((v >> shift) & 0xffffffffn);
+    return [half(r[0], 0n), half(r[0], 32n), half(r[1], 0n), half(r[1], 32n)] as const;
+  },
+);
 
 /**
  * Decodes a descriptor. Returns the error class instead of throwing: an unknown type,
@@ -197,15 +279,42 @@ export function decodeDescriptor(words: readonly bigint[]): {
   readonly desc: InvDescriptor | null;
   readonly error: DescriptorError;
 } {
-  const lo = words[0] ?? 0n;
-  const hi = words[1] ?? 0n;
-  const code = descTypeCode(lo);
-  const rsv = RESERVED[code];
-  if (rsv === undefined) return { desc: null, error: "type" };
-  if ((lo & rsv[0]) !== 0n || (hi & rsv[1]) !== 0n) return { desc: null, error: "reserved" };
-  for (let i = 2; i < words.length; i++) if (words[i] !== 0n) return { desc: null, error: "reserved" };
-  const g = Number(field(lo, 5, 4));
-  const addr = Number(field(hi, 63, 12) << 12n);
+  const lo = BigInt.asUintN(64, words[0] ?? 0n);
+  const hi = BigInt.asUintN(64, words[1] ?? 0n);
+  const halves = [Number(lo & 0xffffffffn), Number(lo >> 32n), Number(hi & 0xffffffffn), Number(hi >> 32n)];
+  const r = decodeDescriptorHalves(halves, 4);
+  // Bits above the 128-bit descriptor (a 256-bit queue) are all reserved.
+  if (r.error === null) for (let i = 2; i < words.length; i++) if (words[i] !== 0n) return RESERVED_ERROR;
+  return r;
+}
+
+const RESERVED_ERROR = { desc: null, error: "reserved" } as const;
+
+/**
+ * decodeDescriptor on 32-bit halves: `w[0..n)` (n = 4 for a 128-bit descriptor, 8 for
+ * 256-bit), each half the little-endian 32 bits (low qword bits 31:0, 63:32, high
+ * qword 31:0, 63:32, then the upper 128 bits). No BigInt (the hardware model's queue).
+ */
+export function decodeDescriptorHalves(
+  w: ArrayLike<number>,
+  n: number,
+): {
+  readonly desc: InvDescriptor | null;
+  readonly error: DescriptorError;
+} {
+  const w0 = w[0]!;
+  const w1 = w[1]!;
+  const w2 = w[2]!;
+  const w3 = w[3]!;
+  const code = (w0 & 0xf) | (((w0 >>> 9) & 0x7) << 4);
+  const rsv = RESERVED32[code];
+  if (rsv === null || rsv === undefined) return { desc: null, error: "type" };
+  if ((w0 & rsv[0]) !== 0 || (w1 & rsv[1]) !== 0 || (w2 & rsv[2]) !== 0 || (w3 & rsv[3]) !== 0)
+    return { desc: null, error: "reserved" };
+  for (let i = 4; i < n; i++) if (w[i] !== 0) return { desc: null, error: "reserved" };
+  const g = (w0 >>> 4) & 0x3;
+  // ADDR 63:12 of the high qword (below 2^64; exact below 2^53).
+  const addr = (w3 >>> 0) * 4294967296 + ((w2 & 0xfffff000) >>> 0);
   let desc: InvDescriptor;
   switch (code) {
     case DescType.CONTEXT_CACHE:
@@ -213,9 +322,9 @@ export function decodeDescriptor(words: readonly bigint[]): {
       desc = {
         type: "context-cache",
         g,
-        did: Number(field(lo, 31, 16)),
-        sid: Number(field(lo, 47, 32)),
-        fm: Number(field(lo, 49, 48)),
+        did: w0 >>> 16,
+        sid: w1 & 0xffff,
+        fm: (w1 >>> 16) & 0x3,
       };
       break;
     case DescType.IOTLB:
@@ -223,41 +332,41 @@ export function decodeDescriptor(words: readonly bigint[]): {
       desc = {
         type: "iotlb",
         g,
-        dw: field(lo, 6, 6) === 1n,
-        dr: field(lo, 7, 7) === 1n,
-        did: Number(field(lo, 31, 16)),
+        dw: (w0 & 0x40) !== 0,
+        dr: (w0 & 0x80) !== 0,
+        did: w0 >>> 16,
         addr,
-        ih: field(hi, 6, 6) === 1n,
-        am: Number(field(hi, 5, 0)),
+        ih: (w2 & 0x40) !== 0,
+        am: w2 & 0x3f,
       };
       break;
     case DescType.DEV_TLB:
       desc = {
         type: "dev-tlb",
-        pfsid: Number(field(lo, 15, 12)) | (Number(field(lo, 63, 52)) << 4),
-        qdep: Number(field(lo, 20, 16)),
-        sid: Number(field(lo, 47, 32)),
-        s: field(hi, 0, 0) === 1n,
+        pfsid: ((w0 >>> 12) & 0xf) | ((w1 >>> 20) << 4),
+        qdep: (w0 >>> 16) & 0x1f,
+        sid: w1 & 0xffff,
+        s: (w2 & 0x1) !== 0,
         addr,
       };
       break;
     case DescType.IEC:
       desc = {
         type: "iec",
-        g: field(lo, 4, 4) === 1n,
-        im: Number(field(lo, 31, 27)),
-        iidx: Number(field(lo, 47, 32)),
+        g: (w0 & 0x10) !== 0,
+        im: (w0 >>> 27) & 0x1f,
+        iidx: w1 & 0xffff,
       };
       break;
     case DescType.WAIT:
       desc = {
         type: "wait",
-        ifl: field(lo, 4, 4) === 1n,
-        sw: field(lo, 5, 5) === 1n,
-        fn: field(lo, 6, 6) === 1n,
-        pd: field(lo, 7, 7) === 1n,
-        statusData: Number(field(lo, 63, 32)),
-        statusAddr: Number(field(hi, 63, 2) << 2n),
+        ifl: (w0 & 0x10) !== 0,
+        sw: (w0 & 0x20) !== 0,
+        fn: (w0 & 0x40) !== 0,
+        pd: (w0 & 0x80) !== 0,
+        statusData: w1 >>> 0,
+        statusAddr: (w3 >>> 0) * 4294967296 + ((w2 & ~0x3) >>> 0),
       };
       break;
     case DescType.PASID_IOTLB:
@@ -265,11 +374,11 @@ export function decodeDescriptor(words: readonly bigint[]): {
       desc = {
         type: "pasid-iotlb",
         g,
-        did: Number(field(lo, 31, 16)),
-        pasid: Number(field(lo, 51, 32)),
+        did: w0 >>> 16,
+        pasid: w1 & 0xfffff,
         addr,
-        ih: field(hi, 6, 6) === 1n,
-        am: Number(field(hi, 5, 0)),
+        ih: (w2 & 0x40) !== 0,
+        am: w2 & 0x3f,
       };
       break;
     case DescType.PASID_CACHE:
@@ -277,19 +386,19 @@ export function decodeDescriptor(words: readonly bigint[]): {
       desc = {
         type: "pasid-cache",
         g,
-        did: Number(field(lo, 31, 16)),
-        pasid: Number(field(lo, 51, 32)),
+        did: w0 >>> 16,
+        pasid: w1 & 0xfffff,
       };
       break;
     default:
       desc = {
         type: "pasid-dev-tlb",
-        qdep: Number(field(lo, 8, 4)),
-        pfsid: Number(field(lo, 15, 12)) | (Number(field(lo, 63, 52)) << 4),
-        sid: Number(field(lo, 31, 16)),
-        pasid: Number(field(lo, 51, 32)),
-        global: field(hi, 0, 0) === 1n,
-        s: field(hi, 11, 11) === 1n,
+        qdep: (w0 >>> 4) & 0x1f,
+        pfsid: ((w0 >>> 12) & 0xf) | ((w1 >>> 20) << 4),
+        sid: w0 >>> 16,
+        pasid: w1 & 0xfffff,
+        global: (w2 & 0x1) !== 0,
+        s: (w2 & 0x800) !== 0,
         addr,
       };
   }

@@ -79,6 +79,16 @@ export function entryAddr(lo: number, hi: number): number {
   return (hi & 0xfffff) * 4294967296 + ((lo & 0xfffff000) >>> 0);
 }
 
+// Module-local copies of the imported constants the format's callbacks use: the page
+// table calls them per entry, and an imported binding can cost a getter call per read
+// when the module is loaded through a CommonJS transform (tsx, the benchmarks).
+const KIND_EMPTY: number = EntryKind.EMPTY;
+const KIND_TABLE: number = EntryKind.TABLE;
+const KIND_LEAF: number = EntryKind.LEAF;
+const PERM_R: number = Perm.R;
+const PERM_W: number = Perm.W;
+const PERM_RX: number = Perm.R | Perm.X;
+
 /**
  * The second-stage format as a generic page-table plug-in. `maxLeafLevel` is the
  * largest level that may hold a leaf (0 = 4K only, 1 = 2M, 2 = 1G: CAP.SLLPS).
@@ -93,30 +103,30 @@ export function ssFormat(levels: number, maxLeafLevel: number): PtFormat {
     leafAllowed: (level) => level <= maxLeafLevel,
     linearLeafAddress: true, // ADDR[HAW-1:12] sits in place
     entryKind(lo, _hi, level) {
-      if ((lo & (SsPte.R | SsPte.W)) === 0) return EntryKind.EMPTY;
-      if (level === 0 || lo & SsPte.PS) return EntryKind.LEAF;
-      return EntryKind.TABLE;
+      if ((lo & 0x3) === 0) return KIND_EMPTY; // R = W = 0
+      if (level === 0 || lo & 0x80) return KIND_LEAF; // PS
+      return KIND_TABLE;
     },
     entryAddress: (lo, hi) => entryAddr(lo, hi),
     leafPerm(lo) {
-      const r = lo & SsPte.R ? Perm.R | Perm.X : 0;
-      return r | (lo & SsPte.W ? Perm.W : 0);
+      const r = lo & 0x1 ? PERM_RX : 0;
+      return r | (lo & 0x2 ? PERM_W : 0);
     },
     encodeTable(tablePa, _level, out) {
-      out[0] = ((tablePa % 4294967296) | SsPte.R | SsPte.W) >>> 0;
+      out[0] = ((tablePa % 4294967296) | 0x3) >>> 0; // R | W
       out[1] = Math.floor(tablePa / 4294967296) >>> 0;
     },
     encodeLeaf(oa, level, prot, out) {
       let lo = oa % 4294967296;
-      if (prot & Perm.R) lo |= SsPte.R;
-      if (prot & Perm.W) lo |= SsPte.W;
-      if (level > 0) lo |= SsPte.PS;
+      if (prot & PERM_R) lo |= 0x1; // R
+      if (prot & PERM_W) lo |= 0x2; // W
+      if (level > 0) lo |= 0x80; // PS
       out[0] = lo >>> 0;
       out[1] = Math.floor(oa / 4294967296) >>> 0;
     },
-    isDirty: (lo) => (lo & SsPte.D) !== 0,
+    isDirty: (lo) => (lo & 0x200) !== 0, // D
     clearDirty(lo, hi, _level, out) {
-      out[0] = (lo & ~SsPte.D) >>> 0;
+      out[0] = (lo & ~0x200) >>> 0;
       out[1] = hi;
     },
   };
