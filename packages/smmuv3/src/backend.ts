@@ -89,6 +89,9 @@ export const MSI_IOVA_BASE = 0x8000000;
 const MSI_IOVA_LENGTH = 0x100000;
 /** MAIR Linux programs (io-pgtable-arm: NC 0x44, cacheable 0xff, device 0x04, inner-NC/outer-cache 0xf4). */
 const MAIR = 0xf404ff44n;
+/** Perm.R | Perm.W: a mapping must grant one of them. */
+const PERM_RW = Perm.R | Perm.W;
+const TWO32 = 4294967296;
 const STRTAB_SPLIT = 8; // Linux STRTAB_SPLIT
 const CD_SPLIT = 10; // Linux CTXDESC_SPLIT: 64K leaves (S1Fmt = 2)
 
@@ -284,6 +287,31 @@ export class SmmuPagingDomain extends SmmuDomain {
   }
 
   override map(iova: number, pa: number, length: number, prot: number): void {
+    // One combined test for the common valid call; anything else takes the full checks
+    // (same order, same errors) in #checkMap. Passing it implies every check there holds.
+    const min = 2 ** this.spec.granuleLg2;
+    if (
+      !(
+        !this.freed &&
+        length > 0 &&
+        iova >= 0 &&
+        pa >= 0 &&
+        iova % min === 0 &&
+        pa % min === 0 &&
+        length % min === 0 &&
+        iova + length - 1 <= this.aperture.last &&
+        pa + length <= 2 ** this.backend.hw.oas &&
+        (prot & PERM_RW) !== 0 &&
+        Number.isSafeInteger(iova + length) &&
+        Number.isSafeInteger(pa + length)
+      )
+    )
+      this.#checkMap(iova, pa, length, prot);
+    this.pt.map(iova, pa, length, prot);
+    // New entries replace invalid ones: nothing cached to invalidate (the SMMU caches no faults).
+  }
+
+  #checkMap(iova: number, pa: number, length: number, prot: number): void {
     this.#live();
     const min = 2 ** this.spec.granuleLg2;
     const details = { iova, pa, length };
@@ -305,8 +333,6 @@ export class SmmuPagingDomain extends SmmuDomain {
     if (pa < 0 || pa + length > 2 ** this.backend.hw.oas)
       throw bad("EINVAL", `pa ${hex(pa)} is beyond the OAS`, details);
     if ((prot & (Perm.R | Perm.W)) === 0) throw bad("EINVAL", "prot must grant read or write", { prot });
-    this.pt.map(iova, pa, length, prot);
-    // New entries replace invalid ones: nothing cached to invalidate (the SMMU caches no faults).
   }
 
   override unmap(iova: number, length: number): number {
@@ -493,6 +519,9 @@ export class SmmuV3Backend implements Backend {
   readonly #asids = new Set<number>();
   readonly #vmids = new Set<number>();
   #cmdqBase = 0;
+  // Commands being assembled for #issue: four 32-bit halves each, #cmdN of them.
+  #cmdBuf = new Uint32Array(64);
+  #cmdN = 0;
   #cmdqLog2 = 0;
   #evtqBase = 0;
   #evtqLog2 = 0;
@@ -569,24 +598,99 @@ export class SmmuV3Backend implements Backend {
    * CMD_SYNC at the end, as arm_smmu_cmdq_issue_cmdlist does. EIO if the SMMU stops the queue.
    */
   submit(cmds: readonly (readonly [bigint, bigint])[]): void {
-    const all = [...cmds, encodeCommand({ op: CmdOp.CMD_SYNC })];
+    this.#cmdN = 0;
+    for (const [w0, w1] of cmds) {
+      this.#pushCmd(
+        Number(w0 & 0xffff_ffffn),
+        Number((w0 >> 32n) & 0xffff_ffffn),
+        Number(w1 & 0xffff_ffffn),
+        Number((w1 >> 32n) & 0xffff_ffffn),
+      );
+    }
+    this.#issue();
+  }
+
+  /** Appends one command as its four 32-bit halves (word 0 low, word 0 high, word 1 low, word 1 high). */
+  #pushCmd(a: number, b: number, c: number, d: number): void {
+    const i = this.#cmdN * 4;
+    let buf = this.#cmdBuf;
+    if (i + 4 > buf.length) {
+      const grown = new Uint32Array(buf.length * 2);
+      grown.set(buf);
+      this.#cmdBuf = buf = grown;
+    }
+    buf[i] = a;
+    buf[i + 1] = b;
+    buf[i + 2] = c;
+    buf[i + 3] = d;
+    this.#cmdN++;
+  }
+
+  /**
+   * Appends a TLBI of the address family: the bytes encodeCommand writes for
+   * { op, vmid, asid, num, scale, leaf, tg, addr } (TTL 0), without bigint.
+   */
+  #pushTlbi(
+    op: number,
+    vmid: number,
+    asid: number,
+    num: number,
+    scale: number,
+    tg: number,
+    addr: number,
+  ): void {
+    if (!(Number.isSafeInteger(addr) && addr >= 0)) {
+      const [w0, w1] = encodeCommand({ op, vmid, asid, num, scale, leaf: 1, tg, addr: BigInt(addr) });
+      this.#pushCmd(
+        Number(w0 & 0xffff_ffffn),
+        Number((w0 >> 32n) & 0xffff_ffffn),
+        Number(w1 & 0xffff_ffffn),
+        Number((w1 >> 32n) & 0xffff_ffffn),
+      );
+      return;
+    }
+    this.#pushCmd(
+      (op & 0xff) | ((num & 0x1f) << 12) | ((scale & 0x1f) << 20),
+      (vmid & 0xffff) | ((asid & 0xffff) << 16),
+      1 | ((tg & 3) << 10) | ((addr % TWO32) & 0xffff_f000),
+      Math.floor(addr / TWO32),
+    );
+  }
+
+  /**
+   * Writes the pending commands and a CMD_SYNC to the queue in memory, 32-bit halves at a
+   * time, and moves CMDQ_PROD as arm_smmu_cmdq_issue_cmdlist does. EIO if the SMMU stops the queue.
+   */
+  #issue(): void {
+    this.#pushCmd(CmdOp.CMD_SYNC, 0, 0, 0);
+    const hw = this.hw;
+    const memory = this.memory;
+    const buf = this.#cmdBuf;
+    const n = this.#cmdN;
+    this.#cmdN = 0;
     const size = 2 ** this.#cmdqLog2;
     const mask = size * 2 - 1;
     let i = 0;
-    while (i < all.length) {
-      let prod = Number(this.hw.readRegister("CMDQ_PROD")) & mask;
-      const cons = Number(this.hw.readRegister("CMDQ_CONS")) & mask;
+    while (i < n) {
+      let prod = hw.cmdqProd & mask;
+      const cons = hw.cmdqCons & mask;
       let room = size - ((prod - cons + size * 2) & mask);
-      while (room > 0 && i < all.length) {
-        const [w0, w1] = all[i++]!;
+      while (room > 0 && i < n) {
         const at = this.#cmdqBase + (prod & (size - 1)) * 16;
-        this.memory.write64(at, w0);
-        this.memory.write64(at + 8, w1);
+        const page = memory.writePage(Math.floor(at / 4096));
+        if (page === null) memory.write64(at, 0n); // throws the bus error write64 does
+        const w = (at % 4096) >>> 2;
+        const k = i * 4;
+        page![w] = buf[k]!;
+        page![w + 1] = buf[k + 1]!;
+        page![w + 2] = buf[k + 2]!;
+        page![w + 3] = buf[k + 3]!;
+        i++;
         prod = (prod + 1) & mask;
         room--;
       }
-      this.hw.writeRegister("CMDQ_PROD", BigInt(prod));
-      const after = Number(this.hw.readRegister("CMDQ_CONS"));
+      hw.writeCmdqProd(prod);
+      const after = hw.cmdqCons;
       const err = (after >>> 24) & 0x7f;
       if (err !== CmdError.NONE) {
         throw new IommuError("EIO", `the SMMU stopped the command queue with CERROR ${err}`, { cons: after });
@@ -742,11 +846,14 @@ export class SmmuV3Backend implements Backend {
 
   /** Releases an ASID/VMID after invalidating everything tagged with it (arm_smmu_domain_free). */
   releaseTag(d: SmmuPagingDomain): void {
+    this.#cmdN = 0;
     if (d.stage === 1) {
-      this.submit([encodeCommand({ op: CmdOp.TLBI_NH_ASID, asid: d.tagId })]);
+      this.#pushCmd(CmdOp.TLBI_NH_ASID, (d.tagId & 0xffff) << 16, 0, 0);
+      this.#issue();
       this.#asids.delete(d.tagId);
     } else {
-      this.submit([encodeCommand({ op: CmdOp.TLBI_S12_VMALL, vmid: d.tagId })]);
+      this.#pushCmd(CmdOp.TLBI_S12_VMALL, d.tagId & 0xffff, 0, 0);
+      this.#issue();
       this.#vmids.delete(d.tagId);
     }
   }
@@ -755,15 +862,12 @@ export class SmmuV3Backend implements Backend {
   invalidateDomainRange(d: SmmuPagingDomain, iova: number, length: number): void {
     const g = d.spec.granuleLg2;
     const tg = g === 12 ? 1 : g === 14 ? 2 : 3;
-    const cmds: [bigint, bigint][] = [];
+    this.#cmdN = 0;
     let pages = Math.ceil(length / 2 ** g);
     let at = iova - (iova % 2 ** g);
     if (pages > 2 ** 20) {
-      cmds.push(
-        d.stage === 1
-          ? encodeCommand({ op: CmdOp.TLBI_NH_ASID, asid: d.tagId })
-          : encodeCommand({ op: CmdOp.TLBI_S12_VMALL, vmid: d.tagId }),
-      );
+      if (d.stage === 1) this.#pushCmd(CmdOp.TLBI_NH_ASID, (d.tagId & 0xffff) << 16, 0, 0);
+      else this.#pushCmd(CmdOp.TLBI_S12_VMALL, d.tagId & 0xffff, 0, 0);
     } else {
       while (pages > 0) {
         // Each command covers (NUM+1) * 2^SCALE granules: 5 bits of the remaining count.
@@ -771,20 +875,15 @@ export class SmmuV3Backend implements Backend {
         while (pages % 2 ** (scale + 1) === 0) scale++;
         const num = Math.floor(pages / 2 ** scale) % 32;
         const n = num * 2 ** scale;
-        const base = { tg, num: num - 1, scale, leaf: 1, addr: BigInt(at) };
-        cmds.push(
-          d.stage === 1
-            ? encodeCommand({ op: CmdOp.TLBI_NH_VA, asid: d.tagId, ...base })
-            : encodeCommand({ op: CmdOp.TLBI_S2_IPA, vmid: d.tagId, ...base }),
-        );
+        if (d.stage === 1) this.#pushTlbi(CmdOp.TLBI_NH_VA, 0, d.tagId, num - 1, scale, tg, at);
+        else this.#pushTlbi(CmdOp.TLBI_S2_IPA, d.tagId, 0, num - 1, scale, tg, at);
         at += n * 2 ** g;
         pages -= n;
       }
     }
     // A nest parent's change reaches every nested S1 entry of its VMID (Linux: TLBI_NH_ALL).
-    if (d.stage === 2 && d.flags.nestParent)
-      cmds.push(encodeCommand({ op: CmdOp.TLBI_NH_ALL, vmid: d.tagId }));
-    this.submit(cmds);
+    if (d.stage === 2 && d.flags.nestParent) this.#pushCmd(CmdOp.TLBI_NH_ALL, d.tagId & 0xffff, 0, 0);
+    this.#issue();
   }
 
   // ---------------------------------------------------------------- STE / CD programming

@@ -179,7 +179,8 @@ export function lpaeFormat(spec: LpaeFormatSpec, dirtyTracking = false): PtForma
   const topTableLg2 = Math.max(12, Math.log2(topEntries * 8), g === 16 ? 16 : 0);
   const s1 = spec.stage === 1;
   const addr = (lo: number, hi: number, low: number): number => {
-    let a = (hi & 0xffff) * TWO32 + (lo >>> low) * 2 ** low;
+    // Below 32 the low bits are a mask (the same value as (lo >>> low) * 2 ** low, without pow).
+    let a = (hi & 0xffff) * TWO32 + (low < 32 ? (lo & (-1 << low)) >>> 0 : (lo >>> low) * 2 ** low);
     if (g === 16) a += ((lo >>> 12) & 0xf) * 2 ** 48;
     return a;
   };

@@ -15,13 +15,15 @@ import type { Fault, FaultClass, PhysicalMemory, Translation, WalkStep } from "@
 import { Access, IommuError, makeFault, Perm } from "@iommu-kit/core";
 import type { Iotlb } from "@iommu-kit/core/driver";
 import { SmmuTlb, tlbTag } from "../fast-path.ts";
-import { CMD_NAMES, CmdError, CmdOp, decodeCommandHalves } from "../format/command.ts";
+import { CMD_NAMES, CmdError, CmdOp } from "../format/command.ts";
 import { EVENT_NAMES, EventClass, EventId, encodeEvent } from "../format/event.ts";
 import { wordsToBytes } from "../format/fields.ts";
 import { blockAllowed, levelShift } from "../format/lpae-pte.ts";
 import { Cr0, Cr2, Gbpa, Gerror, PA_BITS, REG_OFFSETS, REG64 } from "./regs.ts";
 
 const TWO32 = 4294967296;
+/** 2^i for i in [0, 127] (an index outside reads undefined: callers fall back to `2 ** i`). */
+const POW2 = Float64Array.from({ length: 128 }, (_, i) => 2 ** i);
 const SID_SPAN = 2097152; // 2^21: config key = sid * 2^21 + ssid + 1
 const MICRO_MASK = 1023;
 // Access flags as literals for the hit path (core's Access.WRITE / EXEC / PRIV).
@@ -204,6 +206,20 @@ export class SmmuHw {
   readonly #uPa: Float64Array = new Float64Array(MICRO_MASK + 1);
   readonly #uPerm: Uint8Array = new Uint8Array(MICRO_MASK + 1);
   readonly #uSize: Uint8Array = new Uint8Array(MICRO_MASK + 1);
+  // CMDQ_PROD / CMDQ_CONS live here as numbers (the #regs entries are placeholders), and the
+  // command queue's decoded configuration (CR0.CMDQEN, GERROR.CMDQ_ERR, CMDQ_BASE), redone
+  // after any other register write: a submission is then free of bigint.
+  #cmdqProd = 0;
+  #cmdqCons = 0;
+  #qStale = true;
+  #qOn = false;
+  #qAddr = 0;
+  #qLog2 = 0;
+  /** False while the micro-TLB holds nothing (a TLBI then skips emptying it). */
+  #uLive = false;
+  // Range of the TLBI being executed (#tlbiRange).
+  #rAt = 0;
+  #rLen = 0;
   /** IOTLB hits served by the fast path (each is also a config-cache hit). */
   #fastHits = 0;
   // Fault scratch.
@@ -244,6 +260,8 @@ export class SmmuHw {
     }
     // CR0ACK follows CR0 for a snapshot taken of a running SMMU.
     if (registers.CR0ACK === undefined) this.#regs.set("CR0ACK", this.#regs.get("CR0")!);
+    this.#cmdqProd = Number(this.#regs.get("CMDQ_PROD")!);
+    this.#cmdqCons = Number(this.#regs.get("CMDQ_CONS")!);
     this.#decodeIdrs();
     this.#decodeControl();
   }
@@ -291,6 +309,8 @@ export class SmmuHw {
 
   /** Reads a register by name (64-bit registers whole). */
   readRegister(name: string): bigint {
+    if (name === "CMDQ_PROD") return BigInt(this.#cmdqProd);
+    if (name === "CMDQ_CONS") return BigInt(this.#cmdqCons);
     const v = this.#regs.get(name);
     if (v === undefined)
       throw new IommuError("EINVAL", `unknown SMMUv3 register ${name}`, { register: name });
@@ -302,6 +322,7 @@ export class SmmuHw {
     if (!this.#regs.has(name))
       throw new IommuError("EINVAL", `unknown SMMUv3 register ${name}`, { register: name });
     const v = BigInt.asUintN(REG64.has(name) ? 64 : 32, value);
+    this.#qStale = true;
     switch (name) {
       case "IDR0":
       case "IDR1":
@@ -337,12 +358,11 @@ export class SmmuHw {
         this.#consumeCmdq();
         return;
       case "CMDQ_PROD":
-        this.#regs.set(name, v & 0x000f_ffffn);
-        this.#consumeCmdq();
+        this.writeCmdqProd(Number(v));
         return;
       case "CMDQ_CONS":
         // Software may move CONS only while the queue is disabled (6.3.27).
-        if ((this.#regs.get("CR0")! & BigInt(Cr0.CMDQEN)) === 0n) this.#regs.set(name, v);
+        if ((this.#regs.get("CR0")! & BigInt(Cr0.CMDQEN)) === 0n) this.#cmdqCons = Number(v);
         return;
       case "EVENTQ_PROD":
         if ((this.#regs.get("CR0")! & BigInt(Cr0.EVTQEN)) === 0n) this.#regs.set(name, v);
@@ -383,7 +403,10 @@ export class SmmuHw {
 
   /** Every register by name. */
   registers(): Record<string, bigint> {
-    return Object.fromEntries(this.#regs);
+    const out = Object.fromEntries(this.#regs);
+    out.CMDQ_PROD = BigInt(this.#cmdqProd);
+    out.CMDQ_CONS = BigInt(this.#cmdqCons);
+    return out;
   }
 
   // ---------------------------------------------------------------- caches
@@ -422,18 +445,42 @@ export class SmmuHw {
 
   // ---------------------------------------------------------------- command queue
 
-  #consumeCmdq(): void {
+  /** CMDQ_PROD as a number (the driver's submission path). */
+  get cmdqProd(): number {
+    return this.#cmdqProd;
+  }
+
+  /** CMDQ_CONS as a number (the driver's submission path). */
+  get cmdqCons(): number {
+    return this.#cmdqCons;
+  }
+
+  /** writeRegister("CMDQ_PROD", value) for a 32-bit number, without bigint. */
+  writeCmdqProd(value: number): void {
+    this.#cmdqProd = (value >>> 0) & 0x000f_ffff;
+    this.#consumeCmdq();
+  }
+
+  /** Decodes CR0.CMDQEN, GERROR.CMDQ_ERR and CMDQ_BASE for #consumeCmdq. */
+  #decodeCmdq(): void {
+    this.#qStale = false;
     const cr0 = Number(this.#regs.get("CR0")!);
-    if ((cr0 & Cr0.CMDQEN) === 0) return;
     const gerr = Number(this.#regs.get("GERROR")! ^ this.#regs.get("GERRORN")!);
-    if (gerr & Gerror.CMDQ_ERR) return; // stopped until software acknowledges (7.1)
+    // Stopped until software acknowledges a CMDQ_ERR (7.1).
+    this.#qOn = (cr0 & Cr0.CMDQEN) !== 0 && (gerr & Gerror.CMDQ_ERR) === 0;
     const base = this.#regs.get("CMDQ_BASE")!;
-    const log2 = Math.min(Number(base & 0x1fn), this.cmdqsMax); // LOG2SIZE [4:0] capped by IDR1.CMDQS
-    const addr = Number(base & 0x000f_ffff_ffff_ffe0n); // ADDR [51:5]
-    const size = 2 ** log2;
+    this.#qLog2 = Math.min(Number(base & 0x1fn), this.cmdqsMax); // LOG2SIZE [4:0] capped by IDR1.CMDQS
+    this.#qAddr = Number(base & 0x000f_ffff_ffff_ffe0n); // ADDR [51:5]
+  }
+
+  #consumeCmdq(): void {
+    if (this.#qStale) this.#decodeCmdq();
+    if (!this.#qOn) return;
+    const addr = this.#qAddr;
+    const size = 2 ** this.#qLog2;
     const ptrMask = size * 2 - 1; // index + wrap bit
-    const prod = Number(this.#regs.get("CMDQ_PROD")!) & ptrMask;
-    let cons = Number(this.#regs.get("CMDQ_CONS")!) & ptrMask;
+    const prod = this.#cmdqProd & ptrMask;
+    let cons = this.#cmdqCons & ptrMask;
     for (let n = 0; n < size && cons !== prod; n++) {
       const at = addr + (cons & (size - 1)) * 16;
       const page = this.memory.readPage(Math.floor(at / 4096));
@@ -444,13 +491,14 @@ export class SmmuHw {
       }
       if (err !== CmdError.NONE) {
         // CONS stays on the failing command, ERR [30:24] names the error (6.3.27).
-        this.#regs.set("CMDQ_CONS", BigInt(cons | (err << 24)));
+        this.#cmdqCons = cons | (err << 24);
         this.#regs.set("GERROR", this.#regs.get("GERROR")! ^ BigInt(Gerror.CMDQ_ERR));
+        this.#qStale = true;
         return;
       }
       cons = (cons + 1) & ptrMask;
     }
-    this.#regs.set("CMDQ_CONS", BigInt(cons));
+    this.#cmdqCons = cons;
   }
 
   /** Executes one command; returns a CERROR code. */
@@ -459,66 +507,63 @@ export class SmmuHw {
     const op = a & 0xff;
     if (op === CmdOp.CMD_SYNC || op === CmdOp.PREFETCH_CONFIG || op === CmdOp.PREFETCH_ADDR)
       return CmdError.NONE;
-    if (op >= CmdOp.TLBI_NH_ALL && op <= CmdOp.TLBI_NSNH_ALL) this.#uVpn.fill(-1); // every TLBI empties the micro-TLB
-    const cmd = decodeCommandHalves(a, b, c, d);
-    const vmid = this.s2p ? cmd.vmid : 0;
+    if (op >= CmdOp.TLBI_NH_ALL && op <= CmdOp.TLBI_NSNH_ALL && this.#uLive) {
+      this.#uVpn.fill(-1); // every TLBI empties the micro-TLB
+      this.#uLive = false;
+    }
+    // Fields straight from the 32-bit halves (decodeCommandHalves' positions), no allocation.
+    const sid = b >>> 0;
+    const asid = b >>> 16;
+    const tg = (c >>> 10) & 3;
+    const vmid = this.s2p ? b & 0xffff : 0;
     const k = this.counters;
-    const range = (): [number, number] | null => {
-      // Range TLBI (4.4.1): TG=0 -> the leaf covering ADDR; else (NUM+1)*2^SCALE granules.
-      if (d >= 2 ** 21) return null; // beyond 2^53: nothing cached there (translateBig does not cache)
-      const at = d * TWO32 + ((c & 0xfffff000) >>> 0);
-      if (cmd.tg === 0) return [at, 1];
-      const g = cmd.tg === 1 ? 12 : cmd.tg === 2 ? 14 : 16;
-      return [at - (at % 2 ** g), (cmd.num + 1) * 2 ** (cmd.scale + g)];
-    };
-    switch (cmd.op) {
+    switch (op) {
       case CmdOp.PREFETCH_CONFIG:
       case CmdOp.PREFETCH_ADDR:
       case CmdOp.CMD_SYNC:
         return CmdError.NONE;
       case CmdOp.CFGI_STE:
         k.invalidations++;
-        this.#dropSid(cmd.sid);
+        this.#dropSid(sid);
         return CmdError.NONE;
       case CmdOp.CFGI_STE_RANGE: {
         k.invalidations++;
-        if (cmd.range >= 31) {
+        const rng = c & 0x1f;
+        if (rng >= 31) {
           this.#steCache.clear();
           this.#cfgCache.clear();
           this.#forget();
           return CmdError.NONE;
         }
-        const span = 2 ** (cmd.range + 1);
-        const first = cmd.sid - (cmd.sid % span);
-        for (const sid of [...this.#steCache.keys()])
-          if (sid >= first && sid < first + span) this.#dropSid(sid);
+        const span = 2 ** (rng + 1);
+        const first = sid - (sid % span);
+        for (const s of [...this.#steCache.keys()]) if (s >= first && s < first + span) this.#dropSid(s);
         for (const key of [...this.#cfgCache.keys()]) {
-          const sid = Math.floor(key / SID_SPAN);
-          if (sid >= first && sid < first + span) this.#dropSid(sid);
+          const s = Math.floor(key / SID_SPAN);
+          if (s >= first && s < first + span) this.#dropSid(s);
         }
         return CmdError.NONE;
       }
       case CmdOp.CFGI_CD:
         k.invalidations++;
-        this.#dropCd(cmd.sid, cmd.ssid);
+        this.#dropCd(sid, a >>> 12);
         return CmdError.NONE;
       case CmdOp.CFGI_CD_ALL:
         k.invalidations++;
-        this.#dropCds(cmd.sid);
+        this.#dropCds(sid);
         return CmdError.NONE;
       case CmdOp.TLBI_NH_ALL:
       case CmdOp.TLBI_NH_ASID:
       case CmdOp.TLBI_NH_VA:
       case CmdOp.TLBI_NH_VAA: {
         if (!this.s1p) return CmdError.ILL; // stage 1 not implemented
-        if (cmd.tg !== 0 && !this.ril) return CmdError.ILL;
+        if (tg !== 0 && !this.ril) return CmdError.ILL;
         k.invalidations++;
-        if (cmd.op === CmdOp.TLBI_NH_ALL) this.tlb.invalidateNhAll(vmid);
-        else if (cmd.op === CmdOp.TLBI_NH_ASID) this.tlb.invalidateAsid(vmid, cmd.asid);
+        if (op === CmdOp.TLBI_NH_ALL) this.tlb.invalidateNhAll(vmid);
+        else if (op === CmdOp.TLBI_NH_ASID) this.tlb.invalidateAsid(vmid, asid);
         else {
-          const r = range();
-          if (r !== null)
-            this.tlb.invalidateVa(vmid, cmd.op === CmdOp.TLBI_NH_VA ? cmd.asid : -1, r[0], r[1]);
+          if (this.#tlbiRange(a, c, d))
+            this.tlb.invalidateVa(vmid, op === CmdOp.TLBI_NH_VA ? asid : -1, this.#rAt, this.#rLen);
         }
         return CmdError.NONE;
       }
@@ -529,10 +574,9 @@ export class SmmuHw {
         return CmdError.NONE;
       case CmdOp.TLBI_S2_IPA: {
         if (!this.s2p) return CmdError.ILL;
-        if (cmd.tg !== 0 && !this.ril) return CmdError.ILL;
+        if (tg !== 0 && !this.ril) return CmdError.ILL;
         k.invalidations++;
-        const r = range();
-        if (r !== null) this.tlb.invalidateIpa(vmid, r[0], r[1]);
+        if (this.#tlbiRange(a, c, d)) this.tlb.invalidateIpa(vmid, this.#rAt, this.#rLen);
         return CmdError.NONE;
       }
       case CmdOp.TLBI_NSNH_ALL:
@@ -557,6 +601,25 @@ export class SmmuHw {
       default:
         return CmdError.ILL; // unknown opcode, EL3 TLBIs, CFGI_VMS_PIDM (4.1.2)
     }
+  }
+
+  /**
+   * The range of a range TLBI (4.4.1) into #rAt / #rLen: TG=0 -> the leaf covering ADDR;
+   * else (NUM+1)*2^SCALE granules. False beyond 2^53 (translateBig does not cache there).
+   */
+  #tlbiRange(a: number, c: number, d: number): boolean {
+    if (d >= 2 ** 21) return false;
+    const at = d * TWO32 + ((c & 0xfffff000) >>> 0);
+    const tg = (c >>> 10) & 3;
+    if (tg === 0) {
+      this.#rAt = at;
+      this.#rLen = 1;
+      return true;
+    }
+    const g = tg === 1 ? 12 : tg === 2 ? 14 : 16;
+    this.#rAt = at - (at % (POW2[g] ?? 2 ** g));
+    this.#rLen = (((a >>> 12) & 0x1f) + 1) * 2 ** (((a >>> 20) & 0x1f) + g);
+    return true;
   }
 
   /** Name of a command opcode ("CMD_UNKNOWN_0x7f" for others). */
@@ -588,6 +651,7 @@ export class SmmuHw {
     const page = this.memory.writePage(Math.floor(at / 4096));
     if (page === null) {
       this.#regs.set("GERROR", this.#regs.get("GERROR")! ^ BigInt(Gerror.EVTQ_ABT_ERR));
+      this.#qStale = true;
       return false;
     }
     const w = (at % 4096) >>> 2;
@@ -701,7 +765,7 @@ export class SmmuHw {
   /** Locates and decodes the STE of `sid` (5.2); null on a fault. */
   #fetchSte(sid: number): SteCfg | null {
     const limit = Math.min(this.#strtabLog2, this.sidBits);
-    if (sid >= 2 ** limit) {
+    if (sid >= (POW2[limit] ?? 2 ** limit)) {
       this.#step("stream table", null, `fault: C_BAD_STREAMID (StreamID >= 2^${limit})`);
       return this.#setFault(EventId.C_BAD_STREAMID, 0, 0, 0, this.#recInvSid()) || null;
     }
@@ -709,7 +773,7 @@ export class SmmuHw {
     if (this.#strtab2l) {
       // 2-level (3.3.2): SPLIT 6/8/10; other values behave as the nearest smaller one. We cap at LOG2SIZE.
       const split = Math.min(this.#strtabSplit >= 10 ? 10 : this.#strtabSplit >= 8 ? 8 : 6, limit);
-      const l1Addr = this.#strtabBase + Math.floor(sid / 2 ** split) * 8;
+      const l1Addr = this.#strtabBase + Math.floor(sid / (POW2[split] ?? 2 ** split)) * 8;
       if (!this.#read8(l1Addr, this.#buf, 2)) {
         this.#step("L1STD", l1Addr, "fault: F_STE_FETCH");
         return this.#setFault(EventId.F_STE_FETCH, 0, 0, l1Addr, true) || null;
@@ -719,7 +783,7 @@ export class SmmuHw {
       let span = lo & 0x1f;
       if (span > 11) span = 0; // Span 12..31 behave as 0 (5.1)
       span = Math.min(span, split + 1);
-      const l2Index = sid % 2 ** split;
+      const l2Index = sid % (POW2[split] ?? 2 ** split);
       this.#step(
         "L1STD",
         l1Addr,
@@ -1045,17 +1109,17 @@ export class SmmuHw {
   /** Stage-2 walk of `ipa` needing `need` perms; sets #s2Oa/#s2Lg2/#s2Perm or the fault (S2=1, `cls`). */
   #walkS2(ste: SteCfg, ipa: number, need: number, cls: number): boolean {
     const rec = ste.s2r;
-    if (ipa >= 2 ** ste.s2ias) {
+    if (ipa >= (POW2[ste.s2ias] ?? 2 ** ste.s2ias)) {
       this.#step("S2", null, `fault: F_TRANSLATION (IPA beyond 2^${ste.s2ias})`);
       return this.#setFault(EventId.F_TRANSLATION, 1, cls, ipa, rec);
     }
     const g = ste.s2g;
-    const ps = 2 ** ste.s2ps;
+    const ps = POW2[ste.s2ps] ?? 2 ** ste.s2ps;
     let table = ste.s2ttb;
     for (let lvl = ste.s2start; lvl <= 3; lvl++) {
       const shift = levelShift(g, lvl);
       const bits = lvl === ste.s2start ? ste.s2ias - shift : g - 3;
-      const idx = Math.floor(ipa / 2 ** shift) % 2 ** bits;
+      const idx = Math.floor(ipa / (POW2[shift] ?? 2 ** shift)) % (POW2[bits] ?? 2 ** bits);
       const da = table + idx * 8;
       const page = this.memory.readPage(Math.floor(da / 4096));
       if (page === null) {
@@ -1082,11 +1146,11 @@ export class SmmuHw {
       let addr = (hi & 0xffff) * TWO32;
       if (g === 16 && ste.s2ps > 48) addr += ((lo >>> 12) & 0xf) * 2 ** 48; // LPA: OA[51:48] in [15:12]
       if (lvl < 3 && (lo & 2) !== 0) {
-        table = addr + (lo >>> g) * 2 ** g;
+        table = addr + (lo >>> g) * (POW2[g] ?? 2 ** g);
         if (table >= ps) return this.#setFault(EventId.F_ADDR_SIZE, 1, cls, ipa, rec);
         continue;
       }
-      const oa = addr + (lo >>> shift) * 2 ** shift;
+      const oa = addr + (lo >>> shift) * (POW2[shift] ?? 2 ** shift);
       if (oa >= ps) return this.#setFault(EventId.F_ADDR_SIZE, 1, cls, ipa, rec);
       let lo2 = lo;
       if ((lo & 0x400) === 0) {
@@ -1111,7 +1175,7 @@ export class SmmuHw {
         const wp = this.memory.writePage(Math.floor(da / 4096));
         if (wp !== null) wp[wi] = lo2;
       }
-      this.#s2Oa = oa + (ipa % 2 ** shift);
+      this.#s2Oa = oa + (ipa % (POW2[shift] ?? 2 ** shift));
       this.#s2Lg2 = (hi >>> 20) & 1 ? shift + contiguousLg2(g, lvl) : shift;
       this.#s2Perm = perm;
       return true;
@@ -1132,8 +1196,8 @@ export class SmmuHw {
     const start = 4 - Math.ceil((inBits - g) / (g - 3));
     const topBits = inBits - levelShift(g, start);
     const ttb0 = half === 0 ? cfg.ttb0 : cfg.ttb1;
-    let table = ttb0 - (ttb0 % Math.max(64, 2 ** (topBits + 3)));
-    const oaLimit = 2 ** cfg.ips;
+    let table = ttb0 - (ttb0 % Math.max(64, POW2[topBits + 3] ?? 2 ** (topBits + 3)));
+    const oaLimit = POW2[cfg.ips] ?? 2 ** cfg.ips;
     const nested = cfg.s2;
     let apTable = 0;
     let uxnTable = 0;
@@ -1141,7 +1205,7 @@ export class SmmuHw {
     for (let lvl = start; lvl <= 3; lvl++) {
       const shift = levelShift(g, lvl);
       const bits = lvl === start ? topBits : g - 3;
-      const idx = Math.floor(va / 2 ** shift) % 2 ** bits;
+      const idx = Math.floor(va / (POW2[shift] ?? 2 ** shift)) % (POW2[bits] ?? 2 ** bits);
       const dIpa = table + idx * 8;
       let da = dIpa;
       if (nested) {
@@ -1174,7 +1238,7 @@ export class SmmuHw {
       let addr = (hi & 0xffff) * TWO32;
       if (g === 16 && cfg.ips > 48) addr += ((lo >>> 12) & 0xf) * 2 ** 48;
       if (lvl < 3 && (lo & 2) !== 0) {
-        table = addr + (lo >>> g) * 2 ** g;
+        table = addr + (lo >>> g) * (POW2[g] ?? 2 ** g);
         if (table >= oaLimit) return this.#setFault(EventId.F_ADDR_SIZE, 0, EventClass.IN, 0, rec);
         if (!had) {
           pxnTable |= (hi >>> 27) & 1; // PXNTable [59]
@@ -1183,7 +1247,7 @@ export class SmmuHw {
         }
         continue;
       }
-      const oa = addr + (lo >>> shift) * 2 ** shift;
+      const oa = addr + (lo >>> shift) * (POW2[shift] ?? 2 ** shift);
       if (oa >= oaLimit) return this.#setFault(EventId.F_ADDR_SIZE, 0, EventClass.IN, 0, rec);
       let lo2 = lo;
       if ((lo & 0x400) === 0) {
@@ -1221,7 +1285,7 @@ export class SmmuHw {
         const wp = this.memory.writePage(Math.floor(da / 4096));
         if (wp !== null) wp[wi] = lo2;
       }
-      const out = oa + (va % 2 ** shift);
+      const out = oa + (va % (POW2[shift] ?? 2 ** shift));
       this.#global = ((lo2 >>> 11) & 1) === 0;
       const region = (hi >>> 20) & 1 ? shift + contiguousLg2(g, lvl) : shift;
       if (nested) {
@@ -1318,6 +1382,7 @@ export class SmmuHw {
           const perm = access & A_PRIV ? packed & 7 : packed >>> 4;
           if ((perm & need) === need) {
             this.#fastHits++;
+            this.#uLive = true;
             this.#uVpn[x] = vpn;
             this.#uTag[x] = tag;
             this.#uPa[x] = iotlb.pas[slot]!;
@@ -1386,7 +1451,7 @@ export class SmmuHw {
     if (cfg.s1) {
       if (big === null) {
         // A number is below 2^53: VA[55] = 0, so only TTB0's range (or the gap above it) applies.
-        if (cfg.epd0 || va >= 2 ** (64 - cfg.t0sz)) {
+        if (cfg.epd0 || va >= (POW2[64 - cfg.t0sz] ?? 2 ** (64 - cfg.t0sz))) {
           this.#step("S1", null, "fault: F_TRANSLATION (EPD0, or above TTB0's range)");
           return this.#fail(EventId.F_TRANSLATION, cfg.r, out);
         }
@@ -1413,7 +1478,8 @@ export class SmmuHw {
       if (big !== null) {
         if (big >= 1n << BigInt(this.oas)) return this.#fail(EventId.F_ADDR_SIZE, false, out);
         va = Number(big);
-      } else if (iova >= 2 ** this.oas) return this.#fail(EventId.F_ADDR_SIZE, false, out);
+      } else if (iova >= (POW2[this.oas] ?? 2 ** this.oas))
+        return this.#fail(EventId.F_ADDR_SIZE, false, out);
     }
     this.counters.iotlbMisses++;
     this.counters.walks++;
@@ -1456,7 +1522,7 @@ export class SmmuHw {
     if (big !== null) {
       if (big >= 1n << BigInt(this.oas)) return this.#fail(EventId.F_ADDR_SIZE, record, out);
       iova = Number(big);
-    } else if (iova >= 2 ** this.oas) return this.#fail(EventId.F_ADDR_SIZE, record, out);
+    } else if (iova >= (POW2[this.oas] ?? 2 ** this.oas)) return this.#fail(EventId.F_ADDR_SIZE, record, out);
     out.pa = iova;
     out.perm = Perm.R | Perm.W | Perm.X;
     out.sizeLg2 = 12;
