@@ -970,9 +970,20 @@ export class VtdBackend implements Backend {
         );
       }
     }
-    descs.push(...this.#tagsOf(d).ats);
-    for (const c of d.children) descs.push(...this.#tagsOf(c).ats);
+    this.#pushAts(d, descs);
+    for (const c of d.children) this.#pushAts(c, descs);
     this.submit(descs);
+  }
+
+  /** Appends #tagsOf(d).ats to `descs` (per unmap: no Set, no split). */
+  #pushAts(d: VtdDomain, descs: InvDescriptor[]): void {
+    for (const u of d.users) {
+      const colon = u.indexOf(":");
+      const r = Number(u.slice(0, colon));
+      if (this.#devices.get(r)?.spec.ats !== true) continue;
+      const p = Number(u.slice(colon + 1));
+      descs.push(p < 0 ? devTlbAll(r) : pasidDevTlbAll(r, p));
+    }
   }
 
   /** Nested user invalidation: PASID-based IOTLB for every PASID the domain serves. */

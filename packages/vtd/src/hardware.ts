@@ -419,7 +419,9 @@ export class VtdHardware extends FastPath {
    * 64-bit register decode): latches the tail and processes the queue when QIE is set.
    */
   writeQueueTail(tailBytes: number): void {
-    this.iqt = BigInt(tailBytes & 0x7fff0);
+    const bytes = tailBytes & 0x7fff0;
+    this.iqt = this.#iqtSeen = this.#offsetBig(bytes);
+    this.#iqtBytes = bytes;
     if (this.gsts & Gcmd.QIE) this.processQueue();
   }
 
@@ -445,7 +447,7 @@ export class VtdHardware extends FastPath {
     if (this.fsts & Fsts.IQE) return;
     const size = this.descriptorBytes;
     const entries = this.queueEntries;
-    const tailBytes = Number(this.iqt & 0x7fff0n);
+    const tailBytes = this.iqt === this.#iqtSeen ? this.#iqtBytes : Number(this.iqt & 0x7fff0n);
     if (size === 32 && !this.ecap.smts) {
       this.#queueError(Iqei.INVALID_WIDTH);
       return;
@@ -455,7 +457,8 @@ export class VtdHardware extends FastPath {
       return;
     }
     const tail = tailBytes / size;
-    let head = Number(this.iqh & 0x7fff0n) / size;
+    // IQH as this loop last wrote it, without a BigInt operation, unless it was written since.
+    let head = (this.iqh === this.#iqhSeen ? this.#iqhBytes : Number(this.iqh & 0x7fff0n)) / size;
     if (!Number.isInteger(head) || head >= entries) head = 0;
     const base = this.queueBase;
     const halves = this.#desc;
@@ -495,8 +498,30 @@ export class VtdHardware extends FastPath {
       }
       this.descriptorCounts.set(code, (this.descriptorCounts.get(code) ?? 0) + 1);
       head = (head + 1) % entries;
-      this.iqh = BigInt(head * size);
+      this.#setIqh(head * size);
     }
+  }
+
+  /** IQH / IQT as last written here, and their byte offsets (compared by value before use). */
+  #iqhSeen = 0n;
+  #iqhBytes = 0;
+  #iqtSeen = 0n;
+  #iqtBytes = 0;
+  /** BigInt(offset) by offset / 16: queue offsets repeat, so the registers are written without allocating. */
+  readonly #offsets: bigint[] = [];
+
+  #offsetBig(bytes: number): bigint {
+    let b = this.#offsets[bytes >>> 4];
+    if (b === undefined) {
+      b = BigInt(bytes);
+      this.#offsets[bytes >>> 4] = b;
+    }
+    return b;
+  }
+
+  #setIqh(bytes: number): void {
+    this.iqh = this.#iqhSeen = this.#offsetBig(bytes);
+    this.#iqhBytes = bytes;
   }
 
   /** Executes one decoded descriptor; false when a field value is invalid. */
