@@ -43,6 +43,9 @@ const STE_S1 = 2;
 const STE_S2 = 3;
 const STE_NESTED = 4;
 
+/** The default of SteCfg.raw until a fetch sets the words read (shared, never written). */
+const NO_WORDS = new Uint32Array(16);
+
 /** A decoded STE (5.2). */
 class SteCfg {
   kind: number = STE_ABORT;
@@ -60,8 +63,11 @@ class SteCfg {
   s2ha = false;
   s2hd = false;
   s2r = false;
-  raw: Uint32Array = new Uint32Array(16);
+  raw: Uint32Array = NO_WORDS;
 }
+
+/** The default of a TransCfg's STE until #loadCfg sets the fetched one (shared, never written). */
+const NO_STE = new SteCfg();
 
 /** A decoded (STE, CD) pair: what one (StreamID, SubstreamID) translates with. */
 export class TransCfg {
@@ -73,7 +79,7 @@ export class TransCfg {
   asid = 0;
   sid = 0;
   ssid = -1;
-  ste: SteCfg = new SteCfg();
+  ste: SteCfg = NO_STE;
   // Stage 1 (CD, 5.4).
   t0sz = 16;
   tg0 = 12;
@@ -784,13 +790,14 @@ export class SmmuHw {
       if (span > 11) span = 0; // Span 12..31 behave as 0 (5.1)
       span = Math.min(span, split + 1);
       const l2Index = sid % (POW2[split] ?? 2 ** split);
-      this.#step(
-        "L1STD",
-        l1Addr,
-        span === 0 ? "invalid (Span 0)" : `L2 of 2^${span - 1} STEs`,
-        [hex((BigInt(hi) << 32n) | BigInt(lo))],
-        { Span: lo & 0x1f },
-      );
+      if (this.#trace !== null)
+        this.#step(
+          "L1STD",
+          l1Addr,
+          span === 0 ? "invalid (Span 0)" : `L2 of 2^${span - 1} STEs`,
+          [hex((BigInt(hi) << 32n) | BigInt(lo))],
+          { Span: lo & 0x1f },
+        );
       if (span === 0 || l2Index >= 2 ** (span - 1)) {
         // Spec: beyond Span is C_BAD_STREAMID (QEMU says C_BAD_STE).
         return this.#setFault(EventId.C_BAD_STREAMID, 0, 0, 0, this.#recInvSid()) || null;
@@ -806,35 +813,34 @@ export class SmmuHw {
     }
     const ste = new SteCfg();
     ste.raw = w;
-    const bad = (why: string): null => {
-      this.#step("STE", steAddr, `fault: C_BAD_STE (${why})`, this.#rawWords(w, 8));
-      this.#setFault(EventId.C_BAD_STE, 0, 0, 0, true);
-      return null;
-    };
-    if ((w[0]! & 1) === 0) return bad("V=0");
+    if ((w[0]! & 1) === 0) return this.#badSte(steAddr, w, "V=0");
     const config = (w[0]! >>> 1) & 7;
     if ((config & 4) === 0) {
       ste.kind = STE_ABORT; // Config 0b0xx: abort, no event (5.2)
-      this.#step("STE", steAddr, "abort (Config=0b0xx)", this.#rawWords(w, 8), { V: 1, Config: config });
+      if (this.#trace !== null)
+        this.#step("STE", steAddr, "abort (Config=0b0xx)", this.#rawWords(w, 8), { V: 1, Config: config });
       return ste;
     }
     if (config === 4) {
       ste.kind = STE_BYPASS;
-      this.#step("STE", steAddr, "bypass", this.#rawWords(w, 8), { V: 1, Config: config });
+      if (this.#trace !== null)
+        this.#step("STE", steAddr, "bypass", this.#rawWords(w, 8), { V: 1, Config: config });
       return ste;
     }
     const s1 = (config & 1) !== 0;
     const s2 = (config & 2) !== 0;
-    if ((s1 && !this.s1p) || (s2 && !this.s2p)) return bad("stage not implemented");
+    if ((s1 && !this.s1p) || (s2 && !this.s2p)) return this.#badSte(steAddr, w, "stage not implemented");
     ste.kind = s1 && s2 ? STE_NESTED : s1 ? STE_S1 : STE_S2;
     // STRW [95:94] is RES0 without IDR0.Hyp and IGNORED with stage 2; else 0bx1 is ILLEGAL (5.2).
     const strw = (w[2]! >>> 30) & 3;
-    if (this.hyp && !s2 && (strw & 1) === 1) return bad(`STRW=${strw}`);
+    if (this.hyp && !s2 && (strw & 1) === 1) return this.#badSte(steAddr, w, `STRW=${strw}`);
     // EATS [93:92] is IGNORED without IDR0.ATS. Full ATS with S2S, split-stage outside nested (5.2).
     const eats = (w[2]! >>> 28) & 3;
     const s2s = ((w[5]! >>> 25) & 1) === 1;
-    if (this.ats && s2 && s2s && (eats === 1 || eats === 3)) return bad("EATS=Full ATS with S2S=1");
-    if (this.ats && eats === 2 && (!(s1 && s2) || s2s)) return bad("EATS=split-stage outside a nested STE");
+    if (this.ats && s2 && s2s && (eats === 1 || eats === 3))
+      return this.#badSte(steAddr, w, "EATS=Full ATS with S2S=1");
+    if (this.ats && eats === 2 && (!(s1 && s2) || s2s))
+      return this.#badSte(steAddr, w, "EATS=split-stage outside a nested STE");
     if (s1) {
       ste.s1Fmt = (w[0]! >>> 4) & 3;
       if (ste.s1Fmt === 3) ste.s1Fmt = 0; // S1Fmt 0b11: reserved, behaves as 0b00 (5.2)
@@ -843,12 +849,14 @@ export class SmmuHw {
       ste.cdMax = this.ssidBits === 0 ? 0 : w[1]! >>> 27;
       ste.dss = w[2]! & 3;
       if (ste.dss === 3) ste.dss = 0; // S1DSS 0b11: reserved, behaves as 0b00 (terminate)
-      if (ste.cdMax > this.ssidBits) return bad(`S1CDMax ${ste.cdMax} > SSIDSIZE ${this.ssidBits}`);
-      if (ste.cdMax > 0 && ste.s1Fmt !== 0 && !this.cd2l) return bad("2-level CD table without IDR0.CD2L");
+      if (ste.cdMax > this.ssidBits)
+        return this.#badSte(steAddr, w, `S1CDMax ${ste.cdMax} > SSIDSIZE ${this.ssidBits}`);
+      if (ste.cdMax > 0 && ste.s1Fmt !== 0 && !this.cd2l)
+        return this.#badSte(steAddr, w, "2-level CD table without IDR0.CD2L");
       // S1STALLD [91] is ILLEGAL unless the stall model is configurable (STALL_MODEL = 0b00).
       if (((w[2]! >>> 27) & 1) === 1 && this.stallModel !== 0)
-        return bad("S1STALLD without a configurable stall model");
-      if (!s2 && ste.ctxPtr >= 2 ** this.oas) return bad("S1ContextPtr beyond OAS");
+        return this.#badSte(steAddr, w, "S1STALLD without a configurable stall model");
+      if (!s2 && ste.ctxPtr >= 2 ** this.oas) return this.#badSte(steAddr, w, "S1ContextPtr beyond OAS");
     }
     if (this.s2p) ste.vmid = w[4]! & 0xffff; // S2VMID tags stage-1 entries too when S2P=1
     if (s2) {
@@ -857,27 +865,31 @@ export class SmmuHw {
       const sl0 = (w5 >>> 6) & 3;
       const tg = (w5 >>> 14) & 3;
       const ps = (w5 >>> 16) & 7;
-      if (((w5 >>> 19) & 1) === 0) return bad("S2AA64=0 (AArch32 tables unsupported)");
-      if (((w5 >>> 20) & 1) === 1 && this.ttEndian === 2) return bad("S2ENDI=1 on a little-endian-only SMMU");
+      if (((w5 >>> 19) & 1) === 0) return this.#badSte(steAddr, w, "S2AA64=0 (AArch32 tables unsupported)");
+      if (((w5 >>> 20) & 1) === 1 && this.ttEndian === 2)
+        return this.#badSte(steAddr, w, "S2ENDI=1 on a little-endian-only SMMU");
       const g = tg === 0 ? 12 : tg === 1 ? 16 : tg === 2 ? 14 : 0;
-      if (g === 0 || !this.#granuleOk(g)) return bad(`S2TG=${tg}`);
+      if (g === 0 || !this.#granuleOk(g)) return this.#badSte(steAddr, w, `S2TG=${tg}`);
       // eff_S2PS = MIN(S2PS, OAS); a larger or Reserved value behaves as the cap (5.2).
       let psBits = Math.min(ps === 7 ? 56 : PA_BITS[ps]!, this.oas);
       if (g !== 16) psBits = Math.min(psBits, 48);
       const ias = this.oas; // AArch64-only: IAS = OAS (3.4)
-      if (t0sz > 39 || t0sz < 64 - Math.min(ias, g === 16 ? 52 : 48)) return bad(`S2T0SZ=${t0sz}`);
+      if (t0sz > 39 || t0sz < 64 - Math.min(ias, g === 16 ? 52 : 48))
+        return this.#badSte(steAddr, w, `S2T0SZ=${t0sz}`);
       // Start level from S2SL0 (D8.2): 4K 0/1/2 = L2/L1/L0; 16K/64K 0/1/2/3 = L3/L2/L1/L0.
       let start: number;
       if (g === 12) start = sl0 === 3 ? -1 : 2 - sl0;
       else start = 3 - sl0;
-      if (start < 0 || (g === 16 && start === 0)) return bad(`S2SL0=${sl0}`);
+      if (start < 0 || (g === 16 && start === 0)) return this.#badSte(steAddr, w, `S2SL0=${sl0}`);
       const inBits = 64 - t0sz;
       const topBits = inBits - levelShift(g, start);
       // At least one index bit at the start level, at most 16 concatenated tables.
-      if (topBits < 1 || topBits > g - 3 + 4) return bad(`S2SL0=${sl0} inconsistent with S2T0SZ=${t0sz}`);
-      if (((w5 >>> 25) & 1) === 1 && this.stallModel === 1) return bad("S2S=1 without stall support");
+      if (topBits < 1 || topBits > g - 3 + 4)
+        return this.#badSte(steAddr, w, `S2SL0=${sl0} inconsistent with S2T0SZ=${t0sz}`);
+      if (((w5 >>> 25) & 1) === 1 && this.stallModel === 1)
+        return this.#badSte(steAddr, w, "S2S=1 without stall support");
       const ttb = (w[7]! & 0xfffff) * TWO32 + (w[6]! >>> 4) * 16; // S2TTB [51:4]
-      if (ttb >= 2 ** psBits) return bad("S2TTB beyond S2PS");
+      if (ttb >= 2 ** psBits) return this.#badSte(steAddr, w, "S2TTB beyond S2PS");
       const align = Math.max(64, 2 ** (topBits + 3));
       ste.s2g = g;
       ste.s2ias = inBits;
@@ -888,28 +900,38 @@ export class SmmuHw {
       // S2HA [56] / S2HD [55]: ILLEGAL beyond IDR0.HTTU; {S2HA,S2HD} = 0b01 behaves as 0b00 (5.2).
       const s2ha = ((w5 >>> 24) & 1) === 1;
       const s2hd = ((w5 >>> 23) & 1) === 1;
-      if (s2ha && this.httu === 0) return bad("S2HA=1 without HTTU");
-      if (s2hd && this.httu < 2) return bad("S2HD=1 without dirty-state HTTU");
+      if (s2ha && this.httu === 0) return this.#badSte(steAddr, w, "S2HA=1 without HTTU");
+      if (s2hd && this.httu < 2) return this.#badSte(steAddr, w, "S2HD=1 without dirty-state HTTU");
       ste.s2ha = s2ha;
       ste.s2hd = s2ha && s2hd;
       ste.s2r = ((w5 >>> 26) & 1) === 1;
     }
-    this.#step("STE", steAddr, ["", "", "stage 1", "stage 2", "nested"][ste.kind]!, this.#rawWords(w, 8), {
-      V: 1,
-      Config: config,
-      ...(s1 ? { S1Fmt: ste.s1Fmt, S1ContextPtr: hex(ste.ctxPtr), S1CDMax: ste.cdMax, S1DSS: ste.dss } : {}),
-      ...(s2
-        ? {
-            S2VMID: ste.vmid,
-            S2T0SZ: 64 - ste.s2ias,
-            S2TG: ste.s2g,
-            StartLevel: ste.s2start,
-            S2TTB: hex(ste.s2ttb),
-            S2R: ste.s2r,
-          }
-        : {}),
-    });
+    if (this.#trace !== null)
+      this.#step("STE", steAddr, ["", "", "stage 1", "stage 2", "nested"][ste.kind]!, this.#rawWords(w, 8), {
+        V: 1,
+        Config: config,
+        ...(s1
+          ? { S1Fmt: ste.s1Fmt, S1ContextPtr: hex(ste.ctxPtr), S1CDMax: ste.cdMax, S1DSS: ste.dss }
+          : {}),
+        ...(s2
+          ? {
+              S2VMID: ste.vmid,
+              S2T0SZ: 64 - ste.s2ias,
+              S2TG: ste.s2g,
+              StartLevel: ste.s2start,
+              S2TTB: hex(ste.s2ttb),
+              S2R: ste.s2r,
+            }
+          : {}),
+      });
     return ste;
+  }
+
+  /** C_BAD_STE for the STE at `steAddr` (words `w`): records the fault, returns null. */
+  #badSte(steAddr: number, w: Uint32Array, why: string): null {
+    this.#step("STE", steAddr, `fault: C_BAD_STE (${why})`, this.#rawWords(w, 8));
+    this.#setFault(EventId.C_BAD_STE, 0, 0, 0, true);
+    return null;
   }
 
   #rawWords(w: Uint32Array, n: number): string[] {
@@ -963,22 +985,16 @@ export class SmmuHw {
     cfg.ssid = ssid;
     cfg.ste = ste;
     cfg.vmid = ste.vmid;
-    const badSsid = (why: string, blocked = false): null => {
-      this.#step("CD table", null, `fault: C_BAD_SUBSTREAMID (${why})`);
-      this.#setFault(EventId.C_BAD_SUBSTREAMID, 0, 0, 0, true);
-      this.#fBlocked = blocked;
-      return null;
-    };
     switch (ste.kind) {
       case STE_ABORT:
         cfg.mode = MODE_ABORT;
         return cfg;
       case STE_BYPASS:
-        if (ssid >= 0) return badSsid("stage 1 not enabled");
+        if (ssid >= 0) return this.#badSsid("stage 1 not enabled");
         cfg.mode = MODE_BYPASS;
         return cfg;
       case STE_S2:
-        if (ssid >= 0) return badSsid("stage 1 not enabled");
+        if (ssid >= 0) return this.#badSsid("stage 1 not enabled");
         cfg.mode = MODE_TRANSLATE;
         cfg.s2 = true;
         cfg.tag = tlbTag(cfg.vmid, -1);
@@ -987,7 +1003,7 @@ export class SmmuHw {
     const nested = ste.kind === STE_NESTED;
     let index = 0;
     if (ste.cdMax === 0) {
-      if (ssid >= 0) return badSsid("S1CDMax=0");
+      if (ssid >= 0) return this.#badSsid("S1CDMax=0");
     } else if (ssid < 0) {
       if (ste.dss === 0) {
         this.#step("STE", null, "fault: F_STREAM_DISABLED (S1DSS=terminate)");
@@ -1001,7 +1017,7 @@ export class SmmuHw {
         return cfg;
       }
     } else {
-      if (ssid >= 2 ** ste.cdMax) return badSsid(`SSID >= 2^S1CDMax (${ste.cdMax})`);
+      if (ssid >= 2 ** ste.cdMax) return this.#badSsid(`SSID >= 2^S1CDMax (${ste.cdMax})`);
       if (ste.dss === 2 && ssid === 0) {
         // S1DSS=0b10 reserves substream 0 for non-SSID traffic (5.2): F_STREAM_DISABLED.
         this.#step("STE", null, "fault: F_STREAM_DISABLED (SSID 0 with S1DSS=SSID0)");
@@ -1016,8 +1032,9 @@ export class SmmuHw {
       if (!this.#fetchCfgWord(ste, l1Addr, nested, this.#buf, 2, EventId.F_CD_FETCH, "L1CD")) return null;
       const lo = this.#buf[0]!;
       const hi = this.#buf[1]!;
-      this.#step("L1CD", l1Addr, lo & 1 ? "valid" : "invalid", [hex((BigInt(hi) << 32n) | BigInt(lo))]);
-      if ((lo & 1) === 0) return badSsid("L1CD.V=0", true);
+      if (this.#trace !== null)
+        this.#step("L1CD", l1Addr, lo & 1 ? "valid" : "invalid", [hex((BigInt(hi) << 32n) | BigInt(lo))]);
+      if ((lo & 1) === 0) return this.#badSsid("L1CD.V=0", true);
       cdAddr = (hi & 0xfffff) * TWO32 + (lo >>> 12) * 4096 + (index % 2 ** split) * 64;
     }
     const w = new Uint32Array(16);
@@ -1025,22 +1042,25 @@ export class SmmuHw {
     return this.#decodeCd(cfg, w, cdAddr);
   }
 
+  /** C_BAD_SUBSTREAMID: records the fault (blocked: as F_STREAM_DISABLED would), returns null. */
+  #badSsid(why: string, blocked = false): null {
+    this.#step("CD table", null, `fault: C_BAD_SUBSTREAMID (${why})`);
+    this.#setFault(EventId.C_BAD_SUBSTREAMID, 0, 0, 0, true);
+    this.#fBlocked = blocked;
+    return null;
+  }
+
   #decodeCd(cfg: TransCfg, w: Uint32Array, cdAddr: number): TransCfg | null {
-    const bad = (why: string, blocked = false): null => {
-      this.#step("CD", cdAddr, `fault: C_BAD_CD (${why})`, this.#rawWords(w, 4));
-      this.#setFault(EventId.C_BAD_CD, 0, 0, 0, true);
-      this.#fBlocked = blocked;
-      return null;
-    };
     const w0 = w[0]!;
     const w1 = w[1]!;
-    if (w0 >>> 31 === 0) return bad("V=0", true);
-    if (((w1 >>> 9) & 1) === 0) return bad("AA64=0 (AArch32 tables unsupported)");
+    if (w0 >>> 31 === 0) return this.#badCd(cdAddr, w, "V=0", true);
+    if (((w1 >>> 9) & 1) === 0) return this.#badCd(cdAddr, w, "AA64=0 (AArch32 tables unsupported)");
     const bothOff = ((w0 >>> 14) & 1) === 1 && ((w0 >>> 30) & 1) === 1;
     if (!bothOff && ((w0 >>> 15) & 1) === 1 && this.ttEndian === 2)
-      return bad("ENDI=1 on a little-endian-only SMMU");
+      return this.#badCd(cdAddr, w, "ENDI=1 on a little-endian-only SMMU");
     const ips = w1 & 7;
-    if (((w1 >>> 12) & 1) === 1 && this.stallModel === 1) return bad("S=1 without stall support");
+    if (((w1 >>> 12) & 1) === 1 && this.stallModel === 1)
+      return this.#badCd(cdAddr, w, "S=1 without stall support");
     cfg.epd0 = ((w0 >>> 14) & 1) === 1;
     cfg.epd1 = ((w0 >>> 30) & 1) === 1;
     cfg.t0sz = w0 & 0x3f;
@@ -1058,10 +1078,11 @@ export class SmmuHw {
       const tsz = half === 0 ? cfg.t0sz : cfg.t1sz;
       const g = half === 0 ? cfg.tg0 : cfg.tg1;
       const ttb = half === 0 ? cfg.ttb0 : cfg.ttb1;
-      if (g === 0 || !this.#granuleOk(g)) return bad(`TG${half}=${half === 0 ? tg0 : tg1}`);
-      if (tsz < 16 || tsz > 39) return bad(`T${half}SZ=${tsz}`);
+      if (g === 0 || !this.#granuleOk(g))
+        return this.#badCd(cdAddr, w, `TG${half}=${half === 0 ? tg0 : tg1}`);
+      if (tsz < 16 || tsz > 39) return this.#badCd(cdAddr, w, `T${half}SZ=${tsz}`);
       const halfOa = g === 16 ? oa : Math.min(oa, 48);
-      if (ttb >= 2 ** halfOa) return bad(`TTB${half} beyond IPS`);
+      if (ttb >= 2 ** halfOa) return this.#badCd(cdAddr, w, `TTB${half} beyond IPS`);
     }
     // 52-bit OAs need the 64K granule (LPA); 4K/16K descriptors reach 48 bits.
     if (!(cfg.tg0 === 16 && !cfg.epd0) && !(cfg.tg1 === 16 && !cfg.epd1)) oa = Math.min(oa, 48);
@@ -1074,8 +1095,8 @@ export class SmmuHw {
     // HA [43] / HD [42] (5.4): ILLEGAL beyond IDR0.HTTU; {HD,HA} = 0b10 behaves as 0b00.
     const ha = ((w1 >>> 11) & 1) === 1;
     const hd = ((w1 >>> 10) & 1) === 1;
-    if (ha && this.httu === 0) return bad("HA=1 without HTTU");
-    if (hd && this.httu < 2) return bad("HD=1 without dirty-state HTTU");
+    if (ha && this.httu === 0) return this.#badCd(cdAddr, w, "HA=1 without HTTU");
+    if (hd && this.httu < 2) return this.#badCd(cdAddr, w, "HD=1 without dirty-state HTTU");
     cfg.ha = ha;
     cfg.hd = ha && hd;
     cfg.r = ((w1 >>> 13) & 1) === 1;
@@ -1086,22 +1107,30 @@ export class SmmuHw {
     cfg.s1 = true;
     cfg.s2 = cfg.ste.kind === STE_NESTED;
     cfg.tag = tlbTag(cfg.vmid, cfg.asid);
-    this.#step("CD", cdAddr, "valid", this.#rawWords(w, 4), {
-      ASID: cfg.asid,
-      T0SZ: cfg.t0sz,
-      TG0: cfg.tg0,
-      EPD0: cfg.epd0,
-      T1SZ: cfg.t1sz,
-      EPD1: cfg.epd1,
-      IPS: cfg.ips,
-      TTB0: hex(cfg.ttb0),
-      TTB1: hex(cfg.ttb1),
-      AFFD: cfg.affd,
-      HA: cfg.ha,
-      HD: cfg.hd,
-      R: cfg.r,
-    });
+    if (this.#trace !== null)
+      this.#step("CD", cdAddr, "valid", this.#rawWords(w, 4), {
+        ASID: cfg.asid,
+        T0SZ: cfg.t0sz,
+        TG0: cfg.tg0,
+        EPD0: cfg.epd0,
+        T1SZ: cfg.t1sz,
+        EPD1: cfg.epd1,
+        IPS: cfg.ips,
+        TTB0: hex(cfg.ttb0),
+        TTB1: hex(cfg.ttb1),
+        AFFD: cfg.affd,
+        HA: cfg.ha,
+        HD: cfg.hd,
+        R: cfg.r,
+      });
     return cfg;
+  }
+  /** C_BAD_CD for the CD at `cdAddr` (words `w`): records the fault, returns null. */
+  #badCd(cdAddr: number, w: Uint32Array, why: string, blocked = false): null {
+    this.#step("CD", cdAddr, `fault: C_BAD_CD (${why})`, this.#rawWords(w, 4));
+    this.#setFault(EventId.C_BAD_CD, 0, 0, 0, true);
+    this.#fBlocked = blocked;
+    return null;
   }
 
   // ---------------------------------------------------------------- walks
