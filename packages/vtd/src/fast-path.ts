@@ -383,13 +383,19 @@ export class FastPath {
   }
 
   #setRid(sid: number, cfg: Cfg | null): void {
+    const had = this.ridCfg[sid] !== null && this.ridCfg[sid] !== undefined;
+    this.#ridCount += (cfg !== null ? 1 : 0) - (had ? 1 : 0);
     this.ridCfg[sid] = cfg;
     const fast = cfg !== null && cfg.kind !== Kind.PASS_THROUGH && !(cfg.ridPriv && !cfg.sre && !cfg.legacy);
     this.ridTag[sid] = fast ? cfg.tag : -1;
     this.ridPriv[sid] = cfg?.ridPriv ? 1 : 0;
   }
 
+  /** Non-null entries of ridCfg (a drop with none to drop skips the 65,536-entry scan). */
+  #ridCount = 0;
+
   #clearRids(): void {
+    this.#ridCount = 0;
     this.ridCfg.fill(null);
     this.ridTag.fill(-1);
     this.ridPriv.fill(0);
@@ -397,7 +403,7 @@ export class FastPath {
 
   /** Drops every cached configuration derived for `sid` (both request kinds). */
   dropDerivedFor(match: (cfg: Cfg) => boolean): void {
-    for (let i = 0; i < 65536; i++) {
+    for (let i = 0; i < 65536 && this.#ridCount > 0; i++) {
       const c = this.ridCfg[i];
       if (c !== null && c !== undefined && match(c)) this.#setRid(i, null);
     }
