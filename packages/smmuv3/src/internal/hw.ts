@@ -200,18 +200,15 @@ export class SmmuHw {
   #lastKey = -2;
   #lastCfg: TransCfg = new TransCfg();
   // Direct-mapped front of the config cache (slot = StreamID mod size, non-SSID and SSID alike).
-  #slotKeys: Float64Array = new Float64Array(0);
+  /** Per slot [key, IOTLB tag] side by side (one cache line per lookup); key -1 = empty. */
+  #slotKT: Float64Array = new Float64Array(0);
   #slotCfgs: TransCfg[] = [];
-  #slotTags: Float64Array = new Float64Array(0);
   #lastTag = -1;
   #slotMask = 0;
   readonly #iotlb: Iotlb;
   // Micro-TLB in front of the IOTLB (as a TBU's): direct-mapped by 4K page, emptied by every TLBI.
-  readonly #uVpn: Float64Array = new Float64Array(MICRO_MASK + 1).fill(-1);
-  readonly #uTag: Float64Array = new Float64Array(MICRO_MASK + 1);
-  readonly #uPa: Float64Array = new Float64Array(MICRO_MASK + 1);
-  readonly #uPerm: Uint8Array = new Uint8Array(MICRO_MASK + 1);
-  readonly #uSize: Uint8Array = new Uint8Array(MICRO_MASK + 1);
+  // Entry i is [vpn, tag, pa of the page, perms | sizeLg2 << 8] at 4i (one cache line); vpn -1 = empty.
+  readonly #micro: Float64Array = new Float64Array((MICRO_MASK + 1) * 4).fill(-1);
   // CMDQ_PROD / CMDQ_CONS live here as numbers (the #regs entries are placeholders), and the
   // command queue's decoded configuration (CR0.CMDQEN, GERROR.CMDQ_ERR, CMDQ_BASE), redone
   // after any other register write: a submission is then free of bigint.
@@ -423,13 +420,14 @@ export class SmmuHw {
     this.#cfgCache.clear();
     this.#forget();
     this.tlb.clear();
-    this.#uVpn.fill(-1);
+    this.#micro.fill(-1);
+    this.#uLive = false;
   }
 
   /** Forgets the fast indexes into the config cache (the cache itself is edited by the caller). */
   #forget(): void {
     this.#lastKey = -2;
-    this.#slotKeys.fill(-1);
+    this.#slotKT.fill(-1);
   }
 
   #dropSid(sid: number): void {
@@ -514,7 +512,7 @@ export class SmmuHw {
     if (op === CmdOp.CMD_SYNC || op === CmdOp.PREFETCH_CONFIG || op === CmdOp.PREFETCH_ADDR)
       return CmdError.NONE;
     if (op >= CmdOp.TLBI_NH_ALL && op <= CmdOp.TLBI_NSNH_ALL && this.#uLive) {
-      this.#uVpn.fill(-1); // every TLBI empties the micro-TLB
+      this.#micro.fill(-1); // every TLBI empties the micro-TLB
       this.#uLive = false;
     }
     // Fields straight from the 32-bit halves (decodeCommandHalves' positions), no allocation.
@@ -1345,7 +1343,7 @@ export class SmmuHw {
     }
     // (a slot hit becomes the last-used config below)
     let cfg =
-      this.#slotKeys[sid & this.#slotMask] === key
+      this.#slotKT[(sid & this.#slotMask) * 2] === key
         ? this.#slotCfgs[sid & this.#slotMask]
         : this.#cfgCache.get(key);
     if (cfg !== undefined) {
@@ -1363,14 +1361,13 @@ export class SmmuHw {
     this.#lastTag = tag;
     if (this.#slotMask === 0) {
       const n = 2 ** Math.min(Math.max(this.sidBits, 4), 16);
-      this.#slotKeys = new Float64Array(n).fill(-1);
-      this.#slotTags = new Float64Array(n);
+      this.#slotKT = new Float64Array(2 * n).fill(-1);
       this.#slotCfgs = new Array<TransCfg>(n).fill(cfg);
       this.#slotMask = n - 1;
     }
     const slot = sid & this.#slotMask;
-    this.#slotKeys[slot] = key;
-    this.#slotTags[slot] = tag;
+    this.#slotKT[slot * 2] = key;
+    this.#slotKT[slot * 2 + 1] = tag;
     this.#slotCfgs[slot] = cfg;
     return cfg;
   }
@@ -1380,26 +1377,61 @@ export class SmmuHw {
    * compare, one hash probe and a few typed-array reads.
    */
   translate(sid: number, ssid: number, iova: number, access: number, out: Translation): boolean {
+    // Kept small so it inlines into callers: the config's tag (last used, else the StreamID's
+    // slot) and a micro-TLB hit; the rest (main IOTLB, walk) is #translateMiss.
+    if (this.#enabled && iova >= 0) {
+      const key = sid * SID_SPAN + ssid + 1;
+      let tag = this.#lastTag;
+      if (key !== this.#lastKey) {
+        const at = (sid & this.#slotMask) * 2;
+        tag = this.#slotKT[at] === key ? this.#slotKT[at + 1]! : -1;
+      }
+      const vpn = Math.floor(iova / 4096);
+      const u = this.#micro;
+      const x = (vpn & MICRO_MASK) * 4;
+      if (tag >= 0 && u[x] === vpn && u[x + 1] === tag) {
+        const packed = u[x + 3]!;
+        const perm = access & A_PRIV ? packed & 7 : (packed >>> 4) & 0xf;
+        const need = access & A_WRITE ? 2 : access & A_EXEC ? 4 : 1; // Perm.W / X / R
+        if ((perm & need) === need) {
+          this.#fastHits++;
+          out.pa = u[x + 2]! + (iova - vpn * 4096);
+          out.perm = perm;
+          out.sizeLg2 = packed >>> 8;
+          out.fault = null;
+          return true;
+        }
+      }
+    }
+    return this.#translateMiss(sid, ssid, iova, access, out);
+  }
+
+  /** translate() past a micro-TLB hit. */
+  #translateMiss(sid: number, ssid: number, iova: number, access: number, out: Translation): boolean {
     if (this.#enabled) {
       const key = sid * SID_SPAN + ssid + 1;
       // The IOTLB tag of a translating config: last one used, else the StreamID's slot.
       let tag = -1;
       if (key === this.#lastKey) tag = this.#lastTag;
-      else if (this.#slotKeys[sid & this.#slotMask] === key) tag = this.#slotTags[sid & this.#slotMask]!;
+      else {
+        const at = (sid & this.#slotMask) * 2;
+        if (this.#slotKT[at] === key) tag = this.#slotKT[at + 1]!;
+      }
       // (a negative iova would alias the IOTLB's empty-slot marker: leave misuse to the slow path)
       if (tag >= 0 && iova >= 0) {
         const vpn = Math.floor(iova / 4096);
         const need = access & A_WRITE ? 2 : access & A_EXEC ? 4 : 1; // Perm.W / X / R
         // Micro-TLB first (direct-mapped by page), then the main IOTLB.
-        const x = vpn & MICRO_MASK;
-        if (this.#uVpn[x] === vpn && this.#uTag[x] === tag) {
-          const packed = this.#uPerm[x]!;
-          const perm = access & A_PRIV ? packed & 7 : packed >>> 4;
+        const u = this.#micro;
+        const x = (vpn & MICRO_MASK) * 4;
+        if (u[x] === vpn && u[x + 1] === tag) {
+          const packed = u[x + 3]!;
+          const perm = access & A_PRIV ? packed & 7 : (packed >>> 4) & 0xf;
           if ((perm & need) === need) {
             this.#fastHits++;
-            out.pa = this.#uPa[x]! + (iova - vpn * 4096);
+            out.pa = u[x + 2]! + (iova - vpn * 4096);
             out.perm = perm;
-            out.sizeLg2 = this.#uSize[x]!;
+            out.sizeLg2 = packed >>> 8;
             out.fault = null;
             return true;
           }
@@ -1412,11 +1444,10 @@ export class SmmuHw {
           if ((perm & need) === need) {
             this.#fastHits++;
             this.#uLive = true;
-            this.#uVpn[x] = vpn;
-            this.#uTag[x] = tag;
-            this.#uPa[x] = iotlb.pas[slot]!;
-            this.#uPerm[x] = packed;
-            this.#uSize[x] = iotlb.sizes[slot]!;
+            u[x] = vpn;
+            u[x + 1] = tag;
+            u[x + 2] = iotlb.pas[slot]!;
+            u[x + 3] = (packed & 0xff) | (iotlb.sizes[slot]! << 8);
             out.pa = iotlb.pas[slot]! + (iova - vpn * 4096);
             out.perm = perm;
             out.sizeLg2 = iotlb.sizes[slot]!;
