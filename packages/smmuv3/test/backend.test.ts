@@ -407,6 +407,32 @@ describe("nested (rid-all-pasids)", () => {
     void b;
   });
 
+  it("no-PASID traffic (S1DSS=SSID0, CD 0): a guest remap stays stale until TLBI_NH_VA, a CD change until CFGI_CD", () => {
+    const { x, memory, hpa, dom } = nested();
+    const cd0 = encodeCd({ V: 1, T0SZ: 16, EPD1: 1, IPS: 5, AA64: 1, R: 1, ASID: 43, TTB0: 0x10_0000 });
+    for (let i = 0; i < 8; i++) memory.write64(hpa(0x1000) + i * 8, cd0[i]!);
+    // CD 0 was never fetched (the earlier C_BAD_CD is not cached): it is read now.
+    expect(x(8, -1, 0x1008, R)).toMatchObject({ ok: true, pa: hpa(0x50_0008) });
+    // The guest remaps its stage-1 leaf: the nested IOTLB entry is still used.
+    memory.write64(hpa(0x10_3000) + 8, encodeLeafPte(0x60_0000n, 3, { ap: 1, ng: 1 }));
+    expect(x(8, -1, 0x1008, R)).toMatchObject({ ok: true, pa: hpa(0x50_0008) });
+    // Another ASID's TLBI leaves it; the guest's TLBI_NH_VA for ASID 43 drops it.
+    expect(dom.invalidate([{ cmd: encodeCommand({ op: CmdOp.TLBI_NH_VA, asid: 42, addr: 0x1000n }) }])).toBe(
+      1,
+    );
+    expect(x(8, -1, 0x1008, R)).toMatchObject({ ok: true, pa: hpa(0x50_0008) });
+    expect(dom.invalidate([{ cmd: encodeCommand({ op: CmdOp.TLBI_NH_VA, asid: 43, addr: 0x1000n }) }])).toBe(
+      1,
+    );
+    expect(x(8, -1, 0x1008, R)).toMatchObject({ ok: true, pa: hpa(0x60_0008) });
+    // The guest invalidates CD 0 in memory: the cached CD still translates until CFGI_CD.
+    memory.write64(hpa(0x1000), 0n);
+    expect(dom.invalidate([{ cmd: encodeCommand({ op: CmdOp.TLBI_NH_ASID, asid: 43 }) }])).toBe(1);
+    expect(x(8, -1, 0x1008, R)).toMatchObject({ ok: true, pa: hpa(0x60_0008) });
+    expect(dom.invalidate([{ cmd: encodeCommand({ op: CmdOp.CFGI_CD, sid: 8, ssid: 0 }) }])).toBe(1);
+    expect(x(8, -1, 0x1008, R)).toMatchObject({ ok: false, fault: { vendor: { name: "C_BAD_CD" } } });
+  });
+
   it("the parent's unmap reaches nested entries (TLBI_S2_IPA + TLBI_NH_ALL)", () => {
     const { x, parent, hpa } = nested();
     expect(x(8, 1, 0x1008, R)).toMatchObject({ pa: hpa(0x50_0008) });
