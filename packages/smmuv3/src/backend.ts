@@ -92,6 +92,8 @@ const MAIR = 0xf404ff44n;
 /** Perm.R | Perm.W: a mapping must grant one of them. */
 const PERM_RW = Perm.R | Perm.W;
 const TWO32 = 4294967296;
+/** 2^i for i in [0, 127] (outside, undefined: callers fall back to `2 ** i`, Math.pow). */
+const POW2 = Float64Array.from({ length: 128 }, (_, i) => 2 ** i);
 const STRTAB_SPLIT = 8; // Linux STRTAB_SPLIT
 const CD_SPLIT = 10; // Linux CTXDESC_SPLIT: 64K leaves (S1Fmt = 2)
 
@@ -289,7 +291,7 @@ export class SmmuPagingDomain extends SmmuDomain {
   override map(iova: number, pa: number, length: number, prot: number): void {
     // One combined test for the common valid call; anything else takes the full checks
     // (same order, same errors) in #checkMap. Passing it implies every check there holds.
-    const min = 2 ** this.spec.granuleLg2;
+    const min = POW2[this.spec.granuleLg2] ?? 2 ** this.spec.granuleLg2;
     if (
       !(
         !this.freed &&
@@ -300,7 +302,7 @@ export class SmmuPagingDomain extends SmmuDomain {
         pa % min === 0 &&
         length % min === 0 &&
         iova + length - 1 <= this.aperture.last &&
-        pa + length <= 2 ** this.backend.hw.oas &&
+        pa + length <= (POW2[this.backend.hw.oas] ?? 2 ** this.backend.hw.oas) &&
         (prot & PERM_RW) !== 0 &&
         Number.isSafeInteger(iova + length) &&
         Number.isSafeInteger(pa + length)
@@ -337,7 +339,7 @@ export class SmmuPagingDomain extends SmmuDomain {
 
   override unmap(iova: number, length: number): number {
     this.#live();
-    const min = 2 ** this.spec.granuleLg2;
+    const min = POW2[this.spec.granuleLg2] ?? 2 ** this.spec.granuleLg2;
     if (
       !Number.isSafeInteger(iova) ||
       !Number.isSafeInteger(length) ||

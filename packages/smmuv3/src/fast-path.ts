@@ -11,6 +11,8 @@ import { Iotlb } from "@iommu-kit/core/driver";
 
 const PAGE = 4096;
 const SLOT_SPAN = 131072; // 2^17 ASID slots per VMID
+/** 2^i for i in [0, 255] (Math.pow is slow on this path). */
+const POW2 = Float64Array.from({ length: 256 }, (_, i) => 2 ** i);
 /** aux bit: the entry came from a global (nG = 0) stage-1 leaf. */
 export const AUX_GLOBAL = 1;
 
@@ -114,7 +116,7 @@ export class SmmuTlb {
     const end = addr + length;
     return this.iotlb.invalidateWhere((i) => {
       if (!match(i)) return false;
-      const size = 2 ** sizes[i]!;
+      const size = POW2[sizes[i]!]!; // sizes are Uint8: always inside the table
       const a = vpns[i]! * PAGE;
       const base = a - (a % size);
       return base < end && base + size > addr;
