@@ -670,7 +670,7 @@ export class SmmuV3Backend implements Backend {
     const buf = this.#cmdBuf;
     const n = this.#cmdN;
     this.#cmdN = 0;
-    const size = 2 ** this.#cmdqLog2;
+    const size = POW2[this.#cmdqLog2] ?? 2 ** this.#cmdqLog2;
     const mask = size * 2 - 1;
     let i = 0;
     while (i < n) {
@@ -864,9 +864,10 @@ export class SmmuV3Backend implements Backend {
   invalidateDomainRange(d: SmmuPagingDomain, iova: number, length: number): void {
     const g = d.spec.granuleLg2;
     const tg = g === 12 ? 1 : g === 14 ? 2 : 3;
+    const gs = POW2[g] ?? 2 ** g; // (the 2^n table: Math.pow is slow here)
     this.#cmdN = 0;
-    let pages = Math.ceil(length / 2 ** g);
-    let at = iova - (iova % 2 ** g);
+    let pages = Math.ceil(length / gs);
+    let at = iova - (iova % gs);
     if (pages > 2 ** 20) {
       if (d.stage === 1) this.#pushCmd(CmdOp.TLBI_NH_ASID, (d.tagId & 0xffff) << 16, 0, 0);
       else this.#pushCmd(CmdOp.TLBI_S12_VMALL, d.tagId & 0xffff, 0, 0);
@@ -874,12 +875,12 @@ export class SmmuV3Backend implements Backend {
       while (pages > 0) {
         // Each command covers (NUM+1) * 2^SCALE granules: 5 bits of the remaining count.
         let scale = 0;
-        while (pages % 2 ** (scale + 1) === 0) scale++;
-        const num = Math.floor(pages / 2 ** scale) % 32;
-        const n = num * 2 ** scale;
+        while (pages % (POW2[scale + 1] ?? 2 ** (scale + 1)) === 0) scale++;
+        const num = Math.floor(pages / (POW2[scale] ?? 2 ** scale)) % 32;
+        const n = num * (POW2[scale] ?? 2 ** scale);
         if (d.stage === 1) this.#pushTlbi(CmdOp.TLBI_NH_VA, 0, d.tagId, num - 1, scale, tg, at);
         else this.#pushTlbi(CmdOp.TLBI_S2_IPA, d.tagId, 0, num - 1, scale, tg, at);
-        at += n * 2 ** g;
+        at += n * gs;
         pages -= n;
       }
     }

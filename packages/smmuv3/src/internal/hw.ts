@@ -481,7 +481,7 @@ export class SmmuHw {
     if (this.#qStale) this.#decodeCmdq();
     if (!this.#qOn) return;
     const addr = this.#qAddr;
-    const size = 2 ** this.#qLog2;
+    const size = POW2[this.#qLog2] ?? 2 ** this.#qLog2;
     const ptrMask = size * 2 - 1; // index + wrap bit
     const prod = this.#cmdqProd & ptrMask;
     let cons = this.#cmdqCons & ptrMask;
@@ -622,7 +622,8 @@ export class SmmuHw {
     }
     const g = tg === 1 ? 12 : tg === 2 ? 14 : 16;
     this.#rAt = at - (at % (POW2[g] ?? 2 ** g));
-    this.#rLen = (((a >>> 12) & 0x1f) + 1) * 2 ** (((a >>> 20) & 0x1f) + g);
+    const e = ((a >>> 20) & 0x1f) + g;
+    this.#rLen = (((a >>> 12) & 0x1f) + 1) * (POW2[e] ?? 2 ** e);
     return true;
   }
 
