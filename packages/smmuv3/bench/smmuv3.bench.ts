@@ -8,7 +8,7 @@
 import type { Backend } from "@iommu-kit/core";
 import { Access, createTranslation, Intent, Perm } from "@iommu-kit/core";
 import type { BenchCase, BenchCases } from "@iommu-kit/core/testing";
-import { createTestMemory } from "@iommu-kit/core/testing";
+import { createTestMemory, smallIntMap } from "@iommu-kit/core/testing";
 import type { SmmuPagingDomain } from "../src/index.ts";
 import { smmuv3Backend } from "../src/index.ts";
 
@@ -29,12 +29,6 @@ function setup(pages: number, streams: number, iotlbSizeLg2: number) {
   return { b, d, memory };
 }
 
-function mapOf(n: number): Map<number, number> {
-  const m = new Map<number, number>();
-  for (let i = 0; i < n; i++) m.set(i, i * 4096);
-  return m;
-}
-
 function hitCase(name: string, pages: number, streams: number, working: number): BenchCase {
   const { b } = setup(pages, streams, 16);
   const out = createTranslation();
@@ -42,7 +36,7 @@ function hitCase(name: string, pages: number, streams: number, working: number):
   const pageMask = working - 1;
   for (let i = 0; i <= mask; i++)
     b.translate(i % streams, -1, BASE + (i & pageMask) * 4096, Access.READ, out);
-  const m = mapOf(pages);
+  const m = smallIntMap(pages);
   let i = 0;
   let j = 0;
   return {

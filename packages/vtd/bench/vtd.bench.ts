@@ -8,7 +8,7 @@
 
 import { Access, createTranslation, Intent, NO_PASID, Perm } from "@iommu-kit/core";
 import type { BenchCase, BenchCases } from "@iommu-kit/core/testing";
-import { createTestMemory } from "@iommu-kit/core/testing";
+import { createTestMemory, smallIntMap } from "@iommu-kit/core/testing";
 import type { VtdBackend, VtdDomain } from "../src/index.ts";
 import { createVtd } from "../src/index.ts";
 
@@ -29,12 +29,6 @@ function setup(pages: number, sids: number, iotlbSizeLg2: number, mode: "scalabl
   return { b, d, memory };
 }
 
-function mapOf(n: number): Map<number, number> {
-  const m = new Map<number, number>();
-  for (let i = 0; i < n; i++) m.set(i, i * 4096);
-  return m;
-}
-
 function hitCase(name: string, pages: number, sids: number, working: number): BenchCase {
   const { b } = setup(pages, sids, 14, sids > 1 ? "legacy" : "scalable");
   const out = createTranslation();
@@ -44,7 +38,7 @@ function hitCase(name: string, pages: number, sids: number, working: number): Be
   const sidMask = sids - 1;
   for (let i = 0; i <= mask; i++)
     b.translate(i & sidMask, NO_PASID, BASE + (i & pageMask) * 4096, Access.READ, out);
-  const m = mapOf(Math.max(working, sids));
+  const m = smallIntMap(Math.max(working, sids));
   let i = 0;
   let j = 0;
   return {

@@ -23,3 +23,13 @@ export interface BenchCase {
 
 /** What a bench file exports as `cases` (or a function building them, run once). */
 export type BenchCases = readonly BenchCase[] | (() => readonly BenchCase[] | Promise<readonly BenchCase[]>);
+
+/**
+ * The baseline map the issues name ("a bare Map.get with small-integer keys on a map of
+ * the same entry count"): keys 0..n-1, each mapping to key * 4096.
+ */
+export function smallIntMap(n: number): Map<number, number> {
+  const m = new Map<number, number>();
+  for (let i = 0; i < n; i++) m.set(i, i * 4096);
+  return m;
+}

@@ -4,6 +4,7 @@
  */
 
 export type { BenchCase, BenchCases } from "./bench.ts";
+export { smallIntMap } from "./bench.ts";
 export { runConformance } from "./conformance.ts";
 export type { ConformanceFactory, ConformanceSetup, TestApi } from "./conformance-types.ts";
 export type { TestMemory } from "./memory.ts";
