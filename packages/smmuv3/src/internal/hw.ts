@@ -203,6 +203,8 @@ export class SmmuHw {
   /** Per slot [key, IOTLB tag] side by side (one cache line per lookup); key -1 = empty. */
   #slotKT: Float64Array = new Float64Array(0);
   #slotCfgs: TransCfg[] = [];
+  /** IOTLB tag of (sid, no SSID) indexed by the StreamID itself (sid <= #slotMask: no aliasing), -1 unknown. */
+  #ridTag: Float64Array = new Float64Array(0);
   #lastTag = -1;
   #slotMask = 0;
   readonly #iotlb: Iotlb;
@@ -428,6 +430,7 @@ export class SmmuHw {
   #forget(): void {
     this.#lastKey = -2;
     this.#slotKT.fill(-1);
+    this.#ridTag.fill(-1);
   }
 
   #dropSid(sid: number): void {
@@ -1364,8 +1367,10 @@ export class SmmuHw {
       const n = 2 ** Math.min(Math.max(this.sidBits, 4), 16);
       this.#slotKT = new Float64Array(2 * n).fill(-1);
       this.#slotCfgs = new Array<TransCfg>(n).fill(cfg);
+      this.#ridTag = new Float64Array(n).fill(-1);
       this.#slotMask = n - 1;
     }
+    if (ssid === -1 && sid <= this.#slotMask) this.#ridTag[sid] = tag;
     const slot = sid & this.#slotMask;
     this.#slotKT[slot * 2] = key;
     this.#slotKT[slot * 2 + 1] = tag;
@@ -1381,11 +1386,16 @@ export class SmmuHw {
     // Kept small so it inlines into callers: the config's tag (last used, else the StreamID's
     // slot) and a micro-TLB hit; the rest (main IOTLB, walk) is #translateMiss.
     if (this.#enabled && iova >= 0) {
-      const key = sid * SID_SPAN + ssid + 1;
-      let tag = this.#lastTag;
-      if (key !== this.#lastKey) {
-        const at = (sid & this.#slotMask) * 2;
-        tag = this.#slotKT[at] === key ? this.#slotKT[at + 1]! : -1;
+      let tag: number;
+      // No SSID: the StreamID indexes its tag directly (undefined for a bad sid: slow path).
+      if (ssid === -1 && sid <= this.#slotMask) tag = this.#ridTag[sid]!;
+      else {
+        const key = sid * SID_SPAN + ssid + 1;
+        tag = this.#lastTag;
+        if (key !== this.#lastKey) {
+          const at = (sid & this.#slotMask) * 2;
+          tag = this.#slotKT[at] === key ? this.#slotKT[at + 1]! : -1;
+        }
       }
       const vpn = Math.floor(iova / 4096);
       const u = this.#micro;
@@ -1410,13 +1420,17 @@ export class SmmuHw {
   /** translate() past a micro-TLB hit. */
   #translateMiss(sid: number, ssid: number, iova: number, access: number, out: Translation): boolean {
     if (this.#enabled) {
-      const key = sid * SID_SPAN + ssid + 1;
-      // The IOTLB tag of a translating config: last one used, else the StreamID's slot.
+      // The IOTLB tag of a translating config: by StreamID without an SSID, else the last
+      // one used, else the StreamID's slot.
       let tag = -1;
-      if (key === this.#lastKey) tag = this.#lastTag;
+      if (ssid === -1 && sid <= this.#slotMask) tag = this.#ridTag[sid] ?? -1;
       else {
-        const at = (sid & this.#slotMask) * 2;
-        if (this.#slotKT[at] === key) tag = this.#slotKT[at + 1]!;
+        const key = sid * SID_SPAN + ssid + 1;
+        if (key === this.#lastKey) tag = this.#lastTag;
+        else {
+          const at = (sid & this.#slotMask) * 2;
+          if (this.#slotKT[at] === key) tag = this.#slotKT[at + 1]!;
+        }
       }
       // (a negative iova would alias the IOTLB's empty-slot marker: leave misuse to the slow path)
       if (tag >= 0 && iova >= 0) {
