@@ -23,7 +23,7 @@ interface Row {
   baseline: string;
   baselineOpsPerSec: number;
   ratio: number;
-  target: number;
+  target: number | null;
 }
 
 const args = process.argv.slice(2);
@@ -118,7 +118,7 @@ for (const pkg of pkgDirs) {
         baseline: c.baseline,
         baselineOpsPerSec: Math.round(baseOps),
         ratio: Number((baseOps / ops).toFixed(3)),
-        target: c.target,
+        target: c.target ?? null,
       });
       process.stderr.write(`${" ".repeat(100)}\r`);
     }
@@ -134,10 +134,10 @@ console.log(
 );
 let over = 0;
 for (const r of rows) {
-  const bad = r.ratio > r.target;
+  const bad = r.target !== null && r.ratio > r.target;
   if (bad) over++;
   console.log(
-    `${r.package.padEnd(14)} ${r.name.padEnd(w)} ${fmt(r.opsPerSec).padStart(9)} ${fmt(r.baselineOpsPerSec).padStart(11)} ${r.ratio.toFixed(2).padStart(7)} ${r.target.toFixed(2).padStart(7)}${bad ? "  OVER TARGET" : ""}`,
+    `${r.package.padEnd(14)} ${r.name.padEnd(w)} ${fmt(r.opsPerSec).padStart(9)} ${fmt(r.baselineOpsPerSec).padStart(11)} ${r.ratio.toFixed(2).padStart(7)} ${(r.target === null ? "-" : r.target.toFixed(2)).padStart(7)}${bad ? "  OVER TARGET" : ""}`,
   );
 }
 mkdirSync(join(root, "bench"), { recursive: true });

@@ -147,6 +147,22 @@ describe("PageTable over the mock format", () => {
     );
   });
 
+  it("counts the pages of a dropped leaf table from pageBits as entryKind would", () => {
+    const { pageBits: _, ...plain } = mockFormat;
+    for (const fmt of [mockFormat, plain]) {
+      const memory = new PhysicalMemory([{ base: 0, size: 2 ** 33 }]);
+      const tables = new TableAllocator(memory, 2 ** 32, 2 ** 26);
+      const pt = new PageTable(fmt, tables);
+      // 2 MiB region of 4K pages with a hole at page 100: one level-0 table of 511 pages.
+      pt.map(0x4000_0000, 0x1000, 100 * 4096, Perm.R);
+      pt.map(0x4000_0000 + 101 * 4096, 0x20_0000, 411 * 4096, Perm.R | Perm.W);
+      expect(tables.stats().blocks).toBe(3);
+      expect(pt.unmap(0x4000_0000, 0x20_0000)).toBe(511 * 4096);
+      expect(tables.stats().blocks).toBe(1);
+      expect(pt.lookup(0x4000_0000)).toBeNull();
+    }
+  });
+
   it("classifies entries through the format", () => {
     expect(mockFormat.entryKind(0, 0, 1)).toBe(EntryKind.EMPTY);
     expect(mockFormat.entryKind(MockPte.V, 0, 1)).toBe(EntryKind.TABLE);

@@ -1,3 +1,4 @@
+import { EntryKind } from "@iommu-kit/core/driver";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
@@ -323,6 +324,33 @@ describe("lpaeFormat.linearLeafAddress (core PageTable writes runs from one temp
           { numRuns: 100 },
         );
       }
+    }
+  });
+});
+
+describe("lpaeFormat.pageBits (core PageTable counts dropped pages from it)", () => {
+  it("tells a page from an empty entry exactly as entryKind does at level 3 (property)", () => {
+    for (const [stage, g, bits] of [
+      [1, 12, 48],
+      [1, 16, 48],
+      [2, 12, 40],
+    ] as const) {
+      const fmt = lpaeFormat(lpaeGeometry(stage, g, bits), true);
+      const { any, all } = fmt.pageBits!;
+      fc.assert(
+        fc.property(fc.nat({ max: 0xffffffff }), fc.nat({ max: 0xffffffff }), (lo, hi) => {
+          const page = (lo & any) !== 0 && (lo & all) === all;
+          expect(page).toBe(fmt.entryKind(lo, hi, 0) === EntryKind.LEAF);
+        }),
+        { numRuns: 300 },
+      );
+      // bits[1:0]: 0b11 page, 0b01 reserved (VMSAv8-64 D8.3), 0bx0 invalid.
+      expect([0, 1, 2, 3].map((t) => fmt.entryKind(t, 0, 0) === EntryKind.LEAF)).toEqual([
+        false,
+        false,
+        false,
+        true,
+      ]);
     }
   });
 });

@@ -4,6 +4,7 @@
  * (comments), then compared as little-endian bytes.
  */
 
+import { EntryKind } from "@iommu-kit/core/driver";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
@@ -440,5 +441,33 @@ describe("ssFormat / fsFormat linearLeafAddress (core PageTable writes runs from
         { numRuns: 100 },
       );
     }
+  });
+});
+
+describe("ssFormat / fsFormat pageBits (core PageTable counts dropped pages from it)", () => {
+  it("tells a page from an empty entry exactly as entryKind does at level 1 (property)", () => {
+    for (const fmt of [ssFormat(4, 2), ssFormat(5, 2), fsFormat(4, 2), fsFormat(5, 2)]) {
+      const { any, all } = fmt.pageBits!;
+      fc.assert(
+        fc.property(fc.nat({ max: 0xffffffff }), fc.nat({ max: 0xffffffff }), (lo, hi) => {
+          const page = (lo & any) !== 0 && (lo & all) === all;
+          expect(page).toBe(fmt.entryKind(lo, hi, 0) === EntryKind.LEAF);
+        }),
+        { numRuns: 300 },
+      );
+    }
+    // Second stage: R (bit 0) or W (bit 1) makes a PTE present; first stage: P (bit 0).
+    expect([0, 1, 2, 3].map((t) => ssFormat(4, 2).entryKind(t, 0, 0) === EntryKind.LEAF)).toEqual([
+      false,
+      true,
+      true,
+      true,
+    ]);
+    expect([0, 1, 2, 3].map((t) => fsFormat(4, 2).entryKind(t, 0, 0) === EntryKind.LEAF)).toEqual([
+      false,
+      true,
+      false,
+      true,
+    ]);
   });
 });

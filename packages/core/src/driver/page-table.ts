@@ -54,6 +54,12 @@ export interface PtFormat {
    * with `oa` OR-ed into the halves. Lets map write a run of leaves from one template.
    */
   readonly linearLeafAddress?: boolean;
+  /**
+   * How a page (a LEAF at level 0) is told from an empty entry by its low half alone: a
+   * LEAF iff `(lo & any) !== 0 && (lo & all) === all`, for every (lo, hi). Lets unmap
+   * count the pages of a dropped table without a call per entry.
+   */
+  readonly pageBits?: { readonly any: number; readonly all: number };
   /** True when a LEAF is marked dirty (formats with hardware dirty tracking). */
   isDirty?(lo: number, hi: number, level: number): boolean;
   /** Clears the dirty mark of a LEAF into out[0], out[1]. */
@@ -534,6 +540,23 @@ export class PageTable {
     const fmt = this.format;
     const size = this.#size[level]!;
     let done = 0;
+    const bits = fmt.pageBits;
+    if (level === 0 && bits !== undefined) {
+      // Pages only: count them in place, one table page at a time.
+      const any = bits.any;
+      const all = bits.all;
+      const bytes = this.#bytes[0]!;
+      let pages = 0;
+      for (let off = 0; off < bytes; off += PAGE) {
+        const words = this.#read(Math.floor((table + off) / PAGE));
+        for (let w = 0; w < 1024; w += 2) {
+          const lo = words[w]!;
+          if ((lo & any) !== 0 && (lo & all) === all) pages++;
+        }
+      }
+      this.tables.free(table);
+      return pages * size;
+    }
     let pfn = -1;
     let words: Uint32Array = EMPTY_WORDS;
     for (let i = 0; i < this.#entries[level]!; i++) {

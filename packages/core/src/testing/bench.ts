@@ -11,8 +11,11 @@ export interface BenchCase {
   readonly name: string;
   /** What the baseline does: "Map.get, 1K small-int keys". */
   readonly baseline: string;
-  /** Highest acceptable ratio (case cost / baseline cost) from the package's issue. */
-  readonly target: number;
+  /**
+   * Highest acceptable ratio (case cost / baseline cost) from the package's issue;
+   * omitted for a case reported for scale only.
+   */
+  readonly target?: number;
   /** One operation of the case (state prepared beforehand, outside the timed call). */
   readonly fn: () => void;
   /** One operation of the baseline. */

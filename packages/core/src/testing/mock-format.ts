@@ -32,6 +32,7 @@ export const mockFormat: PtFormat = {
   topTableLg2: 12,
   leafAllowed: () => true,
   linearLeafAddress: true,
+  pageBits: { any: MockPte.V, all: 0 },
   entryKind(lo: number, _hi: number, level: number): number {
     if ((lo & MockPte.V) === 0) return EntryKind.EMPTY;
     return level === 0 || lo & MockPte.L ? EntryKind.LEAF : EntryKind.TABLE;

@@ -191,6 +191,7 @@ export function lpaeFormat(spec: LpaeFormatSpec, dirtyTracking = false): PtForma
     topTableLg2,
     leafAllowed: (level) => level === 0 || blockAllowed(g, 3 - level),
     linearLeafAddress: true, // OA sits in place (bits 47:g); LPA bits 51:48 are zero below 2^48
+    pageBits: { any: 3, all: 3 }, // level 3: bits[1:0] = 0b11 is a page, 0b01 reserved (VMSAv8-64 D8.3)
     entryKind(lo, hi, level) {
       void hi;
       if ((lo & 1) === 0) return EntryKind.EMPTY;

@@ -97,6 +97,7 @@ export function fsFormat(levels: number, maxLeafLevel: number): PtFormat {
     topTableLg2: 12,
     leafAllowed: (level) => level <= maxLeafLevel,
     linearLeafAddress: true, // ADDR[HAW-1:12] sits in place
+    pageBits: { any: FsPte.P, all: 0 }, // a present PTE (spec 9.7)
     entryKind(lo, _hi, level) {
       if ((lo & FsPte.P) === 0) return EntryKind.EMPTY;
       if (level === 0 || lo & FsPte.PS) return EntryKind.LEAF;

@@ -102,6 +102,7 @@ export function ssFormat(levels: number, maxLeafLevel: number): PtFormat {
     topTableLg2: 12,
     leafAllowed: (level) => level <= maxLeafLevel,
     linearLeafAddress: true, // ADDR[HAW-1:12] sits in place
+    pageBits: { any: 0x3, all: 0 }, // R or W set (spec 9.8)
     entryKind(lo, _hi, level) {
       if ((lo & 0x3) === 0) return KIND_EMPTY; // R = W = 0
       if (level === 0 || lo & 0x80) return KIND_LEAF; // PS
