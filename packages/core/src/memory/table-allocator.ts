@@ -21,8 +21,12 @@ export class TableAllocator {
   readonly memory: PhysicalMemory;
   readonly base: number;
   readonly size: number;
-  /** Free blocks per order (log2 size). */
-  readonly #free = new Map<number, Set<number>>();
+  /**
+   * Free blocks per order (log2 size), as stacks: the block freed last is reused first.
+   * Buddies are merged lazily (when no block is big enough), so a table allocated and
+   * freed over and over costs a push and a pop, not a split and merge down the orders.
+   */
+  readonly #free: number[][] = [];
   /** Allocated block address -> order. */
   readonly #used = new Map<number, number>();
   #bytes = 0;
@@ -44,23 +48,40 @@ export class TableAllocator {
     this.memory = memory;
     this.base = base;
     this.size = size;
+    for (let order = 0; order <= 52; order++) this.#free.push([]);
     let at = base;
     const end = base + size;
     while (at < end) {
       let order = PAGE_LG2;
       while (at % 2 ** (order + 1) === 0 && at + 2 ** (order + 1) <= end) order++;
-      this.#freeList(order).add(at);
+      this.#free[order]!.push(at);
       at += 2 ** order;
     }
   }
 
-  #freeList(order: number): Set<number> {
-    let s = this.#free.get(order);
-    if (s === undefined) {
-      s = new Set();
-      this.#free.set(order, s);
+  /** The order of the smallest free block of at least `order`, or -1. */
+  #fit(order: number): number {
+    for (let o = order; o <= 52; o++) if (this.#free[o]!.length > 0) return o;
+    return -1;
+  }
+
+  /** Merges every pair of free buddies, bottom up (the deferred half of `free`). */
+  #coalesce(): void {
+    for (let order = PAGE_LG2; order < 52; order++) {
+      const list = this.#free[order]!;
+      if (list.length < 2) continue;
+      const size = 2 ** order;
+      list.sort((a, b) => a - b);
+      const keep: number[] = [];
+      for (let i = 0; i < list.length; i++) {
+        const b = list[i]!;
+        if (b % (size * 2) === 0 && list[i + 1] === b + size && b + 2 * size <= this.base + this.size) {
+          this.#free[order + 1]!.push(b);
+          i++;
+        } else keep.push(b);
+      }
+      this.#free[order] = keep;
     }
-    return s;
   }
 
   /** True when [pa, pa + length) overlaps the reserved region. */
@@ -78,22 +99,18 @@ export class TableAllocator {
       throw new IommuError("EINVAL", `table block of 2^${sizeLg2} bytes is not a whole page`, { sizeLg2 });
     }
     this.memory.failNth.point(site);
-    let order = sizeLg2;
-    let block: number | undefined;
-    for (; order <= 52; order++) {
-      const list = this.#free.get(order);
-      if (list !== undefined && list.size > 0) {
-        block = list.values().next().value as number;
-        list.delete(block);
-        break;
-      }
+    let order = this.#fit(sizeLg2);
+    if (order < 0) {
+      this.#coalesce();
+      order = this.#fit(sizeLg2);
     }
-    if (block === undefined) {
+    if (order < 0) {
       throw new IommuError("ENOMEM", `no free table block of 2^${sizeLg2} bytes`, { sizeLg2 });
     }
+    const block = this.#free[order]!.pop()!;
     while (order > sizeLg2) {
       order--;
-      this.#freeList(order).add(block + 2 ** order);
+      this.#free[order]!.push(block + 2 ** order);
     }
     this.#used.set(block, sizeLg2);
     this.#bytes += 2 ** sizeLg2;
@@ -103,23 +120,13 @@ export class TableAllocator {
 
   /** Frees a block returned by `alloc`. EINVAL for anything else (double free included). */
   free(pa: number): void {
-    let order = this.#used.get(pa);
+    const order = this.#used.get(pa);
     if (order === undefined)
       throw new IommuError("EINVAL", `${hex(pa)} is not an allocated table block`, { pa });
     this.#used.delete(pa);
     this.#bytes -= 2 ** order;
     this.memory.fill(pa, 2 ** order, 0);
-    let block = pa;
-    for (;;) {
-      const size = 2 ** order;
-      const buddy = block % (size * 2) === 0 ? block + size : block - size;
-      const list = this.#free.get(order);
-      if (list === undefined || !list.has(buddy)) break;
-      list.delete(buddy);
-      block = Math.min(block, buddy);
-      order++;
-    }
-    this.#freeList(order).add(block);
+    this.#free[order]!.push(pa);
   }
 
   /** log2 size of the allocated block starting at `pa`, or undefined. */
