@@ -163,6 +163,20 @@ describe("PageTable over the mock format", () => {
     }
   });
 
+  it("undoes a one-pass run that meets a used slot: EEXIST with the leaf table byte-identical", () => {
+    const { memory, tables, pt } = setup();
+    pt.map(0x4000_0000 + 10 * 4096, 0x9000_0000, 10 * 4096, Perm.R);
+    const leafPa = (pa: number) => Number(memory.read64(pa) & ~0xfffn);
+    const leaf = leafPa(leafPa(pt.root + 1 * 8) + 0 * 8);
+    const before = memory.read(leaf, 4096);
+    const blocks = tables.stats();
+    expect(() => pt.map(0x4000_0000, 0x8000_0000, 256 * 4096, Perm.R | Perm.W)).toThrowError(/EEXIST/);
+    expect(memory.read(leaf, 4096)).toEqual(before);
+    expect(tables.stats()).toEqual(blocks);
+    expect(pt.lookup(0x4000_0000)).toBeNull();
+    expect(pt.lookup(0x4000_0000 + 12 * 4096)?.pa).toBe(0x9000_2000);
+  });
+
   it("classifies entries through the format", () => {
     expect(mockFormat.entryKind(0, 0, 1)).toBe(EntryKind.EMPTY);
     expect(mockFormat.entryKind(MockPte.V, 0, 1)).toBe(EntryKind.TABLE);

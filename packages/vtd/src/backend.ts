@@ -1149,11 +1149,18 @@ function devTlbAll(sid: number): InvDescriptor {
 
 /** The smallest naturally aligned power-of-two block (addr, AM) covering [iova, iova + length). */
 export function psiRange(iova: number, length: number): { addr: number; am: number } {
-  const first = Math.floor(iova / 4096);
-  const last = Math.floor((iova + Math.max(length, 1) - 1) / 4096);
+  // Halve both page numbers until they meet (no 2 ** am: a Math.pow call per step).
+  let first = Math.floor(iova / 4096);
+  let last = Math.floor((iova + Math.max(length, 1) - 1) / 4096);
   let am = 0;
-  while (Math.floor(first / 2 ** am) !== Math.floor(last / 2 ** am)) am++;
-  return { addr: Math.floor(first / 2 ** am) * 2 ** am * 4096, am };
+  let block = 4096;
+  while (first !== last) {
+    first = Math.floor(first / 2);
+    last = Math.floor(last / 2);
+    am++;
+    block *= 2;
+  }
+  return { addr: first * block, am };
 }
 
 /** Register names accepted by fromRegisters and their defaults (a fresh unit, most capable). */

@@ -1,3 +1,4 @@
+import fc from "fast-check";
 /**
  * The driver half: what addDevice / allocDomain / attach / map / unmap / invalidate
  * write into memory and submit, and the contract around them.
@@ -293,6 +294,19 @@ describe("map / unmap / invalidate", () => {
     expect(psiRange(0x1000, 0x1000)).toEqual({ addr: 0x1000, am: 0 });
     expect(psiRange(0x1000, 0x2000)).toEqual({ addr: 0, am: 2 });
     expect(psiRange(0x20_0000, 0x20_0000)).toEqual({ addr: 0x20_0000, am: 9 });
+    fc.assert(
+      fc.property(fc.nat({ max: 2 ** 40 }), fc.integer({ min: 1, max: 2 ** 32 }), (page, length) => {
+        const iova = page * 4096;
+        const { addr, am } = psiRange(iova, length);
+        const size = 4096 * 2 ** am;
+        expect(addr % size).toBe(0);
+        expect(addr <= iova && iova + length <= addr + size).toBe(true);
+        // Minimal: the aligned half-size block around iova does not cover the range.
+        if (am > 0)
+          expect(Math.floor(iova / (size / 2)) === Math.floor((iova + length - 1) / (size / 2))).toBe(false);
+      }),
+      { numRuns: 300 },
+    );
   });
 
   it("map refuses no-permission mappings, targets beyond HAW and ranges outside the aperture", () => {

@@ -231,6 +231,34 @@ export class PageTable {
     if (this.#runKind === EntryKind.TABLE) {
       const up = this.#read(Math.floor(ea / PAGE));
       const table = fmt.entryAddress(up[pw]!, up[pw + 1]!, 1);
+      const at = table + first * 8;
+      if ((at & 0xfff) + n * 8 <= PAGE && fmt.linearLeafAddress === true && pa + n * size <= 2 ** 48) {
+        // One table page, leaves from a template: check each slot and write it in one pass;
+        // a used slot undoes the (all-zero) prefix and hands over to the general path.
+        const words = this.#write(Math.floor(at / PAGE));
+        fmt.encodeLeaf(0, 0, prot, scratch);
+        const tlo = scratch[0]!;
+        const thi = scratch[1]!;
+        let hi = Math.floor(pa / 4294967296);
+        let lo = pa - hi * 4294967296;
+        const w0 = (at & 0xfff) >>> 2;
+        const end = w0 + 2 * n;
+        for (let w = w0; w < end; w += 2) {
+          if ((words[w]! | words[w + 1]!) !== 0) {
+            words.fill(0, w0, w);
+            return false;
+          }
+          // Typed-array stores keep the low 32 bits: no >>> 0 (a uint32 above 2^31 is a double).
+          words[w] = tlo | lo;
+          words[w + 1] = thi | hi;
+          lo += size;
+          if (lo >= 4294967296) {
+            lo -= 4294967296;
+            hi++;
+          }
+        }
+        return true;
+      }
       // Every target slot must be all-zero (how this table leaves unused entries); anything
       // else goes to the general path, which decides EEXIST by the format's rules.
       let words = this.#read(Math.floor((table + first * 8) / PAGE));
@@ -281,8 +309,8 @@ export class PageTable {
           words = this.#write(Math.floor((table + (first + k) * 8) / PAGE));
           w = 0;
         }
-        words[w] = (tlo | lo) >>> 0;
-        words[w + 1] = (thi | hi) >>> 0;
+        words[w] = tlo | lo;
+        words[w + 1] = thi | hi;
         lo += size;
         if (lo >= 4294967296) {
           lo -= 4294967296;
