@@ -23,7 +23,7 @@ import type { CapFields, EcapFields } from "./format/registers.ts";
 import { Ttm } from "./format/registers.ts";
 import type { CtxInfo, PasidInfo, ReadFault } from "./internal/config.ts";
 import { ConfigReader, isReadFault, legacyCfg, scalableCfg } from "./internal/config.ts";
-import { Meta, VtdIotlb } from "./internal/iotlb.ts";
+import { Meta, MICRO_MASK, VtdIotlb } from "./internal/iotlb.ts";
 import { wordsToBytes } from "./internal/words.ts";
 import type { Cfg } from "./walk.ts";
 import { Kind, PageWalker, permFor } from "./walk.ts";
@@ -50,6 +50,8 @@ export class FastPath {
   readonly walker: PageWalker;
   readonly reader: ConfigReader;
   readonly iotlb: VtdIotlb;
+  /** The IOTLB's micro-TLB (read on every fast-lane hit). */
+  readonly micro: Float64Array;
   /** Context cache: source-id -> entry. */
   readonly contextCache: Map<number, CtxInfo> = new Map();
   /** PASID cache: source-id * 2^20 + PASID -> entry. */
@@ -95,6 +97,7 @@ export class FastPath {
     });
     this.reader = new ConfigReader(memory, cap, ecap, haw);
     this.iotlb = new VtdIotlb(iotlbSizeLg2);
+    this.micro = this.iotlb.micro;
   }
 
   /** Cache and walk counters. */
@@ -115,32 +118,29 @@ export class FastPath {
    * of range (misuse).
    */
   translate(sid: number, pasid: number, iova: number, access: number, out: Translation): boolean {
-    // Fast lane (kept small so the IOTLB probe inlines): requests without PASID whose
-    // source-id has a resolved tag, served by one IOTLB probe.
+    // Fast lane (kept small so it inlines into callers): a request without PASID whose
+    // source-id has a resolved tag, served by the micro-TLB; translateSlow for the rest
+    // (too big to inline, so this stays small in callers).
     if (pasid === NO_PASID_L && this.enabled) {
       const tag = this.ridTag[sid]!;
-      if (tag >= 0) {
-        const iotlb = this.iotlb;
-        const vpn = Math.floor(iova / PAGE);
-        const slot = iotlb.lookup(tag, vpn);
-        if (slot >= 0) {
-          const d = iotlb.data;
-          const b = slot << 2;
-          const meta = d[b + 3]!;
-          // RID_PRIV selects the supervisor rights (meta 5:3) over the user rights (2:0).
-          const perm = (meta >>> (this.ridPriv[sid]! * SUP_SHIFT)) & 7;
-          const need = NEED[access & 7]!;
-          // A write through an entry whose D bit is still clear must walk (WRITE 2 << 5 = WRITE_WALK).
-          if ((perm & need) === need && (meta & ((access & ACCESS_WRITE) << 5)) === 0) {
-            // One counter on the fast lane: each of its hits is also a configuration hit.
-            this.fastHits++;
-            // iova - vpn * 4096, not iova % 4096: % on doubles above 2^31 is a slow fmod.
-            out.pa = d[b + 2]! + (iova - vpn * PAGE);
-            out.perm = perm;
-            out.sizeLg2 = meta >>> SIZE_SHIFT;
-            out.fault = null;
-            return true;
-          }
+      const vpn = Math.floor(iova / PAGE);
+      const u = this.micro;
+      const x = (vpn & MICRO_MASK) << 2;
+      if (tag >= 0 && u[x] === vpn && u[x + 1] === tag) {
+        const meta = u[x + 3]!;
+        // RID_PRIV selects the supervisor rights (meta 5:3) over the user rights (2:0).
+        const perm = (meta >>> (this.ridPriv[sid]! * SUP_SHIFT)) & 7;
+        const need = NEED[access & 7]!;
+        // A write through an entry whose D bit is still clear must walk (WRITE 2 << 5 = WRITE_WALK).
+        if ((perm & need) === need && (meta & ((access & ACCESS_WRITE) << 5)) === 0) {
+          // One counter on the fast lane: each of its hits is also a configuration hit.
+          this.fastHits++;
+          // iova - vpn * 4096, not iova % 4096: % on doubles above 2^31 is a slow fmod.
+          out.pa = u[x + 2]! + (iova - vpn * PAGE);
+          out.perm = perm;
+          out.sizeLg2 = meta >>> SIZE_SHIFT;
+          out.fault = null;
+          return true;
         }
       }
     }
@@ -186,6 +186,7 @@ export class FastPath {
       const need = permFor(access);
       if ((perm & need) === need && !(access & Access.WRITE && meta & Meta.WRITE_WALK)) {
         this.iotlbHits++;
+        iotlb.remember(slot, vpn);
         out.pa = d[(slot << 2) + 2]! + (iova - vpn * PAGE);
         out.perm = perm;
         out.sizeLg2 = meta >>> Meta.SIZE_SHIFT;

@@ -236,6 +236,28 @@ describe("map / unmap / invalidate", () => {
     expect(xl(b, DEV, 3, 0x10_0010)).toBe(0x60_0010);
   });
 
+  it("second stage, no PASID: stale through the micro-TLB until the page-selective IOTLB invalidation", () => {
+    const { backend: b } = fresh();
+    b.addDevice({ rid: DEV, pasidBits: 0 });
+    const d = b.allocDomain({ type: "paging" }) as VtdDomain;
+    b.attach(DEV, Intent.rid, d);
+    d.map(0x10_0000, 0x50_0000, 0x2000, Perm.R | Perm.W);
+    // Walk, IOTLB hit (copied into the micro-TLB), micro-TLB hit.
+    for (let k = 0; k < 3; k++) expect(xl(b, DEV, NO_PASID, 0x10_0010)).toBe(0x50_0010);
+    const walks = b.hw.counters().walks;
+    rewriteLeaf(d, 0x10_0000, 0x60_0000);
+    rewriteLeaf(d, 0x10_1000, 0x61_0000);
+    expect(xl(b, DEV, NO_PASID, 0x10_0010)).toBe(0x50_0010);
+    expect(b.hw.counters().walks).toBe(walks);
+    // Invalidating the neighbour page leaves this one cached (and stale).
+    b.flushRange(d, 0x10_1000, 0x1000);
+    expect(xl(b, DEV, NO_PASID, 0x10_0010)).toBe(0x50_0010);
+    expect(xl(b, DEV, NO_PASID, 0x10_1010)).toBe(0x61_0010);
+    b.flushRange(d, 0x10_0000, 0x1000);
+    expect(xl(b, DEV, NO_PASID, 0x10_0010)).toBe(0x60_0010);
+    expect(b.hw.counters().walks).toBe(walks + 2);
+  });
+
   it("unmap of a shared domain invalidates every attachment", () => {
     const { backend: b } = fresh();
     b.addDevice({ rid: DEV, pasidBits: 20 });

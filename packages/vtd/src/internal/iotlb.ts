@@ -11,6 +11,8 @@
 
 const EMPTY = -1;
 const PAGE = 4096;
+/** Slots of the micro-TLB (direct-mapped by page number). */
+export const MICRO_MASK = 1023;
 
 /** Bit layout of the meta word. */
 export const Meta = {
@@ -30,6 +32,13 @@ export class VtdIotlb {
   #count = 0;
   /** Entries per DID (tag / 2^20), so an invalidation of an absent DID costs no scan. */
   readonly #perDid = new Map<number, number>();
+  /**
+   * A direct-mapped copy of entries recently hit, [vpn, tag, pa, meta] at page & MICRO_MASK:
+   * always a subset of the IOTLB (every drop or replacement empties or updates it), so a hit
+   * there is an IOTLB hit without the hash probe.
+   */
+  readonly micro: Float64Array = new Float64Array((MICRO_MASK + 1) * 4).fill(EMPTY);
+  #microLive = false;
 
   constructor(capacityLg2: number) {
     this.capacity = 2 ** capacityLg2;
@@ -78,7 +87,12 @@ export class VtdIotlb {
         this.#perDid.set(did, (this.#perDid.get(did) ?? 0) + 1);
         break;
       }
-      if (v === vpn && d[(i << 2) + 1] === tag) break;
+      if (v === vpn && d[(i << 2) + 1] === tag) {
+        // Replacing an entry: its micro-TLB copy goes too.
+        const x = (vpn & MICRO_MASK) << 2;
+        if (this.micro[x] === vpn && this.micro[x + 1] === tag) this.micro[x] = EMPTY;
+        break;
+      }
       i = (i + 1) & mask;
     }
     const b = i << 2;
@@ -88,8 +102,28 @@ export class VtdIotlb {
     d[b + 3] = meta;
   }
 
+  /** Copies slot `slot` (just hit for page `vpn`) into the micro-TLB. */
+  remember(slot: number, vpn: number): void {
+    const d = this.data;
+    const b = slot << 2;
+    const u = this.micro;
+    const x = (vpn & MICRO_MASK) << 2;
+    u[x] = vpn;
+    u[x + 1] = d[b + 1]!;
+    u[x + 2] = d[b + 2]!;
+    u[x + 3] = d[b + 3]!;
+    this.#microLive = true;
+  }
+
+  #forgetMicro(): void {
+    if (!this.#microLive) return;
+    this.micro.fill(EMPTY);
+    this.#microLive = false;
+  }
+
   /** Drops everything. */
   clear(): void {
+    this.#forgetMicro();
     if (this.#count === 0) return;
     for (let i = 0; i < this.capacity; i++) this.data[i * 4] = EMPTY;
     this.#count = 0;
@@ -130,6 +164,7 @@ export class VtdIotlb {
       }
     }
     if (dropped === 0) return 0;
+    this.#forgetMicro();
     const copy = Float64Array.from(d);
     for (let i = 0; i < this.capacity; i++) this.data[i * 4] = EMPTY;
     this.#count = 0;
