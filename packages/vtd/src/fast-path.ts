@@ -23,7 +23,7 @@ import type { CapFields, EcapFields } from "./format/registers.ts";
 import { Ttm } from "./format/registers.ts";
 import type { CtxInfo, PasidInfo, ReadFault } from "./internal/config.ts";
 import { ConfigReader, isReadFault, legacyCfg, scalableCfg } from "./internal/config.ts";
-import { Meta, MICRO_MASK, VtdIotlb } from "./internal/iotlb.ts";
+import { Meta, MICRO_MASK, microKey, VtdIotlb } from "./internal/iotlb.ts";
 import { wordsToBytes } from "./internal/words.ts";
 import type { Cfg } from "./walk.ts";
 import { Kind, PageWalker, permFor } from "./walk.ts";
@@ -37,7 +37,6 @@ const RWX = Perm.R | Perm.W | Perm.X;
 // cost a getter call per read when the module is loaded through a CommonJS transform.
 const NO_PASID_L: number = NO_PASID;
 const ACCESS_WRITE: number = Access.WRITE;
-const SUP_SHIFT: number = Meta.SUP_SHIFT;
 const SIZE_SHIFT: number = Meta.SIZE_SHIFT;
 
 /** The caches and the hot path of one VT-d unit. The hardware model extends it. */
@@ -59,11 +58,11 @@ export class FastPath {
   /** Resolved configurations for requests without PASID, by source-id. */
   readonly ridCfg: Array<Cfg | null> = new Array<Cfg | null>(65536).fill(null);
   /**
-   * The hot fields of ridCfg as typed arrays: the IOTLB tag (-1 = take the general
-   * path: nothing cached, pass-through, or a request SRE would block) and RID_PRIV.
+   * The hot part of ridCfg: the micro-TLB key of each source-id (its IOTLB tag with
+   * RID_PRIV folded in, see microKey), or -1 to take the general path (nothing cached,
+   * pass-through, or a request SRE would block).
    */
-  readonly ridTag: Float64Array = new Float64Array(65536).fill(-1);
-  readonly ridPriv: Uint8Array = new Uint8Array(65536);
+  readonly ridKey: Float64Array = new Float64Array(65536).fill(-1);
   /** Resolved configurations for requests with PASID, by source-id * 2^20 + PASID. */
   readonly pasidCfg: Map<number, Cfg> = new Map();
 
@@ -119,17 +118,17 @@ export class FastPath {
    */
   translate(sid: number, pasid: number, iova: number, access: number, out: Translation): boolean {
     // Fast lane (kept small so it inlines into callers): a request without PASID whose
-    // source-id has a resolved tag, served by the micro-TLB; translateSlow for the rest
+    // source-id has a resolved key, served by the micro-TLB; translateSlow for the rest
     // (too big to inline, so this stays small in callers).
     if (pasid === NO_PASID_L && this.enabled) {
-      const tag = this.ridTag[sid]!;
+      const key = this.ridKey[sid]!;
       const vpn = Math.floor(iova / PAGE);
       const u = this.micro;
       const x = (vpn & MICRO_MASK) << 2;
-      if (tag >= 0 && u[x] === vpn && u[x + 1] === tag) {
+      if (key >= 0 && u[x] === vpn && u[x + 1] === key) {
+        // The key carries RID_PRIV, so the entry holds the rights of that privilege already.
         const meta = u[x + 3]!;
-        // RID_PRIV selects the supervisor rights (meta 5:3) over the user rights (2:0).
-        const perm = (meta >>> (this.ridPriv[sid]! * SUP_SHIFT)) & 7;
+        const perm = meta & 7;
         const need = NEED[access & 7]!;
         // A write through an entry whose D bit is still clear must walk (WRITE 2 << 5 = WRITE_WALK).
         if ((perm & need) === need && (meta & ((access & ACCESS_WRITE) << 5)) === 0) {
@@ -186,7 +185,7 @@ export class FastPath {
       const need = permFor(access);
       if ((perm & need) === need && !(access & Access.WRITE && meta & Meta.WRITE_WALK)) {
         this.iotlbHits++;
-        iotlb.remember(slot, vpn);
+        if (pasid === NO_PASID) iotlb.remember(slot, vpn, priv);
         out.pa = d[(slot << 2) + 2]! + (iova - vpn * PAGE);
         out.perm = perm;
         out.sizeLg2 = meta >>> Meta.SIZE_SHIFT;
@@ -388,8 +387,7 @@ export class FastPath {
     this.#ridCount += (cfg !== null ? 1 : 0) - (had ? 1 : 0);
     this.ridCfg[sid] = cfg;
     const fast = cfg !== null && cfg.kind !== Kind.PASS_THROUGH && !(cfg.ridPriv && !cfg.sre && !cfg.legacy);
-    this.ridTag[sid] = fast ? cfg.tag : -1;
-    this.ridPriv[sid] = cfg?.ridPriv ? 1 : 0;
+    this.ridKey[sid] = fast ? microKey(cfg.tag, cfg.ridPriv) : -1;
   }
 
   /** Non-null entries of ridCfg (a drop with none to drop skips the 65,536-entry scan). */
@@ -398,8 +396,7 @@ export class FastPath {
   #clearRids(): void {
     this.#ridCount = 0;
     this.ridCfg.fill(null);
-    this.ridTag.fill(-1);
-    this.ridPriv.fill(0);
+    this.ridKey.fill(-1);
   }
 
   /** Drops every cached configuration derived for `sid` (both request kinds). */

@@ -22,6 +22,14 @@ export const Meta = {
   SIZE_SHIFT: 10,
 } as const;
 
+/**
+ * The micro-TLB key of requests without PASID: the IOTLB tag (an integer) plus 0.5 for
+ * supervisor requests (RID_PRIV), so one lookup also selects which rights apply.
+ */
+export function microKey(tag: number, priv: boolean): number {
+  return priv ? tag + 0.5 : tag;
+}
+
 /** A fixed-capacity IOTLB. */
 export class VtdIotlb {
   readonly capacity: number;
@@ -33,9 +41,10 @@ export class VtdIotlb {
   /** Entries per DID (tag / 2^20), so an invalidation of an absent DID costs no scan. */
   readonly #perDid = new Map<number, number>();
   /**
-   * A direct-mapped copy of entries recently hit, [vpn, tag, pa, meta] at page & MICRO_MASK:
-   * always a subset of the IOTLB (every drop or replacement empties or updates it), so a hit
-   * there is an IOTLB hit without the hash probe.
+   * A direct-mapped copy of entries recently hit by requests without PASID, [vpn,
+   * microKey, pa, meta with the rights of that privilege in 2:0] at page & MICRO_MASK:
+   * always a subset of the IOTLB (every drop or replacement empties or updates it), so a
+   * hit there is an IOTLB hit without the hash probe.
    */
   readonly micro: Float64Array = new Float64Array((MICRO_MASK + 1) * 4).fill(EMPTY);
   #microLive = false;
@@ -90,7 +99,7 @@ export class VtdIotlb {
       if (v === vpn && d[(i << 2) + 1] === tag) {
         // Replacing an entry: its micro-TLB copy goes too.
         const x = (vpn & MICRO_MASK) << 2;
-        if (this.micro[x] === vpn && this.micro[x + 1] === tag) this.micro[x] = EMPTY;
+        if (this.micro[x] === vpn && Math.floor(this.micro[x + 1]!) === tag) this.micro[x] = EMPTY;
         break;
       }
       i = (i + 1) & mask;
@@ -102,16 +111,18 @@ export class VtdIotlb {
     d[b + 3] = meta;
   }
 
-  /** Copies slot `slot` (just hit for page `vpn`) into the micro-TLB. */
-  remember(slot: number, vpn: number): void {
+  /** Copies slot `slot`, just hit for page `vpn` by a request without PASID, into the micro-TLB. */
+  remember(slot: number, vpn: number, priv: boolean): void {
     const d = this.data;
     const b = slot << 2;
     const u = this.micro;
     const x = (vpn & MICRO_MASK) << 2;
+    const meta = d[b + 3]!;
     u[x] = vpn;
-    u[x + 1] = d[b + 1]!;
+    u[x + 1] = microKey(d[b + 1]!, priv);
     u[x + 2] = d[b + 2]!;
-    u[x + 3] = d[b + 3]!;
+    // The rights of the request's privilege in 2:0 (supervisor rights sit in 5:3).
+    u[x + 3] = (meta & ~63) | (priv ? (meta >>> Meta.SUP_SHIFT) & 7 : meta & 7);
     this.#microLive = true;
   }
 
