@@ -229,6 +229,14 @@ const steps: StepDecl[] = [
   },
   guestWrite(0x5000n, [0x11000n | VMSA_PAGE], "the guest remaps CD 0's page to IPA 0x11000"),
   {
+    op: "dma",
+    device: "gpu",
+    iova: hex(VA),
+    length: 4,
+    name: "still the old page: the IOTLB holds it until the guest's TLBI",
+    expect: { pa: hex(GUEST_PA + 0x10000n), data: "a0a0a0a0" },
+  },
+  {
     op: "invalidate",
     hwpt: "gpu_vste",
     data: [{ cmd: [hex(CMD_TLBI_NH_ALL), "0x0"] }],
@@ -331,6 +339,14 @@ const steps: StepDecl[] = [
     expect: { fault: "translation" },
   },
   guestWrite(0x23000n, [0x11000n | FS_PRESENT_RW_USER], "the guest remaps PT[0] to IPA 0x11000"),
+  {
+    op: "dma",
+    device: "accel",
+    iova: hex(VA),
+    length: 4,
+    name: "still the old page: the IOTLB holds it until the guest's invalidation",
+    expect: { pa: hex(GUEST_PA + 0x10000n) },
+  },
   { op: "invalidate", hwpt: "accel_fs", data: [{ addr: hex(VA), npages: 1 }], expect: { handled: 1 } },
   {
     op: "dma",
