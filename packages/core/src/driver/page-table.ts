@@ -457,16 +457,7 @@ export class PageTable {
       const table = this.#leafTable(iova, length);
       if (table >= 0) {
         const done = this.#clear(0, table, iova, iova + length);
-        // A used neighbour of the cleared run answers "not empty" without a scan (unmapping
-        // piece by piece, upward or downward, always has one).
-        const n = this.#entries[0]!;
-        const first = Math.floor(iova / g) % n;
-        const after = first + length / g;
-        if (
-          !(after < n && this.#used(table + after * 8)) &&
-          !(first > 0 && this.#used(table + (first - 1) * 8)) &&
-          this.#isEmpty(table, this.#bytes[0]!)
-        )
+        if (this.#emptied(0, table, iova, iova + length))
           this.#clear(this.#top, this.root, iova, iova + length);
         return done;
       }
@@ -561,7 +552,7 @@ export class PageTable {
           continue;
         }
         done += this.#clear(level - 1, child, at, next);
-        if (this.#isEmpty(child, this.#bytes[level - 1]!)) {
+        if (this.#emptied(level - 1, child, at, next)) {
           words = this.#write(Math.floor(ea / PAGE));
           words[w] = 0;
           words[w + 1] = 0;
@@ -614,6 +605,22 @@ export class PageTable {
     }
     this.tables.free(table);
     return done;
+  }
+
+  /**
+   * True when `table` (at `level`) is empty once [start, end) inside it was cleared. A used
+   * neighbour of the range answers without a scan (unmapping piece by piece, upward or
+   * downward, always has one).
+   */
+  #emptied(level: number, table: number, start: number, end: number): boolean {
+    const size = this.#size[level]!;
+    const n = this.#entries[level]!;
+    const span = size * n;
+    const first = Math.floor((start % span) / size);
+    const last = Math.floor(((end - 1) % span) / size);
+    if (last + 1 < n && this.#used(table + (last + 1) * 8)) return false;
+    if (first > 0 && this.#used(table + (first - 1) * 8)) return false;
+    return this.#isEmpty(table, this.#bytes[level]!);
   }
 
   /** True when the entry at `ea` has any bit set. */
