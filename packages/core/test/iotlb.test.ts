@@ -141,3 +141,71 @@ describe("Iotlb under pressure (deleted-slot reuse, rehash, clear when full)", (
     );
   });
 });
+
+describe("Iotlb range invalidation with mixed leaf sizes", () => {
+  it("a short range of a tag with 4 KiB leaves only is probed page by page, minLeafLg2 honoured", () => {
+    const t = new Iotlb(8);
+    t.insert(1, 10, 0xa000, 1, 12);
+    t.insert(1, 11, 0xb000, 1, 12);
+    t.insert(2, 10, 0xc000, 1, 21);
+    expect(t.invalidateRange(1, 10 * 4096, 2 * 4096, 21)).toBe(0);
+    expect(t.size).toBe(3);
+    expect(t.invalidateRange(1, 10 * 4096 + 5, 1)).toBe(1);
+    expect(t.lookup(1, 10)).toBe(-1);
+    expect(t.lookup(1, 11)).toBeGreaterThanOrEqual(0);
+    // Tag 2 holds a 2 MiB leaf: its page 10 covers the whole first 2 MiB (scan path).
+    expect(t.invalidateRange(2, 0x1f_f000, 0x1000)).toBe(1);
+  });
+
+  it("drops exactly the entries whose leaf covers the range, probing or scanning (property)", () => {
+    const op = fc.oneof(
+      fc.record({
+        k: fc.constant("ins" as const),
+        tag: fc.integer({ min: 0, max: 4 }),
+        page: fc.integer({ min: 0, max: 2047 }),
+        // Mostly 4K, so many tags take the page-probing path.
+        sizeLg2: fc.constantFrom(12, 12, 12, 12, 12, 12, 12, 14, 21),
+      }),
+      fc.record({
+        k: fc.constant("inv" as const),
+        tag: fc.integer({ min: -1, max: 4 }),
+        at: fc.integer({ min: 0, max: 8 * 2 ** 20 }),
+        length: fc.oneof(fc.integer({ min: 1, max: 64 * 4096 }), fc.integer({ min: 1, max: 600 * 4096 })),
+        minLeafLg2: fc.constantFrom(0, 0, 12, 14, 21),
+      }),
+    );
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 150 }), (ops) => {
+        const t = new Iotlb(9);
+        const ref = new Map<string, number>(); // "tag:page" -> leaf size log2
+        for (const o of ops) {
+          if (o.k === "ins") {
+            t.insert(o.tag, o.page, o.page * 4096, 1, o.sizeLg2);
+            ref.set(`${o.tag}:${o.page}`, o.sizeLg2); // (150 inserts never fill 384 usable slots)
+          } else {
+            let want = 0;
+            for (const [key, sizeLg2] of [...ref]) {
+              const [tg, pg] = key.split(":").map(Number) as [number, number];
+              const size = 2 ** sizeLg2;
+              const base = Math.floor((pg * 4096) / size) * size;
+              const covers = base < o.at + o.length && base + size > o.at;
+              if ((o.tag === -1 || tg === o.tag) && sizeLg2 >= o.minLeafLg2 && covers) {
+                ref.delete(key);
+                want++;
+              }
+            }
+            expect(t.invalidateRange(o.tag, o.at, o.length, o.minLeafLg2)).toBe(want);
+          }
+          expect(t.size).toBe(ref.size);
+        }
+        for (const [key, sizeLg2] of ref) {
+          const [tg, pg] = key.split(":").map(Number) as [number, number];
+          const s = t.lookup(tg, pg);
+          expect(s).toBeGreaterThanOrEqual(0);
+          expect(t.sizes[s]).toBe(sizeLg2);
+        }
+      }),
+      { numRuns: 200 },
+    );
+  });
+});

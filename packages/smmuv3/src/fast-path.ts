@@ -24,6 +24,11 @@ export function tlbTag(vmid: number, asid: number): number {
 /** IOTLB with SMMUv3 invalidation scopes. Perms pack privileged (bits 2:0) and unprivileged (6:4) grants. */
 export class SmmuTlb {
   readonly iotlb: Iotlb;
+  /**
+   * VMIDs that may hold global entries (added on insert, forgotten when the IOTLB is
+   * empty): without any, TLBI_NH_VA of one ASID is a range invalidation of one tag.
+   */
+  readonly #globalVmids = new Set<number>();
 
   constructor(capacityLg2: number) {
     this.iotlb = new Iotlb(capacityLg2);
@@ -50,6 +55,7 @@ export class SmmuTlb {
     global: boolean,
   ): void {
     const vpn = Math.floor(iova / PAGE);
+    if (global) this.#globalVmids.add(Math.floor(tag / SLOT_SPAN));
     this.iotlb.insert(
       tag,
       vpn,
@@ -94,8 +100,11 @@ export class SmmuTlb {
    * every ASID) whose leaf covers any byte of [addr, addr + length).
    */
   invalidateVa(vmid: number, asid: number, addr: number, length: number): number {
-    const { tags, aux } = this.iotlb;
+    if (this.iotlb.size === 0) this.#globalVmids.clear();
     const tag = tlbTag(vmid, asid);
+    // One ASID and no global entries in the VMID: the entries to drop are that tag's.
+    if (asid >= 0 && !this.#globalVmids.has(vmid)) return this.iotlb.invalidateRange(tag, addr, length);
+    const { tags, aux } = this.iotlb;
     return this.#range(addr, length, (i) => {
       const t = tags[i]!;
       if (Math.floor(t / SLOT_SPAN) !== vmid || t % SLOT_SPAN === 0) return false;
@@ -105,9 +114,7 @@ export class SmmuTlb {
 
   /** TLBI_S2_IPA: stage-2-only entries of the VMID covering [ipa, ipa + length). */
   invalidateIpa(vmid: number, ipa: number, length: number): number {
-    const tag = tlbTag(vmid, -1);
-    const tags = this.iotlb.tags;
-    return this.#range(ipa, length, (i) => tags[i] === tag);
+    return this.iotlb.invalidateRange(tlbTag(vmid, -1), ipa, length);
   }
 
   #range(addr: number, length: number, match: (slot: number) => boolean): number {

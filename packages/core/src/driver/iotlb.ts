@@ -21,6 +21,8 @@ const EMPTY = -1;
 const DELETED = -2;
 const PAGE = 4096;
 const TWO32 = 4294967296;
+/** Ranges of at most this many pages are invalidated by probing each page (when they can be). */
+const PROBE_PAGES = 64;
 
 /** Fixed-capacity IOTLB. Read a hit's data from the public arrays at the returned slot. */
 export class Iotlb {
@@ -44,6 +46,8 @@ export class Iotlb {
   #deleted = 0;
   /** Live entries per tag, so invalidating an absent tag costs one Map lookup. */
   readonly #perTag = new Map<number, number>();
+  /** Live entries of leaves above 4 KiB per tag: without any, a short range is probed page by page. */
+  readonly #largePerTag = new Map<number, number>();
 
   constructor(capacityLg2 = 12) {
     this.capacity = 2 ** capacityLg2;
@@ -112,10 +116,12 @@ export class Iotlb {
       if (v === DELETED) {
         if (reuse < 0) reuse = i;
       } else if (v === vpn && this.tags[i] === tag) {
+        if (this.sizes[i]! > 12) this.#countLarge(tag, -1);
         break;
       }
       i = (i + 1) & mask;
     }
+    if (sizeLg2 > 12) this.#countLarge(tag, 1);
     this.vpns[i] = vpn;
     this.tags[i] = tag;
     this.pas[i] = pa;
@@ -131,10 +137,18 @@ export class Iotlb {
     this.#count = 0;
     this.#deleted = 0;
     this.#perTag.clear();
+    this.#largePerTag.clear();
+  }
+
+  #countLarge(tag: number, d: number): void {
+    const n = (this.#largePerTag.get(tag) ?? 0) + d;
+    if (n === 0) this.#largePerTag.delete(tag);
+    else this.#largePerTag.set(tag, n);
   }
 
   #drop(i: number): void {
     const tag = this.tags[i]!;
+    if (this.sizes[i]! > 12) this.#countLarge(tag, -1);
     this.vpns[i] = DELETED;
     this.#count--;
     this.#deleted++;
@@ -175,6 +189,20 @@ export class Iotlb {
     if (this.#count === 0 || (tag !== -1 && !this.#perTag.has(tag))) return 0;
     const end = iova + length;
     let dropped = 0;
+    const first = Math.floor(iova / PAGE);
+    const pages = Math.ceil(end / PAGE) - first;
+    if (tag !== -1 && pages <= PROBE_PAGES && !this.#largePerTag.has(tag)) {
+      // Only 4 KiB leaves of this tag: an entry covers the range iff its page is in it.
+      for (let k = 0; k < pages; k++) {
+        const i = this.lookup(tag, first + k);
+        if (i >= 0 && this.sizes[i]! >= minLeafLg2) {
+          this.#drop(i);
+          dropped++;
+        }
+      }
+      if (this.#count === 0) this.clear();
+      return dropped;
+    }
     const vpns = this.vpns;
     for (let i = 0; i < this.capacity; i++) {
       const v = vpns[i]!;
