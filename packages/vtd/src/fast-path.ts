@@ -462,7 +462,7 @@ export class FastPath {
     if (g === "domain") return t.invalidateWhere((i) => t.tag(i) >= lo && t.tag(i) < hi);
     const start = addr;
     const end = addr + 2 ** (12 + am);
-    return t.invalidateWhere((i) => {
+    return t.invalidateRange(did, -1, start, end, (i) => {
       const tag = t.tag(i);
       if (tag < lo || tag >= hi) return false;
       const kind = (t.meta(i) >>> Meta.KIND_SHIFT) & 7;
@@ -483,12 +483,13 @@ export class FastPath {
     if (!t.hasDid(did)) return 0;
     const start = addr;
     const end = addr + 2 ** (12 + am);
-    return t.invalidateWhere((i) => {
+    const match = (i: number): boolean => {
       if (t.tag(i) !== tag) return false;
       const kind = (t.meta(i) >>> Meta.KIND_SHIFT) & 7;
       if (kind !== Kind.FIRST_STAGE && kind !== Kind.NESTED) return false;
       return g === "pasid" || t.covers(i, start, end);
-    });
+    };
+    return g === "pasid" ? t.invalidateWhere(match) : t.invalidateRange(did, tag, start, end, match);
   }
 
   /** Drops every cache (not an architectural operation: the contract's flushCaches). */
