@@ -8,7 +8,7 @@
 import type { Backend } from "@iommu-kit/core";
 import { Access, createTranslation, Intent, Perm } from "@iommu-kit/core";
 import type { BenchCase, BenchCases } from "@iommu-kit/core/testing";
-import { createTestMemory, smallIntMap } from "@iommu-kit/core/testing";
+import { createTestMemory, mapRunCase, smallIntMap } from "@iommu-kit/core/testing";
 import type { SmmuPagingDomain } from "../src/index.ts";
 import { smmuv3Backend } from "../src/index.ts";
 
@@ -111,43 +111,22 @@ function leafTablePage(
 }
 
 function mapCase(name: string, premapped: number): BenchCase {
-  // Every call maps a fresh window of 256 pages into a level-3 table that already exists
-  // (kept alive by one page at +1M), as a driver extending a mapping does. When the windows
-  // run out, both sides wipe their descriptors with a native fill (the same amortized cost).
+  // Leaf tables kept alive by one page at +1M of each 2 MiB window.
   const { d, memory } = setup(premapped, 1, 12);
-  const tablesPfn: number[] = [];
+  const windows: Uint32Array[] = [];
   for (let w = 0; w < WINDOWS; w++) {
     d.map(WIN_BASE + w * 0x20_0000 + 0x10_0000, 0x1000, 0x1000, Perm.R);
-    tablesPfn.push(leafTablePage(memory, d.pt.root, WIN_BASE + w * 0x20_0000));
+    windows.push(memory.writePage(leafTablePage(memory, d.pt.root, WIN_BASE + w * 0x20_0000))!);
   }
-  const tablesWords = tablesPfn.map((pfn) => memory.writePage(pfn)!);
-  const scratch: Uint32Array[] = [];
-  for (let w = 0; w < WINDOWS; w++) scratch.push(memory.writePage(2 ** 21 + w)!);
-  let i = 0;
-  let j = 0;
-  return {
+  const leaf = new Uint32Array(2);
+  d.ptFormat.encodeLeaf(0, 0, Perm.R | Perm.W, leaf);
+  return mapRunCase({
     name,
-    baseline: "write the same 256 descriptors directly",
+    windows,
+    map: (w) => d.map(WIN_BASE + w * 0x20_0000, 0x4000_0000, 256 * 4096, Perm.R | Perm.W),
+    leaf: [leaf[0]!, leaf[1]!],
     target: 4,
-    fn: () => {
-      if (i === WINDOWS) {
-        for (const t of tablesWords) t.fill(0, 0, 512);
-        i = 0;
-      }
-      d.map(WIN_BASE + i++ * 0x20_0000, 0x4000_0000, 256 * 4096, Perm.R | Perm.W);
-    },
-    baselineFn: () => {
-      if (j === WINDOWS) {
-        for (const t of scratch) t.fill(0, 0, 512);
-        j = 0;
-      }
-      const page = scratch[j++]!;
-      for (let k = 0; k < 256; k++) {
-        page[2 * k] = (0x4000_0000 + k * 4096 + 0x743) >>> 0;
-        page[2 * k + 1] = 0x0060_0000;
-      }
-    },
-  };
+  });
 }
 
 function mapUnmapCase(): BenchCase {

@@ -8,7 +8,7 @@
 
 import { Access, createTranslation, Intent, NO_PASID, Perm } from "@iommu-kit/core";
 import type { BenchCase, BenchCases } from "@iommu-kit/core/testing";
-import { createTestMemory, smallIntMap } from "@iommu-kit/core/testing";
+import { createTestMemory, mapRunCase, smallIntMap } from "@iommu-kit/core/testing";
 import type { VtdBackend, VtdDomain } from "../src/index.ts";
 import { createVtd } from "../src/index.ts";
 
@@ -143,58 +143,35 @@ function mapCase(name: string, prePages: number, sids = 0): BenchCase {
 
 const WINDOWS = 2048;
 
-/**
- * The issue's map case, shaped like smmuv3's: every call maps 256 pages into a leaf table
- * that already exists (kept alive by one page at +1 MiB of its 2 MiB window), as a driver
- * extending a mapping does. When the windows run out, both sides wipe their entries with
- * a native fill (the same amortized cost on both sides).
- */
+/** The issue's map case (core/testing mapRunCase): 256 pages into an existing leaf table. */
 function mapIntoCase(name: string, prePages: number): BenchCase {
   const { b, memory } = setup(1, 0, 12);
   const d = b.allocDomain({ type: "paging" }) as VtdDomain;
   d.map(BASE, 0x1000, prePages * 4096, Perm.R);
   const winBase = BASE + 2 ** 33; // above the 1M premapped pages
-  const leafWords: Uint32Array[] = [];
-  for (let w = 0; w < WINDOWS; w++) d.map(winBase + w * 0x20_0000 + 0x10_0000, 0x1000, 0x1000, Perm.R);
-  // The level-1 tables, found by a raw walk (4-level second stage).
+  const windows: Uint32Array[] = [];
   for (let w = 0; w < WINDOWS; w++) {
-    let table = d.table!.root;
     const iova = winBase + w * 0x20_0000;
+    // Kept alive by one page at +1 MiB; the level-1 table found by a raw 4-level walk.
+    d.map(iova + 0x10_0000, 0x1000, 0x1000, Perm.R);
+    let table = d.table!.root;
     for (const shift of [39, 30, 21]) {
       const ea = table + (Math.floor(iova / 2 ** shift) % 512) * 8;
       const page = memory.readPage(Math.floor(ea / 4096))!;
       table =
         (page[((ea % 4096) >>> 2) + 1]! & 0xfffff) * 4294967296 + (page[(ea % 4096) >>> 2]! >>> 12) * 4096;
     }
-    leafWords.push(memory.writePage(table / 4096)!);
+    windows.push(memory.writePage(table / 4096)!);
   }
-  const scratch: Uint32Array[] = [];
-  for (let w = 0; w < WINDOWS; w++) scratch.push(new Uint32Array(1024));
-  let i = 0;
-  let j = 0;
-  return {
+  const leaf = new Uint32Array(2);
+  d.table!.format.encodeLeaf(0, 0, Perm.R | Perm.W, leaf);
+  return mapRunCase({
     name,
-    baseline: "write the same 256 second-stage entries directly",
+    windows,
+    map: (w) => d.map(winBase + w * 0x20_0000, 0x4000_0000, 256 * 4096, Perm.R | Perm.W),
+    leaf: [leaf[0]!, leaf[1]!],
     target: 4,
-    fn: () => {
-      if (i === WINDOWS) {
-        for (const t of leafWords) t.fill(0, 0, 512);
-        i = 0;
-      }
-      d.map(winBase + i++ * 0x20_0000, 0x4000_0000, 256 * 4096, Perm.R | Perm.W);
-    },
-    baselineFn: () => {
-      if (j === WINDOWS) {
-        for (const t of scratch) t.fill(0, 0, 512);
-        j = 0;
-      }
-      const page = scratch[j++]!;
-      for (let n = 0; n < 256; n++) {
-        page[2 * n] = (0x4000_0000 + n * 4096 + 3) >>> 0;
-        page[2 * n + 1] = 0;
-      }
-    },
-  };
+  });
 }
 
 export const cases: BenchCases = () => [
