@@ -23,13 +23,12 @@ import type { CapFields, EcapFields } from "./format/registers.ts";
 import { Ttm } from "./format/registers.ts";
 import type { CtxInfo, PasidInfo, ReadFault } from "./internal/config.ts";
 import { ConfigReader, isReadFault, legacyCfg, scalableCfg } from "./internal/config.ts";
-import { Meta, MICRO_MASK, microKey, VtdIotlb } from "./internal/iotlb.ts";
+import { Meta, MICRO_MASK, microKey, PASID_SPAN, VtdIotlb } from "./internal/iotlb.ts";
 import { wordsToBytes } from "./internal/words.ts";
 import type { Cfg } from "./walk.ts";
 import { Kind, PageWalker, permFor } from "./walk.ts";
 
 const PAGE = 4096;
-const PASID_SPAN = 1048576;
 /** permFor(access) for access & 7 (READ 1, WRITE 2, EXEC 4), as a table. */
 const NEED: Uint8Array = Uint8Array.from({ length: 8 }, (_, a) => permFor(a));
 const RWX = Perm.R | Perm.W | Perm.X;

@@ -234,7 +234,8 @@ export class PageTable {
       const at = table + first * 8;
       if ((at & 0xfff) + n * 8 <= PAGE && fmt.linearLeafAddress === true && pa + n * size <= 2 ** 48) {
         // One table page, leaves from a template: check each slot and write it in one pass;
-        // a used slot undoes the (all-zero) prefix and hands over to the general path.
+        // a used slot undoes the (all-zero) prefix and hands over to the general path. Kept
+        // apart from #writeRun's loop on purpose: sharing one loop cost about 25% in map.
         const words = this.#write(Math.floor(at / PAGE));
         fmt.encodeLeaf(0, 0, prot, scratch);
         const tlo = scratch[0]!;

@@ -9,15 +9,16 @@
  * (9:7), leaf size log2 (15:10).
  */
 
+import { Kind } from "../walk.ts";
+
 const EMPTY = -1;
 /** A dropped slot: lookups probe past it, inserts may reuse it. */
 const DELETED = -2;
 const PAGE = 4096;
-const PASID_SPAN = 1048576; // tag = DID * 2^20 + PASID
+/** Tags are DID * 2^20 + PASID. */
+export const PASID_SPAN = 1048576;
 /** A range of at most this many pages is invalidated by probing each page (when it can be). */
 const PROBE_PAGES = 64;
-/** Translation kinds as meta 9:7 stores them (walk.ts Kind): NESTED entries need a scan. */
-const KIND_NESTED = 3;
 /** Slots of the micro-TLB (direct-mapped by page number). */
 export const MICRO_MASK = 1023;
 
@@ -153,7 +154,7 @@ export class VtdIotlb {
     else info.tags.set(tag, n);
     info.count += d;
     if (((meta >>> Meta.SIZE_SHIFT) & 63) > 12) info.large += d;
-    if (((meta >>> Meta.KIND_SHIFT) & 7) === KIND_NESTED) info.nested += d;
+    if (((meta >>> Meta.KIND_SHIFT) & 7) === Kind.NESTED) info.nested += d;
     if (info.count === 0) this.#perDid.delete(did);
   }
 
