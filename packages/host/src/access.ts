@@ -9,7 +9,7 @@
  * A device is an {@link AccessHolder} here, so this file does not import device.ts.
  */
 
-import type { Domain, EmulatedAccess } from "@iommu-kit/core";
+import type { AttachIntent, Domain, EmulatedAccess } from "@iommu-kit/core";
 import { IommuError, isEmulatedAccess } from "@iommu-kit/core";
 import type { DeviceRef, HostCtx, HostObject } from "./context.ts";
 import { checkIova, checkLength, fillDomain, unfillDomain } from "./io-pagetable.ts";
@@ -111,10 +111,10 @@ export function attachEmulated(
  * Detaches `dev`'s access (iommufd_access_detach); harmless without one. The backend
  * runs the mdev's unmap callback first and refuses (EBUSY) if pins remain.
  */
-export function detachEmulated(ctx: HostCtx, dev: AccessHolder): void {
+export function detachEmulated(ctx: HostCtx, dev: AccessHolder, intent: AttachIntent): void {
   const acc = dev.access;
   if (acc === null) return;
-  dev.backend.detach(dev.rid, { kind: "emulated" });
+  dev.backend.detach(dev.rid, intent);
   dev.access = null;
   dropAccess(ctx, acc);
 }

@@ -405,7 +405,7 @@ export function detachDevice(ctx: HostCtx, dev: HostDevice, it: AttachIntent): v
     });
   }
   if (it.kind === "emulated") {
-    detachEmulated(ctx, dev);
+    detachEmulated(ctx, dev, it);
     return;
   }
   if (it.kind === "pasid") {

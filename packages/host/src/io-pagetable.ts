@@ -2,8 +2,10 @@
  * The IO address space's bookkeeping, after iommufd's `struct io_pagetable`
  * (drivers/iommu/iommufd/io_pagetable.c): sorted, non-overlapping areas, the
  * allowed ranges (IOMMU_IOAS_ALLOW_IOVAS) and the reserved ranges the attached
- * domains and devices impose (apertures, MSI windows). Pure data: the host propagates
- * each change to the domains itself.
+ * domains and devices impose (apertures, MSI windows). The table itself is pure data;
+ * ioas.ts propagates each change to the domains with the three helpers at the end of
+ * this file (iopt_fill_domain, iopt_unfill_domain, and the per-domain loop of
+ * iopt_map_pages), and the argument checks every host operation shares live here too.
  *
  * Area rules (iopt_check_iova, iopt_unmap_iova_range): a fixed IOVA must be aligned
  * (EINVAL), must not overflow (EOVERFLOW), must avoid reserved ranges (EINVAL) and
