@@ -216,7 +216,10 @@ describe("the checks themselves", () => {
     };
     put("packages/one/src/a.ts", 'import type { B } from "./sub/b.ts";\nexport const a = 1;\n');
     put("packages/one/src/sub/b.ts", 'export { a } from "../a.ts";\nexport type B = number;\n');
-    put("packages/one/src/c.ts", 'import { a } from "./a.ts";\nimport { x } from "@iommu-kit/two/driver";\n');
+    put(
+      "packages/one/src/c.ts",
+      'import type { A } from "./a.ts";\nimport { a } from "./a.ts";\nimport { x } from "@iommu-kit/two/driver";\n',
+    );
     put("packages/two/src/index.ts", `${"// line\n".repeat(601)}`);
 
     it("finds a type-only circle across folders, with its path", () => {
@@ -227,10 +230,12 @@ describe("the checks themselves", () => {
       expect(findCycles(packageGraph(fs, "two"))).toEqual([]);
     });
 
-    it("counts lines and names the workspace package of a subpath import", () => {
+    it("counts lines, merges repeated edges and names the workspace package of a subpath import", () => {
       const fs = loadSources(root);
       expect(fs.find((f) => f.path === "packages/two/src/index.ts")?.lines).toBe(601);
       expect(fs.find((f) => f.path === "packages/one/src/c.ts")?.bare).toEqual(["@iommu-kit/two/driver"]);
+      // `import type` and `import` of one file are one edge.
+      expect(fs.find((f) => f.path === "packages/one/src/c.ts")?.local).toEqual(["packages/one/src/a.ts"]);
       expect(workspacePackage("@iommu-kit/two/driver")).toBe("two");
       expect(workspacePackage("node:fs")).toBeUndefined();
     });

@@ -91,7 +91,8 @@ export function loadSources(root: string = ROOT): SourceFile[] {
     for (const s of specifiers(text)) {
       if (s.startsWith(".")) {
         const r = resolveLocal(path, s, known);
-        if (r !== undefined) local.push(r);
+        // `import type` and `import` of one file are one edge.
+        if (r !== undefined && !local.includes(r)) local.push(r);
       } else bare.push(s);
     }
     // A trailing newline ends the last line; it does not start another.
