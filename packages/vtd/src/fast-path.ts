@@ -17,14 +17,25 @@
 
 import type { CacheCounters, FaultClass, PhysicalMemory, Translation, WalkStep } from "@iommu-kit/core";
 import { Access, hex, IommuError, makeFault, NO_PASID, Perm } from "@iommu-kit/core";
+import { IOTLB_MICRO_MASK } from "@iommu-kit/core/driver";
 import type { FaultRecord } from "./format/fault-record.ts";
 import { encodeFaultRecord, Fr, faultReasonClass, faultReasonName } from "./format/fault-record.ts";
 import type { CapFields, EcapFields } from "./format/registers.ts";
 import { Ttm } from "./format/registers.ts";
 import type { CtxInfo, PasidInfo, ReadFault } from "./internal/config.ts";
 import { ConfigReader, isReadFault, legacyCfg, scalableCfg } from "./internal/config.ts";
-import { Meta, MICRO_MASK, microKey, PASID_SPAN, VtdIotlb } from "./internal/iotlb.ts";
 import { wordsToBytes } from "./internal/words.ts";
+import type { VtdIotlb } from "./iotlb.ts";
+import {
+  createIotlb,
+  fillMeta,
+  invalidateIotlb,
+  invalidatePasidIotlb,
+  Meta,
+  microKey,
+  microMeta,
+  PASID_SPAN,
+} from "./iotlb.ts";
 import type { Cfg } from "./walk.ts";
 import { Kind, PageWalker, permFor } from "./walk.ts";
 
@@ -37,6 +48,7 @@ const RWX = Perm.R | Perm.W | Perm.X;
 const NO_PASID_L: number = NO_PASID;
 const ACCESS_WRITE: number = Access.WRITE;
 const SIZE_SHIFT: number = Meta.SIZE_SHIFT;
+const MICRO_MASK: number = IOTLB_MICRO_MASK;
 
 /** The caches and the hot path of one VT-d unit. The hardware model extends it. */
 export class FastPath {
@@ -94,7 +106,7 @@ export class FastPath {
       snoopControl: ecap.sc,
     });
     this.reader = new ConfigReader(memory, cap, ecap, haw);
-    this.iotlb = new VtdIotlb(iotlbSizeLg2);
+    this.iotlb = createIotlb(iotlbSizeLg2);
     this.micro = this.iotlb.micro;
   }
 
@@ -184,7 +196,7 @@ export class FastPath {
       const need = permFor(access);
       if ((perm & need) === need && !(access & Access.WRITE && meta & Meta.WRITE_WALK)) {
         this.iotlbHits++;
-        if (pasid === NO_PASID) iotlb.remember(slot, vpn, priv);
+        if (pasid === NO_PASID) iotlb.remember(slot, vpn, microKey(cfg.tag, priv), microMeta(meta, priv));
         out.pa = d[(slot << 2) + 2]! + (iova - vpn * PAGE);
         out.perm = perm;
         out.sizeLg2 = meta >>> Meta.SIZE_SHIFT;
@@ -263,12 +275,7 @@ export class FastPath {
       );
     if (fill) {
       const pagePa = Math.floor(w.pa / PAGE) * PAGE;
-      const meta =
-        w.permUser |
-        (w.permSup << Meta.SUP_SHIFT) |
-        (w.writeNeedsWalk ? Meta.WRITE_WALK : 0) |
-        (cfg.kind << Meta.KIND_SHIFT) |
-        (w.sizeLg2 << Meta.SIZE_SHIFT);
+      const meta = fillMeta(w.permUser, w.permSup, w.writeNeedsWalk, cfg.kind, w.sizeLg2);
       this.iotlb.insert(cfg.tag, Math.floor(iova / PAGE), pagePa, meta);
     }
     out.pa = w.pa;
@@ -449,26 +456,7 @@ export class FastPath {
    */
   invalidateIotlb(g: "global" | "domain" | "page", did = 0, addr = 0, am = 0): number {
     this.invalidations++;
-    if (g === "global") {
-      const n = this.iotlb.size;
-      this.iotlb.clear();
-      return n;
-    }
-    const lo = did * PASID_SPAN;
-    const hi = lo + PASID_SPAN;
-    const t = this.iotlb;
-    if (!t.hasDid(did)) return 0;
-    if (g === "domain") return t.invalidateWhere((i) => t.tag(i) >= lo && t.tag(i) < hi);
-    const start = addr;
-    const end = addr + 2 ** (12 + am);
-    return t.invalidateRange(did, -1, start, end, (i) => {
-      const tag = t.tag(i);
-      if (tag < lo || tag >= hi) return false;
-      const kind = (t.meta(i) >>> Meta.KIND_SHIFT) & 7;
-      if (kind === Kind.NESTED) return true;
-      if (kind !== Kind.SECOND_STAGE) return false;
-      return t.covers(i, start, end);
-    });
+    return invalidateIotlb(this.iotlb, g, did, addr, am);
   }
 
   /**
@@ -477,18 +465,7 @@ export class FastPath {
    */
   invalidatePasidIotlb(g: "pasid" | "page", did: number, pasid: number, addr = 0, am = 0): number {
     this.invalidations++;
-    const tag = did * PASID_SPAN + pasid;
-    const t = this.iotlb;
-    if (!t.hasDid(did)) return 0;
-    const start = addr;
-    const end = addr + 2 ** (12 + am);
-    const match = (i: number): boolean => {
-      if (t.tag(i) !== tag) return false;
-      const kind = (t.meta(i) >>> Meta.KIND_SHIFT) & 7;
-      if (kind !== Kind.FIRST_STAGE && kind !== Kind.NESTED) return false;
-      return g === "pasid" || t.covers(i, start, end);
-    };
-    return g === "pasid" ? t.invalidateWhere(match) : t.invalidateRange(did, tag, start, end, match);
+    return invalidatePasidIotlb(this.iotlb, g, did, pasid, addr, am);
   }
 
   /** Drops every cache (not an architectural operation: the contract's flushCaches). */

@@ -74,6 +74,6 @@ export { VtdHardware } from "./hardware.ts";
 export type { ResolvedConfig, VtdConfig } from "./hw-info.ts";
 export { capabilitiesFor, formatsFor, registersFor, resolveConfig, vtdConfigSchema } from "./hw-info.ts";
 export type { ConfigReader, CtxInfo, PasidInfo, ReadFault } from "./internal/config.ts";
-export type { VtdIotlb } from "./internal/iotlb.ts";
+export type { VtdIotlb } from "./iotlb.ts";
 export type { Cfg, WalkerParams } from "./walk.ts";
 export { Kind, PageWalker } from "./walk.ts";
