@@ -32,7 +32,8 @@ import type {
 import type { Capabilities } from "../capabilities.ts";
 import { assertIntentAllowed, pageSizeBitmap } from "../capabilities.ts";
 import { FastIotlb, IotlbMeta, iotlbMeta } from "../driver/fast-iotlb.ts";
-import { EntryKind, entrySizeLg2, PageTable } from "../driver/page-table.ts";
+import { PageTable } from "../driver/page-table.ts";
+import { EntryKind, entrySizeLg2 } from "../driver/pt-format.ts";
 import { hex, IommuError } from "../errors.ts";
 import type { Fault, FaultClass } from "../fault.ts";
 import type { AttachIntent } from "../intent.ts";
