@@ -17,6 +17,8 @@ export {
   setField,
   toBigInt64,
 } from "./driver/bits.ts";
+export { FastIotlb, IOTLB_MICRO_MASK, IotlbMeta, iotlbMeta } from "./driver/fast-iotlb.ts";
 export { Iotlb } from "./driver/iotlb.ts";
-export type { LeafVisitor, PtFormat, PtLeaf } from "./driver/page-table.ts";
-export { EntryKind, entrySizeLg2, inputBits, PageTable } from "./driver/page-table.ts";
+export { PageTable } from "./driver/page-table.ts";
+export type { LeafVisitor, PtFormat, PtLeaf } from "./driver/pt-format.ts";
+export { EntryKind, entrySizeLg2, inputBits } from "./driver/pt-format.ts";

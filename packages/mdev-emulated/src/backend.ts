@@ -363,7 +363,7 @@ export class MdevEmulatedBackend implements Backend, DomainHost {
   /** Drops cached translations of `domain` covering [iova, iova + length) (a driver's invalidation). */
   invalidateRange(domain: Domain, iova: number, length: number): void {
     this.#invalidations++;
-    this.#fast.tlb.invalidateRange(domain.id, iova, length);
+    this.#fast.tlb.invalidateRange(domain.id, -1, iova, iova + length);
   }
 
   /** Drops every cached translation of `domain`. */

@@ -7,7 +7,7 @@
 
 import type { PhysicalMemory, Translation } from "@iommu-kit/core";
 import { Access, Perm } from "@iommu-kit/core";
-import { Iotlb } from "@iommu-kit/core/driver";
+import { FastIotlb, iotlbMeta } from "@iommu-kit/core/driver";
 import type { EmulatedTable } from "./format/emulated-table.ts";
 import {
   chunkOf,
@@ -23,6 +23,11 @@ import {
 import type { MdevFaultCodeValue } from "./format/fault.ts";
 import { MdevFaultCode, mdevFault } from "./format/fault.ts";
 
+/** IOTLB meta bit (vendor bits 24:0 are ours; perm sits in 2:0): the page is known dirty. */
+const TLB_DIRTY = 8;
+/** Core's leaf-size field of a meta word (IotlbMeta.SIZE_SHIFT). */
+const SIZE_SHIFT = 26;
+
 /** What the fast path needs of a domain. */
 export interface FastPathDomain {
   /** IOTLB tag: unique per backend. */
@@ -34,14 +39,14 @@ export interface FastPathDomain {
 
 /** The translation cache and its counters (one per backend). */
 export class EmulatedFastPath {
-  /** Cached pages, tagged by domain id; aux = 1 once the page is known dirty. */
-  readonly tlb: Iotlb;
+  /** Cached pages, tagged by domain id (one tag per group); meta: perm in 2:0, TLB_DIRTY. */
+  readonly tlb: FastIotlb;
   hits = 0;
   misses = 0;
   walks = 0;
 
   constructor(iotlbSizeLg2: number) {
-    this.tlb = new Iotlb(iotlbSizeLg2);
+    this.tlb = new FastIotlb(iotlbSizeLg2);
   }
 
   /**
@@ -65,13 +70,14 @@ export class EmulatedFastPath {
     const off = iova - vpn * PAGE;
     const tlb = this.tlb;
     const slot = tlb.lookup(dom.id, vpn);
-    if (slot >= 0 && !(write && dom.tracking && tlb.aux[slot] === 0)) {
+    const meta = slot >= 0 ? tlb.data[(slot << 2) + 3]! : 0;
+    if (slot >= 0 && !(write && dom.tracking && (meta & TLB_DIRTY) === 0)) {
       this.hits++;
-      const perm = tlb.perms[slot]!;
+      const perm = meta & 7;
       if ((perm & need) !== need) return fail(out, MdevFaultCode.MDEV_PERMISSION, rid, pasid, iova, access);
-      out.pa = tlb.pas[slot]! + off;
+      out.pa = tlb.data[(slot << 2) + 2]! + off;
       out.perm = perm;
-      out.sizeLg2 = tlb.sizes[slot]!;
+      out.sizeLg2 = meta >>> SIZE_SHIFT;
       out.fault = null;
       return true;
     }
@@ -91,7 +97,7 @@ export class EmulatedFastPath {
     }
     const pa = e - flags;
     const size = leafLg2(flags);
-    tlb.insert(dom.id, vpn, pa, perm, size, dirty);
+    tlb.insert(dom.id, vpn, pa, iotlbMeta(perm | (dirty ? TLB_DIRTY : 0), size));
     out.pa = pa + off;
     out.perm = perm;
     out.sizeLg2 = size;

@@ -1,32 +1,42 @@
 /**
- * The translation fast path: the caches VT-d hardware has, in front of the walker.
- *
- * - Context cache: context entries by source-id (legacy entries also tagged by DID).
- * - PASID cache: PASID table entries by (source-id, PASID), tagged by DID.
- * - A resolved-configuration table per (source-id, PASID) built from those two; it is
- *   dropped whenever either source entry is invalidated, so it is never fresher or
- *   staler than the caches it summarises.
- * - IOTLB: 4 KiB entries tagged by DID * 2^20 + PASID (RID_PASID for requests without
- *   PASID, 0 in legacy mode), with the leaf size (page invalidation drops every entry
- *   whose leaf covers the address) and the translation kind in `aux`.
- *
- * Every cache keeps what it holds until an invalidation drops it, as hardware does
- * (spec 6.1-6.5). A hit costs a typed-array read and one IOTLB probe: no allocation,
- * no closure, no BigInt.
+ * The translation fast path of one VT-d unit: the caches the hardware has, in front of
+ * the walker (Intel VT-d spec 6.1-6.2 caching, 3.4-3.8 translation, 7.1.3 fault
+ * reasons). The configuration caches (context, PASID, resolved configurations) are in
+ * config-cache.ts, the IOTLB's VT-d rules in iotlb.ts (core's FastIotlb tagged by
+ * DID * 2^20 + PASID), the walker in walk.ts (levels as generic_pt/fmt/vtdss.h: PTE =
+ * 0, PDE = 1, PDPE = 2, PML4E = 3, PML5E = 4), explain in explain.ts. Every cache keeps
+ * what it holds until an invalidation drops it, as hardware does (spec 6.5). A hit
+ * costs a typed-array read and one IOTLB probe (or one micro-TLB compare for requests
+ * without PASID): no allocation, no closure, no BigInt.
  */
 
 import type { CacheCounters, FaultClass, PhysicalMemory, Translation, WalkStep } from "@iommu-kit/core";
 import { Access, hex, IommuError, makeFault, NO_PASID, Perm } from "@iommu-kit/core";
+import { IOTLB_MICRO_MASK } from "@iommu-kit/core/driver";
+import { ConfigCaches } from "./config-cache.ts";
+import { explainWalk } from "./explain.ts";
 import type { FaultRecord } from "./format/fault-record.ts";
 import { encodeFaultRecord, Fr, faultReasonClass, faultReasonName } from "./format/fault-record.ts";
 import type { CapFields, EcapFields } from "./format/registers.ts";
 import { Ttm } from "./format/registers.ts";
 import type { CtxInfo, PasidInfo, ReadFault } from "./internal/config.ts";
 import { ConfigReader, isReadFault, legacyCfg, scalableCfg } from "./internal/config.ts";
-import { Meta, MICRO_MASK, microKey, PASID_SPAN, VtdIotlb } from "./internal/iotlb.ts";
 import { wordsToBytes } from "./internal/words.ts";
+import type { VtdIotlb } from "./iotlb.ts";
+import {
+  createIotlb,
+  fillMeta,
+  invalidateIotlb,
+  invalidatePasidIotlb,
+  Meta,
+  microKey,
+  microMeta,
+  PASID_SPAN,
+} from "./iotlb.ts";
 import type { Cfg } from "./walk.ts";
 import { Kind, PageWalker, permFor } from "./walk.ts";
+
+export { reduceBig } from "./walk.ts";
 
 const PAGE = 4096;
 /** permFor(access) for access & 7 (READ 1, WRITE 2, EXEC 4), as a table. */
@@ -37,6 +47,7 @@ const RWX = Perm.R | Perm.W | Perm.X;
 const NO_PASID_L: number = NO_PASID;
 const ACCESS_WRITE: number = Access.WRITE;
 const SIZE_SHIFT: number = Meta.SIZE_SHIFT;
+const MICRO_MASK: number = IOTLB_MICRO_MASK;
 
 /** The caches and the hot path of one VT-d unit. The hardware model extends it. */
 export class FastPath {
@@ -50,20 +61,18 @@ export class FastPath {
   readonly iotlb: VtdIotlb;
   /** The IOTLB's micro-TLB (read on every fast-lane hit). */
   readonly micro: Float64Array;
+  /** The context and PASID caches and the resolved configurations (config-cache.ts). */
+  readonly configs: ConfigCaches = new ConfigCaches();
   /** Context cache: source-id -> entry. */
-  readonly contextCache: Map<number, CtxInfo> = new Map();
+  readonly contextCache: Map<number, CtxInfo> = this.configs.contextCache;
   /** PASID cache: source-id * 2^20 + PASID -> entry. */
-  readonly pasidCache: Map<number, PasidInfo> = new Map();
+  readonly pasidCache: Map<number, PasidInfo> = this.configs.pasidCache;
   /** Resolved configurations for requests without PASID, by source-id. */
-  readonly ridCfg: Array<Cfg | null> = new Array<Cfg | null>(65536).fill(null);
-  /**
-   * The hot part of ridCfg: the micro-TLB key of each source-id (its IOTLB tag with
-   * RID_PRIV folded in, see microKey), or -1 to take the general path (nothing cached,
-   * pass-through, or a request SRE would block).
-   */
-  readonly ridKey: Float64Array = new Float64Array(65536).fill(-1);
+  readonly ridCfg: Array<Cfg | null> = this.configs.ridCfg;
+  /** The micro-TLB key per source-id, or -1 (see ConfigCaches.ridKey). Read on every fast-lane request. */
+  readonly ridKey: Float64Array = this.configs.ridKey;
   /** Resolved configurations for requests with PASID, by source-id * 2^20 + PASID. */
-  readonly pasidCfg: Map<number, Cfg> = new Map();
+  readonly pasidCfg: Map<number, Cfg> = this.configs.pasidCfg;
 
   /** GSTS.TES. */
   enabled = false;
@@ -94,7 +103,7 @@ export class FastPath {
       snoopControl: ecap.sc,
     });
     this.reader = new ConfigReader(memory, cap, ecap, haw);
-    this.iotlb = new VtdIotlb(iotlbSizeLg2);
+    this.iotlb = createIotlb(iotlbSizeLg2);
     this.micro = this.iotlb.micro;
   }
 
@@ -184,7 +193,7 @@ export class FastPath {
       const need = permFor(access);
       if ((perm & need) === need && !(access & Access.WRITE && meta & Meta.WRITE_WALK)) {
         this.iotlbHits++;
-        if (pasid === NO_PASID) iotlb.remember(slot, vpn, priv);
+        if (pasid === NO_PASID) iotlb.remember(slot, vpn, microKey(cfg.tag, priv), microMeta(meta, priv));
         out.pa = d[(slot << 2) + 2]! + (iova - vpn * PAGE);
         out.perm = perm;
         out.sizeLg2 = meta >>> Meta.SIZE_SHIFT;
@@ -263,12 +272,7 @@ export class FastPath {
       );
     if (fill) {
       const pagePa = Math.floor(w.pa / PAGE) * PAGE;
-      const meta =
-        w.permUser |
-        (w.permSup << Meta.SUP_SHIFT) |
-        (w.writeNeedsWalk ? Meta.WRITE_WALK : 0) |
-        (cfg.kind << Meta.KIND_SHIFT) |
-        (w.sizeLg2 << Meta.SIZE_SHIFT);
+      const meta = fillMeta(w.permUser, w.permSup, w.writeNeedsWalk, cfg.kind, w.sizeLg2);
       this.iotlb.insert(cfg.tag, Math.floor(iova / PAGE), pagePa, meta);
     }
     out.pa = w.pa;
@@ -312,8 +316,7 @@ export class FastPath {
       }
       cfg = scalableCfg(ctx, pe);
     }
-    if (pasid === NO_PASID) this.#setRid(sid, cfg);
-    else this.pasidCfg.set(sid * PASID_SPAN + pasid, cfg);
+    this.configs.remember(sid, pasid, pasid === NO_PASID, cfg);
     return cfg;
   }
 
@@ -381,63 +384,21 @@ export class FastPath {
     return false;
   }
 
-  #setRid(sid: number, cfg: Cfg | null): void {
-    const had = this.ridCfg[sid] !== null && this.ridCfg[sid] !== undefined;
-    this.#ridCount += (cfg !== null ? 1 : 0) - (had ? 1 : 0);
-    this.ridCfg[sid] = cfg;
-    const fast = cfg !== null && cfg.kind !== Kind.PASS_THROUGH && !(cfg.ridPriv && !cfg.sre && !cfg.legacy);
-    this.ridKey[sid] = fast ? microKey(cfg.tag, cfg.ridPriv) : -1;
-  }
-
-  /** Non-null entries of ridCfg (a drop with none to drop skips the 65,536-entry scan). */
-  #ridCount = 0;
-
-  #clearRids(): void {
-    this.#ridCount = 0;
-    this.ridCfg.fill(null);
-    this.ridKey.fill(-1);
-  }
-
-  /** Drops every cached configuration derived for `sid` (both request kinds). */
+  /** Drops every cached configuration `match` accepts (both request kinds). */
   dropDerivedFor(match: (cfg: Cfg) => boolean): void {
-    for (let i = 0; i < 65536 && this.#ridCount > 0; i++) {
-      const c = this.ridCfg[i];
-      if (c !== null && c !== undefined && match(c)) this.#setRid(i, null);
-    }
-    for (const [k, c] of this.pasidCfg) if (match(c)) this.pasidCfg.delete(k);
+    this.configs.dropDerivedFor(match);
   }
 
-  /** Context-cache invalidation: global, by legacy DID, or by source-id under a function mask. */
+  /** Context-cache invalidation (spec 6.5.2.1): global, by legacy DID, or by source-id under a function mask. */
   invalidateContext(g: "global" | "domain" | "device", did = 0, sid = 0, fm = 0): void {
     this.invalidations++;
-    if (g === "global" || (g === "domain" && this.ttm === Ttm.SCALABLE)) {
-      this.contextCache.clear();
-      this.#clearRids();
-      this.pasidCfg.clear();
-      return;
-    }
-    if (g === "domain") {
-      for (const [k, c] of this.contextCache) if (c.legacy && c.did === did) this.contextCache.delete(k);
-      this.dropDerivedFor((c) => c.legacy && c.did === did);
-      return;
-    }
-    // FM (spec 6.5.2.1): 0 none, 1 masks function bit 2, 2 bits 2:1, 3 bits 2:0.
-    const mask = ~[0, 4, 6, 7][fm & 3]! & 0xffff;
-    for (const k of this.contextCache.keys()) if ((k & mask) === (sid & mask)) this.contextCache.delete(k);
-    this.dropDerivedFor((c) => (c.sid & mask) === (sid & mask));
+    this.configs.invalidateContext(g, this.ttm === Ttm.SCALABLE, did, sid, fm);
   }
 
-  /** PASID-cache invalidation: all of a DID, one PASID of a DID, or everything. */
+  /** PASID-cache invalidation (spec 6.5.2.2): all of a DID, one PASID of a DID, or everything. */
   invalidatePasidCache(g: "domain" | "pasid" | "global", did = 0, pasid = 0): void {
     this.invalidations++;
-    if (g === "global") {
-      this.pasidCache.clear();
-      this.dropDerivedFor((c) => !c.legacy);
-      return;
-    }
-    const hit = (d: number, p: number): boolean => d === did && (g === "domain" || p === pasid);
-    for (const [k, e] of this.pasidCache) if (hit(e.did, e.pasid)) this.pasidCache.delete(k);
-    this.dropDerivedFor((c) => !c.legacy && hit(c.did, c.pasid));
+    this.configs.invalidatePasidCache(g, did, pasid);
   }
 
   /**
@@ -449,26 +410,7 @@ export class FastPath {
    */
   invalidateIotlb(g: "global" | "domain" | "page", did = 0, addr = 0, am = 0): number {
     this.invalidations++;
-    if (g === "global") {
-      const n = this.iotlb.size;
-      this.iotlb.clear();
-      return n;
-    }
-    const lo = did * PASID_SPAN;
-    const hi = lo + PASID_SPAN;
-    const t = this.iotlb;
-    if (!t.hasDid(did)) return 0;
-    if (g === "domain") return t.invalidateWhere((i) => t.tag(i) >= lo && t.tag(i) < hi);
-    const start = addr;
-    const end = addr + 2 ** (12 + am);
-    return t.invalidateRange(did, -1, start, end, (i) => {
-      const tag = t.tag(i);
-      if (tag < lo || tag >= hi) return false;
-      const kind = (t.meta(i) >>> Meta.KIND_SHIFT) & 7;
-      if (kind === Kind.NESTED) return true;
-      if (kind !== Kind.SECOND_STAGE) return false;
-      return t.covers(i, start, end);
-    });
+    return invalidateIotlb(this.iotlb, g, did, addr, am);
   }
 
   /**
@@ -477,33 +419,19 @@ export class FastPath {
    */
   invalidatePasidIotlb(g: "pasid" | "page", did: number, pasid: number, addr = 0, am = 0): number {
     this.invalidations++;
-    const tag = did * PASID_SPAN + pasid;
-    const t = this.iotlb;
-    if (!t.hasDid(did)) return 0;
-    const start = addr;
-    const end = addr + 2 ** (12 + am);
-    const match = (i: number): boolean => {
-      if (t.tag(i) !== tag) return false;
-      const kind = (t.meta(i) >>> Meta.KIND_SHIFT) & 7;
-      if (kind !== Kind.FIRST_STAGE && kind !== Kind.NESTED) return false;
-      return g === "pasid" || t.covers(i, start, end);
-    };
-    return g === "pasid" ? t.invalidateWhere(match) : t.invalidateRange(did, tag, start, end, match);
+    return invalidatePasidIotlb(this.iotlb, g, did, pasid, addr, am);
   }
 
   /** Drops every cache (not an architectural operation: the contract's flushCaches). */
   flushAll(): void {
     this.invalidations++;
     this.iotlb.clear();
-    this.contextCache.clear();
-    this.pasidCache.clear();
-    this.#clearRids();
-    this.pasidCfg.clear();
+    this.configs.clear();
   }
 
   /**
    * The walk of one request, step by step, without caches and without recording
-   * (for explain). Returns the steps and the outcome.
+   * (for explain; see explain.ts). `big` is the input address when it is at or above 2^53.
    */
   explainWalk(
     sid: number,
@@ -512,131 +440,9 @@ export class FastPath {
     access: number,
     big: bigint | null = null,
   ): WalkStep[] {
-    const steps: WalkStep[] = [];
-    if (!this.enabled) {
-      steps.push({ what: "GSTS", address: null, note: "translation disabled (TES = 0): untranslated" });
-      return steps;
-    }
-    const saved = this.#saveCaches();
-    this.reader.trace = steps;
-    this.walker.trace = steps;
-    this.walker.dryRun = true;
-    try {
-      this.contextCache.clear();
-      this.pasidCache.clear();
-      const r = this.resolve(sid, pasid);
-      if (isReadFault(r)) {
-        steps.push({
-          what: "fault",
-          address: null,
-          note: `fault 0x${r.fr.toString(16)}: ${faultReasonName(r.fr)}`,
-        });
-        return steps;
-      }
-      if (r.kind === Kind.PASS_THROUGH) {
-        steps.push({ what: "translation", address: null, note: "pass-through" });
-        return steps;
-      }
-      const priv = pasid === NO_PASID ? r.ridPriv : (access & Access.PRIV) !== 0;
-      let addr = iova;
-      let upper = false;
-      if (big !== null) {
-        const red = reduceBig(r, big);
-        if (typeof red === "number") {
-          steps.push({
-            what: "fault",
-            address: null,
-            note: `fault 0x${red.toString(16)}: ${faultReasonName(red)}`,
-          });
-          return steps;
-        }
-        addr = red.addr;
-        upper = red.upper;
-        steps.push({
-          what: "input",
-          address: null,
-          note: `walked as 0x${addr.toString(16)}${upper ? " (upper half)" : ""}`,
-        });
-      }
-      const fr = this.walker.walk(r, addr, access, priv, upper);
-      if (fr !== 0) {
-        steps.push({
-          what: "fault",
-          address: null,
-          note: `fault 0x${fr.toString(16)}: ${faultReasonName(fr)}`,
-        });
-        return steps;
-      }
-      const perm = priv ? this.walker.permSup : this.walker.permUser;
-      const pf = this.walker.permissionFault(r, access, priv, perm);
-      const pa = this.walker.pa + (big === null ? 0 : Number(big % 4096n));
-      steps.push({
-        what: "translation",
-        address: pa,
-        note:
-          pf === 0
-            ? `pa 0x${pa.toString(16)} size 2^${this.walker.sizeLg2}`
-            : `fault 0x${pf.toString(16)}: ${faultReasonName(pf)}`,
-      });
-      return steps;
-    } finally {
-      this.reader.trace = null;
-      this.walker.trace = null;
-      this.walker.dryRun = false;
-      this.#restoreCaches(saved);
-    }
-  }
-
-  #saveCaches(): {
-    ctx: Map<number, CtxInfo>;
-    pasid: Map<number, PasidInfo>;
-    rid: Array<Cfg | null>;
-    pc: Map<number, Cfg>;
-  } {
-    return {
-      ctx: new Map(this.contextCache),
-      pasid: new Map(this.pasidCache),
-      rid: [...this.ridCfg],
-      pc: new Map(this.pasidCfg),
-    };
-  }
-
-  #restoreCaches(s: {
-    ctx: Map<number, CtxInfo>;
-    pasid: Map<number, PasidInfo>;
-    rid: Array<Cfg | null>;
-    pc: Map<number, Cfg>;
-  }): void {
-    this.contextCache.clear();
-    for (const [k, v] of s.ctx) this.contextCache.set(k, v);
-    this.pasidCache.clear();
-    for (const [k, v] of s.pasid) this.pasidCache.set(k, v);
-    for (let i = 0; i < 65536; i++) this.#setRid(i, s.rid[i] ?? null);
-    this.pasidCfg.clear();
-    for (const [k, v] of s.pc) this.pasidCfg.set(k, v);
+    return explainWalk(this, sid, pasid, iova, access, big);
   }
 }
 
 /** A pseudo fault reason for abort-DMA mode (no spec code: nothing is recorded). */
 const ABORT_DMA = -1;
-
-/**
- * Where a walk starts for an input address at or above 2^53 (translateBig, explain):
- * the page address inside the table's input range (exact: 4 KiB aligned and below
- * 2^57) and whether it is the canonical upper half, or the fault reason: first stage
- * needs a canonical address (spec 3.6: bits 63:N-1 equal, 0x80), second stage an
- * address inside its width (0x4 legacy, 0x83 scalable).
- */
-export function reduceBig(cfg: Cfg, iova: bigint): { addr: number; upper: boolean } | number {
-  const page = iova - (iova % 4096n);
-  if (cfg.kind === Kind.FIRST_STAGE || cfg.kind === Kind.NESTED) {
-    const top = BigInt(12 + 9 * cfg.fsLevels);
-    const high = iova >> (top - 1n);
-    if (high === 0n) return { addr: Number(page), upper: false };
-    if (high !== (1n << (65n - top)) - 1n) return Fr.FS_NON_CANONICAL;
-    return { addr: Number(page & ((1n << top) - 1n)), upper: true };
-  }
-  if (cfg.kind === Kind.SECOND_STAGE && iova < 2n ** BigInt(12 + 9 * cfg.ssLevels))
-    return { addr: Number(page), upper: false };
-  return cfg.legacy ? Fr.BEYOND_AGAW : Fr.SM_BEYOND_AGAW;
-}

@@ -5,7 +5,7 @@
  * contract.
  */
 
-export type { DomainKind, VtdS1Data, VtdS1Invalidation } from "./backend.ts";
+export type { DomainKind, VtdDomainHost, VtdS1Data, VtdS1Invalidation } from "./backend.ts";
 export {
   createVtd,
   psiRange,
@@ -16,6 +16,7 @@ export {
   vtdBackend,
   vtdFromRegisters,
 } from "./backend.ts";
+export type { ConfigCaches, SavedConfigs } from "./config-cache.ts";
 export { FastPath } from "./fast-path.ts";
 export type { ContextEntry, ScalableContextEntry } from "./format/context-entry.ts";
 export {
@@ -74,6 +75,7 @@ export { VtdHardware } from "./hardware.ts";
 export type { ResolvedConfig, VtdConfig } from "./hw-info.ts";
 export { capabilitiesFor, formatsFor, registersFor, resolveConfig, vtdConfigSchema } from "./hw-info.ts";
 export type { ConfigReader, CtxInfo, PasidInfo, ReadFault } from "./internal/config.ts";
-export type { VtdIotlb } from "./internal/iotlb.ts";
+export type { VtdIotlb } from "./iotlb.ts";
+export { VtdQueues } from "./queues.ts";
 export type { Cfg, WalkerParams } from "./walk.ts";
 export { Kind, PageWalker } from "./walk.ts";

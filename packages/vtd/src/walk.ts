@@ -422,3 +422,24 @@ export function permFor(access: number): number {
   if (access & Access.WRITE) return Perm.W;
   return access & Access.EXEC ? Perm.R | Perm.X : Perm.R;
 }
+
+/**
+ * Where a walk starts for an input address at or above 2^53 (translateBig, explain):
+ * the page address inside the table's input range (exact: 4 KiB aligned and below
+ * 2^57) and whether it is the canonical upper half, or the fault reason: first stage
+ * needs a canonical address (spec 3.6: bits 63:N-1 equal, 0x80), second stage an
+ * address inside its width (0x4 legacy, 0x83 scalable).
+ */
+export function reduceBig(cfg: Cfg, iova: bigint): { addr: number; upper: boolean } | number {
+  const page = iova - (iova % 4096n);
+  if (cfg.kind === Kind.FIRST_STAGE || cfg.kind === Kind.NESTED) {
+    const top = BigInt(12 + 9 * cfg.fsLevels);
+    const high = iova >> (top - 1n);
+    if (high === 0n) return { addr: Number(page), upper: false };
+    if (high !== (1n << (65n - top)) - 1n) return Fr.FS_NON_CANONICAL;
+    return { addr: Number(page & ((1n << top) - 1n)), upper: true };
+  }
+  if (cfg.kind === Kind.SECOND_STAGE && iova < 2n ** BigInt(12 + 9 * cfg.ssLevels))
+    return { addr: Number(page), upper: false };
+  return cfg.legacy ? Fr.BEYOND_AGAW : Fr.SM_BEYOND_AGAW;
+}

@@ -10,89 +10,21 @@
  *
  * Map and unmap are atomic: map plans and allocates every table it needs before it
  * writes anything (on ENOMEM it frees what it took), unmap checks for partial leaves
- * before it clears anything.
+ * before it clears anything. The format interface is in pt-format.ts; the unmap walks
+ * (clear, straddle check, teardown) are in pt-unmap.ts.
  */
 
 import { hex, IommuError } from "../errors.ts";
 import type { PhysicalMemory } from "../memory/physical-memory.ts";
 import type { TableAllocator } from "../memory/table-allocator.ts";
+import type { LeafVisitor, PtFormat, PtLeaf } from "./pt-format.ts";
+import { EntryKind, entrySizeLg2, inputBits } from "./pt-format.ts";
+import type { PtGeometry } from "./pt-unmap.ts";
+import { checkSplit, clearRange, EMPTY_WORDS, emptied, readTable, writeTable } from "./pt-unmap.ts";
 
-/** What an entry holds. */
-export const EntryKind = {
-  EMPTY: 0,
-  TABLE: 1,
-  LEAF: 2,
-} as const;
-
-/**
- * A table format: entry codecs for one architecture's page tables. Entries are 64 bits
- * and are read/written as (lo, hi) halves.
- */
-export interface PtFormat {
-  readonly name: string;
-  /** log2 of the smallest page (4 KiB = 12, 16 KiB = 14, 64 KiB = 16). */
-  readonly granuleLg2: number;
-  /** Number of levels walked (top = levels - 1). */
-  readonly levels: number;
-  /** log2 bytes of the top table (larger than a granule for concatenated stage-2 tables). */
-  readonly topTableLg2: number;
-  /** True when a leaf (page or block) may sit at `level`. */
-  leafAllowed(level: number): boolean;
-  /** Classifies the entry (lo, hi) found at `level`. */
-  entryKind(lo: number, hi: number, level: number): number;
-  /** The next table's address (TABLE) or the output address (LEAF). */
-  entryAddress(lo: number, hi: number, level: number): number;
-  /** Perm bits a LEAF grants. */
-  leafPerm(lo: number, hi: number, level: number): number;
-  /** Encodes a table entry pointing at `tablePa` into out[0], out[1]. */
-  encodeTable(tablePa: number, level: number, out: Uint32Array): void;
-  /** Encodes a leaf mapping `oa` with `prot` at `level` into out[0], out[1]. */
-  encodeLeaf(oa: number, level: number, prot: number, out: Uint32Array): void;
-  /**
-   * True when a leaf's address field holds the output address in place, so that for any
-   * `oa` below 2^48 aligned to the leaf size, `encodeLeaf(oa)` equals `encodeLeaf(0)`
-   * with `oa` OR-ed into the halves. Lets map write a run of leaves from one template.
-   */
-  readonly linearLeafAddress?: boolean;
-  /**
-   * How a page (a LEAF at level 0) is told from an empty entry by its low half alone: a
-   * LEAF iff `(lo & any) !== 0 && (lo & all) === all`, for every (lo, hi). Lets unmap
-   * count the pages of a dropped table without a call per entry.
-   */
-  readonly pageBits?: { readonly any: number; readonly all: number };
-  /** True when a LEAF is marked dirty (formats with hardware dirty tracking). */
-  isDirty?(lo: number, hi: number, level: number): boolean;
-  /** Clears the dirty mark of a LEAF into out[0], out[1]. */
-  clearDirty?(lo: number, hi: number, level: number, out: Uint32Array): void;
-}
-
-/** log2 bytes mapped by one entry at `level`. */
-export function entrySizeLg2(fmt: PtFormat, level: number): number {
-  return fmt.granuleLg2 + level * (fmt.granuleLg2 - 3);
-}
-
-/** Input address bits the format translates (including a concatenated top table). */
-export function inputBits(fmt: PtFormat): number {
-  return entrySizeLg2(fmt, fmt.levels - 1) + fmt.topTableLg2 - 3;
-}
-
-/** A leaf found by {@link PageTable.lookup}. */
-export interface PtLeaf {
-  /** Output address of the looked-up byte. */
-  readonly pa: number;
-  readonly perm: number;
-  readonly sizeLg2: number;
-  readonly level: number;
-}
-
-/** Visitor of leaves in ascending IOVA order. */
-export type LeafVisitor = (
-  iova: number,
-  sizeLg2: number,
-  pageWords: Uint32Array,
-  wordIndex: number,
-  level: number,
-) => void;
+// The format interface lives in pt-format.ts; re-exported for importers of this path.
+export type { LeafVisitor, PtFormat, PtLeaf } from "./pt-format.ts";
+export { EntryKind, entrySizeLg2, inputBits } from "./pt-format.ts";
 
 const scratch = new Uint32Array(2);
 const PAGE = 4096;
@@ -111,6 +43,8 @@ export class PageTable {
   readonly #entries: number[] = [];
   /** Bytes of a table, per level. */
   readonly #bytes: number[] = [];
+  /** The geometry the unmap walks (pt-unmap.ts) read. */
+  readonly #g: PtGeometry;
 
   /** Allocates an empty top table (an allocation point). */
   constructor(format: PtFormat, tables: TableAllocator) {
@@ -124,6 +58,14 @@ export class PageTable {
       this.#bytes.push(2 ** bytesLg2);
       this.#entries.push(2 ** (bytesLg2 - 3));
     }
+    this.#g = {
+      format,
+      memory: this.memory,
+      tables,
+      size: this.#size,
+      entries: this.#entries,
+      bytes: this.#bytes,
+    };
     this.root = tables.alloc(format.topTableLg2, `${format.name} root`);
   }
 
@@ -133,15 +75,11 @@ export class PageTable {
   }
 
   #read(pfn: number): Uint32Array {
-    const page = this.memory.readPage(pfn);
-    if (page === null) throw new IommuError("EIO", `page-table page ${hex(pfn * PAGE)} is not RAM`, { pfn });
-    return page;
+    return readTable(this.memory, pfn);
   }
 
   #write(pfn: number): Uint32Array {
-    const page = this.memory.writePage(pfn);
-    if (page === null) throw new IommuError("EIO", `page-table page ${hex(pfn * PAGE)} is not RAM`, { pfn });
-    return page;
+    return writeTable(this.memory, pfn);
   }
 
   /**
@@ -457,186 +395,14 @@ export class PageTable {
       // A run inside one leaf table: clear it there; only an emptied table needs the walk.
       const table = this.#leafTable(iova, length);
       if (table >= 0) {
-        const done = this.#clear(0, table, iova, iova + length);
-        if (this.#emptied(0, table, iova, iova + length))
-          this.#clear(this.#top, this.root, iova, iova + length);
+        const done = clearRange(this.#g, 0, table, iova, iova + length);
+        if (emptied(this.#g, 0, table, iova, iova + length))
+          clearRange(this.#g, this.#top, this.root, iova, iova + length);
         return done;
       }
     }
-    this.#checkSplit(this.#top, this.root, iova, iova + length);
-    return this.#clear(this.#top, this.root, iova, iova + length);
-  }
-
-  #checkSplit(level: number, table: number, start: number, end: number): void {
-    const fmt = this.format;
-    const size = this.#size[level]!;
-    const span = size * this.#entries[level]!;
-    const stop = Math.min(end, start - (start % span) + span);
-    if (level === 0) {
-      // Only the first and last entries can straddle the range.
-      for (const at of [start, stop - 1]) {
-        const base = at - (at % size);
-        if (base >= start && base + size <= end) continue;
-        const ea = table + ((base % span) / size) * 8;
-        const words = this.#read(Math.floor(ea / PAGE));
-        const w = (ea & 0xfff) >>> 2;
-        if (fmt.entryKind(words[w]!, words[w + 1]!, 0) === EntryKind.LEAF)
-          throw splitError(start, end, size, base);
-      }
-      return;
-    }
-    let at = start;
-    while (at < stop) {
-      const base = at - (at % size);
-      const next = Math.min(base + size, stop);
-      const ea = table + ((base % span) / size) * 8;
-      const words = this.#read(Math.floor(ea / PAGE));
-      const w = (ea & 0xfff) >>> 2;
-      const kind = fmt.entryKind(words[w]!, words[w + 1]!, level);
-      if (kind === EntryKind.LEAF && (base < start || base + size > end))
-        throw splitError(start, end, size, base);
-      if (kind === EntryKind.TABLE)
-        this.#checkSplit(level - 1, fmt.entryAddress(words[w]!, words[w + 1]!, level), at, next);
-      at = next;
-    }
-  }
-
-  #clear(level: number, table: number, start: number, end: number): number {
-    const fmt = this.format;
-    const size = this.#size[level]!;
-    const span = size * this.#entries[level]!;
-    const stop = Math.min(end, start - (start % span) + span);
-    let done = 0;
-    if (level === 0) {
-      let pfn = -1;
-      let words: Uint32Array = EMPTY_WORDS;
-      const first = Math.floor((start % span) / size);
-      const n = Math.ceil((stop - (start - (start % size))) / size);
-      for (let i = first; i < first + n; i++) {
-        const ea = table + i * 8;
-        const p = Math.floor(ea / PAGE);
-        if (p !== pfn) {
-          words = this.#write(p);
-          pfn = p;
-        }
-        const w = (ea & 0xfff) >>> 2;
-        if (fmt.entryKind(words[w]!, words[w + 1]!, 0) === EntryKind.LEAF) {
-          words[w] = 0;
-          words[w + 1] = 0;
-          done += size;
-        }
-      }
-      return done;
-    }
-    let at = start;
-    while (at < stop) {
-      const base = at - (at % size);
-      const next = Math.min(base + size, stop);
-      const ea = table + ((base % span) / size) * 8;
-      const w = (ea & 0xfff) >>> 2;
-      let words = this.#write(Math.floor(ea / PAGE));
-      const kind = fmt.entryKind(words[w]!, words[w + 1]!, level);
-      if (kind === EntryKind.LEAF) {
-        words[w] = 0;
-        words[w + 1] = 0;
-        done += size;
-      } else if (kind === EntryKind.TABLE) {
-        const child = fmt.entryAddress(words[w]!, words[w + 1]!, level);
-        if (base >= start && base + size <= end) {
-          // The whole subtree goes: count its leaves and free its tables (freed blocks are
-          // zeroed by the allocator) without clearing entries one by one.
-          done += this.#drop(level - 1, child);
-          words = this.#write(Math.floor(ea / PAGE));
-          words[w] = 0;
-          words[w + 1] = 0;
-          at = next;
-          continue;
-        }
-        done += this.#clear(level - 1, child, at, next);
-        if (this.#emptied(level - 1, child, at, next)) {
-          words = this.#write(Math.floor(ea / PAGE));
-          words[w] = 0;
-          words[w + 1] = 0;
-          this.tables.free(child);
-        }
-      }
-      at = next;
-    }
-    return done;
-  }
-
-  /** Bytes mapped under `table` (a table at `level`); frees it and every table below it. */
-  #drop(level: number, table: number): number {
-    const fmt = this.format;
-    const size = this.#size[level]!;
-    let done = 0;
-    const bits = fmt.pageBits;
-    if (level === 0 && bits !== undefined) {
-      // Pages only: count them in place, one table page at a time.
-      const any = bits.any;
-      const all = bits.all;
-      const bytes = this.#bytes[0]!;
-      let pages = 0;
-      for (let off = 0; off < bytes; off += PAGE) {
-        const words = this.#read(Math.floor((table + off) / PAGE));
-        for (let w = 0; w < 1024; w += 2) {
-          const lo = words[w]!;
-          if ((lo & any) !== 0 && (lo & all) === all) pages++;
-        }
-      }
-      this.tables.free(table);
-      return pages * size;
-    }
-    let pfn = -1;
-    let words: Uint32Array = EMPTY_WORDS;
-    for (let i = 0; i < this.#entries[level]!; i++) {
-      const ea = table + i * 8;
-      const p = Math.floor(ea / PAGE);
-      if (p !== pfn) {
-        words = this.#read(p);
-        pfn = p;
-      }
-      const w = (ea & 0xfff) >>> 2;
-      const kind = fmt.entryKind(words[w]!, words[w + 1]!, level);
-      if (kind === EntryKind.LEAF) done += size;
-      else if (kind === EntryKind.TABLE) {
-        done += this.#drop(level - 1, fmt.entryAddress(words[w]!, words[w + 1]!, level));
-        pfn = -1; // the child's free may have released pages
-      }
-    }
-    this.tables.free(table);
-    return done;
-  }
-
-  /**
-   * True when `table` (at `level`) is empty once [start, end) inside it was cleared. A used
-   * neighbour of the range answers without a scan (unmapping piece by piece, upward or
-   * downward, always has one).
-   */
-  #emptied(level: number, table: number, start: number, end: number): boolean {
-    const size = this.#size[level]!;
-    const n = this.#entries[level]!;
-    const span = size * n;
-    const first = Math.floor((start % span) / size);
-    const last = Math.floor(((end - 1) % span) / size);
-    if (last + 1 < n && this.#used(table + (last + 1) * 8)) return false;
-    if (first > 0 && this.#used(table + (first - 1) * 8)) return false;
-    return this.#isEmpty(table, this.#bytes[level]!);
-  }
-
-  /** True when the entry at `ea` has any bit set. */
-  #used(ea: number): boolean {
-    const words = this.#read(Math.floor(ea / PAGE));
-    const w = (ea & 0xfff) >>> 2;
-    return (words[w]! | words[w + 1]!) !== 0;
-  }
-
-  #isEmpty(table: number, bytes: number): boolean {
-    for (let off = 0; off < bytes; off += PAGE) {
-      const words = this.#read(Math.floor((table + off) / PAGE));
-      for (let i = 0; i < 1024; i++) if (words[i] !== 0) return false;
-    }
-    return true;
+    checkSplit(this.#g, this.#top, this.root, iova, iova + length);
+    return clearRange(this.#g, this.#top, this.root, iova, iova + length);
   }
 
   /** The leaf translating `iova`, or null (a software walk of the host's own table). */
@@ -712,16 +478,4 @@ export class PageTable {
     }
     this.tables.free(table);
   }
-}
-
-const EMPTY_WORDS = new Uint32Array(1024);
-
-function splitError(start: number, end: number, size: number, base: number): IommuError {
-  return new IommuError(
-    "EINVAL",
-    `unmap ${hex(start)}..${hex(end)} would split the ${hex(size)} page at ${hex(base)}`,
-    {
-      iova: base,
-    },
-  );
 }

@@ -11,8 +11,8 @@
 
 import { Perm } from "../access.ts";
 import { addressField } from "../driver/bits.ts";
-import type { PtFormat } from "../driver/page-table.ts";
-import { EntryKind } from "../driver/page-table.ts";
+import type { PtFormat } from "../driver/pt-format.ts";
+import { EntryKind } from "../driver/pt-format.ts";
 
 /** Bits of a mock entry. */
 export const MockPte = {
