@@ -38,11 +38,11 @@ import type { EventRecord } from "./format/event.ts";
 import { decodeEvent } from "./format/event.ts";
 import type { LpaeFormatSpec } from "./format/lpae-pte.ts";
 import { lpaeFormat, lpaeGeometry } from "./format/lpae-pte.ts";
+import { Cr0, Cr2, Gbpa, paEncoding } from "./format/registers.ts";
 import { decodeSte, encodeL1Std, encodeSte, S1Dss, SteConfig } from "./format/ste.ts";
+import type { RegisterValues } from "./hardware.ts";
+import { SmmuHw } from "./hardware.ts";
 import { capabilitiesOf, domainFormats, domainInputBits, granulePageSizes, granules } from "./hw-info.ts";
-import type { RegisterValues } from "./internal/hw.ts";
-import { SmmuHw } from "./internal/hw.ts";
-import { Cr0, Cr2, Gbpa, paEncoding } from "./internal/regs.ts";
 
 /** Scenario configuration of an SMMUv3 instance (every field optional; omitted = most capable). */
 export interface SmmuV3Config {

@@ -16,7 +16,6 @@ export {
   SmmuV3Backend,
   smmuv3Backend,
 } from "./backend.ts";
-export { SmmuTlb, tlbTag } from "./fast-path.ts";
 export { CD_FIELDS, decodeCd, decodeL1Cd, encodeCd, encodeL1Cd, TG0_LG2, TG1_LG2 } from "./format/cd.ts";
 export type { Command } from "./format/command.ts";
 export {
@@ -52,5 +51,6 @@ export {
   STE_FIELDS,
   SteConfig,
 } from "./format/ste.ts";
+export type { HwCounters, RegisterValues, SmmuHw } from "./hardware.ts";
 export { capabilitiesOf, domainFormats, hwInfo } from "./hw-info.ts";
-export type { HwCounters, RegisterValues, SmmuHw } from "./internal/hw.ts";
+export { SmmuTlb, tlbTag } from "./internal/iotlb.ts";
