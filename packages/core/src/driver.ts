@@ -17,6 +17,7 @@ export {
   setField,
   toBigInt64,
 } from "./driver/bits.ts";
+export { FastIotlb, IOTLB_MICRO_MASK, IotlbMeta, iotlbMeta } from "./driver/fast-iotlb.ts";
 export { Iotlb } from "./driver/iotlb.ts";
 export type { LeafVisitor, PtFormat, PtLeaf } from "./driver/page-table.ts";
 export { EntryKind, entrySizeLg2, inputBits, PageTable } from "./driver/page-table.ts";

@@ -16,6 +16,8 @@
  * entries, or an empty cache, costs one Map lookup.
  */
 
+import type { FastIotlb } from "./fast-iotlb.ts";
+
 const EMPTY = -1;
 /** A deleted slot: lookups probe past it, inserts may reuse it. */
 const DELETED = -2;
@@ -24,7 +26,13 @@ const TWO32 = 4294967296;
 /** Ranges of at most this many pages are invalidated by probing each page (when they can be). */
 const PROBE_PAGES = 64;
 
-/** Fixed-capacity IOTLB. Read a hit's data from the public arrays at the returned slot. */
+/**
+ * Fixed-capacity IOTLB with one array per field. Read a hit's data from the public
+ * arrays at the returned slot.
+ *
+ * @deprecated Superseded by {@link FastIotlb} (interleaved slots, micro-TLB, grouped
+ * tags): kept with its API until every vendor has moved over.
+ */
 export class Iotlb {
   /** Slots (a power of two); at most 3/4 are used. */
   readonly capacity: number;

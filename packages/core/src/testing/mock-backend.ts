@@ -31,7 +31,7 @@ import type {
 } from "../backend.ts";
 import type { Capabilities } from "../capabilities.ts";
 import { assertIntentAllowed, pageSizeBitmap } from "../capabilities.ts";
-import { Iotlb } from "../driver/iotlb.ts";
+import { FastIotlb, IotlbMeta, iotlbMeta } from "../driver/fast-iotlb.ts";
 import { EntryKind, entrySizeLg2, PageTable } from "../driver/page-table.ts";
 import { hex, IommuError } from "../errors.ts";
 import type { Fault, FaultClass } from "../fault.ts";
@@ -52,6 +52,8 @@ export const MockFaultCode = {
   MOCK_WALK_EABT: 4,
 } as const;
 
+/** Mock IOTLB meta bit: the page is known dirty (perm sits in 2:0). */
+const TLB_DIRTY = 8;
 const scratch = new Uint32Array(2);
 
 /** A mock domain. */
@@ -169,7 +171,8 @@ export class MockBackend implements Backend {
   readonly memory: PhysicalMemory;
   readonly tables: TableAllocator;
   readonly #devices = new Map<number, MockDevice>();
-  readonly #tlb = new Iotlb(10);
+  /** Cached pages by domain id; meta: perm in 2:0, DIRTY once the page is known dirty. */
+  readonly #tlb = new FastIotlb(10);
   #nextDomain = 1;
   #hits = 0;
   #misses = 0;
@@ -315,15 +318,16 @@ export class MockBackend implements Backend {
     const write = (access & Access.WRITE) !== 0;
     const slot = this.#tlb.lookup(dom.id, vpn);
     // A tracked write through an entry not yet marked dirty must walk to set D.
-    if (slot >= 0 && !(write && dom.dirtyTracking && this.#tlb.aux[slot] === 0)) {
+    const meta = slot >= 0 ? this.#tlb.data[(slot << 2) + 3]! : 0;
+    if (slot >= 0 && !(write && dom.dirtyTracking && (meta & TLB_DIRTY) === 0)) {
       this.#hits++;
-      const perm = this.#tlb.perms[slot]!;
+      const perm = meta & 7;
       if ((perm & permNeeded(access)) !== permNeeded(access)) {
         return this.#fault(out, "permission", MockFaultCode.MOCK_PERMISSION, rid, pasid, iova, access);
       }
-      out.pa = this.#tlb.pas[slot]! + (iova % 4096);
+      out.pa = this.#tlb.data[(slot << 2) + 2]! + (iova % 4096);
       out.perm = perm;
-      out.sizeLg2 = this.#tlb.sizes[slot]!;
+      out.sizeLg2 = meta >>> IotlbMeta.SIZE_SHIFT;
       out.fault = null;
       return true;
     }
@@ -375,7 +379,12 @@ export class MockBackend implements Backend {
       }
       const offset = iova % 2 ** sizeLg2;
       const pa = addr + offset;
-      this.#tlb.insert(dom.id, Math.floor(iova / 4096), pa - (pa % 4096), perm, sizeLg2, dirty);
+      this.#tlb.insert(
+        dom.id,
+        Math.floor(iova / 4096),
+        pa - (pa % 4096),
+        iotlbMeta(perm | (dirty ? TLB_DIRTY : 0), sizeLg2),
+      );
       out.pa = pa;
       out.perm = perm;
       out.sizeLg2 = sizeLg2;
@@ -426,7 +435,7 @@ export class MockBackend implements Backend {
   /** Drops cached translations of `domain` that cover [iova, iova + length) (the mock's TLBI). */
   invalidateRange(domain: Domain, iova: number, length: number): void {
     this.#invalidations++;
-    this.#tlb.invalidateRange(domain.id, iova, length);
+    this.#tlb.invalidateRange(domain.id, -1, iova, iova + length);
   }
 
   /** Drops every cached translation of `domain`. */
