@@ -1,132 +1,483 @@
 /**
- * The SMMUv3 TLB: core's typed-array `Iotlb` with SMMUv3 tags and the invalidation
- * scopes of the TLBI commands (ARM IHI 0070 4.4). A tag packs (VMID, ASID slot):
- * slot 0 = stage-2-only entries (input address is an IPA), slot ASID+1 = stage-1 or
- * nested entries. Global entries (nG = 0) are cached under the ASID that walked them
- * with a flag, so TLBI_NH_ASID keeps them and TLBI_NH_VA drops them for any ASID.
- * A hit is one hash probe: no allocation, no closure, no BigInt.
+ * The translation fast path (ARM IHI 0070 3.4 as hardware caches it, 16.2 on TLB and
+ * configuration caching): the SMMU's caches in front of the configuration and walk rooms.
+ *
+ * - A direct-mapped index of the configuration cache (`internal/config.ts`): slot =
+ *   StreamID mod size, holding [key, IOTLB tag] side by side, and for requests without a
+ *   SubstreamID a table indexed by the StreamID itself (its IOTLB tag), so the hit path
+ *   finds a tag with one typed-array read. Forgotten whenever any configuration drops.
+ * - A micro-TLB (as a TBU's), direct-mapped by 4 KiB page: [vpn, tag, pa, perms|size],
+ *   emptied by every TLBI.
+ * - The IOTLB (`internal/iotlb.ts`), tagged by (VMID, ASID) (stage-2-only entries by
+ *   VMID alone) and filled one 4 KiB page at a time with the leaf size of the walk.
+ *   Everything the rest of the model does to it goes through this class's TLBI methods
+ *   (the `CommandTarget` the command queue drives) and `flushCaches`.
+ *
+ * Then the slow path: the whole request (SMMUEN / GBPA, STE and CD through the
+ * configuration cache, TTB0/TTB1 selection with TBI, the walk) with its fault raised as
+ * an event record once, at the end. Hit path: no allocation, no closure, no BigInt, no
+ * call that can go megamorphic (one class per room). Levels: as `walk.ts` (Arm ARM
+ * lookup levels 0-3, unchanged).
  */
 
-import { Iotlb } from "@iommu-kit/core/driver";
+import type { Fault, PhysicalMemory, Translation, WalkStep } from "@iommu-kit/core";
+import { Access, Perm } from "@iommu-kit/core";
+import type { Iotlb } from "@iommu-kit/core/driver";
+import { Narrator, resultStep } from "./explain.ts";
+import { EventClass, EventId } from "./format/event.ts";
+import { ConfigReader, SID_SPAN } from "./internal/config.ts";
+import { blockedFault, eventWords, FaultScratch, faultOf } from "./internal/fault.ts";
+import { SmmuTlb } from "./internal/iotlb.ts";
+import { POW2, TWO32 } from "./internal/words.ts";
+import type { RegisterValues } from "./registers.ts";
+import { RegisterFile } from "./registers.ts";
+import { MODE_ABORT, MODE_BYPASS, MODE_TRANSLATE, TransCfg, Walker } from "./walk.ts";
 
-const PAGE = 4096;
-const SLOT_SPAN = 131072; // 2^17 ASID slots per VMID
-/** 2^i for i in [0, 255] (Math.pow is slow on this path). */
-const POW2 = Float64Array.from({ length: 256 }, (_, i) => 2 ** i);
-/** aux bit: the entry came from a global (nG = 0) stage-1 leaf. */
-export const AUX_GLOBAL = 1;
+const MICRO_MASK = 1023;
+// Access flags as literals for the hit path (core's Access.WRITE / EXEC / PRIV).
+const A_WRITE = 2;
+const A_EXEC = 4;
+const A_PRIV = 8;
 
-/** The IOTLB tag of (VMID, ASID); asid -1 = a stage-2-only entry. */
-export function tlbTag(vmid: number, asid: number): number {
-  return vmid * SLOT_SPAN + asid + 1;
+/** The hardware's cache and walk counters. */
+export interface HwCounters {
+  iotlbHits: number;
+  iotlbMisses: number;
+  configHits: number;
+  configMisses: number;
+  walks: number;
+  invalidations: number;
 }
 
-/** IOTLB with SMMUv3 invalidation scopes. Perms pack privileged (bits 2:0) and unprivileged (6:4) grants. */
-export class SmmuTlb {
-  readonly iotlb: Iotlb;
+/** Registers plus the caches and the translation path (the hardware class adds the queues). */
+export class FastPath extends RegisterFile {
+  readonly memory: PhysicalMemory;
+  readonly tlb: SmmuTlb;
+  /** Cache and walk counters. */
+  readonly counters: HwCounters = {
+    iotlbHits: 0,
+    iotlbMisses: 0,
+    configHits: 0,
+    configMisses: 0,
+    walks: 0,
+    invalidations: 0,
+  };
+  readonly #n = new Narrator();
+  readonly #f = new FaultScratch();
+  readonly #w: Walker;
+  readonly #cfg: ConfigReader;
+  #lastKey = -2;
+  #lastCfg: TransCfg = new TransCfg();
+  // Direct-mapped front of the config cache (slot = StreamID mod size, non-SSID and SSID alike).
+  /** Per slot [key, IOTLB tag] side by side (one cache line per lookup); key -1 = empty. */
+  #slotKT: Float64Array = new Float64Array(0);
+  #slotCfgs: TransCfg[] = [];
+  /** IOTLB tag of (sid, no SSID) indexed by the StreamID itself (sid <= #slotMask: no aliasing), -1 unknown. */
+  #ridTag: Float64Array = new Float64Array(0);
+  #lastTag = -1;
+  #slotMask = 0;
+  readonly #iotlb: Iotlb;
+  // Micro-TLB in front of the IOTLB (as a TBU's): direct-mapped by 4K page, emptied by every TLBI.
+  // Entry i is [vpn, tag, pa of the page, perms | sizeLg2 << 8] at 4i (one cache line); vpn -1 = empty.
+  readonly #micro: Float64Array = new Float64Array((MICRO_MASK + 1) * 4).fill(-1);
+  /** False while the micro-TLB holds nothing (a TLBI then skips emptying it). */
+  #uLive = false;
+  /** IOTLB hits served by the fast path (each is also a config-cache hit). */
+  #fastHits = 0;
+
+  constructor(memory: PhysicalMemory, registers: RegisterValues, tlbLg2: number) {
+    super(registers);
+    this.memory = memory;
+    this.tlb = new SmmuTlb(tlbLg2);
+    this.#iotlb = this.tlb.iotlb;
+    this.#w = new Walker(memory, this.#f, this.#n);
+    this.#cfg = new ConfigReader(memory, this, this.#w, this.#f, this.#n);
+  }
+
+  /** Writes an event record; true when recorded. The base model records nothing (the hardware overrides it). */
+  protected recordEvent(_words: readonly bigint[]): boolean {
+    return false;
+  }
+
+  /** Builds (and records, unless explaining) the fault of the current scratch. */
+  #raise(): Fault {
+    const f = this.#f;
+    const words = eventWords(f);
+    const recorded = this.#n.steps === null && f.record ? this.recordEvent(words) : false;
+    return faultOf(f, words, recorded);
+  }
+
+  // ---------------------------------------------------------------- invalidation
+
+  /** Drops every cached configuration and translation (CFGI_ALL + TLBI_NSNH_ALL). */
+  flushCaches(): void {
+    this.#cfg.clear();
+    this.#forget();
+    this.tlb.clear();
+    this.#micro.fill(-1);
+    this.#uLive = false;
+  }
+
+  /** Forgets the fast indexes into the config cache (the cache itself is edited by the caller). */
+  #forget(): void {
+    this.#lastKey = -2;
+    this.#slotKT.fill(-1);
+    this.#ridTag.fill(-1);
+  }
+
+  /** @internal Every TLBI empties the micro-TLB. */
+  tlbiBegin(): void {
+    if (!this.#uLive) return;
+    this.#micro.fill(-1);
+    this.#uLive = false;
+  }
+
+  /** @internal CFGI_STE. */
+  cfgiSte(sid: number): void {
+    this.#cfg.dropSid(sid);
+    this.#forget();
+  }
+
+  /** @internal CFGI_STE_RANGE. */
+  cfgiSteRange(sid: number, range: number): void {
+    this.#cfg.dropSidRange(sid, range);
+    this.#forget();
+  }
+
+  /** @internal CFGI_CD. */
+  cfgiCd(sid: number, ssid: number): void {
+    this.#cfg.dropCd(sid, ssid);
+    this.#forget();
+  }
+
+  /** @internal CFGI_CD_ALL. */
+  cfgiCdAll(sid: number): void {
+    this.#cfg.dropCds(sid);
+    this.#forget();
+  }
+
+  /** @internal TLBI_NH_ALL. */
+  tlbiNhAll(vmid: number): void {
+    this.tlb.invalidateNhAll(vmid);
+  }
+
+  /** @internal TLBI_NH_ASID. */
+  tlbiNhAsid(vmid: number, asid: number): void {
+    this.tlb.invalidateAsid(vmid, asid);
+  }
+
+  /** @internal TLBI_NH_VA / TLBI_NH_VAA (asid -1). */
+  tlbiNhVa(vmid: number, asid: number, addr: number, length: number): void {
+    this.tlb.invalidateVa(vmid, asid, addr, length);
+  }
+
+  /** @internal TLBI_S12_VMALL. */
+  tlbiS12Vmall(vmid: number): void {
+    this.tlb.invalidateVmid(vmid);
+  }
+
+  /** @internal TLBI_S2_IPA. */
+  tlbiS2Ipa(vmid: number, ipa: number, length: number): void {
+    this.tlb.invalidateIpa(vmid, ipa, length);
+  }
+
+  /** @internal TLBI_NSNH_ALL, TLBI_EL2_*. */
+  tlbiAll(): void {
+    this.tlb.clear();
+  }
+
+  // ---------------------------------------------------------------- translate
+
+  /** The configuration of (sid, ssid) through the config cache; null on a fault. */
+  #config(sid: number, ssid: number): TransCfg | null {
+    const key = sid * SID_SPAN + ssid + 1;
+    if (key === this.#lastKey) {
+      this.counters.configHits++;
+      return this.#lastCfg;
+    }
+    // (a slot hit becomes the last-used config below)
+    let cfg =
+      this.#slotKT[(sid & this.#slotMask) * 2] === key
+        ? this.#slotCfgs[sid & this.#slotMask]
+        : this.#cfg.cache.get(key);
+    if (cfg !== undefined) {
+      this.counters.configHits++;
+    } else {
+      this.counters.configMisses++;
+      const loaded = this.#cfg.load(sid, ssid, true);
+      if (loaded === null) return null;
+      cfg = loaded;
+      this.#cfg.cache.set(key, cfg);
+    }
+    const tag = cfg.mode === MODE_TRANSLATE ? cfg.tag : -1;
+    this.#lastKey = key;
+    this.#lastCfg = cfg;
+    this.#lastTag = tag;
+    if (this.#slotMask === 0) {
+      const n = 2 ** Math.min(Math.max(this.sidBits, 4), 16);
+      this.#slotKT = new Float64Array(2 * n).fill(-1);
+      this.#slotCfgs = new Array<TransCfg>(n).fill(cfg);
+      this.#ridTag = new Float64Array(n).fill(-1);
+      this.#slotMask = n - 1;
+    }
+    if (ssid === -1 && sid <= this.#slotMask) this.#ridTag[sid] = tag;
+    const slot = sid & this.#slotMask;
+    this.#slotKT[slot * 2] = key;
+    this.#slotKT[slot * 2 + 1] = tag;
+    this.#slotCfgs[slot] = cfg;
+    return cfg;
+  }
+
   /**
-   * VMIDs that may hold global entries (added on insert, forgotten when the IOTLB is
-   * empty): without any, TLBI_NH_VA of one ASID is a range invalidation of one tag.
+   * Translates one request (core's hot-path encoding). The IOTLB hit path does one key
+   * compare, one hash probe and a few typed-array reads.
    */
-  readonly #globalVmids = new Set<number>();
-
-  constructor(capacityLg2: number) {
-    this.iotlb = new Iotlb(capacityLg2);
+  translate(sid: number, ssid: number, iova: number, access: number, out: Translation): boolean {
+    // Kept small so it inlines into callers: the config's tag (last used, else the StreamID's
+    // slot) and a micro-TLB hit; the rest (main IOTLB, walk) is #translateMiss.
+    if (this.smmuen && iova >= 0) {
+      let tag: number;
+      // No SSID: the StreamID indexes its tag directly (undefined for a bad sid: slow path).
+      if (ssid === -1 && sid <= this.#slotMask) tag = this.#ridTag[sid]!;
+      else {
+        const key = sid * SID_SPAN + ssid + 1;
+        tag = this.#lastTag;
+        if (key !== this.#lastKey) {
+          const at = (sid & this.#slotMask) * 2;
+          tag = this.#slotKT[at] === key ? this.#slotKT[at + 1]! : -1;
+        }
+      }
+      const vpn = Math.floor(iova / 4096);
+      const u = this.#micro;
+      const x = (vpn & MICRO_MASK) * 4;
+      if (tag >= 0 && u[x] === vpn && u[x + 1] === tag) {
+        const packed = u[x + 3]!;
+        const perm = access & A_PRIV ? packed & 7 : (packed >>> 4) & 0xf;
+        const need = access & A_WRITE ? 2 : access & A_EXEC ? 4 : 1; // Perm.W / X / R
+        if ((perm & need) === need) {
+          this.#fastHits++;
+          out.pa = u[x + 2]! + (iova - vpn * 4096);
+          out.perm = perm;
+          out.sizeLg2 = packed >>> 8;
+          out.fault = null;
+          return true;
+        }
+      }
+    }
+    return this.#translateMiss(sid, ssid, iova, access, out);
   }
 
-  /** Entries held. */
-  get size(): number {
-    return this.iotlb.size;
+  /** translate() past a micro-TLB hit. */
+  #translateMiss(sid: number, ssid: number, iova: number, access: number, out: Translation): boolean {
+    if (this.smmuen) {
+      // The IOTLB tag of a translating config: by StreamID without an SSID, else the last
+      // one used, else the StreamID's slot.
+      let tag = -1;
+      if (ssid === -1 && sid <= this.#slotMask) tag = this.#ridTag[sid] ?? -1;
+      else {
+        const key = sid * SID_SPAN + ssid + 1;
+        if (key === this.#lastKey) tag = this.#lastTag;
+        else {
+          const at = (sid & this.#slotMask) * 2;
+          if (this.#slotKT[at] === key) tag = this.#slotKT[at + 1]!;
+        }
+      }
+      // (a negative iova would alias the IOTLB's empty-slot marker: leave misuse to the slow path)
+      if (tag >= 0 && iova >= 0) {
+        const vpn = Math.floor(iova / 4096);
+        const need = access & A_WRITE ? 2 : access & A_EXEC ? 4 : 1; // Perm.W / X / R
+        // Micro-TLB first (direct-mapped by page), then the main IOTLB.
+        const u = this.#micro;
+        const x = (vpn & MICRO_MASK) * 4;
+        if (u[x] === vpn && u[x + 1] === tag) {
+          const packed = u[x + 3]!;
+          const perm = access & A_PRIV ? packed & 7 : (packed >>> 4) & 0xf;
+          if ((perm & need) === need) {
+            this.#fastHits++;
+            out.pa = u[x + 2]! + (iova - vpn * 4096);
+            out.perm = perm;
+            out.sizeLg2 = packed >>> 8;
+            out.fault = null;
+            return true;
+          }
+        }
+        const iotlb = this.#iotlb;
+        const slot = iotlb.lookup(tag, vpn);
+        if (slot >= 0) {
+          const packed = iotlb.perms[slot]!;
+          const perm = access & A_PRIV ? packed & 7 : packed >>> 4;
+          if ((perm & need) === need) {
+            this.#fastHits++;
+            this.#uLive = true;
+            u[x] = vpn;
+            u[x + 1] = tag;
+            u[x + 2] = iotlb.pas[slot]!;
+            u[x + 3] = (packed & 0xff) | (iotlb.sizes[slot]! << 8);
+            out.pa = iotlb.pas[slot]! + (iova - vpn * 4096);
+            out.perm = perm;
+            out.sizeLg2 = iotlb.sizes[slot]!;
+            out.fault = null;
+            return true;
+          }
+        }
+      }
+    }
+    return this.#translateSlow(sid, ssid, iova, null, access, out);
   }
 
-  /** Slot for (tag, iova) or -1. Hot path. */
-  lookup(tag: number, iova: number): number {
-    return this.iotlb.lookup(tag, Math.floor(iova / PAGE));
+  /** Translates an address of any width (TTB1 VAs); never uses the IOTLB. */
+  translateBigInto(sid: number, ssid: number, iova: bigint, access: number, out: Translation): boolean {
+    return this.#translateSlow(sid, ssid, 0, iova, access, out);
   }
 
-  /** Caches the 4K page of `iova` from a leaf of 2^sizeLg2 whose byte at `iova` is `pa`. */
-  insert(
-    tag: number,
+  #translateSlow(
+    sid: number,
+    ssid: number,
     iova: number,
-    pa: number,
-    permPriv: number,
-    permUnpriv: number,
-    sizeLg2: number,
-    global: boolean,
-  ): void {
-    const vpn = Math.floor(iova / PAGE);
-    if (global) this.#globalVmids.add(Math.floor(tag / SLOT_SPAN));
-    this.iotlb.insert(
-      tag,
-      vpn,
-      pa - (iova - vpn * PAGE),
-      permPriv | (permUnpriv << 4),
-      sizeLg2,
-      global ? AUX_GLOBAL : 0,
-    );
+    big: bigint | null,
+    access: number,
+    out: Translation,
+  ): boolean {
+    if (!Number.isInteger(sid) || sid < 0 || sid >= TWO32)
+      throw new RangeError(`StreamID ${sid} is not a 32-bit value`);
+    if (!Number.isInteger(ssid) || ssid < -1 || ssid >= 2 ** 20)
+      throw new RangeError(`SubstreamID ${ssid} is not -1 or a 20-bit value`);
+    if (big === null && (!Number.isSafeInteger(iova) || iova < 0))
+      throw new RangeError(`iova ${iova} is not below 2^53`);
+    if (big !== null && (big < 0n || big >= 1n << 64n))
+      throw new RangeError(`iova ${big} is not a 64-bit value`);
+    this.#f.sid = sid;
+    this.#f.ssid = ssid;
+    this.#f.input = iova;
+    this.#f.inputBig = big;
+    this.#f.access = access;
+    const need = access & Access.WRITE ? Perm.W : access & Access.EXEC ? Perm.X : Perm.R;
+    if (!this.smmuen) {
+      // SMMUEN=0: GBPA decides (6.3.14).
+      if (this.gbpaAbort) {
+        out.fault = blockedFault(this.#f, "GBPA_ABORT");
+        return false;
+      }
+      return this.#bypass(iova, big, out, false);
+    }
+    const cfg = this.#n.steps !== null ? this.#cfg.load(sid, ssid, false) : this.#config(sid, ssid);
+    if (cfg === null) {
+      out.fault = this.#raise();
+      return false;
+    }
+    if (cfg.mode === MODE_ABORT) {
+      out.fault = blockedFault(this.#f, "STE_ABORT");
+      return false;
+    }
+    if (cfg.mode === MODE_BYPASS) return this.#bypass(iova, big, out, true);
+    // Input address: stage 1 selects TTB0/TTB1 from the top bits (3.4.1, D8.1.4).
+    let half = 0;
+    let va = iova;
+    if (cfg.s1) {
+      if (big === null) {
+        // A number is below 2^53: VA[55] = 0, so only TTB0's range (or the gap above it) applies.
+        if (cfg.epd0 || va >= (POW2[64 - cfg.t0sz] ?? 2 ** (64 - cfg.t0sz))) {
+          this.#n.step("S1", null, "fault: F_TRANSLATION (EPD0, or above TTB0's range)");
+          return this.#fail(EventId.F_TRANSLATION, cfg.r, out);
+        }
+      } else {
+        // VA[55] selects the half; with TBIx the top byte is replaced by VA[55]'s sign extension.
+        const upper = ((big >> 55n) & 1n) === 1n;
+        const tbi = upper ? cfg.tbi & 2 : cfg.tbi & 1;
+        let top = tbi ? BigInt.asUintN(56, big) : big;
+        if (tbi && upper) top |= 0xffn << 56n;
+        if (top < 1n << BigInt(64 - cfg.t0sz)) {
+          va = Number(top);
+          if (cfg.epd0) return this.#fail(EventId.F_TRANSLATION, cfg.r, out);
+        } else if (top >= (1n << 64n) - (1n << BigInt(64 - cfg.t1sz))) {
+          if (cfg.epd1) return this.#fail(EventId.F_TRANSLATION, cfg.r, out);
+          half = 1;
+          va = Number(top & ((1n << BigInt(64 - cfg.t1sz)) - 1n));
+        } else {
+          this.#n.step("S1", null, "fault: F_TRANSLATION (between the TTB0 and TTB1 ranges)");
+          return this.#fail(EventId.F_TRANSLATION, cfg.r, out);
+        }
+      }
+    } else {
+      // Stage 1 bypassed: the input must fit the IAS (3.4.3), then it is the IPA.
+      if (big !== null) {
+        if (big >= 1n << BigInt(this.oas)) return this.#fail(EventId.F_ADDR_SIZE, false, out);
+        va = Number(big);
+      } else if (iova >= (POW2[this.oas] ?? 2 ** this.oas))
+        return this.#fail(EventId.F_ADDR_SIZE, false, out);
+    }
+    this.counters.iotlbMisses++;
+    this.counters.walks++;
+    const w = this.#w;
+    const ok = cfg.s1 ? w.walkS1(cfg, half, va, access, need) : w.walkS2Only(cfg.ste, va, need);
+    if (!ok) {
+      if (this.#f.id >= EventId.F_TRANSLATION && this.#f.s2 === 0 && this.#f.id !== EventId.F_WALK_EABT)
+        this.#f.addr = 0;
+      out.fault = this.#raise();
+      return false;
+    }
+    if (this.#n.steps === null && big === null) {
+      this.tlb.insert(cfg.tag, iova, w.oa, w.permP, w.permU, w.lg2, w.global);
+    }
+    out.pa = w.oa;
+    out.perm = access & Access.PRIV ? w.permP : w.permU;
+    out.sizeLg2 = w.lg2;
+    out.fault = null;
+    return true;
   }
 
-  /** TLBI_NSNH_ALL. */
-  clear(): number {
-    const n = this.iotlb.size;
-    this.iotlb.clear();
-    return n;
+  #fail(id: number, record: boolean, out: Translation): false {
+    this.#f.set(id, 0, EventClass.IN, 0, record);
+    out.fault = this.#raise();
+    return false;
   }
 
-  /** TLBI_S12_VMALL: every entry of the VMID. */
-  invalidateVmid(vmid: number): number {
-    const t = this.iotlb.tags;
-    return this.iotlb.invalidateWhere((i) => Math.floor(t[i]! / SLOT_SPAN) === vmid);
+  /** Bypass: the input is the output; beyond the OAS it is an address-size fault (no PA there). */
+  #bypass(iova: number, big: bigint | null, out: Translation, record: boolean): boolean {
+    if (big !== null) {
+      if (big >= 1n << BigInt(this.oas)) return this.#fail(EventId.F_ADDR_SIZE, record, out);
+      iova = Number(big);
+    } else if (iova >= (POW2[this.oas] ?? 2 ** this.oas)) return this.#fail(EventId.F_ADDR_SIZE, record, out);
+    out.pa = iova;
+    out.perm = Perm.R | Perm.W | Perm.X;
+    out.sizeLg2 = 12;
+    out.fault = null;
+    return true;
   }
 
-  /** TLBI_NH_ALL: every stage-1 (and nested) entry of the VMID. */
-  invalidateNhAll(vmid: number): number {
-    const t = this.iotlb.tags;
-    return this.iotlb.invalidateWhere(
-      (i) => Math.floor(t[i]! / SLOT_SPAN) === vmid && t[i]! % SLOT_SPAN !== 0,
-    );
+  /** The walk of one request, step by step, without touching caches, memory or the event queue. */
+  explain(sid: number, ssid: number, iova: bigint, access: number): WalkStep[] {
+    const steps: WalkStep[] = [];
+    this.#n.steps = steps;
+    const out: Translation = { pa: 0, perm: 0, sizeLg2: 0, fault: null };
+    const saved = { ...this.counters };
+    try {
+      const ok = this.#translateSlow(sid, ssid, 0, iova, access, out);
+      steps.push(resultStep(ok, out));
+    } finally {
+      this.#n.steps = null;
+      Object.assign(this.counters, saved);
+    }
+    return steps;
   }
 
-  /** TLBI_NH_ASID: non-global entries of (VMID, ASID). */
-  invalidateAsid(vmid: number, asid: number): number {
-    if (this.iotlb.size === 0) return 0;
-    const tag = tlbTag(vmid, asid);
-    const { tags, aux } = this.iotlb;
-    return this.iotlb.invalidateWhere((i) => tags[i] === tag && (aux[i]! & AUX_GLOBAL) === 0);
+  /** The decoded STE (and CD when stage 1 is on) of a StreamID, for dumps; no caches touched. */
+  describe(sid: number, ssid = -1): WalkStep[] {
+    const steps: WalkStep[] = [];
+    this.#n.steps = steps;
+    try {
+      this.#f.sid = sid;
+      this.#f.ssid = ssid;
+      this.#cfg.load(sid, ssid, false);
+    } finally {
+      this.#n.steps = null;
+    }
+    return steps;
   }
 
-  /**
-   * TLBI_NH_VA (asid >= 0: that ASID's entries and global ones) or TLBI_NH_VAA (asid -1:
-   * every ASID) whose leaf covers any byte of [addr, addr + length).
-   */
-  invalidateVa(vmid: number, asid: number, addr: number, length: number): number {
-    if (this.iotlb.size === 0) this.#globalVmids.clear();
-    const tag = tlbTag(vmid, asid);
-    // One ASID and no global entries in the VMID: the entries to drop are that tag's.
-    if (asid >= 0 && !this.#globalVmids.has(vmid)) return this.iotlb.invalidateRange(tag, addr, length);
-    const { tags, aux } = this.iotlb;
-    return this.#range(addr, length, (i) => {
-      const t = tags[i]!;
-      if (Math.floor(t / SLOT_SPAN) !== vmid || t % SLOT_SPAN === 0) return false;
-      return asid < 0 || t === tag || (aux[i]! & AUX_GLOBAL) !== 0;
-    });
-  }
-
-  /** TLBI_S2_IPA: stage-2-only entries of the VMID covering [ipa, ipa + length). */
-  invalidateIpa(vmid: number, ipa: number, length: number): number {
-    return this.iotlb.invalidateRange(tlbTag(vmid, -1), ipa, length);
-  }
-
-  #range(addr: number, length: number, match: (slot: number) => boolean): number {
-    if (this.iotlb.size === 0) return 0;
-    const { vpns, sizes } = this.iotlb;
-    const end = addr + length;
-    return this.iotlb.invalidateWhere((i) => {
-      if (!match(i)) return false;
-      const size = POW2[sizes[i]!]!; // sizes are Uint8: always inside the table
-      const a = vpns[i]! * PAGE;
-      const base = a - (a % size);
-      return base < end && base + size > addr;
-    });
+  /** The counters, with the fast path's hits folded in. */
+  snapshotCounters(): HwCounters {
+    const c = this.counters;
+    return { ...c, iotlbHits: c.iotlbHits + this.#fastHits, configHits: c.configHits + this.#fastHits };
   }
 }

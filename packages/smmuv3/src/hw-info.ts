@@ -7,7 +7,7 @@
 import type { Capabilities, IntentKind, SmmuV3HwInfo } from "@iommu-kit/core";
 import { pageSizeBitmap } from "@iommu-kit/core";
 import { lpaeGeometry } from "./format/lpae-pte.ts";
-import type { SmmuHw } from "./internal/hw.ts";
+import type { SmmuHw } from "./hardware.ts";
 
 /** Granules the SMMU supports (IDR5.GRAN*), as log2 sizes in the order 4K, 16K, 64K. */
 export function granules(hw: SmmuHw): number[] {

@@ -5,18 +5,8 @@
  * programs it as Linux's arm-smmu-v3 does.
  */
 
-export type { SmmuV3Config } from "./backend.ts";
-export {
-  MSI_IOVA_BASE,
-  registersFor,
-  SMMUV3_CONFIG_SCHEMA,
-  SmmuDomain,
-  SmmuNestedDomain,
-  SmmuPagingDomain,
-  SmmuV3Backend,
-  smmuv3Backend,
-} from "./backend.ts";
-export { SmmuTlb, tlbTag } from "./fast-path.ts";
+export { MSI_IOVA_BASE, SmmuV3Backend, smmuv3Backend } from "./backend.ts";
+export { SmmuDomain, SmmuNestedDomain, SmmuPagingDomain } from "./domain.ts";
 export { CD_FIELDS, decodeCd, decodeL1Cd, encodeCd, encodeL1Cd, TG0_LG2, TG1_LG2 } from "./format/cd.ts";
 export type { Command } from "./format/command.ts";
 export {
@@ -52,5 +42,8 @@ export {
   STE_FIELDS,
   SteConfig,
 } from "./format/ste.ts";
+export type { HwCounters, RegisterValues, SmmuHw } from "./hardware.ts";
 export { capabilitiesOf, domainFormats, hwInfo } from "./hw-info.ts";
-export type { HwCounters, RegisterValues, SmmuHw } from "./internal/hw.ts";
+export { SmmuTlb, tlbTag } from "./internal/iotlb.ts";
+export type { SmmuV3Config } from "./options.ts";
+export { registersFor, SMMUV3_CONFIG_SCHEMA } from "./options.ts";

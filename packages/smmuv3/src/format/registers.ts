@@ -1,6 +1,8 @@
 /**
- * SMMUv3 register map and ID-register fields (ARM IHI 0070 chapter 6), as Linux's
- * arm-smmu-v3.h names them (ARM_SMMU_IDR0..., IDR0_*, CR0_*, GBPA_*, GERROR_*).
+ * SMMUv3 register map and register fields (ARM IHI 0070 chapter 6: 6.2 Table 6-1 for the
+ * offsets, 6.3 for the fields), as Linux's arm-smmu-v3.h names them (ARM_SMMU_IDR0...,
+ * IDR0_*, CR0_*, GBPA_*, GERROR_*). Constants only; the register file with its side
+ * effects is `../registers.ts`.
  */
 
 /** Register offsets (6.2, Table 6-1). EVENTQ_PROD/CONS live in page 1 (+0x10000). */
