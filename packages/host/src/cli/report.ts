@@ -9,6 +9,9 @@ import type { FaultJson } from "../scenario/matcher.ts";
 import { faultLine } from "../scenario/matcher.ts";
 import type { CapRow, FileReport, StepRecord } from "../scenario/runner.ts";
 import { jsonable } from "../scenario/values.ts";
+import { hex, table } from "./format.ts";
+
+export { table };
 
 /** The `--json` line of one step. */
 export function stepJson(r: StepRecord): string {
@@ -23,17 +26,6 @@ export function stepJson(r: StepRecord): string {
   return JSON.stringify(jsonable(line));
 }
 
-/** Pads cells into aligned columns. */
-export function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
-  const fmt = (cells: readonly string[]): string =>
-    cells
-      .map((c, i) => c.padEnd(widths[i]!))
-      .join("  ")
-      .trimEnd();
-  return [fmt(header), fmt(widths.map((w) => "-".repeat(w))), ...rows.map(fmt)].join("\n");
-}
-
 /** The capability table. */
 export function capTable(rows: readonly CapRow[]): string {
   return table(
@@ -42,7 +34,7 @@ export function capTable(rows: readonly CapRow[]): string {
       c.device,
       c.iommu,
       c.backend,
-      `0x${c.rid.toString(16)}`,
+      hex(c.rid),
       c.intents.join(","),
       c.maxPasidLog2 === 0
         ? "-"
