@@ -17,7 +17,7 @@ import { hostFor, loadPlugins, parseNum, readText, scenarioFrom } from "./input.
 import { capTable, humanReport, stepJson } from "./report.ts";
 import type { SnapshotOpts, TargetOpts } from "./target.ts";
 import { PASID_LIMIT, snapshotFrom, targetOf } from "./target.ts";
-import { checkOne, parseRequests, translateOne } from "./translate.ts";
+import { checkOne, outcomeOf, parseRequests, translateOne } from "./translate.ts";
 
 /** `iommu-kit run`. */
 export async function cmdRun(
@@ -133,20 +133,12 @@ export async function cmdExplain(
     if (b.explain === undefined) throw new UsageError(`backend ${b.kind} cannot explain walks`);
     try {
       steps = b.explain(t.rid!, pasid, iova, accessFlags(access, req.priv));
+      const r = { sid: t.rid!, pasid: req.pasid, iova, access, priv: req.priv };
+      outcome = outcomeOf(b, { ...r, echo: {}, expect: null, where: "" });
     } catch (e) {
       if (e instanceof IommuError) throw new UsageError(`--sid ${opts.sid}: ${e.message}`);
       throw e;
     }
-    outcome = translateOne(b, {
-      sid: t.rid!,
-      pasid: req.pasid,
-      iova,
-      access,
-      priv: req.priv,
-      echo: {},
-      expect: null,
-      where: `--sid ${opts.sid}`,
-    });
     kind = b.kind;
     who = `${b.kind} sid ${hex(t.rid!)}`;
     head = { sid: t.rid };

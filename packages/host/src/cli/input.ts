@@ -12,7 +12,7 @@ import { DEFAULT_SCENARIO, DEFAULT_SCENARIO_NAME } from "../scenario/default-sce
 import type { ScenarioHost } from "../scenario/host.ts";
 import { createScenarioHost } from "../scenario/host.ts";
 import type { Scenario } from "../scenario/load.ts";
-import { loadScenario, MAX_DEPTH, ScenarioError, tooDeep, validateScenario } from "../scenario/load.ts";
+import { MAX_DEPTH, parseScenarioText, ScenarioError, tooDeep, validateScenario } from "../scenario/load.ts";
 import { findFactory, loadPlugin, thrownText } from "./backends.ts";
 import { UsageError } from "./errors.ts";
 
@@ -73,25 +73,32 @@ export async function scenarioFrom(
     };
   }
   const text = readText(file, "scenario");
-  const first = loadScenario(text, file);
+  // One parse, one schema validation (compiling the schema is most of a run's start-up):
+  // plugins and backends are found from the raw document first, so each backend's
+  // configSchema joins the one validation. Malformed parts are left to the schema.
+  const doc = parseScenarioText(text, file) as { plugins?: unknown; iommus?: unknown } | null;
   const baseDir = resolve(file, "..");
-  for (const [i, p] of (first.plugins ?? []).entries()) {
+  const plugins = doc !== null && typeof doc === "object" && Array.isArray(doc.plugins) ? doc.plugins : [];
+  for (const [i, p] of plugins.entries()) {
+    if (typeof p !== "string") continue;
     try {
       await loadPlugin(p, baseDir);
     } catch (e) {
       throw new ScenarioError(file, `/plugins/${i}`, thrownText(e));
     }
   }
-  // Validate backend configs against each backend's configSchema.
   const schemas: Record<string, Readonly<Record<string, unknown>> | undefined> = {};
-  for (const [i, m] of (first.iommus ?? []).entries()) {
+  const iommus = doc !== null && typeof doc === "object" && Array.isArray(doc.iommus) ? doc.iommus : [];
+  for (const [i, m] of iommus.entries()) {
+    const backend = (m as { backend?: unknown } | null)?.backend;
+    if (typeof backend !== "string") continue;
     try {
-      schemas[m.backend] = (await findFactory(m.backend)).configSchema;
+      schemas[backend] = (await findFactory(backend)).configSchema;
     } catch (e) {
       throw new ScenarioError(file, `/iommus/${i}/backend`, thrownText(e));
     }
   }
-  return { scenario: loadScenario(text, file, schemas), file, baseDir };
+  return { scenario: validateScenario(doc, file, schemas), file, baseDir };
 }
 
 /** The field of a device a backend's refusal is about. */
@@ -112,26 +119,33 @@ async function placeSetupError(
   err: unknown,
 ): Promise<ScenarioError> {
   const msg = thrownText(err);
-  const tries: [Scenario, string][] = [
-    [{ ...(s.memory ? { memory: s.memory } : {}), steps: [] }, "/memory"],
-    [
-      { ...(s.memory ? { memory: s.memory } : {}), ...(s.plugins ? { plugins: s.plugins } : {}), steps: [] },
-      "/plugins",
-    ],
+  const mem = s.memory ? { memory: s.memory } : {};
+  const tries: [Scenario, string, string][] = [
+    [{ ...mem, steps: [] }, "/memory", ""],
+    [{ ...mem, ...(s.plugins ? { plugins: s.plugins } : {}), steps: [] }, "/plugins", ""],
   ];
+
   const iommus = s.iommus ?? [];
   for (let i = 0; i < iommus.length; i++) {
     const at = `/iommus/${i}${/config/i.test(msg) ? "/config" : ""}`;
-    tries.push([{ ...s, iommus: iommus.slice(0, i + 1), devices: [], steps: [] }, at]);
+    tries.push([
+      { ...s, iommus: iommus.slice(0, i + 1), devices: [], steps: [] },
+      at,
+      `backend ${iommus[i]!.backend}: `,
+    ]);
   }
   const devices = s.devices ?? [];
   for (let i = 0; i < devices.length; i++)
-    tries.push([{ ...s, devices: devices.slice(0, i + 1), steps: [] }, `/devices/${i}${deviceField(msg)}`]);
-  for (const [partial, at] of tries) {
+    tries.push([
+      { ...s, devices: devices.slice(0, i + 1), steps: [] },
+      `/devices/${i}${deviceField(msg)}`,
+      "",
+    ]);
+  for (const [partial, at, who] of tries) {
     try {
       await createScenarioHost(partial, { baseDir });
     } catch (e) {
-      return new ScenarioError(file, at, thrownText(e));
+      return new ScenarioError(file, at, who + thrownText(e));
     }
   }
   return new ScenarioError(file, "", msg);

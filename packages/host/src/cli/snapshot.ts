@@ -68,7 +68,9 @@ export function elfSegments(bytes: Uint8Array, source: string): Segment[] {
     const memsz = u64(ph + 0x28);
     if (memsz === 0) continue;
     if (offset + filesz > bytes.length)
-      throw new UsageError(`${source}: PT_LOAD ${i} data is past the end of the file`);
+      throw new UsageError(
+        `${source}: program header ${i} (PT_LOAD) data is past the end of the file: truncated image`,
+      );
     out.push({
       base: paddr,
       size: Math.max(memsz, filesz),

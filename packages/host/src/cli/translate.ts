@@ -142,24 +142,29 @@ export function faultOut(f: Fault): FaultJson {
  * input at the request's line.
  */
 export function translateOne(backend: Backend, r: TranslateRequest): Record<string, unknown> {
-  const flags = accessFlags(r.access, r.priv);
-  const pasid = r.pasid ?? NO_PASID;
   try {
-    if (r.iova <= BigInt(Number.MAX_SAFE_INTEGER)) {
-      const out = createTranslation();
-      const ok = backend.translate(r.sid, pasid, Number(r.iova), flags, out);
-      if (ok) return { ...r.echo, pa: hex(out.pa), perm: permLetters(out.perm) };
-      return { ...r.echo, fault: faultOut(out.fault!) };
-    }
-    if (backend.translateBig === undefined)
-      return { ...r.echo, error: `iova above 2^53 is not supported by ${backend.kind}` };
-    const o = backend.translateBig(r.sid, pasid, r.iova, flags);
-    if (o.ok) return { ...r.echo, pa: hex(o.pa), perm: permLetters(o.perm) };
-    return { ...r.echo, fault: faultOut(o.fault) };
+    return { ...r.echo, ...outcomeOf(backend, r) };
   } catch (e) {
     if (e instanceof IommuError) throw new UsageError(`${r.where}: ${fieldOf(e.message)}: ${e.message}`);
     throw e;
   }
+}
+
+/** `pa`/`perm`, `fault` or `error` of one request; throws what the backend throws. */
+export function outcomeOf(backend: Backend, r: TranslateRequest): Record<string, unknown> {
+  const flags = accessFlags(r.access, r.priv);
+  const pasid = r.pasid ?? NO_PASID;
+  if (r.iova <= BigInt(Number.MAX_SAFE_INTEGER)) {
+    const out = createTranslation();
+    const ok = backend.translate(r.sid, pasid, Number(r.iova), flags, out);
+    if (ok) return { pa: hex(out.pa), perm: permLetters(out.perm) };
+    return { fault: faultOut(out.fault!) };
+  }
+  if (backend.translateBig === undefined)
+    return { error: `iova above 2^53 is not supported by ${backend.kind}` };
+  const o = backend.translateBig(r.sid, pasid, r.iova, flags);
+  if (o.ok) return { pa: hex(o.pa), perm: permLetters(o.perm) };
+  return { fault: faultOut(o.fault) };
 }
 
 /** The request field an IommuError's message is about. */
