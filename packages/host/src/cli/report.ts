@@ -9,7 +9,7 @@ import type { FaultJson } from "../scenario/matcher.ts";
 import { faultLine } from "../scenario/matcher.ts";
 import type { CapRow, FileReport, StepRecord } from "../scenario/runner.ts";
 import { jsonable } from "../scenario/values.ts";
-import { hex, table } from "./format.ts";
+import { hex, table, termWidth, wrapLine } from "./format.ts";
 
 export { table };
 
@@ -86,8 +86,15 @@ export function stepLine(r: StepRecord): string {
   return [head, exp, ...r.mismatches.map((m) => `    ${m}`)].join("\n");
 }
 
-/** The human-readable report of one file. */
-export function humanReport(rep: FileReport): string {
+/** The human-readable report of one file, its long lines wrapped to `width`. */
+export function humanReport(rep: FileReport, width: number = termWidth()): string {
+  return reportLines(rep)
+    .split("\n")
+    .map((l) => (l.length <= width ? l : wrapLine(l, (/^\s*/.exec(l)?.[0].length ?? 0) + 4, width)))
+    .join("\n");
+}
+
+function reportLines(rep: FileReport): string {
   const out: string[] = [`== ${rep.file}${rep.name !== rep.file ? ` (${rep.name})` : ""}`];
   if (rep.caps.length > 0) out.push("", "Capabilities", capTable(rep.caps));
   out.push("", "Steps", ...rep.steps.map(stepLine));
