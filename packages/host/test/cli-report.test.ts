@@ -90,6 +90,7 @@ describe("report", () => {
       },
       pass: false,
     };
+    process.env.COLUMNS = "300"; // tables fit $COLUMNS (default 80)
     const text = humanReport(rep);
     expect(text).toContain("== f.json (demo)");
     expect(text).toMatch(
@@ -99,5 +100,6 @@ describe("report", () => {
     expect(text).toMatch(/smmu0\s+1\s+2\s+3\s+4\s+5\s+6/);
     expect(text.endsWith("FAIL f.json: 1 of 2 steps failed (step 2 nic reads unmapped)")).toBe(true);
     expect(capTable(rep.caps).split("\n")).toHaveLength(3);
+    delete process.env.COLUMNS;
   });
 });

@@ -94,11 +94,12 @@ describe("SMMUv3 snapshot", () => {
     expect(out[0]).toMatchObject({ sid: 5, iova: "0x40000123", pa: "0x80123" });
     expect(out[0].perm).toMatch(/^rw/);
     // CR0.EVENTQEN = 0: the event is raised but not written to an event queue.
-    expect(out[1].fault).toEqual({
+    expect(out[1].fault).toMatchObject({
       class: "translation",
       name: "F_TRANSLATION",
       code: 0x10,
       recorded: false,
+      vendor: "arm-smmuv3",
     });
     expect(out[2].fault).toMatchObject({ name: "C_BAD_STE", code: 0x4 });
     expect(out[3].fault).toMatchObject({ name: "C_BAD_STREAMID", code: 0x2 });
@@ -149,8 +150,10 @@ describe("SMMUv3 snapshot", () => {
     expect(r.stderr).toBe("");
     expect(r.status).toBe(0);
     const j = JSON.parse(r.stdout);
-    const addrs = j.steps.map((s: { address: number | null }) => s.address);
-    expect(addrs).toEqual(expect.arrayContaining([0x10140, 0x20000, 0x30000, 0x31008, 0x32000, 0x33000]));
+    const addrs = j.steps.map((s: { address: string | null }) => s.address);
+    expect(addrs).toEqual(
+      expect.arrayContaining(["0x10140", "0x20000", "0x30000", "0x31008", "0x32000", "0x33000"]),
+    );
     const text = cli([
       "explain",
       "--arch",

@@ -91,8 +91,10 @@ describe("VT-d snapshot (legacy mode)", () => {
     const ex = cli(["explain", ...args, "--sid", "0x108", "--iova", "0x40000123", "--json"]);
     expect(ex.stderr).toBe("");
     expect(ex.status).toBe(0);
-    const addrs = JSON.parse(ex.stdout).steps.map((s: { address: number | null }) => s.address);
-    expect(addrs).toEqual(expect.arrayContaining([0x10010, 0x11080, 0x12000, 0x13008, 0x14000, 0x15000]));
+    const addrs = JSON.parse(ex.stdout).steps.map((s: { address: string | null }) => s.address);
+    expect(addrs).toEqual(
+      expect.arrayContaining(["0x10010", "0x11080", "0x12000", "0x13008", "0x14000", "0x15000"]),
+    );
     const dump = cli(["dump", ...args]);
     expect(dump.stderr).toBe("");
     expect(dump.status).toBe(0);

@@ -20,7 +20,13 @@ interface Run {
 }
 
 function cli(args: readonly string[], input?: string): Run {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: "utf8", input, timeout: 30_000 });
+  // Wide enough that tables print as tables (the CLI fits them to $COLUMNS, default 80).
+  const r = spawnSync(process.execPath, [BIN, ...args], {
+    encoding: "utf8",
+    input,
+    timeout: 30_000,
+    env: { ...process.env, COLUMNS: "300" },
+  });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -325,9 +331,20 @@ describe("iommu-kit translate", () => {
       sid: 3,
       iova: "0x2000",
       access: "write",
-      fault: { class: "permission", name: "READ_ONLY", code: 2, recorded: true },
+      fault: { class: "permission", name: "READ_ONLY", code: 2, recorded: true, vendor: "flat", fields: {} },
     },
-    { sid: 3, iova: "0x5000", fault: { class: "translation", name: "NOT_PRESENT", code: 1, recorded: true } },
+    {
+      sid: 3,
+      iova: "0x5000",
+      fault: {
+        class: "translation",
+        name: "NOT_PRESENT",
+        code: 1,
+        recorded: true,
+        vendor: "flat",
+        fields: {},
+      },
+    },
   ];
 
   it("translates JSONL requests against a raw image at a base", () => {
@@ -391,6 +408,8 @@ describe("iommu-kit translate", () => {
       name: "WALK_EABT",
       code: 3,
       recorded: true,
+      vendor: "flat",
+      fields: {},
     });
   });
 
@@ -473,7 +492,7 @@ describe("iommu-kit explain / dump / caps", () => {
     expect(JSON.parse(j.stdout)).toMatchObject({
       iova: "0x1abc",
       pasid: null,
-      steps: [{ what: "flat table", address: 0x8008, index: 1 }],
+      steps: [{ what: "flat table", address: "0x8008", index: 1 }],
     });
     expect(cli(args.filter((a) => a !== "--sid" && a !== "0")).status).toBe(2);
   });

@@ -7,6 +7,7 @@
  */
 
 import { stringify as toYaml } from "yaml";
+import { termWidth } from "./format.ts";
 
 interface WalkRow {
   readonly IOVA_PFN: string | number;
@@ -28,8 +29,11 @@ function isWalkRows(v: unknown): v is WalkRow[] {
   );
 }
 
-/** The debugfs-style table of walk rows. */
-export function walkTable(rows: readonly WalkRow[]): string {
+/**
+ * The debugfs-style table of walk rows. When the levels do not fit `width`, they are
+ * split into several tables, each led by IOVA_PFN (nothing is cut).
+ */
+export function walkTable(rows: readonly WalkRow[], width: number = Number.POSITIVE_INFINITY): string {
   const levels: string[] = [];
   for (const r of rows) for (const k of Object.keys(r.entries)) if (!levels.includes(k)) levels.push(k);
   const pfn = (v: string | number): string =>
@@ -38,24 +42,39 @@ export function walkTable(rows: readonly WalkRow[]): string {
     v === undefined
       ? "-".padEnd(18)
       : (typeof v === "number" ? `0x${v.toString(16).padStart(16, "0")}` : v).padEnd(18);
-  const head = `${"IOVA_PFN".padEnd(15)}   ${levels.map((l) => l.padEnd(18)).join("  ")}`.trimEnd();
-  const lines = rows.map((r) =>
-    `${pfn(r.IOVA_PFN)} | ${levels.map((l) => cell(r.entries[l])).join("  ")}`.trimEnd(),
-  );
-  return [head, ...lines].join("\n");
+  // IOVA_PFN column (15) + " | " (3), then 18 per level with 2 between.
+  const perTable = Math.max(1, Math.floor((width - 18 + 2) / 20));
+  const groups: string[][] = [];
+  for (let i = 0; i < levels.length; i += perTable) groups.push(levels.slice(i, i + perTable));
+  return groups
+    .map((g) => {
+      const head = `${"IOVA_PFN".padEnd(15)}   ${g.map((l) => l.padEnd(18)).join("  ")}`.trimEnd();
+      const lines = rows.map((r) =>
+        `${pfn(r.IOVA_PFN)} | ${g.map((l) => cell(r.entries[l])).join("  ")}`.trimEnd(),
+      );
+      return [head, ...lines].join("\n");
+    })
+    .join("\n\n");
 }
 
-function transform(v: unknown): unknown {
-  if (isWalkRows(v)) return walkTable(v);
-  if (Array.isArray(v)) return v.map(transform);
+/** `v` with walk rows turned into tables fitting `width`; `ind` is the YAML indent of its keys. */
+function transform(v: unknown, ind: number, width: number): unknown {
+  if (Array.isArray(v)) return v.map((x) => transform(x, ind + 2, width));
   if (v !== null && typeof v === "object") {
-    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, transform(x)]));
+    return Object.fromEntries(
+      Object.entries(v).map(([k, x]) => [
+        k,
+        // A block scalar's lines are indented 2 past its key; a sequence's items too.
+        isWalkRows(x) ? walkTable(x, width - ind - 2) : transform(x, ind + 2, width),
+      ]),
+    );
   }
   return v;
 }
 
-/** The text of a dump tree. */
-export function dumpText(tree: unknown): string {
+/** The text of a dump tree, fitting `width` where its walk tables can be split. */
+export function dumpText(tree: unknown, width: number = termWidth()): string {
   if (typeof tree === "string") return `${tree}\n`;
-  return toYaml(transform(tree), { lineWidth: 0 });
+  if (isWalkRows(tree)) return `${walkTable(tree, width)}\n`;
+  return toYaml(transform(tree, 0, width), { lineWidth: 0 });
 }

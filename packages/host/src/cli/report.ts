@@ -9,6 +9,9 @@ import type { FaultJson } from "../scenario/matcher.ts";
 import { faultLine } from "../scenario/matcher.ts";
 import type { CapRow, FileReport, StepRecord } from "../scenario/runner.ts";
 import { jsonable } from "../scenario/values.ts";
+import { hex, table, termWidth, wrapLine } from "./format.ts";
+
+export { table };
 
 /** The `--json` line of one step. */
 export function stepJson(r: StepRecord): string {
@@ -23,17 +26,6 @@ export function stepJson(r: StepRecord): string {
   return JSON.stringify(jsonable(line));
 }
 
-/** Pads cells into aligned columns. */
-export function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
-  const fmt = (cells: readonly string[]): string =>
-    cells
-      .map((c, i) => c.padEnd(widths[i]!))
-      .join("  ")
-      .trimEnd();
-  return [fmt(header), fmt(widths.map((w) => "-".repeat(w))), ...rows.map(fmt)].join("\n");
-}
-
 /** The capability table. */
 export function capTable(rows: readonly CapRow[]): string {
   return table(
@@ -42,7 +34,7 @@ export function capTable(rows: readonly CapRow[]): string {
       c.device,
       c.iommu,
       c.backend,
-      `0x${c.rid.toString(16)}`,
+      hex(c.rid),
       c.intents.join(","),
       c.maxPasidLog2 === 0
         ? "-"
@@ -94,8 +86,15 @@ export function stepLine(r: StepRecord): string {
   return [head, exp, ...r.mismatches.map((m) => `    ${m}`)].join("\n");
 }
 
-/** The human-readable report of one file. */
-export function humanReport(rep: FileReport): string {
+/** The human-readable report of one file, its long lines wrapped to `width`. */
+export function humanReport(rep: FileReport, width: number = termWidth()): string {
+  return reportLines(rep)
+    .split("\n")
+    .map((l) => (l.length <= width ? l : wrapLine(l, (/^\s*/.exec(l)?.[0].length ?? 0) + 4, width)))
+    .join("\n");
+}
+
+function reportLines(rep: FileReport): string {
   const out: string[] = [`== ${rep.file}${rep.name !== rep.file ? ` (${rep.name})` : ""}`];
   if (rep.caps.length > 0) out.push("", "Capabilities", capTable(rep.caps));
   out.push("", "Steps", ...rep.steps.map(stepLine));

@@ -14,6 +14,7 @@
 import type { RamRegion } from "@iommu-kit/core";
 import { PAGE_SIZE, PhysicalMemory } from "@iommu-kit/core";
 import { UsageError } from "./errors.ts";
+import { registersFromJson, resolveRegisters } from "./registers.ts";
 
 /** A piece of memory content at a physical address (bytes past `data` up to `size` are zero). */
 export interface Segment {
@@ -67,7 +68,9 @@ export function elfSegments(bytes: Uint8Array, source: string): Segment[] {
     const memsz = u64(ph + 0x28);
     if (memsz === 0) continue;
     if (offset + filesz > bytes.length)
-      throw new UsageError(`${source}: PT_LOAD ${i} data is past the end of the file`);
+      throw new UsageError(
+        `${source}: program header ${i} (PT_LOAD) data is past the end of the file: truncated image`,
+      );
     out.push({
       base: paddr,
       size: Math.max(memsz, filesz),
@@ -99,9 +102,15 @@ export function segmentsOf(bytes: Uint8Array, file: string, base: number | null)
   return [{ base: base ?? 0, size: bytes.length, data: bytes, source: file }];
 }
 
-/** The RAM regions covering the segments: page-aligned, overlapping or touching ones merged. */
-export function ramRegionsFor(segments: readonly Segment[]): RamRegion[] {
-  const spans = segments
+/**
+ * The RAM regions covering the segments and the declared `ram`: page-aligned,
+ * overlapping or touching ones merged.
+ */
+export function ramRegionsFor(
+  segments: readonly Segment[],
+  ram: readonly { base: number; size: number }[] = [],
+): RamRegion[] {
+  const spans = [...segments, ...ram]
     .filter((s) => s.size > 0)
     .map((s) => ({
       start: s.base - (s.base % PAGE_SIZE),
@@ -121,9 +130,12 @@ export function ramRegionsFor(segments: readonly Segment[]): RamRegion[] {
  * Physical memory holding the segments (later segments win where they overlap).
  * All-zero pages are skipped: never-written RAM reads as zeros anyway.
  */
-export function memoryFromSegments(segments: readonly Segment[]): PhysicalMemory {
-  const regions = ramRegionsFor(segments);
-  if (regions.length === 0) throw new UsageError("no memory given (--memory FILE[@BASE])");
+export function memoryFromSegments(
+  segments: readonly Segment[],
+  ram: readonly { base: number; size: number }[] = [],
+): PhysicalMemory {
+  const regions = ramRegionsFor(segments, ram);
+  if (regions.length === 0) throw new UsageError("no memory given (--memory FILE[@BASE] or --ram BASE+SIZE)");
   const last = regions[regions.length - 1]!;
   if (last.base + last.size > 2 ** 52)
     throw new UsageError(`memory ends at 0x${(last.base + last.size).toString(16)}, above 2^52`);
@@ -151,27 +163,5 @@ export function parseRegisters(
   defaults: Readonly<Record<string, bigint>>,
   source: string,
 ): Record<string, bigint> {
-  if (json === null || typeof json !== "object" || Array.isArray(json)) {
-    throw new UsageError(`${source}: must be a JSON object of register names to values`);
-  }
-  const out: Record<string, bigint> = { ...defaults };
-  for (const [k, v] of Object.entries(json)) {
-    const key = k.toUpperCase();
-    if (!(key in defaults)) {
-      throw new UsageError(
-        `${source}: unknown register ${JSON.stringify(k)} (known: ${Object.keys(defaults).join(", ")})`,
-      );
-    }
-    let val: bigint;
-    try {
-      if (typeof v === "number" && Number.isSafeInteger(v) && v >= 0) val = BigInt(v);
-      else if (typeof v === "string" && /^(0[xX][0-9a-fA-F]+|[0-9]+)$/.test(v.trim())) val = BigInt(v.trim());
-      else throw new Error();
-    } catch {
-      throw new UsageError(`${source}: register ${k}: ${JSON.stringify(v)} is not a number or 0x hex string`);
-    }
-    if (val >= 1n << 64n) throw new UsageError(`${source}: register ${k}: value does not fit in 64 bits`);
-    out[key] = val;
-  }
-  return out;
+  return resolveRegisters(registersFromJson(json, source), defaults, "").registers;
 }

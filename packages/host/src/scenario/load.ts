@@ -9,7 +9,16 @@ import type { ErrorObject, ValidateFunction } from "ajv";
 import { Ajv } from "ajv";
 import { parse as parseYaml } from "yaml";
 import type { JsonSchema } from "./schema.ts";
-import { scenarioSchema } from "./schema.ts";
+import { OP_ARGS, scenarioSchema } from "./schema.ts";
+import { isNumberLike, toBig } from "./values.ts";
+
+/** Deepest nesting of objects and arrays a scenario may have (real ones stay below 10). */
+export const MAX_DEPTH = 64;
+/** Most bytes a step may return (mem.read, a DMA or access read): 16 MiB. */
+export const MAX_DATA: number = 2 ** 24;
+/** Most pages a dirty bitmap (dirty.read) or pin list (access.pin) may cover: 2^27. */
+export const MAX_PAGES: number = 2 ** 27;
+const PAGE = 4096;
 
 /** A physical memory region of a scenario. */
 export interface RegionDecl {
@@ -78,21 +87,78 @@ export function compileSchema(schema: JsonSchema): ValidateFunction {
   return v;
 }
 
+/**
+ * The line and column where flow nesting (`[`, `{`, outside strings) first exceeds
+ * `limit`, or null: checked before parsing, so no parser or validator recurses that deep.
+ */
+export function tooDeep(text: string, limit: number = MAX_DEPTH): { line: number; column: number } | null {
+  let depth = 0;
+  let quote = "";
+  let line = 1;
+  let col = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    col++;
+    if (c === "\n") {
+      line++;
+      col = 0;
+      if (quote === "'") quote = "";
+      continue;
+    }
+    if (quote !== "") {
+      if (c === "\\" && quote === '"') i++;
+      else if (c === quote) quote = "";
+      continue;
+    }
+    if (c === '"' || c === "'") quote = c;
+    else if (c === "[" || c === "{") {
+      if (++depth > limit) return { line, column: col };
+    } else if ((c === "]" || c === "}") && depth > 0) depth--;
+  }
+  return null;
+}
+
+/** The pointer of the first value nested deeper than `limit` (iterative), or null. */
+function deepPointer(doc: unknown, limit: number): string | null {
+  const stack: [unknown, string, number][] = [[doc, "", 0]];
+  while (stack.length > 0) {
+    const [v, at, d] = stack.pop()!;
+    if (v === null || typeof v !== "object") continue;
+    if (d >= limit) return at;
+    for (const [k, x] of Object.entries(v)) stack.push([x, `${at}/${k}`, d + 1]);
+  }
+  return null;
+}
+
 /** Parses scenario text: JSON when `file` ends in .json (or the text starts with "{"), YAML otherwise. */
 export function parseScenarioText(text: string, file: string): unknown {
   const json = /\.json$/i.test(file) || (!/\.ya?ml$/i.test(file) && text.trimStart().startsWith("{"));
+  const deep = tooDeep(text);
+  if (deep !== null)
+    throw new ScenarioError(
+      file,
+      "",
+      `line ${deep.line} column ${deep.column}: nested deeper than ${MAX_DEPTH} levels`,
+    );
+  let doc: unknown;
   if (json) {
     try {
-      return JSON.parse(text);
+      doc = JSON.parse(text);
     } catch (e) {
       throw new ScenarioError(file, "", `not valid JSON: ${(e as Error).message}`);
     }
+  } else {
+    try {
+      doc = parseYaml(text, { intAsBigInt: true, maxAliasCount: 100 });
+    } catch (e) {
+      const m = e instanceof RangeError ? `nested deeper than ${MAX_DEPTH} levels` : (e as Error).message;
+      throw new ScenarioError(file, "", `not valid YAML: ${m.split("\n")[0]}`);
+    }
   }
-  try {
-    return bigToSafe(parseYaml(text, { intAsBigInt: true }));
-  } catch (e) {
-    throw new ScenarioError(file, "", `not valid YAML: ${(e as Error).message.split("\n")[0]}`);
-  }
+  // Block-style YAML nests by indentation, which the bracket scan does not see.
+  const at = deepPointer(doc, MAX_DEPTH);
+  if (at !== null) throw new ScenarioError(file, at, `nested deeper than ${MAX_DEPTH} levels`);
+  return json ? doc : bigToSafe(doc);
 }
 
 /** YAML integers arrive as bigints: safe ones become numbers, larger ones hex strings (exact either way). */
@@ -170,7 +236,74 @@ export function validateScenario(
   }
   const s = doc as Scenario;
   checkNames(s, file);
+  checkBounds(s, file);
   return s;
+}
+
+const SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
+/** The value of a number field, which must be below 2^53 (the host takes numbers). */
+function safe(v: unknown, file: string, at: string): number | undefined {
+  if (v === undefined || !isNumberLike(v)) return undefined;
+  const b = toBig(v);
+  if (b > SAFE)
+    throw new ScenarioError(
+      file,
+      at,
+      `${typeof v === "string" ? v : String(v)} is at or above 2^53 (out of range)`,
+    );
+  return Number(b);
+}
+
+function limit(file: string, at: string, n: number, max: number, what: string): void {
+  if (n > max)
+    throw new ScenarioError(
+      file,
+      at,
+      `E2BIG: 0x${n.toString(16)} is over the limit 0x${max.toString(16)} (${what})`,
+    );
+}
+
+/**
+ * What the host would refuse late or could not allocate: numbers at or above 2^53,
+ * misaligned RAM, a rid wider than 32 bits, and step lengths that allocate (bounded
+ * before anything is allocated).
+ */
+function checkBounds(s: Scenario, file: string): void {
+  const regions: [RegionDecl, string][] = (s.memory?.ram ?? []).map((r, i) => [r, `/memory/ram/${i}`]);
+  if (s.memory?.tables !== undefined) regions.push([s.memory.tables, "/memory/tables"]);
+  for (const [r, at] of regions) {
+    for (const k of ["base", "size"] as const) {
+      const v = safe(r[k], file, `${at}/${k}`);
+      if (v !== undefined && v % PAGE !== 0)
+        throw new ScenarioError(file, `${at}/${k}`, `0x${v.toString(16)} is not 4 KiB aligned`);
+    }
+  }
+  (s.devices ?? []).forEach((d, i) => {
+    if (!("rid" in d)) return;
+    const rid = safe(d.rid, file, `/devices/${i}/rid`);
+    if (rid !== undefined && rid >= 2 ** 32)
+      throw new ScenarioError(file, `/devices/${i}/rid`, `0x${rid.toString(16)} is wider than 32 bits`);
+  });
+  s.steps.forEach((st, i) => {
+    const at = `/steps/${i}`;
+    const props = OP_ARGS[st.op]?.properties ?? {};
+    for (const [k, sch] of Object.entries(props))
+      if ((sch as { $ref?: string }).$ref === "#/$defs/number") safe(st[k], file, `${at}/${k}`);
+    if (st.op === "dma") safe(st.pasid, file, `${at}/pasid`);
+    const len = safe(st.length, file, `${at}/length`);
+    if (len === undefined) return;
+    const reads =
+      st.op === "mem.read" ||
+      (st.op === "dma" && (st.access ?? "read") !== "write") ||
+      (st.op === "access.rw" && st.write !== true);
+    if (reads) limit(file, `${at}/length`, len, MAX_DATA, "bytes a step may return");
+    if (st.op === "dirty.read") {
+      const ps = safe(st.pageSize, file, `${at}/pageSize`) ?? PAGE;
+      if (ps > 0) limit(file, `${at}/length`, Math.ceil(len / ps), MAX_PAGES, "pages of a dirty bitmap");
+    }
+    if (st.op === "access.pin") limit(file, `${at}/length`, Math.ceil(len / PAGE), MAX_PAGES, "pages pinned");
+  });
 }
 
 /** Parses and validates scenario text. */
