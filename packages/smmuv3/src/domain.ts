@@ -5,7 +5,9 @@
  * 2 under a VMID in the STE, 5.2), and nested domains (the user's STE words over a
  * stage-2 parent, as iommufd's arm_smmu_nested_domain holds them). Changes go to the
  * hardware through the backend that made them (TLBI + CMD_SYNC after an unmap).
- * Level numbers are the page table's (Arm ARM lookup levels 0-3).
+ * Level numbers are the page table's (Arm ARM lookup levels 0-3). The one import back
+ * into `backend.ts` is type-only (erased): it keeps `SmmuDomain.backend` typed as the
+ * concrete `SmmuV3Backend` a user holds, with no runtime dependency on the glue.
  */
 
 import type { Domain, DomainFlags, DomainType, IovaRange } from "@iommu-kit/core";

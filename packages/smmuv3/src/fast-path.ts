@@ -6,8 +6,8 @@
  *   StreamID mod size, holding [key, IOTLB tag] side by side, and for requests without a
  *   SubstreamID a table indexed by the StreamID itself (its IOTLB tag), so the hit path
  *   finds a tag with one typed-array read. Forgotten whenever any configuration drops.
- * - A micro-TLB (as a TBU's), direct-mapped by 4 KiB page: [vpn, tag, pa, perms|size],
- *   emptied by every TLBI.
+ * - The core IOTLB's micro-TLB (as a TBU's), direct-mapped by 4 KiB page: [vpn, tag,
+ *   pa, meta], emptied whenever the IOTLB drops anything.
  * - The IOTLB (`internal/iotlb.ts`), tagged by (VMID, ASID) (stage-2-only entries by
  *   VMID alone) and filled one 4 KiB page at a time with the leaf size of the walk.
  *   Everything the rest of the model does to it goes through this class's TLBI methods
@@ -22,7 +22,8 @@
 
 import type { Fault, PhysicalMemory, Translation, WalkStep } from "@iommu-kit/core";
 import { Access, Perm } from "@iommu-kit/core";
-import type { Iotlb } from "@iommu-kit/core/driver";
+import type { FastIotlb } from "@iommu-kit/core/driver";
+import { IOTLB_MICRO_MASK, IotlbMeta } from "@iommu-kit/core/driver";
 import { Narrator, resultStep } from "./explain.ts";
 import { EventClass, EventId } from "./format/event.ts";
 import { ConfigReader, SID_SPAN } from "./internal/config.ts";
@@ -33,7 +34,9 @@ import type { RegisterValues } from "./registers.ts";
 import { RegisterFile } from "./registers.ts";
 import { MODE_ABORT, MODE_BYPASS, MODE_TRANSLATE, TransCfg, Walker } from "./walk.ts";
 
-const MICRO_MASK = 1023;
+const MICRO_MASK = IOTLB_MICRO_MASK;
+/** A meta word's leaf size log2 is `meta >>> SIZE_SHIFT` (core's IotlbMeta). */
+const SIZE_SHIFT = IotlbMeta.SIZE_SHIFT;
 // Access flags as literals for the hit path (core's Access.WRITE / EXEC / PRIV).
 const A_WRITE = 2;
 const A_EXEC = 4;
@@ -76,12 +79,10 @@ export class FastPath extends RegisterFile {
   #ridTag: Float64Array = new Float64Array(0);
   #lastTag = -1;
   #slotMask = 0;
-  readonly #iotlb: Iotlb;
-  // Micro-TLB in front of the IOTLB (as a TBU's): direct-mapped by 4K page, emptied by every TLBI.
-  // Entry i is [vpn, tag, pa of the page, perms | sizeLg2 << 8] at 4i (one cache line); vpn -1 = empty.
-  readonly #micro: Float64Array = new Float64Array((MICRO_MASK + 1) * 4).fill(-1);
-  /** False while the micro-TLB holds nothing (a TLBI then skips emptying it). */
-  #uLive = false;
+  readonly #iotlb: FastIotlb;
+  // The core IOTLB's micro-TLB in front of it (as a TBU's): direct-mapped by 4K page, emptied
+  // by every drop. Entry i is [vpn, tag, pa of the page, the IOTLB meta] at 4i; vpn -1 = empty.
+  readonly #micro: Float64Array;
   /** IOTLB hits served by the fast path (each is also a config-cache hit). */
   #fastHits = 0;
 
@@ -90,6 +91,7 @@ export class FastPath extends RegisterFile {
     this.memory = memory;
     this.tlb = new SmmuTlb(tlbLg2);
     this.#iotlb = this.tlb.iotlb;
+    this.#micro = this.#iotlb.micro;
     this.#w = new Walker(memory, this.#f, this.#n);
     this.#cfg = new ConfigReader(memory, this, this.#w, this.#f, this.#n);
   }
@@ -114,8 +116,6 @@ export class FastPath extends RegisterFile {
     this.#cfg.clear();
     this.#forget();
     this.tlb.clear();
-    this.#micro.fill(-1);
-    this.#uLive = false;
   }
 
   /** Forgets the fast indexes into the config cache (the cache itself is edited by the caller). */
@@ -123,13 +123,6 @@ export class FastPath extends RegisterFile {
     this.#lastKey = -2;
     this.#slotKT.fill(-1);
     this.#ridTag.fill(-1);
-  }
-
-  /** @internal Every TLBI empties the micro-TLB. */
-  tlbiBegin(): void {
-    if (!this.#uLive) return;
-    this.#micro.fill(-1);
-    this.#uLive = false;
   }
 
   /** @internal CFGI_STE. */
@@ -258,7 +251,7 @@ export class FastPath extends RegisterFile {
           this.#fastHits++;
           out.pa = u[x + 2]! + (iova - vpn * 4096);
           out.perm = perm;
-          out.sizeLg2 = packed >>> 8;
+          out.sizeLg2 = packed >>> SIZE_SHIFT;
           out.fault = null;
           return true;
         }
@@ -296,7 +289,7 @@ export class FastPath extends RegisterFile {
             this.#fastHits++;
             out.pa = u[x + 2]! + (iova - vpn * 4096);
             out.perm = perm;
-            out.sizeLg2 = packed >>> 8;
+            out.sizeLg2 = packed >>> SIZE_SHIFT;
             out.fault = null;
             return true;
           }
@@ -304,18 +297,16 @@ export class FastPath extends RegisterFile {
         const iotlb = this.#iotlb;
         const slot = iotlb.lookup(tag, vpn);
         if (slot >= 0) {
-          const packed = iotlb.perms[slot]!;
-          const perm = access & A_PRIV ? packed & 7 : packed >>> 4;
+          const d = iotlb.data;
+          const b = slot << 2;
+          const packed = d[b + 3]!;
+          const perm = access & A_PRIV ? packed & 7 : (packed >>> 4) & 0xf;
           if ((perm & need) === need) {
             this.#fastHits++;
-            this.#uLive = true;
-            u[x] = vpn;
-            u[x + 1] = tag;
-            u[x + 2] = iotlb.pas[slot]!;
-            u[x + 3] = (packed & 0xff) | (iotlb.sizes[slot]! << 8);
-            out.pa = iotlb.pas[slot]! + (iova - vpn * 4096);
+            iotlb.remember(slot, vpn, tag, packed); // both privileges' rights: one key per tag
+            out.pa = d[b + 2]! + (iova - vpn * 4096);
             out.perm = perm;
-            out.sizeLg2 = iotlb.sizes[slot]!;
+            out.sizeLg2 = packed >>> SIZE_SHIFT;
             out.fault = null;
             return true;
           }

@@ -20,8 +20,6 @@ import type { RegisterFile } from "./registers.ts";
 export interface CommandTarget {
   /** The cache counters (`invalidations` counts executed CFGI / TLBI commands). */
   readonly counters: { invalidations: number };
-  /** Before any TLBI: every TLBI empties the micro-TLB. */
-  tlbiBegin(): void;
   /** CFGI_STE. */
   cfgiSte(sid: number): void;
   /** CFGI_STE_RANGE (Range 31: everything, CFGI_ALL). */
@@ -115,7 +113,6 @@ export class CommandQueue {
       return CmdError.NONE;
     const t = this.#t;
     const r = this.#r;
-    if (op >= CmdOp.TLBI_NH_ALL && op <= CmdOp.TLBI_NSNH_ALL) t.tlbiBegin();
     // Fields straight from the 32-bit halves (decodeCommandHalves' positions), no allocation.
     const sid = b >>> 0;
     const asid = b >>> 16;

@@ -18,8 +18,8 @@ describe("SmmuTlb invalidation scopes (IHI 0070 4.4)", () => {
   it("tags separate VMIDs, ASIDs and stage-2-only entries; hits return the page's PA and packed perms", () => {
     const t = filled();
     const slot = t.lookup(tlbTag(1, 5), 0x1abc);
-    expect(t.iotlb.pas[slot]).toBe(0xa000);
-    expect(t.iotlb.perms[slot]).toBe(3 | (1 << 4));
+    expect(t.iotlb.pa(slot)).toBe(0xa000);
+    expect(t.iotlb.meta(slot) & 0xff).toBe(3 | (1 << 4));
     expect(has(t, 1, 5, 0x1000)).toBe(true);
     expect(has(t, 1, 7, 0x1000)).toBe(false);
     expect(has(t, 2, 5, 0x1000)).toBe(true);

@@ -1,22 +1,22 @@
 /**
- * The SMMUv3 IOTLB: core's typed-array `Iotlb` with SMMUv3 tags and the invalidation
+ * The SMMUv3 IOTLB: core's unified `FastIotlb` with SMMUv3 tags and the invalidation
  * scopes of the TLBI commands (ARM IHI 0070 4.4). A tag packs (VMID, ASID slot): slot 0 =
  * stage-2-only entries (input address is an IPA), slot ASID+1 = stage-1 or nested
- * entries. Global entries (nG = 0) are cached under the ASID that walked them with a
- * flag, so TLBI_NH_ASID keeps them and TLBI_NH_VA drops them for any ASID. A hit is one
- * hash probe: no allocation, no closure, no BigInt. Only the fast path (`../fast-path.ts`)
- * uses this class; the command queue reaches it through the fast path's TLBI methods, so
- * another IOTLB changes this file and the fast path's hit path, nothing else.
+ * entries; the core IOTLB groups tags by VMID (groupSpan = 2^17), the unit most TLBIs
+ * name. The meta word's vendor bits hold the privileged (2:0) and unprivileged (6:4)
+ * permissions and GLOBAL (8): global entries (nG = 0) are cached under the ASID that
+ * walked them with that flag, so TLBI_NH_ASID keeps them and TLBI_NH_VA drops them for
+ * any ASID. A hit is one hash probe (and the core's micro-TLB in front of it): no
+ * allocation, no closure, no BigInt. Only the fast path (`../fast-path.ts`) uses this
+ * class; the command queue reaches it through the fast path's TLBI methods.
  */
 
-import { Iotlb } from "@iommu-kit/core/driver";
+import { FastIotlb, iotlbMeta } from "@iommu-kit/core/driver";
 
 const PAGE = 4096;
 const SLOT_SPAN = 131072; // 2^17 ASID slots per VMID
-/** 2^i for i in [0, 255] (Math.pow is slow on this path). */
-const POW2 = Float64Array.from({ length: 256 }, (_, i) => 2 ** i);
-/** aux bit: the entry came from a global (nG = 0) stage-1 leaf. */
-export const AUX_GLOBAL = 1;
+/** Meta vendor bit: the entry came from a global (nG = 0) stage-1 leaf. */
+export const AUX_GLOBAL = 0x100;
 
 /** The IOTLB tag of (VMID, ASID); asid -1 = a stage-2-only entry. */
 export function tlbTag(vmid: number, asid: number): number {
@@ -25,7 +25,7 @@ export function tlbTag(vmid: number, asid: number): number {
 
 /** IOTLB with SMMUv3 invalidation scopes. Perms pack privileged (bits 2:0) and unprivileged (6:4) grants. */
 export class SmmuTlb {
-  readonly iotlb: Iotlb;
+  readonly iotlb: FastIotlb;
   /**
    * VMIDs that may hold global entries (added on insert, forgotten when the IOTLB is
    * empty): without any, TLBI_NH_VA of one ASID is a range invalidation of one tag.
@@ -33,7 +33,7 @@ export class SmmuTlb {
   readonly #globalVmids = new Set<number>();
 
   constructor(capacityLg2: number) {
-    this.iotlb = new Iotlb(capacityLg2);
+    this.iotlb = new FastIotlb(capacityLg2, SLOT_SPAN);
   }
 
   /** Entries held. */
@@ -62,9 +62,7 @@ export class SmmuTlb {
       tag,
       vpn,
       pa - (iova - vpn * PAGE),
-      permPriv | (permUnpriv << 4),
-      sizeLg2,
-      global ? AUX_GLOBAL : 0,
+      iotlbMeta(permPriv | (permUnpriv << 4) | (global ? AUX_GLOBAL : 0), sizeLg2),
     );
   }
 
@@ -77,24 +75,24 @@ export class SmmuTlb {
 
   /** TLBI_S12_VMALL: every entry of the VMID. */
   invalidateVmid(vmid: number): number {
-    const t = this.iotlb.tags;
-    return this.iotlb.invalidateWhere((i) => Math.floor(t[i]! / SLOT_SPAN) === vmid);
+    return this.iotlb.invalidateGroup(vmid);
   }
 
   /** TLBI_NH_ALL: every stage-1 (and nested) entry of the VMID. */
   invalidateNhAll(vmid: number): number {
-    const t = this.iotlb.tags;
+    if (!this.iotlb.hasGroup(vmid)) return 0;
+    const d = this.iotlb.data;
     return this.iotlb.invalidateWhere(
-      (i) => Math.floor(t[i]! / SLOT_SPAN) === vmid && t[i]! % SLOT_SPAN !== 0,
+      (i) => Math.floor(d[i * 4 + 1]! / SLOT_SPAN) === vmid && d[i * 4 + 1]! % SLOT_SPAN !== 0,
     );
   }
 
   /** TLBI_NH_ASID: non-global entries of (VMID, ASID). */
   invalidateAsid(vmid: number, asid: number): number {
-    if (this.iotlb.size === 0) return 0;
     const tag = tlbTag(vmid, asid);
-    const { tags, aux } = this.iotlb;
-    return this.iotlb.invalidateWhere((i) => tags[i] === tag && (aux[i]! & AUX_GLOBAL) === 0);
+    if (!this.iotlb.hasTag(tag)) return 0;
+    const d = this.iotlb.data;
+    return this.iotlb.invalidateWhere((i) => d[i * 4 + 1] === tag && (d[i * 4 + 3]! & AUX_GLOBAL) === 0);
   }
 
   /**
@@ -102,33 +100,23 @@ export class SmmuTlb {
    * every ASID) whose leaf covers any byte of [addr, addr + length).
    */
   invalidateVa(vmid: number, asid: number, addr: number, length: number): number {
-    if (this.iotlb.size === 0) this.#globalVmids.clear();
+    const t = this.iotlb;
+    if (t.size === 0) this.#globalVmids.clear();
     const tag = tlbTag(vmid, asid);
+    const end = addr + length;
     // One ASID and no global entries in the VMID: the entries to drop are that tag's.
-    if (asid >= 0 && !this.#globalVmids.has(vmid)) return this.iotlb.invalidateRange(tag, addr, length);
-    const { tags, aux } = this.iotlb;
-    return this.#range(addr, length, (i) => {
-      const t = tags[i]!;
-      if (Math.floor(t / SLOT_SPAN) !== vmid || t % SLOT_SPAN === 0) return false;
-      return asid < 0 || t === tag || (aux[i]! & AUX_GLOBAL) !== 0;
+    if (asid >= 0 && !this.#globalVmids.has(vmid)) return t.invalidateRange(vmid, tag, addr, end);
+    const d = t.data;
+    return t.invalidateRange(vmid, -1, addr, end, (i) => {
+      const e = d[i * 4 + 1]!;
+      if (e % SLOT_SPAN === 0) return false; // stage-2-only
+      if (asid >= 0 && e !== tag && (d[i * 4 + 3]! & AUX_GLOBAL) === 0) return false;
+      return t.covers(i, addr, end);
     });
   }
 
   /** TLBI_S2_IPA: stage-2-only entries of the VMID covering [ipa, ipa + length). */
   invalidateIpa(vmid: number, ipa: number, length: number): number {
-    return this.iotlb.invalidateRange(tlbTag(vmid, -1), ipa, length);
-  }
-
-  #range(addr: number, length: number, match: (slot: number) => boolean): number {
-    if (this.iotlb.size === 0) return 0;
-    const { vpns, sizes } = this.iotlb;
-    const end = addr + length;
-    return this.iotlb.invalidateWhere((i) => {
-      if (!match(i)) return false;
-      const size = POW2[sizes[i]!]!; // sizes are Uint8: always inside the table
-      const a = vpns[i]! * PAGE;
-      const base = a - (a % size);
-      return base < end && base + size > addr;
-    });
+    return this.iotlb.invalidateRange(vmid, tlbTag(vmid, -1), ipa, ipa + length);
   }
 }
