@@ -31,6 +31,7 @@ import type {
 } from "@iommu-kit/core";
 import { assertIntentAllowed, createTranslation, hex, outcomeOf } from "@iommu-kit/core";
 import { PageTable } from "@iommu-kit/core/driver";
+import type { SmmuDomainHost } from "./domain.ts";
 import { SmmuDomain, SmmuNestedDomain, SmmuPagingDomain, SmmuSimpleDomain } from "./domain.ts";
 import type { CdOwner } from "./driver.ts";
 import { SmmuDriver } from "./driver.ts";
@@ -60,7 +61,7 @@ interface DeviceState extends CdOwner {
 }
 
 /** An SMMUv3 instance: the hardware model plus (unless built from registers) the driver. */
-export class SmmuV3Backend implements Backend {
+export class SmmuV3Backend implements SmmuDomainHost {
   readonly kind = "smmuv3";
   readonly name: string;
   readonly hw: SmmuHw;

@@ -5,26 +5,38 @@
  * 2 under a VMID in the STE, 5.2), and nested domains (the user's STE words over a
  * stage-2 parent, as iommufd's arm_smmu_nested_domain holds them). Changes go to the
  * hardware through the backend that made them (TLBI + CMD_SYNC after an unmap).
- * Level numbers are the page table's (Arm ARM lookup levels 0-3). The one import back
- * into `backend.ts` is type-only (erased): it keeps `SmmuDomain.backend` typed as the
- * concrete `SmmuV3Backend` a user holds, with no runtime dependency on the glue.
+ * Level numbers are the page table's (Arm ARM lookup levels 0-3). The backend is seen
+ * through {@link SmmuDomainHost} (which `SmmuV3Backend` implements), so this file does not
+ * import backend.ts.
  */
 
-import type { Domain, DomainFlags, DomainType, IovaRange } from "@iommu-kit/core";
+import type { Backend, Domain, DomainFlags, DomainType, IovaRange } from "@iommu-kit/core";
 import { hex, IommuError, Perm } from "@iommu-kit/core";
 import type { PageTable, PtFormat } from "@iommu-kit/core/driver";
-import type { SmmuV3Backend } from "./backend.ts";
 import { CmdOp } from "./format/command.ts";
 import type { LpaeFormatSpec } from "./format/lpae-pte.ts";
+import type { SmmuHw } from "./hardware.ts";
 import { POW2 } from "./internal/words.ts";
 import { bad } from "./options.ts";
 
 /** Perm.R | Perm.W: a mapping must grant one of them. */
 const PERM_RW = Perm.R | Perm.W;
 
+/** What an SMMUv3 domain needs of its backend (`SmmuV3Backend` implements it). */
+export interface SmmuDomainHost extends Backend {
+  /** The hardware model. */
+  readonly hw: SmmuHw;
+  /** Invalidates a changed IOVA range of a paging domain (TLBI + CMD_SYNC). */
+  invalidateDomainRange(d: SmmuPagingDomain, iova: number, length: number): void;
+  /** Releases an ASID/VMID after invalidating everything tagged with it (arm_smmu_domain_free). */
+  releaseTag(d: SmmuPagingDomain): void;
+  /** Submits commands through the command queue, with a CMD_SYNC at the end. */
+  submit(cmds: readonly (readonly [bigint, bigint])[]): void;
+}
+
 /** Any domain of this backend. */
 export abstract class SmmuDomain implements Domain {
-  readonly backend: SmmuV3Backend;
+  readonly backend: SmmuDomainHost;
   readonly id: number;
   abstract readonly type: DomainType;
   readonly format: string;
@@ -36,7 +48,7 @@ export abstract class SmmuDomain implements Domain {
   freed = false;
 
   constructor(
-    backend: SmmuV3Backend,
+    backend: SmmuDomainHost,
     id: number,
     format: string,
     flags: DomainFlags,
@@ -76,7 +88,7 @@ export abstract class SmmuDomain implements Domain {
 /** A blocked or identity domain (no table). */
 export class SmmuSimpleDomain extends SmmuDomain {
   readonly type: DomainType;
-  constructor(backend: SmmuV3Backend, id: number, type: "blocked" | "identity") {
+  constructor(backend: SmmuDomainHost, id: number, type: "blocked" | "identity") {
     super(backend, id, "", {}, { start: 0, last: -1 }, 0n);
     this.type = type;
   }
@@ -96,7 +108,7 @@ export class SmmuPagingDomain extends SmmuDomain {
   dirtyEnabled = false;
 
   constructor(
-    backend: SmmuV3Backend,
+    backend: SmmuDomainHost,
     id: number,
     spec: LpaeFormatSpec,
     flags: DomainFlags,
@@ -267,7 +279,7 @@ export class SmmuNestedDomain extends SmmuDomain {
   readonly ste: readonly [bigint, bigint];
 
   constructor(
-    backend: SmmuV3Backend,
+    backend: SmmuDomainHost,
     id: number,
     parent: SmmuPagingDomain,
     ste: [bigint, bigint],

@@ -6,6 +6,7 @@
  */
 
 export { MSI_IOVA_BASE, SmmuV3Backend, smmuv3Backend } from "./backend.ts";
+export type { SmmuDomainHost } from "./domain.ts";
 export { SmmuDomain, SmmuNestedDomain, SmmuPagingDomain } from "./domain.ts";
 export { CD_FIELDS, decodeCd, decodeL1Cd, encodeCd, encodeL1Cd, TG0_LG2, TG1_LG2 } from "./format/cd.ts";
 export type { Command } from "./format/command.ts";
