@@ -8,7 +8,15 @@
  */
 
 import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -128,5 +136,34 @@ describe("single packages installed from their tarballs", () => {
     expect(() =>
       execFileSync("node", [tsc, "-p", "tsconfig.json"], { cwd: dir, encoding: "utf8" }),
     ).toThrow();
+  });
+});
+
+describe("the host's committed bin launcher", () => {
+  it("without a built dist/ prints one line saying to build first and exits 2", () => {
+    const dir = join(work, "unbuilt-host");
+    mkdirSync(join(dir, "bin"), { recursive: true });
+    writeFileSync(join(dir, "package.json"), JSON.stringify({ type: "module" }));
+    writeFileSync(
+      join(dir, "bin", "iommu-kit.js"),
+      readFileSync(join(root, "packages", "host", "bin", "iommu-kit.js"), "utf8"),
+    );
+    const r = spawnSync("node", [join(dir, "bin", "iommu-kit.js"), "run"], { encoding: "utf8" });
+    expect(r.status).toBe(2);
+    expect(r.stdout).toBe("");
+    expect(r.stderr).toBe(
+      "iommu-kit: the CLI is not built (no dist/cli/main.js): run `pnpm run build` first\n",
+    );
+  });
+
+  it("with dist/ runs the CLI, and package.json's bin names it", () => {
+    const host = JSON.parse(readFileSync(join(root, "packages", "host", "package.json"), "utf8"));
+    expect(host.bin).toEqual({ "iommu-kit": "./bin/iommu-kit.js" });
+    expect(host.files).toContain("bin");
+    const r = spawnSync("node", [join(root, "packages", "host", "bin", "iommu-kit.js"), "--version"], {
+      encoding: "utf8",
+    });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toBe(host.version);
   });
 });
