@@ -46,6 +46,9 @@ function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
     npm_config_fund: "false",
     npm_config_audit: "false",
     npm_config_update_notifier: "false",
+    // The temp repository ignores the machine's git config (signing, hooks, default branch).
+    GIT_CONFIG_NOSYSTEM: "1",
+    GIT_CONFIG_GLOBAL: empty,
     GIT_AUTHOR_NAME: "release test",
     GIT_AUTHOR_EMAIL: "release@test.invalid",
     GIT_COMMITTER_NAME: "release test",
