@@ -21,6 +21,9 @@ import {
 } from "@iommu-kit/core";
 import { addressField, EntryKind, Iotlb, PageTable } from "@iommu-kit/core/driver";
 
+/** @typedef {import("@iommu-kit/core").Backend} Backend */
+/** @typedef {import("@iommu-kit/core").Domain} Domain */
+
 const V = 1;
 const R = 2;
 const W = 4;
@@ -46,8 +49,8 @@ export const toyFormat = {
   },
 };
 
-/** @implements {import("@iommu-kit/core").Domain} */
-class ToyDomain {
+/** @implements {Domain} */
+export class ToyDomain {
   /**
    * @param {ToyIommu} backend
    * @param {number} id
@@ -101,7 +104,7 @@ class ToyDomain {
   }
 }
 
-/** @implements {import("@iommu-kit/core").Backend} */
+/** @implements {Backend} */
 export class ToyIommu {
   /** @param {import("@iommu-kit/core").BackendContext} ctx */
   constructor(ctx) {
