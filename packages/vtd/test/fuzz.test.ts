@@ -15,9 +15,11 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import type { VtdBackend } from "../src/backend.ts";
 import { vtdFromRegisters } from "../src/backend.ts";
+import { Pgtt } from "../src/format/pasid-entry.ts";
 import { Reg } from "../src/format/registers.ts";
 import { fresh } from "./helpers.ts";
 import { hostileMemory, REGION } from "./hostile.ts";
+import { rig, SID } from "./rig.ts";
 
 /** Memory reads one request may make: 15 configuration words + 5 x (5 + 1) + 5 entries, rounded up. */
 const MAX_READS = 64;
@@ -181,7 +183,54 @@ const regWriteArb = fc.record({
   size: fc.constantFrom(4 as const, 8 as const),
 });
 
+/** Every leaf level and stage with noise in the flag bits (lo 12:0, hi 63:52): the PA stays in its region. */
+const leafArb = fc.record({
+  stage: fc.constantFrom("fs", "ss-legacy", "ss-scalable"),
+  level: fc.integer({ min: 0, max: 2 }),
+  frame: fc.nat(),
+  page: fc.nat(),
+  offset: fc.integer({ min: 0, max: 4095 }),
+  lo: fc.integer({ min: 0, max: 0x1fff }),
+  hi: fc.integer({ min: 0, max: 0xfff }),
+  access: fc.constantFrom(Access.READ, Access.WRITE, Access.READ | Access.EXEC),
+});
+
 describe("fuzz: hostile inputs end in a PA or a fault, the same way everywhere (issue 15)", () => {
+  it("random leaves of every size with noisy flag bits: PA < 2^52 inside its sizeLg2 region, explain == translate", () => {
+    fc.assert(
+      fc.property(leafArb, (c) => {
+        const r = rig({ haw: 52, mode: c.stage === "ss-legacy" ? "legacy" : "scalable" });
+        const sizeLg2 = 12 + 9 * c.level;
+        const base = 0x4000_0000 + (c.page % 512) * 2 ** sizeLg2;
+        const addr = (c.frame % 2 ** (40 - 9 * c.level)) * 2 ** sizeLg2;
+        const iova = base + ((c.offset * 4099) % 2 ** sizeLg2);
+        const root = r.page();
+        let path: number[];
+        let pasid = NO_PASID;
+        if (c.stage === "fs") {
+          r.scalableContext();
+          r.pasidEntry(5, { pgtt: Pgtt.FIRST_STAGE, fsptptr: root });
+          path = r.fsMap(root, 4, base, { addr }, c.level);
+          pasid = 5;
+        } else if (c.stage === "ss-legacy") {
+          r.legacyContext({ slptptr: root });
+          path = r.ssMap(root, 4, base, { addr }, c.level);
+        } else {
+          r.scalableContext();
+          r.pasidEntry(0, { ssptptr: root });
+          path = r.ssMap(root, 4, base, { addr }, c.level);
+        }
+        const leaf = path.at(-1)!;
+        r.w64(leaf, r.memory.read64(leaf) | BigInt(c.lo) | (BigInt(c.hi) << 52n));
+        const out = createTranslation();
+        const ok = r.hw.translate(SID, pasid, iova, c.access, out);
+        if (ok) checkPa(out.pa, out.sizeLg2, iova, 52);
+        expect(explained(r.hw.explainWalk(SID, pasid, iova, c.access))).toBe(short(outcome(ok, out)));
+      }),
+      { numRuns: 200 },
+    );
+  });
+
   it("random table images: bounded, PA < 2^52 in its region, explain == translate == translateBig", () => {
     fc.assert(
       fc.property(
@@ -221,15 +270,28 @@ describe("fuzz: hostile inputs end in a PA or a fault, the same way everywhere (
           b.addDevice({ rid: 1, pasidBits: 8 });
           b.addDevice({ rid: 2, pasidBits: 0 });
           const d = b.allocDomain({ type: "paging", format: firstStage ? "vtd-fs-4lvl" : "vtd-ss-4lvl" });
-          d.map(0, 0x10_0000, 0x40_0000, Perm.R | Perm.W);
+          d.map(0, 0x20_0000, 0x40_0000, Perm.R | Perm.W); // 2 MiB leaves
+          d.map(0x40_0000, 0x10_0000, 0x2000, Perm.R | Perm.W); // 4 KiB leaves
           d.map(0x4000_0000, 0x20_0000, 0x1000, Perm.R);
           b.attach(1, Intent.rid, d);
           b.attach(1, Intent.pasid(5), d);
           b.attach(2, Intent.rid, d);
+          // Mutations land on live entries (root, context, PASID, paging) or anywhere in a table block.
+          const live: number[] = [];
           const blocks = t.tables.blocks();
+          for (const [base, lg2] of blocks)
+            for (let p = base / 4096; p < (base + 2 ** lg2) / 4096; p++) {
+              const words = t.memory.readPage(p);
+              for (let w = 0; words !== null && w < 1024; w += 2)
+                if ((words[w]! | words[w + 1]!) !== 0) live.push(p * 4096 + w * 4);
+            }
           for (const [which, word, bit] of flips) {
             const [base, lg2] = blocks[which % blocks.length]!;
-            const pa = base + (word % (2 ** lg2 / 8)) * 8 + (bit >= 32 ? 4 : 0);
+            const entry =
+              which % 4 !== 0 && live.length > 0
+                ? live[word % live.length]!
+                : base + (word % (2 ** lg2 / 8)) * 8;
+            const pa = entry + (bit >= 32 ? 4 : 0);
             t.memory.write32(pa, (t.memory.read32(pa) ^ (1 << (bit % 32))) >>> 0);
           }
           const hw = b.hw;
@@ -261,7 +323,7 @@ describe("fuzz: hostile inputs end in a PA or a fault, the same way everywhere (
           for (const q of reqs) checkRequest(b, { ...q, sid: validSid(q.sid) ? q.sid % 3 : q.sid }, reads);
         },
       ),
-      { numRuns: 40 },
+      { numRuns: 30 },
     );
   });
 });
