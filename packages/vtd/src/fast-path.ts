@@ -110,7 +110,6 @@ export class FastPath {
       ss1G: (cap.sllps & 2) !== 0,
       fs1G: cap.fs1gp,
       snoopControl: ecap.sc,
-      deviceTlb: ecap.dt,
     });
     this.hawLimit = 2 ** haw;
     this.reader = new ConfigReader(memory, cap, ecap, haw);

@@ -61,7 +61,7 @@ const POW2: Float64Array = Float64Array.from({ length: 65 }, (_, k) => 2 ** k);
 /** Interrupt address range (spec 3.15): 0xFEE0_0000 - 0xFEEF_FFFF. */
 const INTR_BASE = 0xfee00000;
 const INTR_END = 0xfef00000;
-/** TM (bit 62) of a second-stage leaf, in the high half (spec 9.8). */
+/** TM (bit 62) of a second-stage leaf, in the high half: Reserved(0) (spec 9.8, since rev 3.2). */
 const SS_TM_HI = 0x40000000;
 /** PAT (bit 12) of a first-stage 2 MiB / 1 GiB leaf (spec 9.7): not an address bit there. */
 const FS_PAT_LARGE = 0x1000;
@@ -79,8 +79,6 @@ export interface WalkerParams {
   readonly fs1G: boolean;
   /** ECAP.SC: SNP is reserved without it. */
   readonly snoopControl: boolean;
-  /** ECAP.DT: TM (bit 62) of a second-stage leaf is reserved without it (spec 9.8). */
-  readonly deviceTlb: boolean;
 }
 
 /** The walker of one hardware unit. Not reentrant. */
@@ -102,7 +100,7 @@ export class PageWalker {
   notPresent = false;
 
   readonly #hiRsvd: number;
-  /** #hiRsvd plus TM (bit 62 = bit 30 of the high half) when ECAP.DT = 0 (spec 9.8). */
+  /** #hiRsvd plus TM (bit 62 = bit 30 of the high half): reserved in leaves (spec 9.8). */
   readonly #ssHiRsvdLeaf: number;
   readonly #ssLoRsvdNonLeaf: Int32Array;
   readonly #ssLoRsvdLeaf: Int32Array;
@@ -128,8 +126,10 @@ export class PageWalker {
     this.memory = memory;
     // ADDR bits 51:HAW live in bits 19:(HAW-32) of the high half.
     this.#hiRsvd = p.haw >= 52 ? 0 : (0xfffff & ~((1 << (p.haw - 32)) - 1)) >>> 0;
-    // QEMU VTD_SPTE_PAGE_L1_RSVD_MASK / VTD_SPTE_LPAGE_L*_RSVD_MASK(aw, dt_supported) agree.
-    this.#ssHiRsvdLeaf = (this.#hiRsvd | (p.deviceTlb ? 0 : SS_TM_HI)) >>> 0;
+    // TM was a leaf field only with ECAP.DT, and is Reserved(0) since spec revision 3.2
+    // (rev 4.x 9.8): reserved in every leaf. QEMU: VTD_SPTE_PAGE_L1_RSVD_MASK(aw, stale_tm),
+    // stale-tm off by default.
+    this.#ssHiRsvdLeaf = (this.#hiRsvd | SS_TM_HI) >>> 0;
     const snp = p.snoopControl ? 0 : SsPte.SNP;
     this.#ssLeafOk = Uint8Array.of(1, p.ss2M ? 1 : 0, p.ss1G ? 1 : 0, 0, 0);
     this.#fsLeafOk = Uint8Array.of(1, 1, p.fs1G ? 1 : 0, 0, 0);

@@ -125,11 +125,20 @@ describe("second-stage reserved bits under capability conditions (spec 9.8)", ()
     }
   });
 
-  it("9.8: with ECAP.DT = 1 TM is a leaf field, not reserved", () => {
+  it("9.8 (rev 3.2 on): TM is Reserved(0) with ECAP.DT = 1 too (QEMU stale-tm off)", () => {
     const legacy = rig({ mode: "legacy" });
-    expect(run(legacy, SID, NO_PASID, withTm(legacy, 0) + 0x34)).toEqual({ pa: 0x5034, code: null });
+    expect(run(legacy, SID, NO_PASID, withTm(legacy, 0) + 0x34).code).toBe(Fr.PTE_RESERVED);
     const sm = rig();
-    expect(run(sm, SID, NO_PASID, withTm(sm, 1) + 0x1234)).toEqual({ pa: 0x40_1234, code: null });
+    expect(run(sm, SID, NO_PASID, withTm(sm, 1) + 0x1234).code).toBe(Fr.SS_RESERVED);
+  });
+
+  it("9.8: bits 61:52 and 63 of a leaf stay ignored", () => {
+    const r = rig({ mode: "legacy" });
+    const root = r.page();
+    r.legacyContext({ slptptr: root });
+    const leaf = r.ssMap(root, 4, 0x1000, { addr: 0x5000 }).at(-1)!;
+    r.w64(leaf, r.memory.read64(leaf) | 0xbff0_0000_0000_0000n);
+    expect(run(r, SID, NO_PASID, 0x1034)).toEqual({ pa: 0x5034, code: null });
   });
 });
 
