@@ -40,7 +40,6 @@ import {
   createTranslation,
   hex,
   IommuError,
-  makeFault,
   NO_PASID,
   outcomeOf,
   parseU64,
@@ -399,21 +398,15 @@ export class VtdBackend implements Backend, VtdDomainHost {
 
   translateBig(rid: number, pasid: number, iova: bigint, access: number): TranslationOutcome {
     const out = createTranslation();
-    if (iova < 0n || iova > U64_MAX) throw new IommuError("EINVAL", `iova ${iova} is not a 64-bit address`);
+    checkBigIova(iova);
     if (iova < 2n ** 53n) return outcomeOf(this.translate(rid, pasid, Number(iova), access, out), out);
     const hw = this.hw;
+    // Misuse is refused as translate refuses it, before any table is read.
+    hw.checkRequest(rid, pasid, 0);
     const page = Number(iova - (iova % 4096n));
     const offset = Number(iova % 4096n);
-    if (!hw.enabled) {
-      // Untranslated, but no physical address reaches 2^53 (HAW is at most 52 bits).
-      out.fault = makeFault("address-size", false, {
-        vendor: "intel-vtd",
-        code: null,
-        name: "untranslated address beyond the host address width",
-        fields: { SID: rid, PASID: pasid === NO_PASID ? null : pasid, FI: hex(page) },
-      });
-      return outcomeOf(false, out);
-    }
+    // Untranslated, but no physical address reaches 2^53 (HAW is at most 52 bits).
+    if (!hw.enabled) return outcomeOf(hw.untranslatedBeyondHaw(out, rid, pasid, page), out);
     const r = hw.resolve(rid, pasid);
     if (isReadFault(r)) {
       hw.fault(out, r.fr, r.fpd, rid, pasid, page, access);
@@ -448,7 +441,7 @@ export class VtdBackend implements Backend, VtdDomainHost {
   }
 
   explain(rid: number, pasid: number, iova: bigint, access: number): readonly WalkStep[] {
-    if (iova < 0n || iova > U64_MAX) throw new IommuError("EINVAL", `iova ${iova} is not a 64-bit address`);
+    checkBigIova(iova);
     if (iova < 2n ** 53n) return this.hw.explainWalk(rid, pasid, Number(iova), access);
     return this.hw.explainWalk(rid, pasid, 0, access, iova);
   }
@@ -461,6 +454,12 @@ export class VtdBackend implements Backend, VtdDomainHost {
   contextEntryWords(rid: number): bigint[] | null {
     return readWords(this.memory, this.#need("contextEntryWords").ctxEntryPa(rid), this.scalable ? 4 : 2);
   }
+}
+
+/** Refuses an input address that is not a bigint in [0, 2^64) (misuse, IommuError EINVAL). */
+function checkBigIova(iova: bigint): void {
+  if (typeof iova !== "bigint" || iova < 0n || iova > U64_MAX)
+    throw new IommuError("EINVAL", `iova ${String(iova)} is not a 64-bit address`, { iova: String(iova) });
 }
 
 /** Register names accepted by fromRegisters and their defaults (a fresh unit, most capable). */
@@ -505,7 +504,10 @@ export function vtdFromRegisters(
     const n = k.toUpperCase().replace(/_REG$/, "");
     if (!(n in regs) && !["CCMD", "IVA", "IOTLB", "ICS"].includes(n))
       throw new IommuError("EINVAL", `unknown VT-d register ${k}`, { register: k });
-    regs[n] = v;
+    if (typeof v !== "bigint")
+      throw new IommuError("EINVAL", `register ${k} is not a bigint`, { register: k });
+    // Registers are unsigned 64-bit values: a negative bigint stands for its two's-complement pattern.
+    regs[n] = n === "HAW" ? v : BigInt.asUintN(64, v);
   }
   const haw = Number(regs.HAW);
   if (!Number.isInteger(haw) || haw < 32 || haw > 52)
@@ -515,15 +517,16 @@ export function vtdFromRegisters(
   hw.writeRegister(Reg.IQA, regs.IQA!);
   const gsts = Number(regs.GSTS! & 0xffffffffn);
   // Latch the root pointer as SRTP did, then set the status bits as the snapshot has them.
-  hw.rta = Number((regs.RTADDR! >> 12n) << 12n);
-  hw.ttm = Number((regs.RTADDR! >> 10n) & 3n);
+  hw.rta = Number((hw.rtaddr >> 12n) << 12n);
+  hw.ttm = Number((hw.rtaddr >> 10n) & 3n);
   hw.gsts = gsts >>> 0;
   hw.enabled = (gsts & Gcmd.TE) !== 0;
   hw.gcmd = Number(regs.GCMD! & 0xffffffffn);
   hw.fsts = Number(regs.FSTS! & 0xffffffffn);
   hw.fectl = Number(regs.FECTL! & 0xffffffffn);
-  hw.iqh = regs.IQH!;
-  hw.iqt = regs.IQT!;
+  // IQH_REG QH and IQT_REG QT are bits 18:4 (spec 11.4.10.1, 11.4.10.2).
+  hw.iqh = regs.IQH! & 0x7fff0n;
+  hw.iqt = regs.IQT! & 0x7fff0n;
   hw.ccmd = regs.CCMD ?? 0n;
   hw.iva = regs.IVA ?? 0n;
   hw.iotlbReg = regs.IOTLB ?? 0n;

@@ -20,7 +20,14 @@ import { encodeFaultRecord, Fr, faultReasonClass, faultReasonName } from "./form
 import type { CapFields, EcapFields } from "./format/registers.ts";
 import { Ttm } from "./format/registers.ts";
 import type { CtxInfo, PasidInfo, ReadFault } from "./internal/config.ts";
-import { ConfigReader, isReadFault, legacyCfg, scalableCfg } from "./internal/config.ts";
+import {
+  ABORT_DMA,
+  ConfigReader,
+  isReadFault,
+  legacyCfg,
+  scalableCfg,
+  UNTRANSLATED_BEYOND_HAW,
+} from "./internal/config.ts";
 import { wordsToBytes } from "./internal/words.ts";
 import type { VtdIotlb } from "./iotlb.ts";
 import {
@@ -56,6 +63,8 @@ export class FastPath {
   readonly ecap: EcapFields;
   /** Host address width. */
   readonly haw: number;
+  /** 2^haw: no physical address reaches it. */
+  readonly hawLimit: number;
   readonly walker: PageWalker;
   readonly reader: ConfigReader;
   readonly iotlb: VtdIotlb;
@@ -102,6 +111,7 @@ export class FastPath {
       fs1G: cap.fs1gp,
       snoopControl: ecap.sc,
     });
+    this.hawLimit = 2 ** haw;
     this.reader = new ConfigReader(memory, cap, ecap, haw);
     this.iotlb = createIotlb(iotlbSizeLg2);
     this.micro = this.iotlb.micro;
@@ -133,7 +143,11 @@ export class FastPath {
       const vpn = Math.floor(iova / PAGE);
       const u = this.micro;
       const x = (vpn & MICRO_MASK) << 2;
-      if (key >= 0 && u[x] === vpn && u[x + 1] === key) {
+      // iova - vpn * 4096, not iova % 4096: % on doubles above 2^31 is a slow fmod. A
+      // fractional offset is misuse (translateSlow refuses it); live micro slots hold
+      // only pages of checked addresses, so a negative or huge IOVA misses.
+      const off = iova - vpn * PAGE;
+      if (key >= 0 && u[x] === vpn && u[x + 1] === key && (off | 0) === off) {
         // The key carries RID_PRIV, so the entry holds the rights of that privilege already.
         const meta = u[x + 3]!;
         const perm = meta & 7;
@@ -142,8 +156,7 @@ export class FastPath {
         if ((perm & need) === need && (meta & ((access & ACCESS_WRITE) << 5)) === 0) {
           // One counter on the fast lane: each of its hits is also a configuration hit.
           this.fastHits++;
-          // iova - vpn * 4096, not iova % 4096: % on doubles above 2^31 is a slow fmod.
-          out.pa = u[x + 2]! + (iova - vpn * PAGE);
+          out.pa = u[x + 2]! + off;
           out.perm = perm;
           out.sizeLg2 = meta >>> SIZE_SHIFT;
           out.fault = null;
@@ -156,8 +169,12 @@ export class FastPath {
 
   /** Everything the fast lane does not serve: configuration lookups, PASID requests, misses. */
   translateSlow(sid: number, pasid: number, iova: number, access: number, out: Translation): boolean {
+    // Misuse first, before any cache is probed: page -1 / -2 are the IOTLB's empty and
+    // deleted markers, and an out-of-range PASID would alias another source-id's key.
+    this.checkRequest(sid, pasid, iova);
     if (!this.enabled) {
-      // GSTS.TES = 0: DMA is not remapped (spec 10.4.5).
+      // GSTS.TES = 0: DMA is not remapped (spec 10.4.5); no PA reaches 2^HAW (spec 8.1 HAW).
+      if (iova >= this.hawLimit) return this.untranslatedBeyondHaw(out, sid, pasid, iova);
       out.pa = iova;
       out.perm = RWX;
       out.sizeLg2 = 12;
@@ -172,7 +189,6 @@ export class FastPath {
       cfg = this.pasidCfg.get(sid * PASID_SPAN + pasid);
     }
     if (cfg === undefined || cfg === null) {
-      this.#checkRequest(sid, pasid, iova);
       this.configMisses++;
       const r = this.resolve(sid, pasid);
       if (isReadFault(r)) return this.fault(out, r.fr, r.fpd, sid, pasid, iova, access);
@@ -202,17 +218,33 @@ export class FastPath {
       }
     }
     this.iotlbMisses++;
-    this.#checkRequest(sid, pasid, iova);
     return this.walkAndFill(cfg, sid, pasid, iova, access, priv, false, out);
   }
 
-  #checkRequest(sid: number, pasid: number, iova: number): void {
+  /**
+   * Refuses misuse with IommuError EINVAL: a source-id that is not a 16-bit integer, a
+   * PASID that is neither NO_PASID nor a 20-bit integer, an IOVA that is not an
+   * integer in [0, 2^53) (callers with a bigint input pass 0). Every entry point
+   * (translate, translateBig, explain) calls it before reading any cache or table.
+   */
+  checkRequest(sid: number, pasid: number, iova: number): void {
     if (!(sid >= 0 && sid <= 0xffff && Number.isInteger(sid)))
       throw new IommuError("EINVAL", `source-id ${sid} is not a 16-bit number`, { rid: sid });
     if (pasid !== NO_PASID && !(pasid >= 0 && pasid < PASID_SPAN && Number.isInteger(pasid)))
       throw new IommuError("EINVAL", `PASID ${pasid} is not a 20-bit number`, { pasid });
     if (!(iova >= 0 && Number.isSafeInteger(iova)))
       throw new IommuError("EINVAL", `iova ${iova} is not an address below 2^53`, { iova });
+  }
+
+  /** The fault of an untranslated (TES = 0) address at or above 2^HAW: nothing is recorded. */
+  untranslatedBeyondHaw(out: Translation, sid: number, pasid: number, page: number): false {
+    out.fault = makeFault("address-size", false, {
+      vendor: "intel-vtd",
+      code: null,
+      name: UNTRANSLATED_BEYOND_HAW,
+      fields: { SID: sid, PASID: pasid === NO_PASID ? null : pasid, FI: hex(page - (page % PAGE)) },
+    });
+    return false;
   }
 
   #passThrough(
@@ -223,7 +255,7 @@ export class FastPath {
     access: number,
     out: Translation,
   ): boolean {
-    if (iova >= 2 ** this.haw)
+    if (iova >= this.hawLimit)
       return this.fault(
         out,
         cfg.legacy ? Fr.BEYOND_AGAW : Fr.SM_BEYOND_AGAW,
@@ -440,9 +472,7 @@ export class FastPath {
     access: number,
     big: bigint | null = null,
   ): WalkStep[] {
+    this.checkRequest(sid, pasid, big === null ? iova : 0);
     return explainWalk(this, sid, pasid, iova, access, big);
   }
 }
-
-/** A pseudo fault reason for abort-DMA mode (no spec code: nothing is recorded). */
-const ABORT_DMA = -1;

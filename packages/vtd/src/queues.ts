@@ -66,9 +66,12 @@ export class VtdQueues extends FastPath {
    * next index unless it still holds a pending fault (then PFO is set and the fault is
    * lost); FSTS.FRI names the first pending record, as Linux's handler reads it. A
    * fault from a source-id that already has a pending record is not recorded again
-   * (spec 7.2.1: hardware may collapse; QEMU drops it too). Returns true when written.
+   * (spec 7.2.1: hardware may collapse; QEMU drops it too). While FSTS.PFO is set no
+   * fault is recorded at all, free FRCD or not, until software clears PFO (spec 7.2.1;
+   * QEMU vtd_report_frcd_fault checks PFO first too). Returns true when written.
    */
   override recordFault(rec: FaultRecord): boolean {
+    if (this.fsts & Fsts.PFO) return false;
     for (let i = 0; i < this.nfr; i++) {
       const hi = this.frcd[i * 2 + 1]!;
       if (hi >> 63n && Number(hi & 0xffffn) === rec.sid) return false;

@@ -6,7 +6,8 @@
  * Hot-path rules: no allocation, no closures, no BigInt. Results go to the walker's
  * own fields; a walk returns 0 or the fault reason. Hostile tables end in a fault:
  * every table address comes from an entry masked to 52 bits, every fetch checks for
- * a bus error, and every walk has at most five levels.
+ * a bus error, and every walk has at most five levels (the spec's widest table, 3.6 /
+ * 3.7: config.ts admits AW 1-3 and FSPM 0-1 only, and walk() refuses anything deeper).
  */
 
 import type { PhysicalMemory, WalkStep } from "@iommu-kit/core";
@@ -60,6 +61,12 @@ const POW2: Float64Array = Float64Array.from({ length: 65 }, (_, k) => 2 ** k);
 /** Interrupt address range (spec 3.15): 0xFEE0_0000 - 0xFEEF_FFFF. */
 const INTR_BASE = 0xfee00000;
 const INTR_END = 0xfef00000;
+/** TM (bit 62) of a second-stage leaf, in the high half: Reserved(0) (spec 9.8, since rev 3.2). */
+const SS_TM_HI = 0x40000000;
+/** PAT (bit 12) of a first-stage 2 MiB / 1 GiB leaf (spec 9.7): not an address bit there. */
+const FS_PAT_LARGE = 0x1000;
+/** The spec's deepest tables: 5 levels (spec 3.6 five-level first stage, 3.7 AW = 3). */
+const MAX_LEVELS = 5;
 
 /** Hardware parameters the walker needs. */
 export interface WalkerParams {
@@ -93,6 +100,8 @@ export class PageWalker {
   notPresent = false;
 
   readonly #hiRsvd: number;
+  /** #hiRsvd plus TM (bit 62 = bit 30 of the high half): reserved in leaves (spec 9.8). */
+  readonly #ssHiRsvdLeaf: number;
   readonly #ssLoRsvdNonLeaf: Int32Array;
   readonly #ssLoRsvdLeaf: Int32Array;
   readonly #ssLeafOk: Uint8Array;
@@ -117,6 +126,10 @@ export class PageWalker {
     this.memory = memory;
     // ADDR bits 51:HAW live in bits 19:(HAW-32) of the high half.
     this.#hiRsvd = p.haw >= 52 ? 0 : (0xfffff & ~((1 << (p.haw - 32)) - 1)) >>> 0;
+    // TM was a leaf field only with ECAP.DT, and is Reserved(0) since spec revision 3.2
+    // (rev 4.x 9.8): reserved in every leaf. QEMU: VTD_SPTE_PAGE_L1_RSVD_MASK(aw, stale_tm),
+    // stale-tm off by default.
+    this.#ssHiRsvdLeaf = (this.#hiRsvd | SS_TM_HI) >>> 0;
     const snp = p.snoopControl ? 0 : SsPte.SNP;
     this.#ssLeafOk = Uint8Array.of(1, p.ss2M ? 1 : 0, p.ss1G ? 1 : 0, 0, 0);
     this.#fsLeafOk = Uint8Array.of(1, 1, p.fs1G ? 1 : 0, 0, 0);
@@ -167,7 +180,7 @@ export class PageWalker {
       }
       const leaf = level === 0 || (lo & SsPte.PS) !== 0;
       const rsvd =
-        (hi & this.#hiRsvd) !== 0 ||
+        (hi & (leaf ? this.#ssHiRsvdLeaf : this.#hiRsvd)) !== 0 ||
         (lo & (leaf ? this.#ssLoRsvdLeaf[level]! : this.#ssLoRsvdNonLeaf[level]!)) !== 0 ||
         (leaf && this.#ssLeafOk[level] === 0);
       if (rsvd) {
@@ -230,6 +243,9 @@ export class PageWalker {
     const write = (access & Access.WRITE) !== 0;
     this.faultLevel = -1;
     this.notPresent = false;
+    // Bounded work: no walk deeper than the spec's tables (configurations never are).
+    if (cfg.ssLevels > MAX_LEVELS || (cfg.kind !== Kind.SECOND_STAGE && cfg.fsLevels > MAX_LEVELS))
+      return cfg.legacy ? Fr.PTE_RESERVED : Fr.SS_RESERVED;
     if (cfg.kind === Kind.SECOND_STAGE) {
       if (iova >= POW2[12 + 9 * cfg.ssLevels]!) return cfg.legacy ? Fr.BEYOND_AGAW : Fr.SM_BEYOND_AGAW;
       const fr = this.#ssWalk(cfg.ssRoot, cfg.ssLevels, iova, cfg.legacy, write, "SS");
@@ -323,7 +339,8 @@ export class PageWalker {
       rw &= (lo >>> 1) & 1;
       nx |= hi >>> 31;
       if ((lo & FsPte.A) === 0) needA = true;
-      const next = entryAddr(lo, hi);
+      // Bit 12 of a large leaf is PAT (spec 9.7); bits 20:13 / 29:13 were checked reserved.
+      const next = entryAddr(ps ? lo & ~FS_PAT_LARGE : lo, hi);
       if (leaf) {
         sizeLg2 = 12 + 9 * level;
         out = next + (iova - Math.floor(iova / POW2[sizeLg2]!) * POW2[sizeLg2]!);

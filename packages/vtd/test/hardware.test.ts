@@ -208,12 +208,16 @@ describe("primary fault logging (spec 7.2.1)", () => {
     expect(r.hw.pendingFaults()).toHaveLength(0);
   });
 
-  it("FPD does not suppress a fault in the entry that carries it (context not present)", () => {
+  // This test used to assert the opposite (recorded). Spec 9.3: the context entry's FPD "is
+  // evaluated by hardware irrespective of the setting of the present (P) field", and 7.1.3
+  // lists a not-present context entry (0x2) as a qualified fault; QEMU vtd_qualified_faults agrees.
+  it("FPD suppresses a fault of the entry that carries it (context not present, spec 9.3)", () => {
     const r = rig({ mode: "legacy" });
     r.legacyContext({ present: false, fpd: true });
     const out = createTranslation();
-    r.hw.translate(SID, NO_PASID, 0x1000, R, out);
-    expect(out.fault!.recorded).toBe(true);
+    expect(r.hw.translate(SID, NO_PASID, 0x1000, R, out)).toBe(false);
+    expect(out.fault!.vendor.code).toBe(Fr.CONTEXT_NOT_PRESENT);
+    expect(out.fault!.recorded).toBe(false);
   });
 
   it("PASID-entry FPD suppresses its walk's faults (scalable)", () => {

@@ -80,10 +80,15 @@ export interface Rig {
   ): number[];
 }
 
-/** A hardware unit over fresh memory, translation enabled, root table at ROOT. */
-export function rig(config: VtdConfig & { haw?: number } = {}): Rig {
+/**
+ * A hardware unit over fresh memory, translation enabled, root table at ROOT.
+ * `ecapClear` clears ECAP bits the config cannot (e.g. DT, bit 2).
+ */
+export function rig(config: VtdConfig & { haw?: number } = {}, ecapClear = 0n): Rig {
   const c = resolveConfig({ haw: 48, ...config });
-  const { cap, ecap } = registersFor(c);
+  const regs = registersFor(c);
+  const cap = regs.cap;
+  const ecap = regs.ecap & ~ecapClear;
   const memory = new PhysicalMemory([{ base: 0, size: RAM }]);
   const hw = new VtdHardware(memory, { cap, ecap, haw: c.haw, iotlbSizeLg2: c.iotlbSizeLg2 });
   hw.writeRegister(Reg.RTADDR, BigInt(ROOT) | (c.scalable ? 1n << 10n : 0n));

@@ -65,14 +65,28 @@ export class DriverQueue {
     this.hw.writeRegister(Reg.GCMD, BigInt((this.#gcmd | oneShot) >>> 0), 4);
   }
 
+  /**
+   * The fault handler, as Linux's dmar_fault: read FSTS; unless PPF or PFO is set there
+   * is nothing to do; from FSTS.FRI on (wrapping at NFR), read each FRCD while its F is
+   * set, log it and clear F (write 1 to bit 127); then clear PFO (and the read-only PPF)
+   * in FSTS so recording resumes (spec 7.2.1, 11.4.9.1, 11.4.11).
+   */
   #serviceFaults(): void {
     const hw = this.hw;
-    for (const { index, words } of hw.pendingFaults()) {
-      this.faultLog.push(words);
+    const fsts = Number(hw.readRegister(Reg.FSTS, 4));
+    if ((fsts & (Fsts.PFO | Fsts.PPF)) === 0) return;
+    let index = (fsts >>> 8) & 0xff;
+    if (index >= hw.nfr) index = 0;
+    for (let n = 0; n < hw.nfr; n++) {
+      const at = hw.frcdOffset + index * 16;
+      const hi = hw.readRegister(at + 8, 8);
+      if (hi >> 63n === 0n) break;
+      this.faultLog.push([hw.readRegister(at, 8), hi]);
       if (this.faultLog.length > FAULT_LOG_MAX) this.faultLog.shift();
-      hw.writeRegister(hw.frcdOffset + index * 16 + 12, 1n << 31n, 4);
+      hw.writeRegister(at + 12, 1n << 31n, 4);
+      index = (index + 1) % hw.nfr;
     }
-    hw.writeRegister(Reg.FSTS, BigInt(Fsts.PFO), 4);
+    hw.writeRegister(Reg.FSTS, BigInt(Fsts.PFO | Fsts.PPF), 4);
   }
 
   /** Submits descriptors and a wait descriptor, then checks completion (spec 6.5.2.8). */

@@ -2,7 +2,8 @@
  * First-stage paging entries: the IA-32e (x86-64) 4- and 5-level format. Intel VT-d
  * spec 9.7 ("First-Stage Paging Entries") and 3.6; Intel SDM vol. 3 4.5. P 0, R/W 1,
  * U/S 2, PWT 3, PCD 4, A 5, D 6 (leaf), PS 7 (PDE/PDPE), G 8 (leaf), EA 10 (with
- * EAFE), ADDR 51:12, XD 63. Levels (as generic_pt): PTE = 0, PDE = 1 (2 MiB pages),
+ * EAFE), ADDR 51:12, XD 63; in a 2 MiB / 1 GiB leaf bit 12 is PAT and ADDR is 51:21 /
+ * 51:30. Levels (as generic_pt): PTE = 0, PDE = 1 (2 MiB pages),
  * PDPE = 2 (1 GiB pages, CAP.FS1GP), PML4E = 3, PML5E = 4. 4-level input is 48 bits,
  * 5-level 57 bits, both canonical (sign-extended).
  */
@@ -103,7 +104,8 @@ export function fsFormat(levels: number, maxLeafLevel: number): PtFormat {
       if (level === 0 || lo & FsPte.PS) return EntryKind.LEAF;
       return EntryKind.TABLE;
     },
-    entryAddress: (lo, hi) => entryAddr(lo, hi),
+    // Bit 12 of a 2 MiB / 1 GiB leaf is PAT, not an address bit (spec 9.7).
+    entryAddress: (lo, hi, level) => entryAddr(level > 0 && lo & FsPte.PS ? lo & ~0x1000 : lo, hi),
     leafPerm(lo, hi) {
       return Perm.R | (lo & FsPte.RW ? Perm.W : 0) | (hi & FsPte.XD_HI ? 0 : Perm.X);
     },

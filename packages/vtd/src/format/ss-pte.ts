@@ -3,7 +3,9 @@
  * 512 per 4 KiB table. Intel VT-d spec 9.8 ("Second-Stage Paging Entries") and 3.7;
  * bits cross-checked with Linux drivers/iommu/intel/iommu.h (DMA_PTE_*) and
  * drivers/iommu/generic_pt/fmt/vtdss.h. R 0, W 1, X 2 (with SSEE), EMT 5:3, IPAT 6,
- * PS 7 (page size, PDE/PDPE only), A 8, D 9, SNP 11, ADDR 51:12, TM 62 (legacy).
+ * PS 7 (page size, PDE/PDPE only), A 8, D 9, SNP 11, ADDR 51:12. Bit 62 was TM (with
+ * ECAP.DT, else reserved) and is Reserved(0) since revision 3.2. Reserved under
+ * capability conditions: SNP without ECAP.SC, PS where CAP.SLLPS lacks the size.
  * An entry with R = W = 0 is not present. Levels (as generic_pt): SL-PTE = 0,
  * SL-PDE = 1 (2 MiB pages), SL-PDPE = 2 (1 GiB pages), SL-PML4E = 3, SL-PML5E = 4.
  * AW: 1 = 3 levels / 39 bits, 2 = 4 levels / 48 bits, 3 = 5 levels / 57 bits.

@@ -53,6 +53,11 @@ export interface PasidInfo {
   readonly fsptptr: number;
 }
 
+/** A pseudo fault reason for abort-DMA mode (RTADDR.TTM = 11b, spec 10.4.6): no spec code, nothing recorded. */
+export const ABORT_DMA = -1;
+/** The name of the fault of an untranslated (TES = 0) address at or above 2^HAW (no spec code). */
+export const UNTRANSLATED_BEYOND_HAW = "untranslated address beyond the host address width";
+
 /** Outcome of a read: an entry, or a fault reason and whether FPD suppresses it. */
 export interface ReadFault {
   readonly fr: number;
@@ -109,10 +114,11 @@ export class ConfigReader {
         cw,
         c.present ? `TT ${c.tt} AW ${c.aw} DID ${c.did} SLPTPTR ${hexN(c.slptptr)}` : "not present",
       );
-      if (!c.present) return { fr: Fr.CONTEXT_NOT_PRESENT, fpd: false };
+      // FPD is evaluated whatever P says (spec 9.3): the entry's own faults are qualified (7.1.3).
+      if (!c.present) return { fr: Fr.CONTEXT_NOT_PRESENT, fpd: c.fpd };
       // SLPTPTR is ignored for pass-through (spec 9.3).
       if (c.reserved || (c.tt !== Tt.PASS_THROUGH && this.#aboveHaw(c.slptptr)))
-        return { fr: Fr.CONTEXT_RESERVED, fpd: false };
+        return { fr: Fr.CONTEXT_RESERVED, fpd: c.fpd };
       const ttOk =
         c.tt === Tt.TRANSLATE ||
         (c.tt === Tt.DEVICE_TLB && this.ecap.dt) ||
@@ -120,7 +126,7 @@ export class ConfigReader {
       // AW must name a supported AGAW for translating types (spec 9.3).
       const awOk =
         c.tt === Tt.PASS_THROUGH || (c.aw >= 1 && c.aw <= 3 && (this.cap.sagaw & (1 << c.aw)) !== 0);
-      if (!ttOk || !awOk) return { fr: Fr.CONTEXT_INVALID, fpd: false };
+      if (!ttOk || !awOk) return { fr: Fr.CONTEXT_INVALID, fpd: c.fpd };
       return {
         sid,
         legacy: true,
@@ -161,8 +167,9 @@ export class ConfigReader {
         ? `PASIDDIRPTR ${hexN(c.pasidDirPtr)} PDTS ${c.pdts} RID_PASID ${c.ridPasid}${c.paside ? " PASIDE" : ""}`
         : "not present",
     );
-    if (!c.present) return { fr: Fr.SM_CONTEXT_NOT_PRESENT, fpd: false };
-    if (c.reserved || this.#aboveHaw(c.pasidDirPtr)) return { fr: Fr.SM_CONTEXT_RESERVED, fpd: false };
+    // FPD is evaluated whatever P says (spec 9.4): the entry's own faults are qualified (7.1.3).
+    if (!c.present) return { fr: Fr.SM_CONTEXT_NOT_PRESENT, fpd: c.fpd };
+    if (c.reserved || this.#aboveHaw(c.pasidDirPtr)) return { fr: Fr.SM_CONTEXT_RESERVED, fpd: c.fpd };
     return {
       sid,
       legacy: false,
@@ -211,9 +218,10 @@ export class ConfigReader {
       dw,
       d.present ? `PASID table ${hexN(d.tablePtr)}` : "not present",
     );
-    if (!d.present) return { fr: Fr.SM_PASID_DIR_NOT_PRESENT, fpd: ctx.fpd };
-    if (d.reserved || this.#aboveHaw(d.tablePtr)) return { fr: Fr.SM_PASID_DIR_RESERVED, fpd: ctx.fpd };
+    // A directory entry's FPD qualifies its own faults too, present or not (spec 9.5).
     const fpd = ctx.fpd || d.fpd;
+    if (!d.present) return { fr: Fr.SM_PASID_DIR_NOT_PRESENT, fpd };
+    if (d.reserved || this.#aboveHaw(d.tablePtr)) return { fr: Fr.SM_PASID_DIR_RESERVED, fpd };
     const pePa = d.tablePtr + (pasid & 0x3f) * 64;
     const pw = readWords(this.memory, pePa, 8);
     if (pw === null) return this.#fault("PASID table entry", pePa, Fr.SM_PASID_FETCH, fpd);
@@ -224,8 +232,10 @@ export class ConfigReader {
       pw,
       e.present ? `PGTT ${e.pgtt} DID ${e.did} AW ${e.aw} FSPM ${e.fspm}` : "not present",
     );
-    if (!e.present) return { fr: Fr.SM_PASID_NOT_PRESENT, fpd };
-    if (e.reserved || (e.ssade && !this.ecap.ssads)) return { fr: Fr.SM_PASID_RESERVED, fpd };
+    // And a PASID entry's FPD its own (spec 9.6).
+    const all = fpd || e.fpd;
+    if (!e.present) return { fr: Fr.SM_PASID_NOT_PRESENT, fpd: all };
+    if (e.reserved || (e.ssade && !this.ecap.ssads)) return { fr: Fr.SM_PASID_RESERVED, fpd: all };
     const usesSs = e.pgtt === Pgtt.SECOND_STAGE || e.pgtt === Pgtt.NESTED;
     const usesFs = e.pgtt === Pgtt.FIRST_STAGE || e.pgtt === Pgtt.NESTED;
     const pgttOk =
@@ -235,8 +245,7 @@ export class ConfigReader {
       (e.pgtt === Pgtt.PASS_THROUGH && this.ecap.pt);
     const awOk = !usesSs || (e.aw >= 1 && e.aw <= 3 && (this.cap.sagaw & (1 << e.aw)) !== 0);
     const fspmOk = !usesFs || e.fspm === 0 || (e.fspm === 1 && this.cap.fs5lp);
-    if (!pgttOk || !awOk || !fspmOk) return { fr: Fr.SM_PASID_INVALID, fpd };
-    const all = fpd || e.fpd;
+    if (!pgttOk || !awOk || !fspmOk) return { fr: Fr.SM_PASID_INVALID, fpd: all };
     if (usesSs && this.#aboveHaw(e.ssptptr)) return { fr: Fr.SS_ROOT_INVALID, fpd: all };
     if (usesFs && this.#aboveHaw(e.fsptptr)) return { fr: Fr.FS_ROOT_INVALID, fpd: all };
     return {
