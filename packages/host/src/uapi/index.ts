@@ -1,0 +1,26 @@
+/**
+ * @iommu-kit/host/uapi: the iommufd uAPI of Linux 6.12 as bytes over a {@link Host}
+ * (see `ioctl.ts`), and the iommufd selftest's mock driver that the `serve` command
+ * and the selftest run use.
+ */
+
+export {
+  MockNestedDomain,
+  MockPagingDomain,
+  SelftestMockBackend,
+  selftestMockFactory,
+} from "../selftest-mock/backend.ts";
+export type { SelftestAccess, SelftestServices } from "../selftest-mock/test-cmd.ts";
+export { SelftestContext, TestOp } from "../selftest-mock/test-cmd.ts";
+export type {
+  ExtraIoctl,
+  HwInfoBlock,
+  IoctlContext,
+  IoctlResult,
+  NewFd,
+  UapiExtensions,
+  UapiState,
+  UserMemory,
+} from "./ioctl.ts";
+export { builtinHwInfo, IommufdFile } from "./ioctl.ts";
+export * as uapi from "./layout.ts";
