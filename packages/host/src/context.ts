@@ -9,7 +9,7 @@
  * that, so a failed operation leaves `nextId` unchanged.
  */
 
-import type { FailNth } from "@iommu-kit/core";
+import type { Backend, FailNth, IovaRange, PhysicalMemory, TableAllocator } from "@iommu-kit/core";
 import { IommuError } from "@iommu-kit/core";
 
 /** Object kinds, after enum iommufd_object_type (include/linux/iommufd.h). */
@@ -19,6 +19,33 @@ export type ObjectKind = "device" | "ioas" | "hwpt-paging" | "hwpt-nested" | "ac
 export interface HostObject {
   readonly id: number;
   readonly kind: ObjectKind;
+}
+
+/**
+ * What the lower object rules need of a device (device.ts's `HostDevice` has it): the
+ * backend and RID to call, and names for messages. Lets hw-pagetable.ts and access.ts
+ * take a device without importing device.ts (which imports them).
+ */
+export interface DeviceRef extends HostObject {
+  /** The IOMMU instance name. */
+  readonly iommu: string;
+  readonly backend: Backend;
+  readonly rid: number;
+}
+
+/**
+ * What every object rule shares, as iommufd's `struct iommufd_ctx` plus the machine:
+ * the object table, the physical memory and table region user pages are checked
+ * against, and the reserved regions of the devices whose RID reads an IOAS (answered
+ * by device.ts, so the IOAS layer knows no devices; iommufd keeps them in the
+ * iopt's reserved_itree, iopt_table_enforce_dev_resv_regions).
+ */
+export interface HostCtx {
+  readonly objects: ObjectTable;
+  readonly memory: PhysicalMemory;
+  readonly tables: TableAllocator;
+  /** Reserved regions of every device whose RID attach reads IOAS `ioasId` (unmerged). */
+  ridRegions(ioasId: number): IovaRange[];
 }
 
 /** Numbered objects with iommufd's lookup rules (unknown id or wrong kind: ENOENT). */

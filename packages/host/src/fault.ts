@@ -6,8 +6,9 @@
  * generic class and the vendor's own record.
  */
 
-import type { AccessName, FaultClass, VendorFault } from "@iommu-kit/core";
-import type { HostObject } from "./context.ts";
+import type { AccessName, Fault, FaultClass, VendorFault } from "@iommu-kit/core";
+import { Access, NO_PASID } from "@iommu-kit/core";
+import type { HostCtx, HostObject } from "./context.ts";
 
 /** One delivered fault. */
 export interface FaultRecord {
@@ -23,6 +24,36 @@ export interface FaultRecord {
   /** False when the configuration suppresses the record (the request still failed). */
   readonly recorded: boolean;
   readonly vendor: VendorFault;
+}
+
+/** `Host.describe` of a fault queue. */
+export interface FaultQueueInfo {
+  readonly id: number;
+  readonly kind: "fault";
+  readonly pending: number;
+}
+
+/**
+ * The record of a failed DMA of device `device` (iommufd_fault_iopf_handler filling
+ * struct iommu_hwpt_pgfault): `pasid` NO_PASID for none, `access` core Access flags.
+ */
+export function faultRecord(
+  device: number,
+  pasid: number,
+  iova: number,
+  access: number,
+  f: Fault,
+): FaultRecord {
+  return {
+    device,
+    pasid: pasid === NO_PASID ? null : pasid,
+    iova,
+    access: access & Access.WRITE ? "write" : access & Access.EXEC ? "exec" : "read",
+    priv: (access & Access.PRIV) !== 0,
+    class: f.class,
+    recorded: f.recorded,
+    vendor: f.vendor,
+  };
 }
 
 /** Records kept per queue before the oldest are dropped (and counted as lost). */
@@ -75,4 +106,20 @@ export class FaultQueueObject implements HostObject {
   constructor(id: number) {
     this.id = id;
   }
+}
+
+/** IOMMU_FAULT_QUEUE_ALLOC (iommufd_fault_alloc). */
+export function faultQueueAlloc(ctx: HostCtx): number {
+  ctx.objects.reserve("fault");
+  return ctx.objects.insert(new FaultQueueObject(ctx.objects.nextId)).id;
+}
+
+/** Reads and clears fault queue object `id` (read() on the fault fd, iommufd_fault_fops_read); ENOENT otherwise. */
+export function faultQueueRead(ctx: HostCtx, id: number): FaultRecord[] {
+  return (ctx.objects.get(id, "fault") as FaultQueueObject).queue.drain();
+}
+
+/** The plain description of a fault queue object. */
+export function faultQueueInfo(f: FaultQueueObject): FaultQueueInfo {
+  return { id: f.id, kind: f.kind, pending: f.queue.size };
 }

@@ -39,63 +39,98 @@
  *   the result says which. Its DMA is issued by its parent with that PASID.
  * - `emulated` attaches an mdev to an IOAS (not a HWPT): the result's `hwpt` is the
  *   id of the access object; `accessPin` / `accessUnpin` / `accessRw` use it.
+ *
+ * This file is the facade only: each rule lives in the file of its iommufd object
+ * (ioas.ts, device.ts, hw-pagetable.ts, access.ts, fault.ts; device-dma.ts for DMA),
+ * all sharing one `HostCtx` (context.ts). The IOMMU instances (iommufd's main.c
+ * registry of drivers, in spirit) stay here.
  */
 
 import type {
-  AccessName,
-  AttachIntent,
   Backend,
   BackendRegistry,
   CacheCounters,
-  Capabilities,
-  Domain,
-  DomainFlags,
   FailNth,
-  HwInfo,
-  IntentKind,
   IovaRange,
   RamRegion,
   WalkStep,
 } from "@iommu-kit/core";
-import {
-  Access,
-  accessFlags,
-  assertIntentAllowed,
-  defaultRegistry,
-  HwInfoType,
-  hex,
-  hwCapFlags,
-  hwCapNames,
-  IommuError,
-  isEmulatedAccess,
-  NO_PASID,
-  Perm,
-  PhysicalMemory,
-  pageSizesLg2,
-  parsePerm,
-  TableAllocator,
-} from "@iommu-kit/core";
-import type { HostObject } from "./context.ts";
+import { defaultRegistry, hex, IommuError, PhysicalMemory, TableAllocator } from "@iommu-kit/core";
+import type { AccessRwOptions } from "./access.ts";
+import { accessPin, accessRw, accessUnpin } from "./access.ts";
+import type { HostCtx } from "./context.ts";
 import { ObjectTable } from "./context.ts";
-import { HostDevice } from "./device.ts";
-import { DmaEngine } from "./dma.ts";
-import type { FaultRecord } from "./fault.ts";
-import { FaultQueue, FaultQueueObject } from "./fault.ts";
-import type { Hwpt } from "./hw-pagetable.ts";
+import type { ObjectInfo } from "./describe.ts";
+import { describeObject } from "./describe.ts";
+import type {
+  AttachOutcome,
+  DeviceOptions,
+  HostDevice,
+  HwInfoResult,
+  IntentSpec,
+  MdevOptions,
+} from "./device.ts";
 import {
-  AccessObject,
-  fillDomain,
-  HwptNested,
-  HwptPaging,
-  Ioas,
-  mapEverywhere,
-  pagingOf,
-  unfillDomain,
+  allDevices,
+  attachDevice,
+  bindDevice,
+  bindMdev,
+  destroyDevice,
+  detachDevice,
+  getDevice,
+  hwInfo,
+  ridRegions,
+  toIntent,
+} from "./device.ts";
+import type { DmaRequest, DmaResult, ExplainRequest } from "./device-dma.ts";
+import { DeviceDma } from "./device-dma.ts";
+import type { FaultQueueObject, FaultRecord } from "./fault.ts";
+import { faultQueueAlloc, faultQueueRead } from "./fault.ts";
+import type { DirtyReadOptions, HwptAllocOptions, HwptNested, HwptPaging } from "./hw-pagetable.ts";
+import {
+  checkFaultQueueUnused,
+  destroyHwptNested,
+  destroyHwptPaging,
+  dirtyRead,
+  dirtySet,
+  hwptAlloc,
+  hwptInvalidate,
 } from "./hw-pagetable.ts";
-import type { Area } from "./io-pagetable.ts";
-import { areaPa, complement, lowestBit, MAX_IOVA, mergeRanges, roundupPow2 } from "./io-pagetable.ts";
-import { checkUserRange, createPages } from "./pages.ts";
+import { checkLength } from "./io-pagetable.ts";
+import type { CopyOptions, Ioas, IovaRanges, MapOptions } from "./ioas.ts";
+import {
+  destroyIoas,
+  ioasAlloc,
+  ioasAllowIovas,
+  ioasAreas,
+  ioasCopy,
+  ioasIovaRanges,
+  ioasMap,
+  ioasUnmap,
+  ioasUnmapAll,
+} from "./ioas.ts";
 import { loadBackend } from "./registry.ts";
+
+export type { AccessInfo, AccessRwOptions } from "./access.ts";
+export type { ObjectInfo } from "./describe.ts";
+export type {
+  AttachOutcome,
+  DeviceInfo,
+  DeviceOptions,
+  HwInfoResult,
+  IntentSpec,
+  MdevOptions,
+} from "./device.ts";
+export type { DmaRequest, DmaResult, ExplainRequest } from "./device-dma.ts";
+export type { FaultQueueInfo } from "./fault.ts";
+export type {
+  DirtyReadOptions,
+  HwptAllocOptions,
+  HwptFlag,
+  HwptNestedInfo,
+  HwptPagingInfo,
+} from "./hw-pagetable.ts";
+export type { AreaInfo, CopyOptions, IoasInfo, IovaRanges, MapOptions, ProtSpec } from "./ioas.ts";
 
 /** Default RAM: [0, 4 GiB). */
 export const DEFAULT_RAM: readonly RamRegion[] = [{ base: 0, size: 2 ** 32, name: "ram" }];
@@ -117,252 +152,6 @@ export interface HostOptions {
   readonly mdevBackend?: string;
 }
 
-/** A device behind an IOMMU instance. */
-export interface DeviceOptions {
-  /** The IOMMU instance name given to {@link Host.addIommu}. */
-  readonly iommu: string;
-  /** StreamID (SMMUv3) / source-id (VT-d) / device number. */
-  readonly rid: number;
-  /** PASID width; 0 (default) = no PASID. */
-  readonly pasidBits?: number;
-  readonly ats?: boolean;
-}
-
-/** A mediated device on a parent device. */
-export interface MdevOptions {
-  /** Host id of the parent (physical) device. */
-  readonly parent: number;
-  /** The mdev backend instance; default: the first of kind `mdevBackend`, created as "mdev" when none. */
-  readonly iommu?: string;
-  /** Device number inside the mdev backend; default the lowest free. */
-  readonly rid?: number;
-}
-
-/** Mapping protection: Perm bits or letters ("r", "w", "rw"). */
-export type ProtSpec = number | string;
-
-/** IOMMU_IOAS_MAP arguments. */
-export interface MapOptions {
-  /** Fixed IOVA (IOMMU_IOAS_MAP_FIXED_IOVA); omitted: allocated. */
-  readonly iova?: number;
-  readonly length: number;
-  /** Physical address of the first byte (RAM, outside the table region). */
-  readonly pa: number;
-  readonly prot: ProtSpec;
-}
-
-/** IOMMU_IOAS_COPY arguments. */
-export interface CopyOptions {
-  readonly src: number;
-  readonly srcIova: number;
-  readonly dst: number;
-  /** Fixed destination IOVA; omitted: allocated. */
-  readonly dstIova?: number;
-  readonly length: number;
-  readonly prot: ProtSpec;
-}
-
-/** IOMMU_IOAS_IOVA_RANGES result. */
-export interface IovaRanges {
-  /** Usable IOVA ranges (inclusive), ascending. */
-  readonly ranges: readonly IovaRange[];
-  /** out_iova_alignment. */
-  readonly alignment: number;
-}
-
-/** IOMMU_HWPT_ALLOC flag names. */
-export type HwptFlag = "nest_parent" | "dirty_tracking" | "pasid";
-
-/** IOMMU_HWPT_ALLOC arguments. */
-export interface HwptAllocOptions {
-  /** The device the HWPT is allocated for (its IOMMU's format). */
-  readonly device: number;
-  /** An IOAS (paging HWPT) or a nest-parent paging HWPT (nested HWPT). */
-  readonly pt: number;
-  readonly flags?: readonly HwptFlag[] | DomainFlags;
-  /** Vendor data of a nested HWPT (SMMUv3 `{ste: [w0, w1]}`, VT-d `{pgtblAddr, addrWidth, flags?}`). */
-  readonly data?: unknown;
-  /** A fault queue object (IOMMU_HWPT_FAULT_ID_VALID) that also receives this HWPT's faults. */
-  readonly faultQueue?: number;
-}
-
-/** An attach intent: core's, or shorthand. `{pasid: "auto"}` for mdevs. */
-export type IntentSpec = AttachIntent | Exclude<IntentKind, "pasid"> | { readonly pasid: number | "auto" };
-
-/** What an attach or replace used. */
-export interface AttachOutcome {
-  /** The HWPT serving the attach point (an automatic one for an IOAS), or the access id for `emulated`. */
-  readonly hwpt: number;
-  /** The PASID (assigned by the backend for `pasid: "auto"`). */
-  readonly pasid?: number;
-}
-
-/** A DMA issued by a device. */
-export interface DmaRequest {
-  /** PASID of the request; omitted/null = none (an mdev attached by PASID uses its assigned PASID). */
-  readonly pasid?: number | null;
-  readonly iova: number;
-  readonly access: AccessName;
-  /** Privileged (supervisor) request. */
-  readonly priv?: boolean;
-  /** Bytes to read (reads). */
-  readonly length?: number;
-  /** Bytes to write (writes). */
-  readonly data?: Uint8Array;
-}
-
-/** The outcome of a DMA: bytes moved (and read), or the fault that stopped it before anything moved. */
-export type DmaResult =
-  | { readonly ok: true; readonly pa: number; readonly data?: Uint8Array }
-  | { readonly ok: false; readonly fault: FaultRecord };
-
-/** IOMMU_GET_HW_INFO of one device. */
-export interface HwInfoResult {
-  /** out_capabilities flag names ("dirty_tracking", "pasid_exec", "pasid_priv", "ats_not_supported"). */
-  readonly capabilities: readonly string[];
-  /** out_capabilities as a number (IOMMU_HW_CAP_*). */
-  readonly flags: number;
-  readonly maxPasidLog2: number;
-  /** out_data_type by name: "arm-smmuv3", "intel-vtd", "none". */
-  readonly type: HwInfo["type"];
-  /** out_data_type as a number (IOMMU_HW_INFO_TYPE_*). */
-  readonly typeId: number;
-  /** The vendor block (raw registers). */
-  readonly data: HwInfo;
-  /** Intents the device accepts. */
-  readonly intents: readonly IntentKind[];
-  /** The full capability record. */
-  readonly caps: Capabilities;
-}
-
-/** IOMMU_HWPT_GET_DIRTY_BITMAP arguments. */
-export interface DirtyReadOptions {
-  readonly iova: number;
-  readonly length: number;
-  /** Bytes per bitmap bit (a power of two). */
-  readonly pageSize: number;
-  /** IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR. */
-  readonly noClear?: boolean;
-}
-
-/** IOMMU access rw through an mdev's emulated access. */
-export interface AccessRwOptions {
-  readonly iova: number;
-  /** Reads: bytes to read. */
-  readonly length?: number;
-  /** Writes: bytes to write. */
-  readonly data?: Uint8Array;
-  readonly write: boolean;
-}
-
-/** A walk to explain (see {@link Host.explain}). */
-export interface ExplainRequest {
-  readonly pasid?: number | null;
-  readonly iova: number | bigint;
-  readonly access: AccessName;
-  readonly priv?: boolean;
-}
-
-/** {@link Host.describe} of a device. */
-export interface DeviceInfo {
-  readonly id: number;
-  readonly kind: "device";
-  /** IOMMU instance name. */
-  readonly iommu: string;
-  readonly rid: number;
-  readonly pasidBits: number;
-  /** Parent device id (mdevs), else null. */
-  readonly parent: number | null;
-  /** What serves the RID (null: blocked). */
-  readonly ridAttach: { readonly kind: "rid" | "rid-all-pasids"; readonly hwpt: number } | null;
-  /** Attached PASIDs as [pasid, hwpt id], ascending. */
-  readonly pasids: ReadonlyArray<readonly [number, number]>;
-  /** Access object id (emulated attach), else null. */
-  readonly access: number | null;
-  /** Mediated devices on this one. */
-  readonly children: number;
-  /** The backend's own id of the domain on the RID (null: none), to catch host/backend drift. */
-  readonly backendRid: number | null;
-}
-
-/** One area of an IOAS in {@link IoasInfo}. */
-export interface AreaInfo {
-  readonly iova: number;
-  readonly length: number;
-  readonly pa: number;
-  readonly prot: number;
-  /** Areas sharing its pages (IOMMU_IOAS_COPY). */
-  readonly pagesUsers: number;
-}
-
-/** {@link Host.describe} of an IOAS. */
-export interface IoasInfo {
-  readonly id: number;
-  readonly kind: "ioas";
-  readonly areas: readonly AreaInfo[];
-  readonly allowed: readonly IovaRange[];
-  readonly reserved: readonly IovaRange[];
-  readonly alignment: number;
-  /** Paging HWPT ids built from it. */
-  readonly hwpts: readonly number[];
-  /** Access ids reading it. */
-  readonly accesses: readonly number[];
-}
-
-/** {@link Host.describe} of a paging HWPT. */
-export interface HwptPagingInfo {
-  readonly id: number;
-  readonly kind: "hwpt-paging";
-  readonly ioas: number;
-  readonly iommu: string;
-  readonly format: string;
-  readonly flags: DomainFlags;
-  /** Created by an attach to the IOAS. */
-  readonly auto: boolean;
-  /** Attach points holding it. */
-  readonly users: number;
-  /** Nested HWPTs over it. */
-  readonly children: number;
-  readonly faultQueue: number | null;
-}
-
-/** {@link Host.describe} of a nested HWPT. */
-export interface HwptNestedInfo {
-  readonly id: number;
-  readonly kind: "hwpt-nested";
-  readonly parent: number;
-  readonly iommu: string;
-  readonly format: string;
-  readonly users: number;
-  readonly faultQueue: number | null;
-}
-
-/** {@link Host.describe} of an access. */
-export interface AccessInfo {
-  readonly id: number;
-  readonly kind: "access";
-  readonly ioas: number;
-  readonly device: number;
-  /** Pins held. */
-  readonly pins: number;
-}
-
-/** {@link Host.describe} of a fault queue. */
-export interface FaultQueueInfo {
-  readonly id: number;
-  readonly kind: "fault";
-  readonly pending: number;
-}
-
-/** A plain, deep-equal comparable description of one object, by kind. */
-export type ObjectInfo =
-  | DeviceInfo
-  | IoasInfo
-  | HwptPagingInfo
-  | HwptNestedInfo
-  | AccessInfo
-  | FaultQueueInfo;
-
 /** A deep-equal comparable snapshot of everything the host owns (for atomicity tests). */
 export interface HostState {
   readonly nextId: number;
@@ -375,77 +164,6 @@ export interface HostState {
   readonly memory: Map<number, Uint8Array>;
 }
 
-const HWPT_FLAGS: Readonly<Record<HwptFlag, keyof DomainFlags>> = {
-  nest_parent: "nestParent",
-  dirty_tracking: "dirtyTracking",
-  pasid: "pasid",
-};
-
-function parseFlags(flags: HwptAllocOptions["flags"]): DomainFlags {
-  if (flags === undefined) return {};
-  if (Array.isArray(flags)) {
-    const out: { nestParent?: boolean; dirtyTracking?: boolean; pasid?: boolean } = {};
-    for (const f of flags as readonly string[]) {
-      const key = HWPT_FLAGS[f as HwptFlag];
-      if (key === undefined)
-        throw new IommuError("EOPNOTSUPP", `unknown HWPT flag ${JSON.stringify(f)}`, { flag: f });
-      out[key] = true;
-    }
-    return out;
-  }
-  const d = flags as DomainFlags;
-  for (const k of Object.keys(d)) {
-    if (k !== "nestParent" && k !== "dirtyTracking" && k !== "pasid") {
-      throw new IommuError("EOPNOTSUPP", `unknown HWPT flag ${JSON.stringify(k)}`, { flag: k });
-    }
-  }
-  return { ...d };
-}
-
-function parseProt(prot: ProtSpec): number {
-  let p: number;
-  try {
-    p = typeof prot === "string" ? parsePerm(prot) : prot;
-  } catch (e) {
-    throw new IommuError("EINVAL", (e as Error).message, {}, { cause: e });
-  }
-  // IOMMU_IOAS_MAP_READABLE / _WRITEABLE only, at least one (ioas.c).
-  if (!Number.isInteger(p) || p === 0 || (p & ~(Perm.R | Perm.W)) !== 0) {
-    throw new IommuError("EINVAL", `bad map protection ${String(prot)} (want r, w or rw)`, {
-      prot: String(prot),
-    });
-  }
-  return p;
-}
-
-function toIntent(spec: IntentSpec): AttachIntent {
-  if (typeof spec === "string") {
-    if (spec === "rid" || spec === "rid-all-pasids" || spec === "emulated") return { kind: spec };
-    throw new IommuError("EINVAL", `unknown intent ${JSON.stringify(spec)}`);
-  }
-  if ("kind" in spec) return spec;
-  return { kind: "pasid", pasid: spec.pasid };
-}
-
-function checkLength(length: number): void {
-  if (!Number.isSafeInteger(length) || length <= 0) {
-    throw new IommuError("EINVAL", `length ${length} must be a positive integer`, { length });
-  }
-}
-
-function checkIova(iova: number): void {
-  if (!Number.isSafeInteger(iova) || iova < 0) throw new IommuError("EINVAL", `bad iova ${iova}`, { iova });
-}
-
-function backendDomainId(d: HostDevice): number | null {
-  if (d.parent !== null) return null;
-  try {
-    return d.backend.attached(d.rid, { kind: d.ridAttach?.kind ?? "rid" })?.id ?? null;
-  } catch {
-    return null;
-  }
-}
-
 /** iommufd in miniature. See the file comment for the rules. */
 export class Host {
   /** The physical memory every table lives in and every DMA reaches. */
@@ -455,12 +173,9 @@ export class Host {
   /** Where backends are found. */
   readonly registry: BackendRegistry;
   readonly #iommus = new Map<string, Backend>();
-  readonly #objects: ObjectTable;
-  readonly #faults = new FaultQueue();
-  readonly #dma = new DmaEngine();
+  readonly #ctx: HostCtx;
+  readonly #dma: DeviceDma;
   readonly #mdevBackend: string;
-  #routeRid = 0;
-  #routePasid = NO_PASID;
 
   constructor(options: HostOptions = {}) {
     const ram = options.ram ?? DEFAULT_RAM;
@@ -471,7 +186,14 @@ export class Host {
     );
     this.tables = new TableAllocator(this.memory, t.base, t.size);
     this.registry = options.registry ?? defaultRegistry;
-    this.#objects = new ObjectTable(this.memory.failNth);
+    const ctx: HostCtx = {
+      objects: new ObjectTable(this.memory.failNth),
+      memory: this.memory,
+      tables: this.tables,
+      ridRegions: (ioasId: number) => ridRegions(ctx, ioasId),
+    };
+    this.#ctx = ctx;
+    this.#dma = new DeviceDma(ctx);
     this.#mdevBackend = options.mdevBackend ?? "mdev-emulated";
   }
 
@@ -533,19 +255,11 @@ export class Host {
     return this.iommu(iommu).counters();
   }
 
-  // ---------------------------------------------------------------- devices
+  // ---------------------------------------------------------------- devices (device.ts)
 
   /** Adds a device behind an IOMMU; returns its object id. EEXIST / EINVAL from the backend for a bad rid. */
   addDevice(opts: DeviceOptions): number {
-    const backend = this.iommu(opts.iommu);
-    const pasidBits = opts.pasidBits ?? 0;
-    this.#objects.reserve("device");
-    backend.addDevice(
-      opts.ats === undefined ? { rid: opts.rid, pasidBits } : { rid: opts.rid, pasidBits, ats: opts.ats },
-    );
-    return this.#objects.insert(
-      new HostDevice(this.#objects.nextId, opts.iommu, backend, opts.rid, pasidBits, null),
-    ).id;
+    return bindDevice(this.#ctx, this.iommu(opts.iommu), opts);
   }
 
   /**
@@ -553,7 +267,7 @@ export class Host {
    * mdev backend instance (created as "mdev" from `mdevBackend` when none exists).
    */
   addMdev(opts: MdevOptions): number {
-    const parent = this.#device(opts.parent);
+    const parent = getDevice(this.#ctx, opts.parent);
     if (parent.parent !== null)
       throw new IommuError("EINVAL", `device ${parent.id} is itself an mdev`, { parent: parent.id });
     let name = opts.iommu;
@@ -571,7 +285,7 @@ export class Host {
     let rid = opts.rid;
     if (rid === undefined) {
       const used = new Set(
-        this.#devices()
+        allDevices(this.#ctx)
           .filter((d) => d.backend === backend)
           .map((d) => d.rid),
       );
@@ -579,55 +293,28 @@ export class Host {
       while (used.has(rid)) rid++;
     }
     try {
-      this.#objects.reserve("device");
-      backend.addDevice({ rid, pasidBits: 0, parent: { backend: parent.backend, rid: parent.rid } });
+      return bindMdev(this.#ctx, parent, name, backend, rid);
     } catch (e) {
       if (created) this.#iommus.delete(name);
       throw e;
     }
-    parent.children++;
-    return this.#objects.insert(new HostDevice(this.#objects.nextId, name, backend, rid, 0, parent)).id;
   }
 
   /** Ids of every device, ascending. */
   deviceIds(): number[] {
-    return this.#devices().map((d) => d.id);
-  }
-
-  #devices(): HostDevice[] {
-    return this.#objects.values().filter((o): o is HostDevice => o.kind === "device");
-  }
-
-  #device(id: number): HostDevice {
-    return this.#objects.get(id, "device") as HostDevice;
+    return allDevices(this.#ctx).map((d) => d.id);
   }
 
   /** IOMMU_GET_HW_INFO: capability flags, PASID width and the vendor block of a device. */
   hwInfo(device: number): HwInfoResult {
-    const d = this.#device(device);
-    const caps = d.backend.capabilities(d.rid);
-    return {
-      capabilities: hwCapNames(caps),
-      flags: hwCapFlags(caps),
-      maxPasidLog2: caps.maxPasidLog2,
-      type: caps.hwInfo.type,
-      typeId: HwInfoType[caps.hwInfo.type],
-      data: caps.hwInfo,
-      intents: caps.intents,
-      caps,
-    };
+    return hwInfo(getDevice(this.#ctx, device));
   }
 
-  // ---------------------------------------------------------------- IOAS
+  // ---------------------------------------------------------------- IOAS (ioas.ts)
 
   /** IOMMU_IOAS_ALLOC: a new, empty IO address space. */
   ioasAlloc(): number {
-    this.#objects.reserve("ioas");
-    return this.#objects.insert(new Ioas(this.#objects.nextId)).id;
-  }
-
-  #ioas(id: number): Ioas {
-    return this.#objects.get(id, "ioas") as Ioas;
+    return ioasAlloc(this.#ctx);
   }
 
   /**
@@ -636,36 +323,7 @@ export class Host {
    * region), EEXIST (overlap), EOVERFLOW, ENOSPC (no room), EFAULT (not RAM), ENOMEM.
    */
   ioasMap(ioasId: number, opts: MapOptions): number {
-    const ioas = this.#ioas(ioasId);
-    const prot = parseProt(opts.prot);
-    checkLength(opts.length);
-    checkUserRange(this.memory, this.tables, opts.pa, opts.length);
-    const iova = this.#placeArea(ioas, opts.iova, opts.pa, opts.length);
-    this.failNth.point("area");
-    mapEverywhere(ioas.domains, iova, opts.pa, opts.length, prot);
-    const pages = createPages(opts.pa, opts.length, (prot & Perm.W) !== 0);
-    pages.users = 1;
-    ioas.iopt.insert({ iova, length: opts.length, pages, offset: 0, prot });
-    return iova;
-  }
-
-  /** Checks a new area's placement (fixed) or allocates its IOVA (auto); changes nothing. */
-  #placeArea(ioas: Ioas, iova: number | undefined, pa: number, length: number): number {
-    const align = ioas.alignment;
-    if (length % align !== 0 || pa % align !== 0) {
-      throw new IommuError("EINVAL", `length ${hex(length)} / pa ${hex(pa)} not aligned to ${hex(align)}`, {
-        length,
-        pa,
-        alignment: align,
-      });
-    }
-    if (iova !== undefined) {
-      ioas.iopt.checkFixed(iova, length, align, ioas.reserved);
-      return iova;
-    }
-    // iopt_alloc_iova: keep the alignment of the source, at most the length's.
-    const want = Math.max(Math.min(roundupPow2(length), lowestBit(pa)), align);
-    return ioas.iopt.allocIova(length, want, ioas.reserved);
+    return ioasMap(this.#ctx, ioasId, opts);
   }
 
   /**
@@ -675,147 +333,26 @@ export class Host {
    * makes it EBUSY.
    */
   ioasUnmap(ioasId: number, iova: number, length: number): number {
-    const ioas = this.#ioas(ioasId);
-    checkIova(iova);
-    checkLength(length);
-    const last = iova + length - 1;
-    if (last > MAX_IOVA)
-      throw new IommuError("EOVERFLOW", `iova ${hex(iova)} + ${hex(length)} overflows`, { iova, length });
-    const [from, to] = ioas.iopt.span(iova, last);
-    if (from === to)
-      throw new IommuError("ENOENT", `nothing is mapped in [${hex(iova)}, ${hex(last)}]`, { iova, length });
-    for (let i = from; i < to; i++) {
-      const a = ioas.iopt.at(i)!;
-      if (a.iova < iova || a.iova + a.length - 1 > last) {
-        throw new IommuError(
-          "ENOENT",
-          `[${hex(iova)}, ${hex(last)}] cuts the area at ${hex(a.iova)}+${hex(a.length)}`,
-          {
-            iova,
-            length,
-          },
-        );
-      }
-    }
-    return this.#unmapSpan(ioas, from, to);
+    return ioasUnmap(this.#ctx, ioasId, iova, length);
   }
 
   /** IOMMU_IOAS_UNMAP of everything (0..U64_MAX); 0 when nothing is mapped. */
   ioasUnmapAll(ioasId: number): number {
-    const ioas = this.#ioas(ioasId);
-    return ioas.iopt.count === 0 ? 0 : this.#unmapSpan(ioas, 0, ioas.iopt.count);
-  }
-
-  #unmapSpan(ioas: Ioas, from: number, to: number): number {
-    const iopt = ioas.iopt;
-    const doms = ioas.domains;
-    const ne = ioas.accesses.length;
-    // Accesses first: their unmap may refuse (pins left after the unmap callback).
-    if (ne > 0) {
-      let done = 0;
-      try {
-        for (let i = from; i < to; i++) {
-          const a = iopt.at(i)!;
-          for (let d = 0; d < ne; d++) {
-            doms[d]!.unmap(a.iova, a.length);
-            done++;
-          }
-        }
-      } catch (e) {
-        for (let k = 0; k < done; k++) {
-          const a = iopt.at(from + Math.floor(k / ne))!;
-          doms[k % ne]!.map(a.iova, areaPa(a), a.length, a.prot);
-        }
-        throw e;
-      }
-    }
-    let bytes = 0;
-    for (let i = from; i < to; i++) {
-      const a = iopt.at(i)!;
-      for (let d = ne; d < doms.length; d++) doms[d]!.unmap(a.iova, a.length);
-      a.pages.users--;
-      bytes += a.length;
-    }
-    ioas.iopt.removeSpan(from, to);
-    return bytes;
+    return ioasUnmapAll(this.#ctx, ioasId);
   }
 
   /**
    * IOMMU_IOAS_COPY: maps the pages behind [srcIova, srcIova + length) of `src` (which
    * must be covered by areas without a gap: ENOENT) into `dst`, at a fixed or
-   * allocated IOVA. Write access needs writable source pages (EINVAL). Returns the IOVA.
+   * allocated IOVA. Write access needs writable source pages (EPERM). Returns the IOVA.
    */
   ioasCopy(opts: CopyOptions): number {
-    const src = this.#ioas(opts.src);
-    const dst = this.#ioas(opts.dst);
-    const prot = parseProt(opts.prot);
-    checkIova(opts.srcIova);
-    checkLength(opts.length);
-    const last = opts.srcIova + opts.length - 1;
-    const [from, to] = src.iopt.span(opts.srcIova, last);
-    const pieces: Area[] = [];
-    let at = opts.srcIova;
-    for (let i = from; i < to; i++) {
-      const a = src.iopt.at(i)!;
-      if (a.iova > at) break;
-      const end = Math.min(a.iova + a.length - 1, last);
-      if ((prot & Perm.W) !== 0 && !a.pages.writable) {
-        // iopt_get_pages: a writable copy of read-only pages is -EPERM.
-        throw new IommuError("EPERM", `copy with write access of read-only pages at ${hex(a.iova)}`, {
-          iova: a.iova,
-        });
-      }
-      pieces.push({
-        iova: at - opts.srcIova,
-        length: end - at + 1,
-        pages: a.pages,
-        offset: a.offset + (at - a.iova),
-        prot,
-      });
-      at = end + 1;
-    }
-    if (at <= last) {
-      throw new IommuError(
-        "ENOENT",
-        `[${hex(opts.srcIova)}, ${hex(last)}] of IOAS ${src.id} is not fully mapped`,
-        {
-          iova: opts.srcIova,
-          length: opts.length,
-        },
-      );
-    }
-    for (const p of pieces) {
-      if (p.length % dst.alignment !== 0 || areaPa(p) % dst.alignment !== 0) {
-        throw new IommuError(
-          "EINVAL",
-          `copied piece ${hex(areaPa(p))}+${hex(p.length)} is not aligned to ${hex(dst.alignment)}`,
-        );
-      }
-    }
-    const base = this.#placeArea(dst, opts.dstIova, areaPa(pieces[0]!), opts.length);
-    const placed = pieces.map((p) => ({ ...p, iova: base + p.iova }));
-    let done = 0;
-    try {
-      for (const p of placed) {
-        this.failNth.point("area");
-        mapEverywhere(dst.domains, p.iova, areaPa(p), p.length, p.prot);
-        done++;
-      }
-    } catch (e) {
-      for (let i = 0; i < done; i++) for (const d of dst.domains) d.unmap(placed[i]!.iova, placed[i]!.length);
-      throw e;
-    }
-    for (const p of placed) {
-      p.pages.users++;
-      dst.iopt.insert(p);
-    }
-    return base;
+    return ioasCopy(this.#ctx, opts);
   }
 
   /** IOMMU_IOAS_IOVA_RANGES: the usable IOVA ranges (not reserved) and the alignment. */
   ioasIovaRanges(ioasId: number): IovaRanges {
-    const ioas = this.#ioas(ioasId);
-    return { ranges: complement(ioas.reserved, 0, MAX_IOVA), alignment: ioas.alignment };
+    return ioasIovaRanges(this.#ctx, ioasId);
   }
 
   /**
@@ -824,87 +361,15 @@ export class Host {
    * bad range, EADDRINUSE when one intersects a reserved range.
    */
   ioasAllowIovas(ioasId: number, ranges: readonly IovaRange[]): void {
-    const ioas = this.#ioas(ioasId);
-    for (const r of ranges) {
-      if (
-        !Number.isSafeInteger(r.start) ||
-        !Number.isSafeInteger(r.last) ||
-        r.start < 0 ||
-        r.last < r.start
-      ) {
-        throw new IommuError("EINVAL", `bad allowed range [${r.start}, ${r.last}]`, {
-          start: r.start,
-          last: r.last,
-        });
-      }
-    }
-    const merged = mergeRanges(ranges);
-    const saved = ioas.iopt.allowed;
-    ioas.iopt.allowed = merged;
-    try {
-      ioas.iopt.checkLayout(ioas.reserved, 1);
-      this.failNth.point("allowed");
-    } catch (e) {
-      ioas.iopt.allowed = saved;
-      throw e;
-    }
+    ioasAllowIovas(this.#ctx, ioasId, ranges);
   }
 
   /** Areas of an IOAS (copies), ascending: iova, length, pa, prot. */
   ioasAreas(ioasId: number): Array<{ iova: number; length: number; pa: number; prot: number }> {
-    return this.#ioas(ioasId).iopt.areas.map((a) => ({
-      iova: a.iova,
-      length: a.length,
-      pa: areaPa(a),
-      prot: a.prot,
-    }));
+    return ioasAreas(this.#ctx, ioasId);
   }
 
-  // ---------------------------------------------------------------- layout
-
-  /**
-   * Reserved ranges and alignment of an IOAS with its current domains and devices plus
-   * `extraDomains` / `extraDevices` (a prospective attach): each domain's aperture
-   * complement and page size, each RID-attached device's reserved regions.
-   */
-  #layout(
-    ioas: Ioas,
-    extraDomains: readonly Domain[],
-    extraDevices: readonly HostDevice[],
-  ): {
-    reserved: IovaRange[];
-    alignment: number;
-  } {
-    const ranges: IovaRange[] = [];
-    let alignment = 1;
-    for (const d of [...ioas.domains, ...extraDomains]) {
-      if (d.aperture.start > 0) ranges.push({ start: 0, last: d.aperture.start - 1 });
-      if (d.aperture.last < MAX_IOVA) ranges.push({ start: d.aperture.last + 1, last: MAX_IOVA });
-      const sizes = pageSizesLg2(d.pageSizeBitmap);
-      if (sizes.length > 0) alignment = Math.max(alignment, 2 ** sizes[0]!);
-    }
-    const devices = this.#devices().filter(
-      (dev) => dev.ridAttach !== null && pagingOf(dev.ridAttach.hwpt).ioas === ioas,
-    );
-    for (const dev of [...devices, ...extraDevices]) ranges.push(...dev.backend.reservedRegions(dev.rid));
-    return { reserved: mergeRanges(ranges), alignment };
-  }
-
-  /** The layout with the additions, checked against the IOAS's areas and allowed ranges (EADDRINUSE). */
-  #checkedLayout(ioas: Ioas, extraDomains: readonly Domain[], extraDevices: readonly HostDevice[]) {
-    const l = this.#layout(ioas, extraDomains, extraDevices);
-    ioas.iopt.checkLayout(l.reserved, l.alignment);
-    return l;
-  }
-
-  #relayout(ioas: Ioas): void {
-    ioas.refreshDomains();
-    const l = this.#layout(ioas, [], []);
-    ioas.reserved = l.reserved;
-    ioas.alignment = l.alignment;
-  }
-
-  // ---------------------------------------------------------------- HWPT
+  // ---------------------------------------------------------------- HWPT (hw-pagetable.ts)
 
   /**
    * IOMMU_HWPT_ALLOC. On an IOAS: a paging HWPT filled with every area (flags
@@ -914,77 +379,10 @@ export class Host {
    * EOPNOTSUPP). Unknown flags EOPNOTSUPP; a flag the device lacks EOPNOTSUPP.
    */
   hwptAlloc(opts: HwptAllocOptions): number {
-    const dev = this.#device(opts.device);
-    const flags = parseFlags(opts.flags);
-    const pt = this.#objects.get(opts.pt, "ioas", "hwpt-paging", "hwpt-nested");
-    const fq =
-      opts.faultQueue === undefined
-        ? null
-        : (this.#objects.get(opts.faultQueue, "fault") as FaultQueueObject);
-    const caps = dev.backend.capabilities(dev.rid);
-    if (pt.kind === "ioas") {
-      const ioas = pt as Ioas;
-      if (opts.data !== undefined && opts.data !== null) {
-        throw new IommuError("EOPNOTSUPP", "a paging HWPT takes no vendor data");
-      }
-      if (flags.dirtyTracking && !caps.features.dirtyTracking) {
-        throw new IommuError("EOPNOTSUPP", `device ${dev.id} has no dirty tracking`, { device: dev.id });
-      }
-      if (flags.nestParent && !caps.features.nesting) {
-        throw new IommuError("EOPNOTSUPP", `device ${dev.id} has no nesting`, { device: dev.id });
-      }
-      this.#objects.reserve("hwpt-paging");
-      const domain = dev.backend.allocDomain({ type: "paging", rid: dev.rid, flags });
-      let layout: { reserved: IovaRange[]; alignment: number };
-      try {
-        layout = this.#checkedLayout(ioas, [domain], []);
-        fillDomain(domain, ioas.iopt.areas);
-      } catch (e) {
-        domain.free();
-        throw e;
-      }
-      const h = this.#objects.insert(new HwptPaging(this.#objects.nextId, ioas, domain, false, fq));
-      ioas.hwpts.push(h);
-      ioas.refreshDomains();
-      ioas.reserved = layout.reserved;
-      ioas.alignment = layout.alignment;
-      return h.id;
-    }
-    if (pt.kind === "hwpt-nested")
-      throw new IommuError("EINVAL", `HWPT ${pt.id} is nested: no nesting on nested`, { pt: pt.id });
-    const parent = pt as HwptPaging;
-    if (opts.data === undefined || opts.data === null) {
-      throw new IommuError("EINVAL", "a nested HWPT needs vendor data (IOMMU_HWPT_DATA_NONE)");
-    }
-    if (flags.nestParent || flags.dirtyTracking) {
-      throw new IommuError("EOPNOTSUPP", "a nested HWPT takes only the pasid flag");
-    }
-    if (parent.auto || !parent.domain.flags.nestParent) {
-      throw new IommuError("EINVAL", `HWPT ${parent.id} is not a nest parent`, { pt: parent.id });
-    }
-    if (parent.domain.backend !== dev.backend) {
-      throw new IommuError("EINVAL", `HWPT ${parent.id} belongs to another IOMMU than device ${dev.id}`, {
-        pt: parent.id,
-      });
-    }
-    this.#objects.reserve("hwpt-nested");
-    const domain = dev.backend.allocDomain({
-      type: "nested",
-      rid: dev.rid,
-      parent: parent.domain,
-      data: opts.data,
-      flags,
-    });
-    const h = this.#objects.insert(new HwptNested(this.#objects.nextId, parent, domain, fq));
-    parent.children++;
-    return h.id;
+    return hwptAlloc(this.#ctx, getDevice(this.#ctx, opts.device), opts);
   }
 
-  #hwpt(id: number): Hwpt {
-    return this.#objects.get(id, "hwpt-paging", "hwpt-nested") as Hwpt;
-  }
-
-  // ---------------------------------------------------------------- attach
+  // ---------------------------------------------------------------- attach (device.ts, access.ts)
 
   /**
    * Attaches `pt` (an IOAS, a HWPT) to the attach point `intent` of a device. EBUSY
@@ -992,7 +390,7 @@ export class Host {
    * the device does not list; EINVAL for PASID rule violations (see the file comment).
    */
   attach(device: number, intent: IntentSpec, pt: number): AttachOutcome {
-    return this.#attach(this.#device(device), toIntent(intent), pt, false);
+    return attachDevice(this.#ctx, getDevice(this.#ctx, device), toIntent(intent), pt, false);
   }
 
   /**
@@ -1000,218 +398,7 @@ export class Host {
    * old table stays attached. A replaced automatic HWPT that loses its last user is destroyed.
    */
   replace(device: number, intent: IntentSpec, pt: number): AttachOutcome {
-    return this.#attach(this.#device(device), toIntent(intent), pt, true);
-  }
-
-  #attach(dev: HostDevice, intent: AttachIntent, ptId: number, replace: boolean): AttachOutcome {
-    const caps = dev.backend.capabilities(dev.rid);
-    assertIntentAllowed(caps, intent);
-    const pt = this.#objects.get(ptId, "ioas", "hwpt-paging", "hwpt-nested");
-    // iommufd_dirty_tracking: a device without dirty tracking cannot join a dirty HWPT.
-    if (
-      pt.kind !== "ioas" &&
-      pagingOf(pt as Hwpt).domain.flags.dirtyTracking &&
-      !caps.features.dirtyTracking
-    ) {
-      throw new IommuError("EINVAL", `device ${dev.id} cannot track dirty pages for HWPT ${pt.id}`, {
-        device: dev.id,
-      });
-    }
-    if (intent.kind === "emulated") return this.#attachEmulated(dev, pt, replace);
-    if (intent.kind === "pasid") return this.#attachPasid(dev, intent.pasid, pt, replace);
-    const cur = dev.ridAttach;
-    if (!replace && cur !== null) {
-      throw new IommuError("EBUSY", `device ${dev.id} RID is attached to HWPT ${cur.hwpt.id}`, {
-        device: dev.id,
-      });
-    }
-    if (replace && cur === null)
-      throw new IommuError("EINVAL", `device ${dev.id} RID is not attached`, { device: dev.id });
-    if (intent.kind === "rid-all-pasids" && dev.pasids.size > 0) {
-      throw new IommuError("EBUSY", `device ${dev.id} has PASIDs attached`, { device: dev.id });
-    }
-    const needPasid = dev.pasids.size > 0;
-    if (pt.kind === "ioas") {
-      if (intent.kind !== "rid") throw new IommuError("EINVAL", "rid-all-pasids needs a HWPT, not an IOAS");
-      return { hwpt: this.#attachRidIoas(dev, pt as Ioas, needPasid, cur?.hwpt ?? null) };
-    }
-    const h = pt as Hwpt;
-    if (needPasid && !h.domain.flags.pasid) {
-      throw new IommuError(
-        "EINVAL",
-        `device ${dev.id} has PASIDs attached: HWPT ${h.id} needs the pasid flag`,
-        {
-          hwpt: h.id,
-        },
-      );
-    }
-    if (cur !== null && cur.hwpt === h && cur.kind === intent.kind) return { hwpt: h.id };
-    const ioas = pagingOf(h).ioas;
-    const moving = cur === null || pagingOf(cur.hwpt).ioas !== ioas;
-    if (moving) this.#checkedLayout(ioas, [], [dev]);
-    dev.backend.attach(dev.rid, intent, h.domain);
-    this.#commitRid(dev, intent.kind, h);
-    return { hwpt: h.id };
-  }
-
-  /** RID attach to an IOAS: reuse a compatible automatic HWPT, or create one. */
-  #attachRidIoas(dev: HostDevice, ioas: Ioas, needPasid: boolean, cur: Hwpt | null): number {
-    const moving = cur === null || pagingOf(cur).ioas !== ioas;
-    for (const h of ioas.hwpts) {
-      if (!h.auto || h.domain.backend !== dev.backend || (needPasid && !h.domain.flags.pasid)) continue;
-      if (h === cur) return h.id;
-      if (moving) this.#checkedLayout(ioas, [], [dev]);
-      try {
-        dev.backend.attach(dev.rid, { kind: "rid" }, h.domain);
-      } catch (e) {
-        // iommufd_device_auto_get_domain: an incompatible domain (EINVAL) means try the next.
-        if (e instanceof IommuError && e.code === "EINVAL") continue;
-        throw e;
-      }
-      this.#commitRid(dev, "rid", h);
-      return h.id;
-    }
-    this.#objects.reserve("hwpt-paging");
-    const domain = dev.backend.allocDomain({
-      type: "paging",
-      rid: dev.rid,
-      flags: needPasid ? { pasid: true } : {},
-    });
-    try {
-      this.#checkedLayout(ioas, [domain], moving ? [dev] : []);
-      fillDomain(domain, ioas.iopt.areas);
-    } catch (e) {
-      domain.free();
-      throw e;
-    }
-    try {
-      dev.backend.attach(dev.rid, { kind: "rid" }, domain);
-    } catch (e) {
-      unfillDomain(domain, ioas.iopt.areas);
-      domain.free();
-      throw e;
-    }
-    const h = this.#objects.insert(new HwptPaging(this.#objects.nextId, ioas, domain, true, null));
-    ioas.hwpts.push(h);
-    this.#commitRid(dev, "rid", h);
-    return h.id;
-  }
-
-  #commitRid(dev: HostDevice, kind: "rid" | "rid-all-pasids", h: Hwpt): void {
-    const old = dev.ridAttach?.hwpt ?? null;
-    dev.ridAttach = { kind, hwpt: h };
-    if (old !== h) {
-      h.users++;
-      if (old !== null) {
-        old.users--;
-        this.#release(old);
-      }
-    }
-    this.#relayout(pagingOf(h).ioas);
-  }
-
-  /** Drops an automatic HWPT nobody uses, and refreshes the layout of the IOAS it read. */
-  #release(h: Hwpt): void {
-    const ioas = pagingOf(h).ioas;
-    if (h.kind === "hwpt-paging" && h.auto && h.users === 0) {
-      h.domain.free();
-      ioas.hwpts.splice(ioas.hwpts.indexOf(h), 1);
-      this.#objects.remove(h.id);
-    }
-    this.#relayout(ioas);
-  }
-
-  #attachPasid(dev: HostDevice, pasid: number | "auto", pt: HostObject, replace: boolean): AttachOutcome {
-    if (pt.kind === "ioas")
-      throw new IommuError(
-        "EINVAL",
-        "a PASID attach needs a HWPT allocated with the pasid flag, not an IOAS",
-      );
-    const h = pt as Hwpt;
-    if (!h.domain.flags.pasid)
-      throw new IommuError("EINVAL", `HWPT ${h.id} was not allocated with the pasid flag`, { hwpt: h.id });
-    const rid = dev.ridAttach;
-    if (rid !== null && rid.kind === "rid-all-pasids") {
-      throw new IommuError("EBUSY", `device ${dev.id} RID owns every PASID (rid-all-pasids)`, {
-        device: dev.id,
-      });
-    }
-    if (rid !== null && !rid.hwpt.domain.flags.pasid) {
-      throw new IommuError("EINVAL", `device ${dev.id} RID HWPT ${rid.hwpt.id} is not PASID-capable`, {
-        device: dev.id,
-      });
-    }
-    // A backend-assigned PASID (mdev): the device has at most one; "auto" names it.
-    const key = pasid === "auto" ? (dev.pasids.keys().next().value ?? null) : pasid;
-    const old = key === null ? undefined : dev.pasids.get(key);
-    if (!replace && old !== undefined) {
-      throw new IommuError("EBUSY", `device ${dev.id} PASID ${key} is attached`, {
-        device: dev.id,
-        pasid: key,
-      });
-    }
-    if (replace && old === undefined) {
-      throw new IommuError("EINVAL", `device ${dev.id} PASID ${String(pasid)} is not attached`, {
-        device: dev.id,
-      });
-    }
-    if (old === h) return { hwpt: h.id, pasid: key! };
-    const res = dev.backend.attach(dev.rid, { kind: "pasid", pasid }, h.domain);
-    const got = res.pasid ?? key;
-    if (got === null || got === undefined) throw new Error("backend assigned no PASID");
-    if (old !== undefined && got !== key) dev.pasids.delete(key!);
-    dev.pasids.set(got, h);
-    h.users++;
-    if (old !== undefined) {
-      old.users--;
-      this.#release(old);
-    }
-    return { hwpt: h.id, pasid: got };
-  }
-
-  #attachEmulated(dev: HostDevice, pt: HostObject, replace: boolean): AttachOutcome {
-    if (pt.kind !== "ioas")
-      throw new IommuError("EINVAL", "an emulated access attaches to an IOAS, not a HWPT");
-    const ioas = pt as Ioas;
-    const old = dev.access;
-    if (!replace && old !== null)
-      throw new IommuError("EBUSY", `device ${dev.id} has an access`, { device: dev.id });
-    if (replace && old === null)
-      throw new IommuError("EINVAL", `device ${dev.id} has no access`, { device: dev.id });
-    if (old !== null && old.ioas === ioas) return { hwpt: old.id };
-    this.#objects.reserve("access");
-    const domain = dev.backend.allocDomain({ type: "paging", rid: dev.rid });
-    if (!isEmulatedAccess(domain)) {
-      domain.free();
-      throw new IommuError("EINVAL", `IOMMU ${dev.iommu} gave no emulated-access domain`, { device: dev.id });
-    }
-    try {
-      this.#checkedLayout(ioas, [domain], []);
-      fillDomain(domain, ioas.iopt.areas);
-    } catch (e) {
-      domain.free();
-      throw e;
-    }
-    try {
-      dev.backend.attach(dev.rid, { kind: "emulated" }, domain);
-    } catch (e) {
-      unfillDomain(domain, ioas.iopt.areas);
-      domain.free();
-      throw e;
-    }
-    const acc = this.#objects.insert(new AccessObject(this.#objects.nextId, ioas, dev, domain));
-    ioas.accesses.push(acc);
-    dev.access = acc;
-    this.#relayout(ioas);
-    if (old !== null) this.#dropAccess(old);
-    return { hwpt: acc.id };
-  }
-
-  #dropAccess(acc: AccessObject): void {
-    acc.domain.free();
-    acc.ioas.accesses.splice(acc.ioas.accesses.indexOf(acc), 1);
-    this.#objects.remove(acc.id);
-    this.#relayout(acc.ioas);
+    return attachDevice(this.#ctx, getDevice(this.#ctx, device), toIntent(intent), pt, true);
   }
 
   /**
@@ -1221,37 +408,8 @@ export class Host {
    * backend runs the mdev's unmap callback first and refuses (EBUSY) if pins remain.
    */
   detach(device: number, intent: IntentSpec): void {
-    const dev = this.#device(device);
-    const it = toIntent(intent);
-    if (!dev.backend.capabilities(dev.rid).intents.includes(it.kind)) {
-      throw new IommuError("EOPNOTSUPP", `intent ${it.kind} is not supported by device ${dev.id}`, {
-        device: dev.id,
-      });
-    }
-    if (it.kind === "emulated") {
-      const acc = dev.access;
-      if (acc === null) return;
-      dev.backend.detach(dev.rid, it);
-      dev.access = null;
-      this.#dropAccess(acc);
-      return;
-    }
-    if (it.kind === "pasid") {
-      const key = it.pasid === "auto" ? (dev.pasids.keys().next().value ?? null) : it.pasid;
-      const h = key === null ? undefined : dev.pasids.get(key);
-      if (h === undefined) return;
-      dev.backend.detach(dev.rid, { kind: "pasid", pasid: key! });
-      dev.pasids.delete(key!);
-      h.users--;
-      this.#release(h);
-      return;
-    }
-    const cur = dev.ridAttach;
-    if (cur === null) return;
-    dev.backend.detach(dev.rid, { kind: cur.kind });
-    dev.ridAttach = null;
-    cur.hwpt.users--;
-    this.#release(cur.hwpt);
+    const dev = getDevice(this.#ctx, device);
+    detachDevice(this.#ctx, dev, toIntent(intent));
   }
 
   // ---------------------------------------------------------------- destroy
@@ -1262,82 +420,35 @@ export class Host {
    * accesses go away with `detach`, so destroying one is EBUSY. ENOENT for an unknown id.
    */
   destroy(id: number): void {
-    const o = this.#objects.get(id);
+    const ctx = this.#ctx;
+    const o = ctx.objects.get(id);
     const busy = (why: string): never => {
       throw new IommuError("EBUSY", `object ${id} (${o.kind}) is busy: ${why}`, { id });
     };
     switch (o.kind) {
-      case "device": {
-        const d = o as HostDevice;
-        if (d.attached) busy("attached");
-        if (d.children > 0) busy("parent of mediated devices");
-        d.backend.removeDevice(d.rid);
-        if (d.parent !== null) d.parent.children--;
+      case "device":
+        destroyDevice(ctx, o as HostDevice, busy);
         break;
-      }
-      case "ioas": {
-        const ioas = o as Ioas;
-        if (ioas.hwpts.length > 0) busy(`used by HWPT ${ioas.hwpts[0]!.id}`);
-        if (ioas.accesses.length > 0) busy(`used by access ${ioas.accesses[0]!.id}`);
-        for (const a of ioas.iopt.areas) a.pages.users--;
+      case "ioas":
+        destroyIoas(ctx, o as Ioas, busy);
         break;
-      }
-      case "hwpt-paging": {
-        const h = o as HwptPaging;
-        if (h.users > 0) busy("attached");
-        if (h.children > 0) busy("parent of nested HWPTs");
-        h.domain.free();
-        h.ioas.hwpts.splice(h.ioas.hwpts.indexOf(h), 1);
-        this.#objects.remove(id);
-        this.#relayout(h.ioas);
-        return;
-      }
-      case "hwpt-nested": {
-        const h = o as HwptNested;
-        if (h.users > 0) busy("attached");
-        h.domain.free();
-        h.parent.children--;
+      case "hwpt-paging":
+        destroyHwptPaging(ctx, o as HwptPaging, busy);
         break;
-      }
+      case "hwpt-nested":
+        destroyHwptNested(ctx, o as HwptNested, busy);
+        break;
       case "access":
         busy("detach the device instead");
         break;
-      case "fault": {
-        const users = this.#objects
-          .values()
-          .filter(
-            (x) => (x.kind === "hwpt-paging" || x.kind === "hwpt-nested") && (x as Hwpt).faultQueue === o,
-          );
-        if (users.length > 0) busy(`used by HWPT ${users[0]!.id}`);
+      case "fault":
+        checkFaultQueueUnused(ctx, o as FaultQueueObject, busy);
+        ctx.objects.remove(id);
         break;
-      }
     }
-    this.#objects.remove(id);
   }
 
-  // ---------------------------------------------------------------- DMA and faults
-
-  /**
-   * The backend a device's DMA goes out through, with the rid and PASID left in
-   * `#routeRid` / `#routePasid` (no tuple: the DMA path allocates nothing). An mdev's
-   * PASID DMA leaves through its parent.
-   */
-  #route(dev: HostDevice, pasid: number | null | undefined): Backend {
-    if (dev.parent !== null) {
-      const p = pasid ?? dev.pasids.keys().next().value;
-      if (p !== undefined) {
-        this.#routeRid = dev.parent.rid;
-        this.#routePasid = p;
-        return dev.parent.backend;
-      }
-      this.#routeRid = dev.rid;
-      this.#routePasid = NO_PASID;
-      return dev.backend;
-    }
-    this.#routeRid = dev.rid;
-    this.#routePasid = pasid ?? NO_PASID;
-    return dev.backend;
-  }
+  // ---------------------------------------------------------------- DMA and faults (device-dma.ts, fault.ts)
 
   /**
    * A device reads (`length`) or writes (`data`) bytes at an IOVA. Every page is
@@ -1346,30 +457,7 @@ export class Host {
    * EINVAL for a malformed request, EFAULT when a translation leads outside RAM.
    */
   dma(device: number, req: DmaRequest): DmaResult {
-    const dev = this.#device(device);
-    checkIova(req.iova);
-    const write = req.access === "write";
-    const data = req.data;
-    const length = write ? (data?.length ?? 0) : (req.length ?? 0);
-    if (write && data === undefined) throw new IommuError("EINVAL", "a DMA write needs data");
-    checkLength(length);
-    if (req.iova + length - 1 > MAX_IOVA)
-      throw new IommuError("EOVERFLOW", "DMA range overflows", { iova: req.iova });
-    const backend = this.#route(dev, req.pasid);
-    const rid = this.#routeRid;
-    const pasid = this.#routePasid;
-    const access = accessFlags(req.access, req.priv === true);
-    const eng = this.#dma;
-    if (!eng.translate(backend, rid, pasid, req.iova, length, access)) {
-      return { ok: false, fault: this.#deliver(dev, pasid, eng.faultIova, access) };
-    }
-    if (write) {
-      eng.write(this.memory, data!);
-      return { ok: true, pa: eng.firstPa };
-    }
-    const out = new Uint8Array(length);
-    eng.read(this.memory, out);
-    return { ok: true, pa: eng.firstPa, data: out };
+    return this.#dma.dma(device, req);
   }
 
   /**
@@ -1378,60 +466,26 @@ export class Host {
    * delivering a fault (read it with {@link Host.faultsRead}).
    */
   dmaInto(device: number, pasid: number | null, iova: number, access: number, buf: Uint8Array): number {
-    const o = this.#objects.find(device);
-    if (o === undefined || o.kind !== "device") this.#device(device);
-    const dev = o as HostDevice;
-    const backend = this.#route(dev, pasid);
-    const p = this.#routePasid;
-    const eng = this.#dma;
-    if (!eng.translate(backend, this.#routeRid, p, iova, buf.length, access)) {
-      this.#deliver(dev, p, eng.faultIova, access);
-      return -1;
-    }
-    if (access & Access.WRITE) eng.write(this.memory, buf);
-    else eng.read(this.memory, buf);
-    return eng.firstPa;
-  }
-
-  #deliver(dev: HostDevice, pasid: number, iova: number, access: number): FaultRecord {
-    const f = this.#dma.fault!;
-    const rec: FaultRecord = {
-      device: dev.id,
-      pasid: pasid === NO_PASID ? null : pasid,
-      iova,
-      access: access & Access.WRITE ? "write" : access & Access.EXEC ? "exec" : "read",
-      priv: (access & Access.PRIV) !== 0,
-      class: f.class,
-      recorded: f.recorded,
-      vendor: f.vendor,
-    };
-    this.#faults.push(rec);
-    const h =
-      pasid === NO_PASID
-        ? (dev.ridAttach?.hwpt ?? null)
-        : (dev.pasids.get(pasid) ?? dev.ridAttach?.hwpt ?? null);
-    h?.faultQueue?.queue.push(rec);
-    return rec;
+    return this.#dma.dmaInto(device, pasid, iova, access, buf);
   }
 
   /** Reads and clears the delivered faults of a device (every device when omitted), oldest first. */
   faultsRead(device?: number): FaultRecord[] {
-    if (device !== undefined) this.#device(device);
-    return this.#faults.drain(device);
+    if (device !== undefined) getDevice(this.#ctx, device);
+    return this.#dma.faults.drain(device);
   }
 
   /** IOMMU_FAULT_QUEUE_ALLOC: a fault queue object for `hwptAlloc({faultQueue})`. */
   faultQueueAlloc(): number {
-    this.#objects.reserve("fault");
-    return this.#objects.insert(new FaultQueueObject(this.#objects.nextId)).id;
+    return faultQueueAlloc(this.#ctx);
   }
 
   /** Reads and clears a fault queue object. */
   faultQueueRead(id: number): FaultRecord[] {
-    return (this.#objects.get(id, "fault") as FaultQueueObject).queue.drain();
+    return faultQueueRead(this.#ctx, id);
   }
 
-  // ---------------------------------------------------------------- invalidation and dirty tracking
+  // ---------------------------------------------------------------- invalidation and dirty tracking (hw-pagetable.ts)
 
   /**
    * IOMMU_HWPT_INVALIDATE on a nested HWPT: processes vendor entries in order and
@@ -1439,31 +493,12 @@ export class Host {
    * a paging HWPT, EOPNOTSUPP when the domain takes none.
    */
   invalidate(hwptId: number, entries: readonly unknown[]): number {
-    const h = this.#hwpt(hwptId);
-    if (h.kind !== "hwpt-nested")
-      throw new IommuError("EINVAL", `HWPT ${h.id} is not nested`, { hwpt: h.id });
-    if (h.domain.invalidate === undefined)
-      throw new IommuError("EOPNOTSUPP", `HWPT ${h.id} takes no invalidations`);
-    return h.domain.invalidate(entries);
-  }
-
-  #dirtyHwpt(hwptId: number): HwptPaging {
-    const h = this.#objects.get(hwptId, "hwpt-paging") as HwptPaging;
-    if (
-      !h.domain.flags.dirtyTracking ||
-      h.domain.setDirtyTracking === undefined ||
-      h.domain.readDirty === undefined
-    ) {
-      throw new IommuError("EOPNOTSUPP", `HWPT ${h.id} was not allocated with dirty tracking`, {
-        hwpt: h.id,
-      });
-    }
-    return h;
+    return hwptInvalidate(this.#ctx, hwptId, entries);
   }
 
   /** IOMMU_HWPT_SET_DIRTY_TRACKING. EOPNOTSUPP unless allocated with dirty_tracking; ENOENT for a non-paging id. */
   dirtySet(hwptId: number, enable: boolean): void {
-    this.#dirtyHwpt(hwptId).domain.setDirtyTracking!(enable);
+    dirtySet(this.#ctx, hwptId, enable);
   }
 
   /**
@@ -1472,60 +507,24 @@ export class Host {
    * power of two or a range not aligned to it.
    */
   dirtyRead(hwptId: number, opts: DirtyReadOptions): Uint8Array {
-    const h = this.#dirtyHwpt(hwptId);
-    const ps = opts.pageSize;
-    if (!Number.isSafeInteger(ps) || ps <= 0 || lowestBit(ps) !== ps) {
-      throw new IommuError("EINVAL", `dirty page size ${ps} is not a power of two`, { pageSize: ps });
-    }
-    checkIova(opts.iova);
-    checkLength(opts.length);
-    if (opts.iova % ps !== 0 || opts.length % ps !== 0) {
-      throw new IommuError(
-        "EINVAL",
-        `dirty range ${hex(opts.iova)}+${hex(opts.length)} is not aligned to ${ps}`,
-      );
-    }
-    const pages = opts.length / ps;
-    const bitmap = new Uint8Array(Math.ceil(pages / 8));
-    h.domain.readDirty!(opts.iova, opts.length, Math.log2(ps), bitmap, opts.noClear === true);
-    return bitmap;
+    return dirtyRead(this.#ctx, hwptId, opts);
   }
 
-  // ---------------------------------------------------------------- emulated access
-
-  #access(device: number): AccessObject {
-    const dev = this.#device(device);
-    if (dev.access === null)
-      throw new IommuError("ENOENT", `device ${dev.id} has no emulated access`, { device: dev.id });
-    return dev.access;
-  }
+  // ---------------------------------------------------------------- emulated access (access.ts)
 
   /** iommufd_access_pin_pages: pins the pages of [iova, iova + length); returns their physical addresses. */
   accessPin(device: number, iova: number, length: number, write: boolean): readonly number[] {
-    checkIova(iova);
-    checkLength(length);
-    return this.#access(device).domain.pin(iova, length, write);
+    return accessPin(this.#ctx, device, iova, length, write);
   }
 
   /** iommufd_access_unpin_pages. */
   accessUnpin(device: number, iova: number, length: number): void {
-    checkIova(iova);
-    checkLength(length);
-    this.#access(device).domain.unpin(iova, length);
+    accessUnpin(this.#ctx, device, iova, length);
   }
 
   /** iommufd_access_rw: reads `length` bytes (returned) or writes `data` through the IOVA; all or nothing. */
   accessRw(device: number, opts: AccessRwOptions): Uint8Array | undefined {
-    const acc = this.#access(device);
-    checkIova(opts.iova);
-    if (opts.write) {
-      if (opts.data === undefined) throw new IommuError("EINVAL", "an access write needs data");
-      checkLength(opts.data.length);
-      acc.domain.write(opts.iova, opts.data);
-      return undefined;
-    }
-    checkLength(opts.length ?? 0);
-    return acc.domain.read(opts.iova, opts.length!);
+    return accessRw(this.#ctx, device, opts);
   }
 
   // ---------------------------------------------------------------- memory
@@ -1548,116 +547,34 @@ export class Host {
 
   /** The walk of one request, step by step (backend `explain`), routed like a DMA. */
   explain(device: number, req: ExplainRequest): readonly WalkStep[] {
-    const dev = this.#device(device);
-    const backend = this.#route(dev, req.pasid);
-    const rid = this.#routeRid;
-    const pasid = this.#routePasid;
-    if (backend.explain === undefined)
-      throw new IommuError("EOPNOTSUPP", `IOMMU ${backend.name} cannot explain walks`);
-    return backend.explain(rid, pasid, BigInt(req.iova), accessFlags(req.access, req.priv === true));
+    return this.#dma.explain(device, req);
   }
 
   /** The decoded tables of a device (backend `dump`). */
   dump(device: number): unknown {
-    const dev = this.#device(device);
+    const dev = getDevice(this.#ctx, device);
     if (dev.backend.dump === undefined) throw new IommuError("EOPNOTSUPP", `IOMMU ${dev.iommu} cannot dump`);
     return dev.backend.dump(dev.rid);
   }
 
   /** A plain description of object `id` (ENOENT when unknown). */
   describe(id: number): ObjectInfo {
-    return this.#info(this.#objects.get(id));
+    return describeObject(this.#ctx.objects.get(id));
   }
 
   /** Plain descriptions of every object, by id. */
   objects(): ObjectInfo[] {
-    return this.#objects.values().map((o) => this.#info(o));
-  }
-
-  #info(o: HostObject): ObjectInfo {
-    switch (o.kind) {
-      case "device": {
-        const d = o as HostDevice;
-        return {
-          id: d.id,
-          kind: d.kind,
-          iommu: d.iommu,
-          rid: d.rid,
-          pasidBits: d.pasidBits,
-          parent: d.parent?.id ?? null,
-          ridAttach: d.ridAttach === null ? null : { kind: d.ridAttach.kind, hwpt: d.ridAttach.hwpt.id },
-          pasids: [...d.pasids].map(([p, h]): [number, number] => [p, h.id]).sort((a, b) => a[0] - b[0]),
-          access: d.access?.id ?? null,
-          children: d.children,
-          // What the backend itself has on the RID (its domain id), to catch host/backend drift.
-          backendRid: backendDomainId(d),
-        };
-      }
-      case "ioas": {
-        const i = o as Ioas;
-        return {
-          id: i.id,
-          kind: i.kind,
-          areas: i.iopt.areas.map((a) => ({
-            iova: a.iova,
-            length: a.length,
-            pa: areaPa(a),
-            prot: a.prot,
-            pagesUsers: a.pages.users,
-          })),
-          allowed: i.iopt.allowed.map((r) => ({ ...r })),
-          reserved: i.reserved.map((r) => ({ ...r })),
-          alignment: i.alignment,
-          hwpts: i.hwpts.map((h) => h.id),
-          accesses: i.accesses.map((a) => a.id),
-        };
-      }
-      case "hwpt-paging": {
-        const h = o as HwptPaging;
-        return {
-          id: h.id,
-          kind: h.kind,
-          ioas: h.ioas.id,
-          iommu: h.domain.backend.name,
-          format: h.domain.format,
-          flags: { ...h.domain.flags },
-          auto: h.auto,
-          users: h.users,
-          children: h.children,
-          faultQueue: h.faultQueue?.id ?? null,
-        };
-      }
-      case "hwpt-nested": {
-        const h = o as HwptNested;
-        return {
-          id: h.id,
-          kind: h.kind,
-          parent: h.parent.id,
-          iommu: h.domain.backend.name,
-          format: h.domain.format,
-          users: h.users,
-          faultQueue: h.faultQueue?.id ?? null,
-        };
-      }
-      case "access": {
-        const a = o as AccessObject;
-        return { id: a.id, kind: a.kind, ioas: a.ioas.id, device: a.device.id, pins: a.domain.pinCount() };
-      }
-      case "fault": {
-        const f = o as FaultQueueObject;
-        return { id: f.id, kind: f.kind, pending: f.queue.size };
-      }
-    }
+    return this.#ctx.objects.values().map(describeObject);
   }
 
   /** A deep-equal comparable snapshot: objects, table blocks and memory contents. */
   state(): HostState {
     const stats = this.tables.stats();
     return {
-      nextId: this.#objects.nextId,
+      nextId: this.#ctx.objects.nextId,
       iommus: [...this.#iommus.keys()],
       objects: this.objects(),
-      pendingFaults: this.#faults.size,
+      pendingFaults: this.#dma.faults.size,
       tableBlocks: this.tables.blocks(),
       tableBytes: stats.bytes,
       memory: this.memory.snapshot(),

@@ -1,46 +1,77 @@
 /**
- * HW page tables and accesses, after iommufd's hw_pagetable.c and the access part of
- * device.c: a paging HWPT owns a backend domain filled from one IOAS (every area
- * mapped into it, every later change propagated); a nested HWPT is a user table over
- * a nest-parent paging HWPT; an access is the emulated-table domain of a mediated
- * device attached with intent `emulated`. The IOAS object lives here too, since it
- * is what ties them together (iommufd's ioas.c).
+ * HW page tables, after iommufd's hw_pagetable.c: a paging HWPT owns a backend domain
+ * filled from one IOAS (every area mapped into it, every later change propagated by
+ * ioas.ts); a nested HWPT is a user table over a nest-parent paging HWPT. Allocation
+ * (IOMMU_HWPT_ALLOC), invalidation (IOMMU_HWPT_INVALIDATE), dirty tracking
+ * (IOMMU_HWPT_SET_DIRTY_TRACKING / GET_DIRTY_BITMAP) and destruction live here; the
+ * automatic HWPTs an attach creates are made by device.ts and dropped here.
+ *
+ * A HWPT takes its device as a `DeviceRef`, so this file does not import device.ts.
  */
 
-import type { Domain, EmulatedAccess, IovaRange } from "@iommu-kit/core";
-import type { HostObject } from "./context.ts";
-import type { HostDevice } from "./device.ts";
+import type { Domain, DomainFlags } from "@iommu-kit/core";
+import { hex, IommuError } from "@iommu-kit/core";
+import type { DeviceRef, HostCtx, HostObject } from "./context.ts";
 import type { FaultQueueObject } from "./fault.ts";
-import type { Area } from "./io-pagetable.ts";
-import { areaPa, IoPagetable } from "./io-pagetable.ts";
+import { checkIova, checkLength, fillDomain, lowestBit } from "./io-pagetable.ts";
+import type { Ioas, Layout } from "./ioas.ts";
+import { applyLayout, checkedLayout, relayout } from "./ioas.ts";
 
-/** An IO address space (IOMMU_IOAS_ALLOC). */
-export class Ioas implements HostObject {
-  readonly kind = "ioas" as const;
-  readonly id: number;
-  readonly iopt: IoPagetable = new IoPagetable();
-  /** Paging HWPTs built from this IOAS (user-allocated and automatic). */
-  readonly hwpts: HwptPaging[] = [];
-  /** Emulated accesses reading this IOAS. */
-  readonly accesses: AccessObject[] = [];
-  /** Reserved ranges imposed by domains and attached devices (merged). */
-  reserved: IovaRange[] = [];
-  /** IOVA alignment: the largest smallest-page-size of the domains (1 without any). */
-  alignment = 1;
-  /** Every domain changes propagate to: the accesses' first (they may refuse an unmap), then the HWPTs'. */
-  domains: Domain[] = [];
+/** IOMMU_HWPT_ALLOC flag names. */
+export type HwptFlag = "nest_parent" | "dirty_tracking" | "pasid";
 
-  constructor(id: number) {
-    this.id = id;
-  }
-
-  /** Rebuilds {@link Ioas.domains} after an HWPT or access joined or left. */
-  refreshDomains(): void {
-    this.domains = [...this.accesses.map((a) => a.domain), ...this.hwpts.map((h) => h.domain)];
-  }
+/** IOMMU_HWPT_ALLOC arguments. */
+export interface HwptAllocOptions {
+  /** The device the HWPT is allocated for (its IOMMU's format). */
+  readonly device: number;
+  /** An IOAS (paging HWPT) or a nest-parent paging HWPT (nested HWPT). */
+  readonly pt: number;
+  readonly flags?: readonly HwptFlag[] | DomainFlags;
+  /** Vendor data of a nested HWPT (SMMUv3 `{ste: [w0, w1]}`, VT-d `{pgtblAddr, addrWidth, flags?}`). */
+  readonly data?: unknown;
+  /** A fault queue object (IOMMU_HWPT_FAULT_ID_VALID) that also receives this HWPT's faults. */
+  readonly faultQueue?: number;
 }
 
-/** A paging HWPT (IOMMUFD_OBJ_HWPT_PAGING). */
+/** IOMMU_HWPT_GET_DIRTY_BITMAP arguments. */
+export interface DirtyReadOptions {
+  readonly iova: number;
+  readonly length: number;
+  /** Bytes per bitmap bit (a power of two). */
+  readonly pageSize: number;
+  /** IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR. */
+  readonly noClear?: boolean;
+}
+
+/** `Host.describe` of a paging HWPT. */
+export interface HwptPagingInfo {
+  readonly id: number;
+  readonly kind: "hwpt-paging";
+  readonly ioas: number;
+  readonly iommu: string;
+  readonly format: string;
+  readonly flags: DomainFlags;
+  /** Created by an attach to the IOAS. */
+  readonly auto: boolean;
+  /** Attach points holding it. */
+  readonly users: number;
+  /** Nested HWPTs over it. */
+  readonly children: number;
+  readonly faultQueue: number | null;
+}
+
+/** `Host.describe` of a nested HWPT. */
+export interface HwptNestedInfo {
+  readonly id: number;
+  readonly kind: "hwpt-nested";
+  readonly parent: number;
+  readonly iommu: string;
+  readonly format: string;
+  readonly users: number;
+  readonly faultQueue: number | null;
+}
+
+/** A paging HWPT (IOMMUFD_OBJ_HWPT_PAGING; struct iommufd_hwpt_paging). */
 export class HwptPaging implements HostObject {
   readonly kind = "hwpt-paging" as const;
   readonly id: number;
@@ -88,57 +119,228 @@ export function pagingOf(h: Hwpt): HwptPaging {
   return h.kind === "hwpt-paging" ? h : h.parent;
 }
 
-/** An emulated access (IOMMUFD_OBJ_ACCESS) of a mediated device to an IOAS. */
-export class AccessObject implements HostObject {
-  readonly kind = "access" as const;
-  readonly id: number;
-  readonly ioas: Ioas;
-  readonly device: HostDevice;
-  readonly domain: Domain & EmulatedAccess;
+/** The HWPT `id` of either kind; ENOENT otherwise. */
+export function getHwpt(ctx: HostCtx, id: number): Hwpt {
+  return ctx.objects.get(id, "hwpt-paging", "hwpt-nested") as Hwpt;
+}
 
-  constructor(id: number, ioas: Ioas, device: HostDevice, domain: Domain & EmulatedAccess) {
-    this.id = id;
-    this.ioas = ioas;
-    this.device = device;
-    this.domain = domain;
+const HWPT_FLAGS: Readonly<Record<HwptFlag, keyof DomainFlags>> = {
+  nest_parent: "nestParent",
+  dirty_tracking: "dirtyTracking",
+  pasid: "pasid",
+};
+
+/** IOMMU_HWPT_ALLOC flags by name or as DomainFlags; an unknown one is EOPNOTSUPP (iommufd_hwpt_alloc). */
+export function parseFlags(flags: HwptAllocOptions["flags"]): DomainFlags {
+  if (flags === undefined) return {};
+  if (Array.isArray(flags)) {
+    const out: { nestParent?: boolean; dirtyTracking?: boolean; pasid?: boolean } = {};
+    for (const f of flags as readonly string[]) {
+      const key = HWPT_FLAGS[f as HwptFlag];
+      if (key === undefined)
+        throw new IommuError("EOPNOTSUPP", `unknown HWPT flag ${JSON.stringify(f)}`, { flag: f });
+      out[key] = true;
+    }
+    return out;
   }
+  const d = flags as DomainFlags;
+  for (const k of Object.keys(d)) {
+    if (k !== "nestParent" && k !== "dirtyTracking" && k !== "pasid") {
+      throw new IommuError("EOPNOTSUPP", `unknown HWPT flag ${JSON.stringify(k)}`, { flag: k });
+    }
+  }
+  return { ...d };
 }
 
 /**
- * Maps every area into a fresh domain (iopt_fill_domain); on failure unmaps what it
- * mapped and rethrows, leaving the domain empty.
+ * IOMMU_HWPT_ALLOC for `dev` (already looked up). On an IOAS: a paging HWPT filled
+ * with every area (iommufd_hwpt_paging_alloc); on a paging HWPT: a nested one
+ * (iommufd_hwpt_nested_alloc). See `Host.hwptAlloc` for the errnos.
  */
-export function fillDomain(domain: Domain, areas: readonly Area[]): void {
-  let done = 0;
-  try {
-    for (const a of areas) {
-      domain.map(a.iova, areaPa(a), a.length, a.prot);
-      done++;
+export function hwptAlloc(ctx: HostCtx, dev: DeviceRef, opts: HwptAllocOptions): number {
+  const objects = ctx.objects;
+  const flags = parseFlags(opts.flags);
+  const pt = objects.get(opts.pt, "ioas", "hwpt-paging", "hwpt-nested");
+  const fq =
+    opts.faultQueue === undefined ? null : (objects.get(opts.faultQueue, "fault") as FaultQueueObject);
+  const caps = dev.backend.capabilities(dev.rid);
+  if (pt.kind === "ioas") {
+    const ioas = pt as Ioas;
+    if (opts.data !== undefined && opts.data !== null) {
+      throw new IommuError("EOPNOTSUPP", "a paging HWPT takes no vendor data");
     }
-  } catch (e) {
-    for (let i = 0; i < done; i++) domain.unmap(areas[i]!.iova, areas[i]!.length);
-    throw e;
+    if (flags.dirtyTracking && !caps.features.dirtyTracking) {
+      throw new IommuError("EOPNOTSUPP", `device ${dev.id} has no dirty tracking`, { device: dev.id });
+    }
+    if (flags.nestParent && !caps.features.nesting) {
+      throw new IommuError("EOPNOTSUPP", `device ${dev.id} has no nesting`, { device: dev.id });
+    }
+    objects.reserve("hwpt-paging");
+    const domain = dev.backend.allocDomain({ type: "paging", rid: dev.rid, flags });
+    let layout: Layout;
+    try {
+      layout = checkedLayout(ctx, ioas, [domain], []);
+      fillDomain(domain, ioas.iopt.areas);
+    } catch (e) {
+      domain.free();
+      throw e;
+    }
+    const h = objects.insert(new HwptPaging(objects.nextId, ioas, domain, false, fq));
+    ioas.hwpts.push(h);
+    ioas.refreshDomains();
+    applyLayout(ioas, layout);
+    return h.id;
   }
+  if (pt.kind === "hwpt-nested")
+    throw new IommuError("EINVAL", `HWPT ${pt.id} is nested: no nesting on nested`, { pt: pt.id });
+  const parent = pt as HwptPaging;
+  if (opts.data === undefined || opts.data === null) {
+    throw new IommuError("EINVAL", "a nested HWPT needs vendor data (IOMMU_HWPT_DATA_NONE)");
+  }
+  if (flags.nestParent || flags.dirtyTracking) {
+    throw new IommuError("EOPNOTSUPP", "a nested HWPT takes only the pasid flag");
+  }
+  if (parent.auto || !parent.domain.flags.nestParent) {
+    throw new IommuError("EINVAL", `HWPT ${parent.id} is not a nest parent`, { pt: parent.id });
+  }
+  if (parent.domain.backend !== dev.backend) {
+    throw new IommuError("EINVAL", `HWPT ${parent.id} belongs to another IOMMU than device ${dev.id}`, {
+      pt: parent.id,
+    });
+  }
+  objects.reserve("hwpt-nested");
+  const domain = dev.backend.allocDomain({
+    type: "nested",
+    rid: dev.rid,
+    parent: parent.domain,
+    data: opts.data,
+    flags,
+  });
+  const h = objects.insert(new HwptNested(objects.nextId, parent, domain, fq));
+  parent.children++;
+  return h.id;
 }
 
-/** Unmaps every area from a domain (iopt_unfill_domain). */
-export function unfillDomain(domain: Domain, areas: readonly Area[]): void {
-  for (const a of areas) domain.unmap(a.iova, a.length);
+/**
+ * After an attach point let go of `h`: an automatic paging HWPT nobody uses is
+ * destroyed (iommufd_hw_pagetable_put of an auto domain), and the layout of the IOAS
+ * it read is refreshed either way. Never fails.
+ */
+export function releaseHwpt(ctx: HostCtx, h: Hwpt): void {
+  const ioas = pagingOf(h).ioas;
+  if (h.kind === "hwpt-paging" && h.auto && h.users === 0) {
+    h.domain.free();
+    ioas.hwpts.splice(ioas.hwpts.indexOf(h), 1);
+    ctx.objects.remove(h.id);
+  }
+  relayout(ctx, ioas);
 }
 
-/** Maps one range into every domain in order; on failure unmaps it from the ones done and rethrows. */
-export function mapEverywhere(
-  domains: readonly Domain[],
-  iova: number,
-  pa: number,
-  length: number,
-  prot: number,
+/** IOMMU_HWPT_INVALIDATE on a nested HWPT (iommufd_hwpt_invalidate). See `Host.invalidate`. */
+export function hwptInvalidate(ctx: HostCtx, hwptId: number, entries: readonly unknown[]): number {
+  const h = getHwpt(ctx, hwptId);
+  if (h.kind !== "hwpt-nested") throw new IommuError("EINVAL", `HWPT ${h.id} is not nested`, { hwpt: h.id });
+  if (h.domain.invalidate === undefined)
+    throw new IommuError("EOPNOTSUPP", `HWPT ${h.id} takes no invalidations`);
+  return h.domain.invalidate(entries);
+}
+
+/** The paging HWPT `hwptId` if allocated with dirty tracking (ENOENT / EOPNOTSUPP otherwise). */
+function dirtyHwpt(ctx: HostCtx, hwptId: number): HwptPaging {
+  const h = ctx.objects.get(hwptId, "hwpt-paging") as HwptPaging;
+  if (
+    !h.domain.flags.dirtyTracking ||
+    h.domain.setDirtyTracking === undefined ||
+    h.domain.readDirty === undefined
+  ) {
+    throw new IommuError("EOPNOTSUPP", `HWPT ${h.id} was not allocated with dirty tracking`, {
+      hwpt: h.id,
+    });
+  }
+  return h;
+}
+
+/** IOMMU_HWPT_SET_DIRTY_TRACKING (iommufd_hwpt_set_dirty_tracking). */
+export function dirtySet(ctx: HostCtx, hwptId: number, enable: boolean): void {
+  dirtyHwpt(ctx, hwptId).domain.setDirtyTracking!(enable);
+}
+
+/** IOMMU_HWPT_GET_DIRTY_BITMAP (iommufd_hwpt_get_dirty_bitmap -> iopt_read_and_clear_dirty_data). */
+export function dirtyRead(ctx: HostCtx, hwptId: number, opts: DirtyReadOptions): Uint8Array {
+  const h = dirtyHwpt(ctx, hwptId);
+  const ps = opts.pageSize;
+  if (!Number.isSafeInteger(ps) || ps <= 0 || lowestBit(ps) !== ps) {
+    throw new IommuError("EINVAL", `dirty page size ${ps} is not a power of two`, { pageSize: ps });
+  }
+  checkIova(opts.iova);
+  checkLength(opts.length);
+  if (opts.iova % ps !== 0 || opts.length % ps !== 0) {
+    throw new IommuError(
+      "EINVAL",
+      `dirty range ${hex(opts.iova)}+${hex(opts.length)} is not aligned to ${ps}`,
+    );
+  }
+  const pages = opts.length / ps;
+  const bitmap = new Uint8Array(Math.ceil(pages / 8));
+  h.domain.readDirty!(opts.iova, opts.length, Math.log2(ps), bitmap, opts.noClear === true);
+  return bitmap;
+}
+
+/** IOMMU_DESTROY of a paging HWPT (iommufd_hwpt_paging_destroy): EBUSY while attached or a nest parent. */
+export function destroyHwptPaging(ctx: HostCtx, h: HwptPaging, busy: (why: string) => never): void {
+  if (h.users > 0) busy("attached");
+  if (h.children > 0) busy("parent of nested HWPTs");
+  h.domain.free();
+  h.ioas.hwpts.splice(h.ioas.hwpts.indexOf(h), 1);
+  ctx.objects.remove(h.id);
+  relayout(ctx, h.ioas);
+}
+
+/** IOMMU_DESTROY of a nested HWPT (iommufd_hwpt_nested_destroy): EBUSY while attached. */
+export function destroyHwptNested(ctx: HostCtx, h: HwptNested, busy: (why: string) => never): void {
+  if (h.users > 0) busy("attached");
+  h.domain.free();
+  h.parent.children--;
+  ctx.objects.remove(h.id);
+}
+
+/** EBUSY while a HWPT still reports to fault queue `fq` (the HWPT holds a reference on it). */
+export function checkFaultQueueUnused(
+  ctx: HostCtx,
+  fq: FaultQueueObject,
+  busy: (why: string) => never,
 ): void {
-  let done = 0;
-  try {
-    for (; done < domains.length; done++) domains[done]!.map(iova, pa, length, prot);
-  } catch (e) {
-    for (let i = 0; i < done; i++) domains[i]!.unmap(iova, length);
-    throw e;
-  }
+  const users = ctx.objects
+    .values()
+    .filter((x) => (x.kind === "hwpt-paging" || x.kind === "hwpt-nested") && (x as Hwpt).faultQueue === fq);
+  if (users.length > 0) busy(`used by HWPT ${users[0]!.id}`);
+}
+
+/** The plain description of a paging HWPT. */
+export function hwptPagingInfo(h: HwptPaging): HwptPagingInfo {
+  return {
+    id: h.id,
+    kind: h.kind,
+    ioas: h.ioas.id,
+    iommu: h.domain.backend.name,
+    format: h.domain.format,
+    flags: { ...h.domain.flags },
+    auto: h.auto,
+    users: h.users,
+    children: h.children,
+    faultQueue: h.faultQueue?.id ?? null,
+  };
+}
+
+/** The plain description of a nested HWPT. */
+export function hwptNestedInfo(h: HwptNested): HwptNestedInfo {
+  return {
+    id: h.id,
+    kind: h.kind,
+    parent: h.parent.id,
+    iommu: h.domain.backend.name,
+    format: h.domain.format,
+    users: h.users,
+    faultQueue: h.faultQueue?.id ?? null,
+  };
 }

@@ -13,7 +13,7 @@
  * never below the IOAS alignment, first fit from the bottom of the allowed ranges.
  */
 
-import type { IovaRange } from "@iommu-kit/core";
+import type { Domain, IovaRange } from "@iommu-kit/core";
 import { hex, IommuError } from "@iommu-kit/core";
 import type { Pages } from "./pages.ts";
 
@@ -29,6 +29,18 @@ export interface Area {
   readonly offset: number;
   /** Perm bits (R, W). */
   readonly prot: number;
+}
+
+/** EINVAL unless `length` is a positive safe integer (every length argument of the host). */
+export function checkLength(length: number): void {
+  if (!Number.isSafeInteger(length) || length <= 0) {
+    throw new IommuError("EINVAL", `length ${length} must be a positive integer`, { length });
+  }
+}
+
+/** EINVAL unless `iova` is a non-negative safe integer. */
+export function checkIova(iova: number): void {
+  if (!Number.isSafeInteger(iova) || iova < 0) throw new IommuError("EINVAL", `bad iova ${iova}`, { iova });
 }
 
 /** Physical address of an area's first byte. */
@@ -299,5 +311,47 @@ export class IoPagetable {
         );
       }
     }
+  }
+}
+
+/**
+ * Maps every area into a fresh domain (iopt_fill_domain); on failure unmaps what it
+ * mapped and rethrows, leaving the domain empty.
+ */
+export function fillDomain(domain: Domain, areas: readonly Area[]): void {
+  let done = 0;
+  try {
+    for (const a of areas) {
+      domain.map(a.iova, areaPa(a), a.length, a.prot);
+      done++;
+    }
+  } catch (e) {
+    for (let i = 0; i < done; i++) domain.unmap(areas[i]!.iova, areas[i]!.length);
+    throw e;
+  }
+}
+
+/** Unmaps every area from a domain (iopt_unfill_domain). */
+export function unfillDomain(domain: Domain, areas: readonly Area[]): void {
+  for (const a of areas) domain.unmap(a.iova, a.length);
+}
+
+/**
+ * Maps one range into every domain in order (iopt_map_pages over the domains); on
+ * failure unmaps it from the ones done and rethrows.
+ */
+export function mapEverywhere(
+  domains: readonly Domain[],
+  iova: number,
+  pa: number,
+  length: number,
+  prot: number,
+): void {
+  let done = 0;
+  try {
+    for (; done < domains.length; done++) domains[done]!.map(iova, pa, length, prot);
+  } catch (e) {
+    for (let i = 0; i < done; i++) domains[i]!.unmap(iova, length);
+    throw e;
   }
 }

@@ -12,7 +12,23 @@ import type {
   IovaRange,
   VendorFault,
 } from "@iommu-kit/core";
-import type { CapRow } from "./runner.ts";
+
+/** A capability table row. */
+export interface CapRow {
+  readonly device: string;
+  readonly iommu: string;
+  readonly backend: string;
+  readonly rid: number;
+  readonly intents: readonly string[];
+  readonly maxPasidLog2: number;
+  readonly pasidAssignment: string;
+  readonly inputAddressBits: number;
+  readonly outputAddressBits: number;
+  readonly formats: readonly string[];
+  readonly flags: readonly string[];
+  readonly nesting: boolean;
+  readonly hwInfo: string;
+}
 
 /** A fault as the host delivers it. */
 export interface HostFault {

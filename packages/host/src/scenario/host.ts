@@ -9,9 +9,8 @@ import type { Backend, CacheCounters, WalkStep } from "@iommu-kit/core";
 import { IommuError } from "@iommu-kit/core";
 import { Host } from "../host.ts";
 import { isModulePath, loadPlugin, registerExports } from "../registry.ts";
-import type { HostAdapter, HostFault } from "./host-adapter.ts";
+import type { CapRow, HostAdapter, HostFault } from "./host-adapter.ts";
 import type { Scenario } from "./load.ts";
-import type { CapRow } from "./runner.ts";
 import { capRow } from "./runner.ts";
 import { toNum } from "./values.ts";
 

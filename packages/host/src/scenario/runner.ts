@@ -8,11 +8,14 @@
 
 import type { AttachIntent, CacheCounters, Capabilities, FaultClass, VendorFault } from "@iommu-kit/core";
 import { hwCapNames, isIommuError, parsePerm } from "@iommu-kit/core";
-import type { HostAdapter } from "./host-adapter.ts";
+import type { CapRow, HostAdapter } from "./host-adapter.ts";
 import type { Scenario, StepDecl } from "./load.ts";
 import type { FaultJson, Outcome } from "./matcher.ts";
 import { checkExpect } from "./matcher.ts";
 import { hexToBytes, jsonable, toHex, toNum } from "./values.ts";
+
+// CapRow lives with the adapter that returns it; re-exported for the runner's users.
+export type { CapRow } from "./host-adapter.ts";
 
 /** The record of one step, as the report and `--json` show it. */
 export interface StepRecord {
@@ -28,23 +31,6 @@ export interface StepRecord {
   readonly pass: boolean;
   /** Why it failed (expected vs actual lines). */
   readonly mismatches: readonly string[];
-}
-
-/** A capability table row. */
-export interface CapRow {
-  readonly device: string;
-  readonly iommu: string;
-  readonly backend: string;
-  readonly rid: number;
-  readonly intents: readonly string[];
-  readonly maxPasidLog2: number;
-  readonly pasidAssignment: string;
-  readonly inputAddressBits: number;
-  readonly outputAddressBits: number;
-  readonly formats: readonly string[];
-  readonly flags: readonly string[];
-  readonly nesting: boolean;
-  readonly hwInfo: string;
 }
 
 /** The result of one scenario file. */

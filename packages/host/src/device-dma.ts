@@ -1,0 +1,153 @@
+/**
+ * DMA issued by host devices: routing (an mdev's PASID DMA leaves through its parent's
+ * IOMMU with the PASID its backend assigned), the all-or-nothing transfer of
+ * {@link DmaEngine}, fault delivery (the host's queue, and the fault queue object of
+ * the HWPT that served the request, iommufd's IOMMU_HWPT_FAULT_ID_VALID) and walk
+ * explanations routed the same way. iommufd has no DMA of its own (the device does
+ * it); this is the hardware side the model adds.
+ *
+ * `dmaInto` is the hot path: no allocation on success, so the route is left in fields
+ * rather than returned as a tuple.
+ */
+
+import type { AccessName, Backend, PhysicalMemory, WalkStep } from "@iommu-kit/core";
+import { Access, accessFlags, IommuError, NO_PASID } from "@iommu-kit/core";
+import type { HostCtx } from "./context.ts";
+import type { HostDevice } from "./device.ts";
+import { getDevice } from "./device.ts";
+import { DmaEngine } from "./dma.ts";
+import type { FaultRecord } from "./fault.ts";
+import { FaultQueue, faultRecord } from "./fault.ts";
+import { checkIova, checkLength, MAX_IOVA } from "./io-pagetable.ts";
+
+/** A DMA issued by a device. */
+export interface DmaRequest {
+  /** PASID of the request; omitted/null = none (an mdev attached by PASID uses its assigned PASID). */
+  readonly pasid?: number | null;
+  readonly iova: number;
+  readonly access: AccessName;
+  /** Privileged (supervisor) request. */
+  readonly priv?: boolean;
+  /** Bytes to read (reads). */
+  readonly length?: number;
+  /** Bytes to write (writes). */
+  readonly data?: Uint8Array;
+}
+
+/** The outcome of a DMA: bytes moved (and read), or the fault that stopped it before anything moved. */
+export type DmaResult =
+  | { readonly ok: true; readonly pa: number; readonly data?: Uint8Array }
+  | { readonly ok: false; readonly fault: FaultRecord };
+
+/** A walk to explain (see `Host.explain`). */
+export interface ExplainRequest {
+  readonly pasid?: number | null;
+  readonly iova: number | bigint;
+  readonly access: AccessName;
+  readonly priv?: boolean;
+}
+
+/** The DMA side of a host: one engine, the host-wide fault queue. */
+export class DeviceDma {
+  /** Every delivered fault, by device (read with `Host.faultsRead`). */
+  readonly faults: FaultQueue = new FaultQueue();
+  readonly #ctx: HostCtx;
+  readonly #memory: PhysicalMemory;
+  readonly #eng = new DmaEngine();
+  #routeRid = 0;
+  #routePasid = NO_PASID;
+
+  constructor(ctx: HostCtx) {
+    this.#ctx = ctx;
+    this.#memory = ctx.memory;
+  }
+
+  /**
+   * The backend a device's DMA goes out through, with the rid and PASID left in
+   * `#routeRid` / `#routePasid`. An mdev's PASID DMA leaves through its parent.
+   */
+  #route(dev: HostDevice, pasid: number | null | undefined): Backend {
+    if (dev.parent !== null) {
+      const p = pasid ?? dev.pasids.keys().next().value;
+      if (p !== undefined) {
+        this.#routeRid = dev.parent.rid;
+        this.#routePasid = p;
+        return dev.parent.backend;
+      }
+      this.#routeRid = dev.rid;
+      this.#routePasid = NO_PASID;
+      return dev.backend;
+    }
+    this.#routeRid = dev.rid;
+    this.#routePasid = pasid ?? NO_PASID;
+    return dev.backend;
+  }
+
+  /** `Host.dma`: translate every page, then move the bytes; a fault is delivered and returned. */
+  dma(device: number, req: DmaRequest): DmaResult {
+    const dev = getDevice(this.#ctx, device);
+    checkIova(req.iova);
+    const write = req.access === "write";
+    const data = req.data;
+    const length = write ? (data?.length ?? 0) : (req.length ?? 0);
+    if (write && data === undefined) throw new IommuError("EINVAL", "a DMA write needs data");
+    checkLength(length);
+    if (req.iova + length - 1 > MAX_IOVA)
+      throw new IommuError("EOVERFLOW", "DMA range overflows", { iova: req.iova });
+    const backend = this.#route(dev, req.pasid);
+    const rid = this.#routeRid;
+    const pasid = this.#routePasid;
+    const access = accessFlags(req.access, req.priv === true);
+    const eng = this.#eng;
+    if (!eng.translate(backend, rid, pasid, req.iova, length, access)) {
+      return { ok: false, fault: this.#deliver(dev, pasid, eng.faultIova, access) };
+    }
+    if (write) {
+      eng.write(this.#memory, data!);
+      return { ok: true, pa: eng.firstPa };
+    }
+    const out = new Uint8Array(length);
+    eng.read(this.#memory, out);
+    return { ok: true, pa: eng.firstPa, data: out };
+  }
+
+  /** `Host.dmaInto`: the allocation-free path; the first byte's physical address, or -1 after a fault. */
+  dmaInto(device: number, pasid: number | null, iova: number, access: number, buf: Uint8Array): number {
+    const o = this.#ctx.objects.find(device);
+    if (o === undefined || o.kind !== "device") getDevice(this.#ctx, device);
+    const dev = o as HostDevice;
+    const backend = this.#route(dev, pasid);
+    const p = this.#routePasid;
+    const eng = this.#eng;
+    if (!eng.translate(backend, this.#routeRid, p, iova, buf.length, access)) {
+      this.#deliver(dev, p, eng.faultIova, access);
+      return -1;
+    }
+    if (access & Access.WRITE) eng.write(this.#memory, buf);
+    else eng.read(this.#memory, buf);
+    return eng.firstPa;
+  }
+
+  /** Queues the engine's fault for the host and for the serving HWPT's fault queue. */
+  #deliver(dev: HostDevice, pasid: number, iova: number, access: number): FaultRecord {
+    const rec = faultRecord(dev.id, pasid, iova, access, this.#eng.fault!);
+    this.faults.push(rec);
+    const h =
+      pasid === NO_PASID
+        ? (dev.ridAttach?.hwpt ?? null)
+        : (dev.pasids.get(pasid) ?? dev.ridAttach?.hwpt ?? null);
+    h?.faultQueue?.queue.push(rec);
+    return rec;
+  }
+
+  /** `Host.explain`: the backend's walk of one request, routed like a DMA. */
+  explain(device: number, req: ExplainRequest): readonly WalkStep[] {
+    const dev = getDevice(this.#ctx, device);
+    const backend = this.#route(dev, req.pasid);
+    const rid = this.#routeRid;
+    const pasid = this.#routePasid;
+    if (backend.explain === undefined)
+      throw new IommuError("EOPNOTSUPP", `IOMMU ${backend.name} cannot explain walks`);
+    return backend.explain(rid, pasid, BigInt(req.iova), accessFlags(req.access, req.priv === true));
+  }
+}
