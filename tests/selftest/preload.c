@@ -29,6 +29,8 @@
 #define MAX_FD 65536
 /* 0: not ours; otherwise the server's file token. */
 static uint32_t fd_token[MAX_FD];
+/* Descriptors of objects (fault queue, access) this library created. */
+static uint8_t fd_object[MAX_FD];
 
 static int (*real_open)(const char *, int, ...);
 static int (*real_openat)(int, const char *, int, ...);
@@ -170,8 +172,21 @@ int openat64(int dirfd, const char *path, int flags, ...) __attribute__((alias("
 int close(int fd)
 {
 	init();
-	if (fd >= 0 && fd < MAX_FD)
+	if (fd >= 0 && fd < MAX_FD) {
 		fd_token[fd] = 0;
+		if (fd_object[fd]) {
+			/*
+			 * The kernel releases the object when the file's last reference goes;
+			 * tell the server now so the release is ordered before this process's
+			 * next ioctl, as fput() is. One byte and its echo.
+			 */
+			uint8_t b = 0xff;
+
+			fd_object[fd] = 0;
+			if (full_write(fd, &b, 1) == 0)
+				full_read(fd, &b, 1);
+		}
+	}
 	return real_close(fd);
 }
 
@@ -189,6 +204,8 @@ static int attach_fd(uint32_t token, uint32_t kind, uint32_t obj)
 		real_close(s);
 		return -1;
 	}
+	if (s < MAX_FD && kind == 2)
+		fd_object[s] = 1;
 	return s;
 }
 

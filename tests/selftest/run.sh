@@ -80,6 +80,15 @@ trap 'kill $server 2>/dev/null; wait $server 2>/dev/null' EXIT
 for _ in $(seq 1 200); do [ -S "$sock" ] && break; sleep 0.05; done
 [ -S "$sock" ] || { cat "$cache/server.log" >&2; die "the server did not start"; }
 
+# The hugepage variants mmap MAP_HUGETLB buffers (up to 2 x 128 MiB): reserve 2 MiB pages
+# for the run and give them back after.
+hp=/proc/sys/vm/nr_hugepages
+hp_old=$(cat "$hp" 2>/dev/null || echo 0)
+if [ "$hp_old" -lt 400 ] && [ -w "$hp" ]; then
+  echo 400 >"$hp" 2>/dev/null || true
+  trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; echo "$hp_old" >"$hp" 2>/dev/null' EXIT
+fi
+
 echo "selftest: running iommufd (Linux 6.12.x selftest) through the preload library"
 filter=()
 [ -n "${IOMMU_KIT_SELFTEST_ARGS:-}" ] && read -r -a filter <<<"$IOMMU_KIT_SELFTEST_ARGS"

@@ -106,6 +106,8 @@ import {
   ioasCopy,
   ioasIovaRanges,
   ioasMap,
+  ioasReserve,
+  ioasSetLargePages,
   ioasUnmap,
   ioasUnmapAll,
 } from "./ioas.ts";
@@ -356,6 +358,23 @@ export class Host {
   }
 
   /**
+   * Reserves [start, last] of an IOAS for no owner (iopt_reserve_iova, as the
+   * selftest's IOMMU_TEST_OP_ADD_RESERVED does): EADDRINUSE over an area or an allowed range.
+   */
+  ioasReserve(ioasId: number, range: IovaRange): void {
+    ioasReserve(this.#ctx, ioasId, range);
+  }
+
+  /**
+   * IOMMU_OPTION_HUGE_PAGES: with large pages disabled the IOAS alignment is at least
+   * PAGE_SIZE (iopt_disable_large_pages / iopt_enable_large_pages). Disabling is EINVAL
+   * while a domain has areas mapped, EADDRINUSE when an area is not PAGE_SIZE aligned.
+   */
+  ioasSetLargePages(ioasId: number, enable: boolean): void {
+    ioasSetLargePages(this.#ctx, ioasId, enable);
+  }
+
+  /**
    * IOMMU_IOAS_ALLOW_IOVAS: restricts automatic IOVAs to `ranges` (empty: no
    * restriction) and makes later reservations that intersect them fail. EINVAL for a
    * bad range, EADDRINUSE when one intersects a reserved range.
@@ -489,8 +508,8 @@ export class Host {
 
   /**
    * IOMMU_HWPT_INVALIDATE on a nested HWPT: processes vendor entries in order and
-   * returns how many were handled (a bad entry throws with `details.handled`). EINVAL on
-   * a paging HWPT, EOPNOTSUPP when the domain takes none.
+   * returns how many were handled (a bad entry throws with `details.handled`). ENOENT on
+   * a paging HWPT (iommufd_get_hwpt_nested), EOPNOTSUPP when the domain takes none.
    */
   invalidate(hwptId: number, entries: readonly unknown[]): number {
     return hwptInvalidate(this.#ctx, hwptId, entries);

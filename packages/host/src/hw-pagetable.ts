@@ -239,7 +239,8 @@ export function releaseHwpt(ctx: HostCtx, h: Hwpt): void {
 /** IOMMU_HWPT_INVALIDATE on a nested HWPT (iommufd_hwpt_invalidate). See `Host.invalidate`. */
 export function hwptInvalidate(ctx: HostCtx, hwptId: number, entries: readonly unknown[]): number {
   const h = getHwpt(ctx, hwptId);
-  if (h.kind !== "hwpt-nested") throw new IommuError("EINVAL", `HWPT ${h.id} is not nested`, { hwpt: h.id });
+  // iommufd_get_hwpt_nested: any other object, a paging HWPT too, is ENOENT.
+  if (h.kind !== "hwpt-nested") throw new IommuError("ENOENT", `HWPT ${h.id} is not nested`, { hwpt: h.id });
   if (h.domain.invalidate === undefined)
     throw new IommuError("EOPNOTSUPP", `HWPT ${h.id} takes no invalidations`);
   return h.domain.invalidate(entries);

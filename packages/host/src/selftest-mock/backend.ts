@@ -30,9 +30,11 @@ import type {
   DomainRequest,
   DomainType,
   IovaRange,
+  PhysicalMemory,
   Translation,
 } from "@iommu-kit/core";
 import { Access, hex, IommuError, NO_PASID, Perm, permNeeded } from "@iommu-kit/core";
+import { MockAccessDomain } from "./access.ts";
 
 /** MOCK_IO_PAGE_SIZE: PAGE_SIZE / 2. */
 export const MOCK_IO_PAGE_SIZE = 2048;
@@ -46,6 +48,10 @@ export const MOCK_NESTED_DOMAIN_IOTLB_ID_MAX = 3;
 export const MOCK_FLAGS_DEVICE_NO_DIRTY = 1;
 export const MOCK_FLAGS_DEVICE_HUGE_IOVA = 2;
 export const MOCK_FLAGS_DEVICE_PASID = 4;
+/** Internal device flag: the device is a selftest access (IOMMU_TEST_OP_CREATE_ACCESS), not a mock device. */
+export const DEVICE_ACCESS: number = 1 << 16;
+/** Internal device flag: the access was created with MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES. */
+export const DEVICE_ACCESS_PIN: number = 1 << 17;
 /** IOMMU_HWPT_DATA_SELFTEST. */
 export const HWPT_DATA_SELFTEST = 0xdead;
 /** IOMMU_HWPT_INVALIDATE_DATA_SELFTEST. */
@@ -206,13 +212,13 @@ export class MockNestedDomain implements Domain {
   /**
    * mock_domain_cache_invalidate_user: the array type must be
    * IOMMU_HWPT_INVALIDATE_DATA_SELFTEST (EINVAL); each entry is copied with
-   * iommu_copy_struct_from_user_array (short EINVAL, non-zero tail E2BIG); unknown
+   * iommu_copy_struct_from_user_array (shorter or longer than the struct EINVAL); unknown
    * flags EOPNOTSUPP; iotlb_id > MOCK_NESTED_DOMAIN_IOTLB_ID_MAX EINVAL. Entries
    * before a bad one stay done; the error carries `handled`.
    */
   invalidate(entries: readonly unknown[]): number {
     let done = 0;
-    const stop = (code: "EINVAL" | "E2BIG" | "EOPNOTSUPP", msg: string): never => {
+    const stop = (code: "EINVAL" | "EOPNOTSUPP", msg: string): never => {
       throw new IommuError(code, msg, { handled: done });
     };
     for (const raw of entries) {
@@ -220,8 +226,8 @@ export class MockNestedDomain implements Domain {
       if (e.type !== HWPT_INVALIDATE_DATA_SELFTEST) stop("EINVAL", `invalidation type ${hex(e.type)}`);
       if (e.bytes === null) continue;
       const b = e.bytes;
-      if (b.length < 8) stop("EINVAL", "short invalidation entry");
-      if (b.subarray(8).some((x) => x !== 0)) stop("E2BIG", "non-zero invalidation entry tail");
+      // __iommu_copy_struct_from_user_array: entry_len below min_last or above the struct EINVAL.
+      if (b.length !== 8) stop("EINVAL", `invalidation entry of ${b.length} bytes`);
       const d = new DataView(b.buffer, b.byteOffset, b.byteLength);
       const flags = d.getUint32(0, true);
       const id = d.getUint32(4, true);
@@ -253,8 +259,11 @@ export class SelftestMockBackend implements Backend {
   lastDomain: Domain | null = null;
   #nextDomain = 1;
 
-  constructor(name: string) {
+  readonly #memory: PhysicalMemory;
+
+  constructor(name: string, memory: PhysicalMemory) {
     this.name = name;
+    this.#memory = memory;
   }
 
   addDevice(spec: DeviceSpec): void {
@@ -284,7 +293,7 @@ export class SelftestMockBackend implements Backend {
     const d = this.#dev(rid);
     const pasid = (d.flags & MOCK_FLAGS_DEVICE_PASID) !== 0;
     return {
-      intents: pasid ? ["rid", "pasid"] : ["rid"],
+      intents: d.flags & DEVICE_ACCESS ? ["emulated"] : pasid ? ["rid", "pasid"] : ["rid"],
       maxPasidLog2: pasid ? MOCK_PASID_WIDTH : 0,
       pasidAssignment: "caller",
       inputAddressBits: 32,
@@ -330,6 +339,15 @@ export class SelftestMockBackend implements Backend {
       this.lastDomain = new MockNestedDomain(this, this.#nextDomain++, parent, iotlb);
       return this.lastDomain;
     }
+    if (dev !== undefined && dev.flags & DEVICE_ACCESS) {
+      this.lastDomain = new MockAccessDomain(
+        this,
+        this.#nextDomain++,
+        this.#memory,
+        (dev.flags & DEVICE_ACCESS_PIN) !== 0,
+      );
+      return this.lastDomain;
+    }
     const flags = request.flags ?? {};
     if (flags.dirtyTracking && dev !== undefined && dev.flags & MOCK_FLAGS_DEVICE_NO_DIRTY)
       throw new IommuError("EOPNOTSUPP", "device has no dirty tracking");
@@ -340,6 +358,10 @@ export class SelftestMockBackend implements Backend {
 
   attach(rid: number, intent: AttachIntent, domain: Domain): AttachResult {
     const d = this.#dev(rid);
+    if (domain instanceof MockAccessDomain) {
+      d.rid = domain;
+      return {};
+    }
     if (
       !(domain instanceof MockPagingDomain || domain instanceof MockNestedDomain) ||
       domain.backend !== this
@@ -372,7 +394,7 @@ export class SelftestMockBackend implements Backend {
       d.pasids.delete(p);
       return;
     }
-    if (d.rid !== null) (d.rid as MockPagingDomain).users--;
+    if (d.rid !== null && !(d.rid instanceof MockAccessDomain)) (d.rid as MockPagingDomain).users--;
     d.rid = null;
   }
 
@@ -419,5 +441,5 @@ export class SelftestMockBackend implements Backend {
 export const selftestMockFactory: BackendFactory = {
   name: "selftest-mock",
   description: "the iommufd selftest's mock driver (drivers/iommu/iommufd/selftest.c, Linux 6.12)",
-  create: (ctx) => new SelftestMockBackend(ctx.name),
+  create: (ctx) => new SelftestMockBackend(ctx.name, ctx.memory),
 };

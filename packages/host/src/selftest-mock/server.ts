@@ -21,7 +21,7 @@
  * user range is a contiguous physical range, and alignment is the user address's.
  */
 
-import { closeSync, openSync, readSync, writeSync } from "node:fs";
+import { closeSync, openSync, readFileSync, readSync, writeSync } from "node:fs";
 import type { Server, Socket } from "node:net";
 import { createServer } from "node:net";
 import { IommuError } from "@iommu-kit/core";
@@ -103,6 +103,26 @@ export class ProcMemory implements UserMemory {
     return this.base + Number(va);
   }
 
+  /** The VMA holding `va` has a kernel page size above 4 KiB (hugetlb): a compound page. */
+  compound(va: bigint): boolean {
+    let smaps: string;
+    try {
+      smaps = readFileSync(`/proc/${this.pid}/smaps`, "utf8");
+    } catch {
+      return false;
+    }
+    let inside = false;
+    for (const line of smaps.split("\n")) {
+      const m = /^([0-9a-f]+)-([0-9a-f]+) /.exec(line);
+      if (m !== null) {
+        inside = BigInt(`0x${m[1]}`) <= va && va < BigInt(`0x${m[2]}`);
+        continue;
+      }
+      if (inside && line.startsWith("KernelPageSize:")) return !/\s4 kB/.test(line);
+    }
+    return false;
+  }
+
   close(): void {
     if (this.#fd !== null) closeSync(this.#fd);
     this.#fd = null;
@@ -166,7 +186,6 @@ export interface ServeOptions {
 export async function startServer(opts: ServeOptions): Promise<Server> {
   const { defaultRegistry } = await import("@iommu-kit/core");
   if (!defaultRegistry.has(selftestMockFactory.name)) defaultRegistry.register(selftestMockFactory);
-  await new Host().loadBackend("mdev-emulated");
   const files = new Map<number, ServedFile>();
   let nextToken = 1;
   const server = createServer((sock) => {
@@ -182,6 +201,13 @@ export async function startServer(opts: ServeOptions): Promise<Server> {
       buf = Buffer.concat([buf, chunk]);
       for (;;) {
         if (role !== null) {
+          // An access descriptor: one 0xff byte is the preload's close, answered once released.
+          if (role.kind === 2 && buf.length > 0) {
+            buf = Buffer.alloc(0);
+            drop();
+            sock.write(Buffer.from([0xff]));
+            return;
+          }
           // A fault descriptor: responses (8 bytes each) are consumed.
           buf = buf.subarray(buf.length - (buf.length % 8));
           return;
@@ -236,7 +262,9 @@ export async function startServer(opts: ServeOptions): Promise<Server> {
             errno = e instanceof IommuError ? e.errno : 5;
             opts.trace?.(`internal error: ${(e as Error).stack ?? e}`);
           }
-          opts.trace?.(`pid ${pid} ioctl 0x${cmd.toString(16)} arg 0x${arg.toString(16)} -> ${errno}`);
+          opts.trace?.(
+            `pid ${pid} ioctl 0x${cmd.toString(16)} arg 0x${arg.toString(16)} -> ${errno}${errno !== 0 ? ` ${file.file.lastError}` : ""}`,
+          );
           reply([
             errno,
             nf === undefined ? 0 : nf.kind === "fault" ? 1 : 2,
@@ -251,7 +279,7 @@ export async function startServer(opts: ServeOptions): Promise<Server> {
         }
       }
     });
-    const drop = (): void => {
+    function drop(): void {
       const f = file;
       file = null;
       if (f === null) return;
@@ -270,7 +298,7 @@ export async function startServer(opts: ServeOptions): Promise<Server> {
         f.close();
         files.delete(f.token);
       }
-    };
+    }
     sock.on("close", drop);
     sock.on("error", drop);
   });

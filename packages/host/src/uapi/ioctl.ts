@@ -53,6 +53,8 @@ export interface UserMemory {
   read(va: bigint, length: number): Uint8Array;
   write(va: bigint, bytes: Uint8Array): void;
   physical(va: bigint, length: number): number;
+  /** True when the page at `va` is part of a compound (huge) page; absent = never. */
+  compound?(va: bigint): boolean;
 }
 
 /** A file descriptor the caller must create (fault queue, selftest access) and store at `offset` of the struct. */
@@ -157,6 +159,8 @@ export class IommufdFile {
   readonly host: Host;
   readonly state: UapiState = { rlimitMm: false, vfioIoas: null, noHugePages: new Set() };
   readonly #ext: UapiExtensions;
+  /** The message of the last failed ioctl (for tracing). */
+  lastError = "";
 
   constructor(host: Host, ext: UapiExtensions = {}) {
     this.host = host;
@@ -202,7 +206,10 @@ export class IommufdFile {
       else this.#run(nr, ctx);
       return newFd === undefined ? { errno: 0 } : { errno: 0, newFd };
     } catch (e) {
-      if (isIommuError(e)) return { errno: e.errno };
+      if (isIommuError(e)) {
+        this.lastError = e.message;
+        return { errno: e.errno };
+      }
       throw e;
     }
   }
@@ -267,6 +274,7 @@ export class IommufdFile {
         if (u32(v, 4) !== 0) fail("EOPNOTSUPP", "FAULT_QUEUE_ALLOC flags");
         const id = h.faultQueueAlloc();
         v.setUint32(8, id, true);
+        c.respond();
         c.newFd({ kind: "fault", id, offset: 12 });
         return;
       }
@@ -418,9 +426,10 @@ export class IommufdFile {
       if (info.kind !== "ioas") fail("ENOENT", `no IOAS ${obj}`);
       if (op === OPTION_OP_GET) out = this.state.noHugePages.has(obj) ? 0n : 1n;
       else if (op === OPTION_OP_SET) {
+        if (val > 1n) fail("EINVAL", "HUGE_PAGES value");
+        this.host.ioasSetLargePages(obj, val === 1n);
         if (val === 0n) this.state.noHugePages.add(obj);
-        else if (val === 1n) this.state.noHugePages.delete(obj);
-        else fail("EINVAL", "HUGE_PAGES value");
+        else this.state.noHugePages.delete(obj);
         return;
       } else fail("EOPNOTSUPP", "option op");
     } else {
@@ -469,11 +478,12 @@ export class IommufdFile {
     if (pt === undefined) fail("EINVAL", `no object ${ptId}`);
     if (pt.kind !== "ioas" && pt.kind !== "hwpt-paging")
       fail("EINVAL", `object ${ptId} is not an IOAS or paging HWPT`);
-    const valid = HWPT_ALLOC_NEST_PARENT | HWPT_ALLOC_DIRTY_TRACKING | HWPT_FAULT_ID_VALID;
     let data: unknown;
     if (pt.kind === "ioas") {
-      // iommufd_hwpt_paging_alloc: unknown flags EOPNOTSUPP; user data for a paging domain EOPNOTSUPP.
-      if (flags & ~valid) fail("EOPNOTSUPP", "HWPT_ALLOC flags");
+      // iommufd_hwpt_paging_alloc: valid flags are NEST_PARENT | DIRTY_TRACKING (FAULT_ID_VALID
+      // is for nested HWPTs in 6.12); user data for a paging domain EOPNOTSUPP.
+      if (flags & ~(HWPT_ALLOC_NEST_PARENT | HWPT_ALLOC_DIRTY_TRACKING))
+        fail("EOPNOTSUPP", "HWPT_ALLOC flags");
       if (len !== 0) fail("EOPNOTSUPP", "paging HWPT with vendor data");
     } else {
       // iommufd_hwpt_nested_alloc: only FAULT_ID_VALID, and vendor data is required (EOPNOTSUPP).
@@ -497,15 +507,15 @@ export class IommufdFile {
   }
 
   /**
-   * Vendor data: struct iommu_hwpt_vtd_s1 decoded for the VT-d backend (short EINVAL,
-   * non-zero tail E2BIG, as iommu_copy_struct_from_user); any other type goes to the
+   * Vendor data: struct iommu_hwpt_vtd_s1 decoded for the VT-d backend (size outside
+   * [min_last, sizeof] EINVAL, as __iommu_copy_struct_from_user); any other type goes to the
    * backend raw as `{type, bytes}`, which decodes it in its domain_alloc_user.
    */
   #vendorData(c: IoctlContext, type: number, len: number): unknown {
     const bytes = c.mem.read(c.cmd.getBigUint64(32, true), len);
     if (type !== HWPT_DATA_VTD_S1) return { type, bytes };
-    if (len < 24) fail("EINVAL", "short iommu_hwpt_vtd_s1");
-    if (bytes.subarray(24).some((b) => b !== 0)) fail("E2BIG", "iommu_hwpt_vtd_s1 tail");
+    // __iommu_copy_struct_from_user: below min_last (addr_width) or above the struct EINVAL.
+    if (len < 20 || len > 24) fail("EINVAL", "iommu_hwpt_vtd_s1 size");
     const d = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     if (d.getUint32(20, true) !== 0) fail("EINVAL", "iommu_hwpt_vtd_s1 __reserved");
     return {
@@ -520,7 +530,7 @@ export class IommufdFile {
     const v = c.cmd;
     const flags = u32(v, 4);
     // Later uAPI (IOMMU_HW_INFO_FLAG_INPUT_TYPE) lets the caller name the type it wants.
-    if (flags & ~HW_INFO_FLAG_INPUT_TYPE || v.getUint8(25) || v.getUint8(26) || v.getUint8(27))
+    if (flags & ~HW_INFO_FLAG_INPUT_TYPE || v.getUint8(29) || v.getUint8(30) || v.getUint8(31))
       fail("EOPNOTSUPP", "GET_HW_INFO flags / __reserved");
     const dev = u32(v, 8);
     const info = this.host.hwInfo(dev);
