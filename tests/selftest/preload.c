@@ -247,5 +247,5 @@ int ioctl(int fd, unsigned long request, ...)
 		}
 		*(uint32_t *)((char *)arg + rep[3]) = (uint32_t)nfd;
 	}
-	return 0;
+	return (int)rep[5];
 }

@@ -104,6 +104,7 @@ import {
   ioasAllowIovas,
   ioasAreas,
   ioasCopy,
+  ioasCutIova,
   ioasIovaRanges,
   ioasMap,
   ioasReserve,
@@ -363,6 +364,14 @@ export class Host {
    */
   ioasReserve(ioasId: number, range: IovaRange): void {
     ioasReserve(this.#ctx, ioasId, range);
+  }
+
+  /**
+   * Splits the areas holding each IOVA so one ends there (iopt_cut_iova, used by the
+   * VFIO type1 container for partial unmaps). EINVAL for a cut not aligned to the IOAS.
+   */
+  ioasCutIova(ioasId: number, iovas: readonly number[]): void {
+    ioasCutIova(this.#ctx, ioasId, iovas);
   }
 
   /**

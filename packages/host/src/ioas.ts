@@ -267,6 +267,32 @@ export function ioasUnmap(ctx: HostCtx, ioasId: number, iova: number, length: nu
   return unmapSpan(ioas, from, to);
 }
 
+/**
+ * Splits the areas holding each `iovas[i]` so that one ends at it (iopt_cut_iova, the
+ * VFIO type1 container's partial unmap). The cut point + 1 must be aligned to the
+ * IOAS alignment (EINVAL). The two halves share their pages. Atomic.
+ */
+export function ioasCutIova(ctx: HostCtx, ioasId: number, iovas: readonly number[]): void {
+  const ioas = getIoas(ctx, ioasId);
+  for (const at of iovas) {
+    const a = ioas.iopt.firstArea(at, at);
+    if (a !== undefined && at !== a.iova + a.length - 1 && (at + 1) % ioas.alignment !== 0)
+      throw new IommuError("EINVAL", `cut at ${hex(at)} is not aligned to ${hex(ioas.alignment)}`, {
+        iova: at,
+      });
+  }
+  for (const at of iovas) {
+    const a = ioas.iopt.firstArea(at, at);
+    if (a === undefined || at === a.iova + a.length - 1) continue;
+    const i = ioas.iopt.lowerIndex(at);
+    const head = at - a.iova + 1;
+    ioas.iopt.removeSpan(i, i + 1);
+    a.pages.users++;
+    ioas.iopt.insert({ ...a, length: head });
+    ioas.iopt.insert({ ...a, iova: at + 1, length: a.length - head, offset: a.offset + head });
+  }
+}
+
 /** IOMMU_IOAS_UNMAP of everything (iopt_unmap_all); 0 when nothing is mapped. */
 export function ioasUnmapAll(ctx: HostCtx, ioasId: number): number {
   const ioas = getIoas(ctx, ioasId);

@@ -68,14 +68,28 @@ export class MockAccessDomain implements Domain, EmulatedAccess {
         break;
       }
     }
+    // Drop the part of each extent inside the range (an area may have been cut by iopt_cut_iova).
     let done = 0;
-    for (let i = this.#extents.length - 1; i >= 0; i--) {
-      const e = this.#extents[i]!;
-      if (e.iova >= iova && e.iova + e.length - 1 <= last) {
-        this.#extents.splice(i, 1);
-        done += e.length;
+    const kept: Extent[] = [];
+    for (const e of this.#extents) {
+      const s = Math.max(e.iova, iova);
+      const t = Math.min(e.iova + e.length - 1, last);
+      if (s > t) {
+        kept.push(e);
+        continue;
       }
+      done += t - s + 1;
+      if (e.iova < s) kept.push({ ...e, length: s - e.iova });
+      if (t < e.iova + e.length - 1)
+        kept.push({
+          iova: t + 1,
+          length: e.iova + e.length - 1 - t,
+          pa: e.pa + (t + 1 - e.iova),
+          prot: e.prot,
+        });
     }
+    this.#extents.length = 0;
+    this.#extents.push(...kept);
     return done;
   }
 

@@ -8,7 +8,7 @@
  *
  * Wire format (little-endian u32 words):
  * - open:   [1, pid]                          -> [fileToken]
- * - ioctl:  [3, pid, cmd, 0, arg lo, arg hi]  -> [errno, fdKind, objId, offset, fileToken, 0]
+ * - ioctl:  [3, pid, cmd, 0, arg lo, arg hi]  -> [errno, fdKind, objId, offset, fileToken, ret]
  *   fdKind 1 = fault, 2 = access: the caller connects again and sends
  * - attach: [2, pid, fileToken, fdKind, objId, fdNumber] -> [0]
  *   after which that connection is the descriptor: fault records are pushed to it
@@ -254,10 +254,12 @@ export async function startServer(opts: ServeOptions): Promise<Server> {
           }
           let errno: number;
           let nf: { kind: string; id: number; offset: number } | undefined;
+          let ret = 0;
           try {
             const r = file.file.ioctl(cmd, arg, file.mem(pid));
             errno = r.errno;
             nf = r.newFd;
+            ret = r.ret ?? 0;
           } catch (e) {
             errno = e instanceof IommuError ? e.errno : 5;
             opts.trace?.(`internal error: ${(e as Error).stack ?? e}`);
@@ -271,7 +273,7 @@ export async function startServer(opts: ServeOptions): Promise<Server> {
             nf?.id ?? 0,
             nf?.offset ?? 0,
             file.token,
-            0,
+            ret,
           ]);
         } else {
           sock.destroy();

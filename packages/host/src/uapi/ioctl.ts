@@ -43,6 +43,7 @@ import {
   VFIO_IOAS_GET,
   VFIO_IOAS_SET,
 } from "./layout.ts";
+import { vfioIoctl } from "./vfio-compat.ts";
 
 /**
  * A process's memory as the uAPI layer sees it. `read` / `write` fail with an
@@ -69,6 +70,8 @@ export interface NewFd {
 /** The outcome of one ioctl: `errno` 0 on success. */
 export interface IoctlResult {
   readonly errno: number;
+  /** The ioctl's return value on success (0 but for VFIO_CHECK_EXTENSION and the like). */
+  readonly ret?: number;
   readonly newFd?: NewFd;
 }
 
@@ -176,9 +179,8 @@ export class IommufdFile {
       const layout = Layout[nr] ?? extra;
       if (layout === undefined || nr < Cmd.DESTROY) {
         // Outside iommufd's table: iommufd_vfio_ioctl (the VFIO container compat).
-        const r = this.#ext.vfio?.({ host: this.host, mem, state: this.state }, cmd, arg);
-        if (r === undefined) return { errno: Errno.ENOTTY };
-        return { errno: r };
+        const r = vfioIoctl({ host: this.host, mem, state: this.state }, cmd, arg);
+        return r === undefined ? { errno: Errno.ENOTTY } : { errno: 0, ret: r };
       }
       const userSize = u32(new DataView(mem.read(arg, 4).buffer), 0);
       if (cmd !== ((IOMMUFD_TYPE << 8) | nr)) return { errno: Errno.ENOTTY };
