@@ -73,6 +73,8 @@ export interface MockEntry {
   pa: number;
   prot: number;
   dirty: boolean;
+  /** MOCK_PFN_HUGE_IOVA: mapped as part of a MOCK_HUGE_PAGE_SIZE page. */
+  huge: boolean;
 }
 
 interface MockDev {
@@ -114,8 +116,20 @@ export class MockPagingDomain implements Domain {
       if (this.entries.has(first + i))
         throw new IommuError("EEXIST", `mock IO page ${hex(iova + i * MOCK_IO_PAGE_SIZE)} is mapped`);
     }
-    for (let i = 0; i < n; i++) {
-      this.entries.set(first + i, { pa: pa + i * MOCK_IO_PAGE_SIZE, prot, dirty: false });
+    // iommu_pgsize: a huge page where IOVA, PA and the rest of the length allow it.
+    const hugeOk = (this.pageSizeBitmap & BigInt(MOCK_HUGE_PAGE_SIZE)) !== 0n;
+    const per = MOCK_HUGE_PAGE_SIZE / MOCK_IO_PAGE_SIZE;
+    for (let i = 0; i < n; ) {
+      const off = i * MOCK_IO_PAGE_SIZE;
+      const huge =
+        hugeOk &&
+        (iova + off) % MOCK_HUGE_PAGE_SIZE === 0 &&
+        (pa + off) % MOCK_HUGE_PAGE_SIZE === 0 &&
+        length - off >= MOCK_HUGE_PAGE_SIZE;
+      const run = huge ? per : 1;
+      for (let k = 0; k < run; k++, i++) {
+        this.entries.set(first + i, { pa: pa + i * MOCK_IO_PAGE_SIZE, prot, dirty: false, huge });
+      }
     }
   }
 
@@ -144,21 +158,34 @@ export class MockPagingDomain implements Domain {
   }
 
   /**
-   * mock_domain_read_and_clear_dirty: a dirty IO page sets the bit of the bitmap page
-   * that holds it; a huge-page entry (the first of a 1 MiB run) reports the whole run.
+   * mock_domain_read_and_clear_dirty: walks IO pages (a huge entry stands for its whole
+   * MOCK_HUGE_PAGE_SIZE page, mock_test_and_clear_dirty over the page from its head)
+   * and records [cur, cur + pgsize) in the bitmap (iommu_dirty_bitmap_record).
    */
   readDirty(iova: number, length: number, pageSizeLg2: number, bitmap: Uint8Array, noClear: boolean): void {
     const ps = 2 ** pageSizeLg2;
-    const first = Math.floor(iova / MOCK_IO_PAGE_SIZE);
-    const n = Math.ceil(length / MOCK_IO_PAGE_SIZE);
-    for (let i = 0; i < n; i++) {
-      const e = this.entries.get(first + i);
-      if (e === undefined || !e.dirty) continue;
-      // iommu_dirty_bitmap_record(cur, MOCK_IO_PAGE_SIZE): every bitmap page the IO page touches.
-      const cur = (first + i) * MOCK_IO_PAGE_SIZE - iova;
-      const last = Math.min(Math.floor((cur + MOCK_IO_PAGE_SIZE - 1) / ps), bitmap.length * 8 - 1);
-      for (let bit = Math.floor(cur / ps); bit <= last; bit++) bitmap[bit >> 3]! |= 1 << (bit & 7);
-      if (!noClear) e.dirty = false;
+    const end = iova + length;
+    const nbits = bitmap.length * 8;
+    for (let cur = iova; cur < end; ) {
+      const e = this.entries.get(Math.floor(cur / MOCK_IO_PAGE_SIZE));
+      if (e === undefined) {
+        cur += MOCK_IO_PAGE_SIZE;
+        continue;
+      }
+      const pgsize = e.huge ? MOCK_HUGE_PAGE_SIZE : MOCK_IO_PAGE_SIZE;
+      const head = cur - (cur % pgsize);
+      let dirty = false;
+      for (let a = head; a < head + pgsize - 1; a += MOCK_IO_PAGE_SIZE) {
+        const x = this.entries.get(a / MOCK_IO_PAGE_SIZE);
+        if (x === undefined || !x.dirty) continue;
+        dirty = true;
+        if (!noClear) x.dirty = false;
+      }
+      if (dirty) {
+        const last = Math.min(Math.floor((cur + pgsize - 1 - iova) / ps), nbits - 1);
+        for (let bit = Math.floor((cur - iova) / ps); bit <= last; bit++) bitmap[bit >> 3]! |= 1 << (bit & 7);
+      }
+      cur += pgsize;
     }
   }
 

@@ -95,11 +95,13 @@ export class ProcMemory implements UserMemory {
   }
 
   /** pin_user_pages in spirit: the first and last byte must be mapped (EFAULT). */
-  physical(va: bigint, length: number): number {
+  physical(va: bigint, length: number, pin = true): number {
     if (va >= BigInt(WINDOW) || va + BigInt(length) > BigInt(WINDOW))
       throw new IommuError("EFAULT", "user address beyond the process's address space");
-    this.read(va, 1);
-    if (length > 1) this.read(va + BigInt(length - 1), 1);
+    if (pin) {
+      this.read(va, 1);
+      if (length > 1) this.read(va + BigInt(length - 1), 1);
+    }
     return this.base + Number(va);
   }
 
@@ -150,6 +152,11 @@ class ServedFile {
         for (const s of this.faultSockets.get(id) ?? []) s.write(rec);
       },
       accessByFd: (fd) => this.accessFds.get(fd),
+      pin: (pa, length) => {
+        const m = [...this.#mems.values()].find((x) => x.base === Math.floor(pa / WINDOW) * WINDOW);
+        if (m === undefined) throw new IommuError("EFAULT", `no process behind ${pa}`);
+        m.physical(BigInt(pa - m.base), length);
+      },
     });
     this.selftest.toVa = (pa) => {
       const k = Math.floor(pa / WINDOW);

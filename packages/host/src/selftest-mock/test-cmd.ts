@@ -70,6 +70,8 @@ export interface SelftestServices {
   pushFault(faultId: number, record: Uint8Array): void;
   /** The access behind descriptor `fd` of the caller (iommufd_access_get), or undefined (EBADF). */
   accessByFd(fd: number): SelftestAccess | undefined;
+  /** Pins the user pages behind physical [pa, pa + length): EFAULT when they are gone. */
+  pin(pa: number, length: number): void;
 }
 
 const fail = (
@@ -240,6 +242,10 @@ export class SelftestContext {
    * (the idev) and attached to `pt` (IOAS or HWPT). Ids in the kernel's order.
    */
   mockDomain(pt: number, flags: number): { stdev: number; idev: number; hwpt: number } {
+    // The first domain of an IOAS pins every area (iopt_fill_domain -> pin_user_pages): EFAULT if gone.
+    const target = this.host.objects().find((o) => o.id === pt);
+    if (target?.kind === "ioas" && target.hwpts.length === 0)
+      for (const a of target.areas) this.#svc.pin(a.pa, a.length);
     const placeholder = this.host.ioasAlloc();
     let idev: number | undefined;
     try {

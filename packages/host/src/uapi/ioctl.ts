@@ -48,12 +48,13 @@ import { vfioIoctl } from "./vfio-compat.ts";
 /**
  * A process's memory as the uAPI layer sees it. `read` / `write` fail with an
  * EFAULT {@link IommuError}; `physical` returns the host physical address backing
- * [va, va + length) (contiguous), pinning it, or throws EFAULT.
+ * [va, va + length) (contiguous); with `pin` (default true) the pages must be there
+ * (pin_user_pages), else EFAULT.
  */
 export interface UserMemory {
   read(va: bigint, length: number): Uint8Array;
   write(va: bigint, bytes: Uint8Array): void;
-  physical(va: bigint, length: number): number;
+  physical(va: bigint, length: number, pin?: boolean): number;
   /** True when the page at `va` is part of a compound (huge) page; absent = never. */
   compound?(va: bigint): boolean;
 }
@@ -345,7 +346,9 @@ export class IommufdFile {
     const fixed = (flags & IOAS_MAP_FIXED_IOVA) !== 0;
     if (fixed) checkEnd(iova, length);
     const len = num(length, "length");
-    const pa = c.mem.physical(va, len);
+    // iopt_map_user_pages pins only to fill domains: an IOAS without one takes any address.
+    const info = this.host.describe(ioasId);
+    const pa = c.mem.physical(va, len, info.kind === "ioas" && info.hwpts.length > 0);
     const opts = { length: len, pa, prot: protOf(flags) };
     const out = this.host.ioasMap(ioasId, fixed ? { ...opts, iova: num(iova, "iova") } : opts);
     v.setBigUint64(32, BigInt(out), true);
