@@ -402,9 +402,10 @@ export class Host {
   /**
    * IOMMU_HWPT_ALLOC. On an IOAS: a paging HWPT filled with every area (flags
    * nest_parent, dirty_tracking, pasid; vendor data is EOPNOTSUPP). On a nest-parent
-   * paging HWPT: a nested HWPT with vendor `data` (none: EINVAL; parent not a nest
+   * paging HWPT: a nested HWPT with vendor `data` (none: EOPNOTSUPP; parent not a nest
    * parent, automatic, of another IOMMU, or nested: EINVAL; flags other than pasid:
-   * EOPNOTSUPP). Unknown flags EOPNOTSUPP; a flag the device lacks EOPNOTSUPP.
+   * EOPNOTSUPP). Unknown flags EOPNOTSUPP; a flag the device lacks EOPNOTSUPP; a `pt`
+   * that names no IOAS or HWPT (destroyed, never existed) EINVAL (iommufd_hwpt_alloc).
    */
   hwptAlloc(opts: HwptAllocOptions): number {
     return hwptAlloc(this.#ctx, getDevice(this.#ctx, opts.device), opts);

@@ -129,6 +129,9 @@ export class Ioas implements HostObject {
   }
 }
 
+/** The IOVAs below PAGE_SIZE, which iopt_alloc_iova never hands out. */
+const BELOW_PAGE_SIZE: IovaRange = { start: 0, last: 4095 };
+
 /** The IOAS `id`; ENOENT otherwise. */
 export function getIoas(ctx: HostCtx, id: number): Ioas {
   return ctx.objects.get(id, "ioas") as Ioas;
@@ -225,7 +228,8 @@ function placeArea(ioas: Ioas, iova: number | undefined, pa: number, length: num
   }
   // iopt_alloc_iova: keep the alignment of the source, at most the length's.
   const want = Math.max(Math.min(roundupPow2(length), lowestBit(pa)), align);
-  return ioas.iopt.allocIova(length, want, ioas.reserved);
+  // iopt_alloc_iova searches [PAGE_SIZE, ULONG_MAX - PAGE_SIZE]: an automatic IOVA is never 0.
+  return ioas.iopt.allocIova(length, want, mergeRanges([...ioas.reserved, BELOW_PAGE_SIZE]));
 }
 
 /** IOMMU_IOAS_MAP (iommufd_ioas_map -> iopt_map_user_pages). See `Host.ioasMap`. */

@@ -476,25 +476,17 @@ export class IommufdFile {
     if (u32(v, 20) !== 0) fail("EOPNOTSUPP", "__reserved");
     if ((type === HWPT_DATA_NONE && len !== 0) || (type !== HWPT_DATA_NONE && len === 0))
       fail("EINVAL", "data_type / data_len mismatch");
-    this.host.describe(dev);
     if (this.host.describe(dev).kind !== "device") fail("ENOENT", `no device ${dev}`);
-    // A pt_id that names nothing is EINVAL, not ENOENT (iommufd_hwpt_alloc).
+    // The pt decides which of the kernel's two paths checks the flags; a pt that is
+    // neither an IOAS nor a paging HWPT is the host's EINVAL (iommufd_hwpt_alloc).
     const pt = this.host.objects().find((o) => o.id === ptId);
-    if (pt === undefined) fail("EINVAL", `no object ${ptId}`);
-    if (pt.kind !== "ioas" && pt.kind !== "hwpt-paging")
-      fail("EINVAL", `object ${ptId} is not an IOAS or paging HWPT`);
-    let data: unknown;
-    if (pt.kind === "ioas") {
-      // iommufd_hwpt_paging_alloc: valid flags are NEST_PARENT | DIRTY_TRACKING (FAULT_ID_VALID
-      // is for nested HWPTs in 6.12); user data for a paging domain EOPNOTSUPP.
-      if (flags & ~(HWPT_ALLOC_NEST_PARENT | HWPT_ALLOC_DIRTY_TRACKING))
-        fail("EOPNOTSUPP", "HWPT_ALLOC flags");
-      if (len !== 0) fail("EOPNOTSUPP", "paging HWPT with vendor data");
-    } else {
-      // iommufd_hwpt_nested_alloc: only FAULT_ID_VALID, and vendor data is required (EOPNOTSUPP).
-      if (flags & ~HWPT_FAULT_ID_VALID || len === 0) fail("EOPNOTSUPP", "nested HWPT flags / no data");
-      data = this.#vendorData(c, type, len);
-    }
+    // Bits the host's flag names cannot carry: iommufd_hwpt_paging_alloc takes NEST_PARENT |
+    // DIRTY_TRACKING (FAULT_ID_VALID is for nested HWPTs in 6.12), iommufd_hwpt_nested_alloc
+    // FAULT_ID_VALID only. Everything else (vendor data, flag combinations) is the host's.
+    const known = HWPT_ALLOC_NEST_PARENT | HWPT_ALLOC_DIRTY_TRACKING | HWPT_FAULT_ID_VALID;
+    if (flags & ~known || (pt?.kind === "ioas" && flags & HWPT_FAULT_ID_VALID))
+      fail("EOPNOTSUPP", "HWPT_ALLOC flags");
+    const data = len === 0 || pt === undefined ? undefined : this.#vendorData(c, type, len);
     const faultQueue = flags & HWPT_FAULT_ID_VALID ? u32(v, 40) : undefined;
     const names: ("nest_parent" | "dirty_tracking")[] = [];
     if (flags & HWPT_ALLOC_NEST_PARENT) names.push("nest_parent");
