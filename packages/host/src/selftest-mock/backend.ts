@@ -358,10 +358,8 @@ export class SelftestMockBackend implements Backend {
       const data = request.data as RawVendorData;
       // mock_domain_alloc_nested: only IOMMU_HWPT_DATA_SELFTEST.
       if (data.type !== HWPT_DATA_SELFTEST) throw new IommuError("EOPNOTSUPP", `data type ${hex(data.type)}`);
-      // iommu_copy_struct_from_user(..., iotlb): shorter than the struct EINVAL, longer with a non-zero tail E2BIG.
-      if (data.bytes.length < 4) throw new IommuError("EINVAL", "short selftest HWPT data");
-      if (data.bytes.subarray(4).some((b) => b !== 0))
-        throw new IommuError("E2BIG", "selftest HWPT data tail");
+      // __iommu_copy_struct_from_user: shorter than min_last or longer than the struct is EINVAL.
+      if (data.bytes.length !== 4) throw new IommuError("EINVAL", "selftest HWPT data is not 4 bytes");
       const iotlb = new DataView(data.bytes.buffer, data.bytes.byteOffset, 4).getUint32(0, true);
       this.lastDomain = new MockNestedDomain(this, this.#nextDomain++, parent, iotlb);
       return this.lastDomain;
