@@ -33,7 +33,12 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 [ -f "$tarball" ] || die "$tarball is missing after installing linux-source-6.12"
-mkdir -p "$cache" || die "cannot create $cache"
+if ! mkdir -p "$cache" 2>/dev/null || [ ! -w "$cache" ]; then
+  cache="${TMPDIR:-/tmp}/iommu-kit"
+  src="$cache/linux-source-6.12"
+  log="$cache/selftest.log"
+  mkdir -p "$cache" || die "cannot create a cache directory"
+fi
 
 if [ ! -f "$src/.extracted" ] || [ "$tarball" -nt "$src/.extracted" ]; then
   echo "selftest: extracting the selftest from $tarball"

@@ -358,27 +358,15 @@ export class Host {
     return ioasIovaRanges(this.#ctx, ioasId);
   }
 
-  /**
-   * Reserves [start, last] of an IOAS for no owner (iopt_reserve_iova, as the
-   * selftest's IOMMU_TEST_OP_ADD_RESERVED does): EADDRINUSE over an area or an allowed range.
-   */
+  /** iopt_reserve_iova for no owner (the selftest's ADD_RESERVED): EADDRINUSE over an area or allowed range. */
   ioasReserve(ioasId: number, range: IovaRange): void {
     ioasReserve(this.#ctx, ioasId, range);
   }
-
-  /**
-   * Splits the areas holding each IOVA so one ends there (iopt_cut_iova, used by the
-   * VFIO type1 container for partial unmaps). EINVAL for a cut not aligned to the IOAS.
-   */
+  /** iopt_cut_iova: splits the areas holding each IOVA so one ends there (VFIO type1 partial unmap); EINVAL unaligned. */
   ioasCutIova(ioasId: number, iovas: readonly number[]): void {
     ioasCutIova(this.#ctx, ioasId, iovas);
   }
-
-  /**
-   * IOMMU_OPTION_HUGE_PAGES: with large pages disabled the IOAS alignment is at least
-   * PAGE_SIZE (iopt_disable_large_pages / iopt_enable_large_pages). Disabling is EINVAL
-   * while a domain has areas mapped, EADDRINUSE when an area is not PAGE_SIZE aligned.
-   */
+  /** IOMMU_OPTION_HUGE_PAGES (iopt_{dis,en}able_large_pages): off = PAGE_SIZE alignment; EINVAL / EADDRINUSE. */
   ioasSetLargePages(ioasId: number, enable: boolean): void {
     ioasSetLargePages(this.#ctx, ioasId, enable);
   }
@@ -404,8 +392,7 @@ export class Host {
    * nest_parent, dirty_tracking, pasid; vendor data is EOPNOTSUPP). On a nest-parent
    * paging HWPT: a nested HWPT with vendor `data` (none: EOPNOTSUPP; parent not a nest
    * parent, automatic, of another IOMMU, or nested: EINVAL; flags other than pasid:
-   * EOPNOTSUPP). Unknown flags EOPNOTSUPP; a flag the device lacks EOPNOTSUPP; a `pt`
-   * that names no IOAS or HWPT (destroyed, never existed) EINVAL (iommufd_hwpt_alloc).
+   * EOPNOTSUPP). Unknown or missing-feature flags EOPNOTSUPP; a `pt` naming no IOAS/HWPT EINVAL.
    */
   hwptAlloc(opts: HwptAllocOptions): number {
     return hwptAlloc(this.#ctx, getDevice(this.#ctx, opts.device), opts);

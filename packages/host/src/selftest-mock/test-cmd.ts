@@ -10,7 +10,7 @@
 import type { Domain } from "@iommu-kit/core";
 import { hex, IommuError } from "@iommu-kit/core";
 import type { Host } from "../host.ts";
-import type { ExtraIoctl, IoctlContext, UapiExtensions, UserMemory } from "../uapi/ioctl.ts";
+import type { ExtraIoctl, IoctlContext, UapiExtensions, UserMemory } from "../uapi/types.ts";
 import { MockAccessDomain } from "./access.ts";
 import {
   DEVICE_ACCESS,

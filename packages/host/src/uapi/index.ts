@@ -12,6 +12,9 @@ export {
 } from "../selftest-mock/backend.ts";
 export type { SelftestAccess, SelftestServices } from "../selftest-mock/test-cmd.ts";
 export { SelftestContext, TestOp } from "../selftest-mock/test-cmd.ts";
+export { builtinHwInfo } from "./hw-info.ts";
+export { IommufdFile } from "./ioctl.ts";
+export * as uapi from "./layout.ts";
 export type {
   ExtraIoctl,
   HwInfoBlock,
@@ -21,6 +24,4 @@ export type {
   UapiExtensions,
   UapiState,
   UserMemory,
-} from "./ioctl.ts";
-export { builtinHwInfo, IommufdFile } from "./ioctl.ts";
-export * as uapi from "./layout.ts";
+} from "./types.ts";

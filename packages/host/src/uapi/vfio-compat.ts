@@ -8,7 +8,7 @@
 
 import { type Errno, IommuError } from "@iommu-kit/core";
 import type { Host } from "../host.ts";
-import type { UapiState, UserMemory } from "./ioctl.ts";
+import type { UapiState, UserMemory } from "./types.ts";
 
 /** `_IO(VFIO_TYPE, VFIO_BASE + n)`. */
 const vfio = (n: number): number => (0x3b << 8) | (100 + n);
