@@ -104,8 +104,11 @@ import {
   ioasAllowIovas,
   ioasAreas,
   ioasCopy,
+  ioasCutIova,
   ioasIovaRanges,
   ioasMap,
+  ioasReserve,
+  ioasSetLargePages,
   ioasUnmap,
   ioasUnmapAll,
 } from "./ioas.ts";
@@ -355,6 +358,19 @@ export class Host {
     return ioasIovaRanges(this.#ctx, ioasId);
   }
 
+  /** iopt_reserve_iova for no owner (the selftest's ADD_RESERVED): EADDRINUSE over an area or allowed range. */
+  ioasReserve(ioasId: number, range: IovaRange): void {
+    ioasReserve(this.#ctx, ioasId, range);
+  }
+  /** iopt_cut_iova: splits the areas holding each IOVA so one ends there (VFIO type1 partial unmap); EINVAL unaligned. */
+  ioasCutIova(ioasId: number, iovas: readonly number[]): void {
+    ioasCutIova(this.#ctx, ioasId, iovas);
+  }
+  /** IOMMU_OPTION_HUGE_PAGES (iopt_{dis,en}able_large_pages): off = PAGE_SIZE alignment; EINVAL / EADDRINUSE. */
+  ioasSetLargePages(ioasId: number, enable: boolean): void {
+    ioasSetLargePages(this.#ctx, ioasId, enable);
+  }
+
   /**
    * IOMMU_IOAS_ALLOW_IOVAS: restricts automatic IOVAs to `ranges` (empty: no
    * restriction) and makes later reservations that intersect them fail. EINVAL for a
@@ -374,9 +390,9 @@ export class Host {
   /**
    * IOMMU_HWPT_ALLOC. On an IOAS: a paging HWPT filled with every area (flags
    * nest_parent, dirty_tracking, pasid; vendor data is EOPNOTSUPP). On a nest-parent
-   * paging HWPT: a nested HWPT with vendor `data` (none: EINVAL; parent not a nest
+   * paging HWPT: a nested HWPT with vendor `data` (none: EOPNOTSUPP; parent not a nest
    * parent, automatic, of another IOMMU, or nested: EINVAL; flags other than pasid:
-   * EOPNOTSUPP). Unknown flags EOPNOTSUPP; a flag the device lacks EOPNOTSUPP.
+   * EOPNOTSUPP). Unknown or missing-feature flags EOPNOTSUPP; a `pt` naming no IOAS/HWPT EINVAL.
    */
   hwptAlloc(opts: HwptAllocOptions): number {
     return hwptAlloc(this.#ctx, getDevice(this.#ctx, opts.device), opts);
@@ -489,8 +505,8 @@ export class Host {
 
   /**
    * IOMMU_HWPT_INVALIDATE on a nested HWPT: processes vendor entries in order and
-   * returns how many were handled (a bad entry throws with `details.handled`). EINVAL on
-   * a paging HWPT, EOPNOTSUPP when the domain takes none.
+   * returns how many were handled (a bad entry throws with `details.handled`). ENOENT on
+   * a paging HWPT (iommufd_get_hwpt_nested), EOPNOTSUPP when the domain takes none.
    */
   invalidate(hwptId: number, entries: readonly unknown[]): number {
     return hwptInvalidate(this.#ctx, hwptId, entries);

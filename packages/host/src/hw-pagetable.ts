@@ -160,7 +160,10 @@ export function parseFlags(flags: HwptAllocOptions["flags"]): DomainFlags {
 export function hwptAlloc(ctx: HostCtx, dev: DeviceRef, opts: HwptAllocOptions): number {
   const objects = ctx.objects;
   const flags = parseFlags(opts.flags);
-  const pt = objects.get(opts.pt, "ioas", "hwpt-paging", "hwpt-nested");
+  // iommufd_hwpt_alloc: a pt_id naming nothing (or a destroyed object) is EINVAL, not ENOENT.
+  const pt = objects.find(opts.pt);
+  if (pt === undefined || (pt.kind !== "ioas" && pt.kind !== "hwpt-paging" && pt.kind !== "hwpt-nested"))
+    throw new IommuError("EINVAL", `pt ${opts.pt} is not an IOAS or a HWPT`, { pt: opts.pt });
   const fq =
     opts.faultQueue === undefined ? null : (objects.get(opts.faultQueue, "fault") as FaultQueueObject);
   const caps = dev.backend.capabilities(dev.rid);
@@ -194,8 +197,9 @@ export function hwptAlloc(ctx: HostCtx, dev: DeviceRef, opts: HwptAllocOptions):
   if (pt.kind === "hwpt-nested")
     throw new IommuError("EINVAL", `HWPT ${pt.id} is nested: no nesting on nested`, { pt: pt.id });
   const parent = pt as HwptPaging;
+  // iommufd_hwpt_nested_alloc: no vendor data (IOMMU_HWPT_DATA_NONE) is EOPNOTSUPP, before any parent check.
   if (opts.data === undefined || opts.data === null) {
-    throw new IommuError("EINVAL", "a nested HWPT needs vendor data (IOMMU_HWPT_DATA_NONE)");
+    throw new IommuError("EOPNOTSUPP", "a nested HWPT needs vendor data (IOMMU_HWPT_DATA_NONE)");
   }
   if (flags.nestParent || flags.dirtyTracking) {
     throw new IommuError("EOPNOTSUPP", "a nested HWPT takes only the pasid flag");
@@ -239,7 +243,8 @@ export function releaseHwpt(ctx: HostCtx, h: Hwpt): void {
 /** IOMMU_HWPT_INVALIDATE on a nested HWPT (iommufd_hwpt_invalidate). See `Host.invalidate`. */
 export function hwptInvalidate(ctx: HostCtx, hwptId: number, entries: readonly unknown[]): number {
   const h = getHwpt(ctx, hwptId);
-  if (h.kind !== "hwpt-nested") throw new IommuError("EINVAL", `HWPT ${h.id} is not nested`, { hwpt: h.id });
+  // iommufd_get_hwpt_nested: any other object, a paging HWPT too, is ENOENT.
+  if (h.kind !== "hwpt-nested") throw new IommuError("ENOENT", `HWPT ${h.id} is not nested`, { hwpt: h.id });
   if (h.domain.invalidate === undefined)
     throw new IommuError("EOPNOTSUPP", `HWPT ${h.id} takes no invalidations`);
   return h.domain.invalidate(entries);

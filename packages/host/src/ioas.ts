@@ -21,6 +21,7 @@ import {
   checkIova,
   checkLength,
   complement,
+  firstIntersecting,
   IoPagetable,
   lowestBit,
   MAX_IOVA,
@@ -111,6 +112,10 @@ export class Ioas implements HostObject {
   reserved: IovaRange[] = [];
   /** IOVA alignment: the largest smallest-page-size of the domains (1 without any). */
   alignment = 1;
+  /** Ranges reserved for no owner (iopt_reserve_iova(..., NULL), the selftest's ADD_RESERVED). */
+  userReserved: IovaRange[] = [];
+  /** iopt->disable_large_pages (IOMMU_OPTION_HUGE_PAGES = 0). */
+  largePagesDisabled = false;
   /** Every domain changes propagate to: the accesses' first (they may refuse an unmap), then the HWPTs'. */
   domains: Domain[] = [];
 
@@ -123,6 +128,9 @@ export class Ioas implements HostObject {
     this.domains = [...this.accesses.map((a) => a.domain), ...this.hwpts.map((h) => h.domain)];
   }
 }
+
+/** The IOVAs below PAGE_SIZE, which iopt_alloc_iova never hands out. */
+const BELOW_PAGE_SIZE: IovaRange = { start: 0, last: 4095 };
 
 /** The IOAS `id`; ENOENT otherwise. */
 export function getIoas(ctx: HostCtx, id: number): Ioas {
@@ -159,8 +167,9 @@ export function ioasLayout(
   extraDomains: readonly Domain[],
   extraRegions: readonly IovaRange[],
 ): Layout {
-  const ranges: IovaRange[] = [];
-  let alignment = 1;
+  const ranges: IovaRange[] = [...ioas.userReserved];
+  // iopt_calculate_iova_alignment: PAGE_SIZE with large pages disabled (batch_iommu_map_small).
+  let alignment = ioas.largePagesDisabled ? 4096 : 1;
   for (const d of [...ioas.domains, ...extraDomains]) {
     if (d.aperture.start > 0) ranges.push({ start: 0, last: d.aperture.start - 1 });
     if (d.aperture.last < MAX_IOVA) ranges.push({ start: d.aperture.last + 1, last: MAX_IOVA });
@@ -219,7 +228,8 @@ function placeArea(ioas: Ioas, iova: number | undefined, pa: number, length: num
   }
   // iopt_alloc_iova: keep the alignment of the source, at most the length's.
   const want = Math.max(Math.min(roundupPow2(length), lowestBit(pa)), align);
-  return ioas.iopt.allocIova(length, want, ioas.reserved);
+  // iopt_alloc_iova searches [PAGE_SIZE, ULONG_MAX - PAGE_SIZE]: an automatic IOVA is never 0.
+  return ioas.iopt.allocIova(length, want, mergeRanges([...ioas.reserved, BELOW_PAGE_SIZE]));
 }
 
 /** IOMMU_IOAS_MAP (iommufd_ioas_map -> iopt_map_user_pages). See `Host.ioasMap`. */
@@ -259,6 +269,32 @@ export function ioasUnmap(ctx: HostCtx, ioasId: number, iova: number, length: nu
     }
   }
   return unmapSpan(ioas, from, to);
+}
+
+/**
+ * Splits the areas holding each `iovas[i]` so that one ends at it (iopt_cut_iova, the
+ * VFIO type1 container's partial unmap). The cut point + 1 must be aligned to the
+ * IOAS alignment (EINVAL). The two halves share their pages. Atomic.
+ */
+export function ioasCutIova(ctx: HostCtx, ioasId: number, iovas: readonly number[]): void {
+  const ioas = getIoas(ctx, ioasId);
+  for (const at of iovas) {
+    const a = ioas.iopt.firstArea(at, at);
+    if (a !== undefined && at !== a.iova + a.length - 1 && (at + 1) % ioas.alignment !== 0)
+      throw new IommuError("EINVAL", `cut at ${hex(at)} is not aligned to ${hex(ioas.alignment)}`, {
+        iova: at,
+      });
+  }
+  for (const at of iovas) {
+    const a = ioas.iopt.firstArea(at, at);
+    if (a === undefined || at === a.iova + a.length - 1) continue;
+    const i = ioas.iopt.lowerIndex(at);
+    const head = at - a.iova + 1;
+    ioas.iopt.removeSpan(i, i + 1);
+    a.pages.users++;
+    ioas.iopt.insert({ ...a, length: head });
+    ioas.iopt.insert({ ...a, iova: at + 1, length: a.length - head, offset: a.offset + head });
+  }
 }
 
 /** IOMMU_IOAS_UNMAP of everything (iopt_unmap_all); 0 when nothing is mapped. */
@@ -380,9 +416,16 @@ export function ioasIovaRanges(ctx: HostCtx, ioasId: number): IovaRanges {
 /** IOMMU_IOAS_ALLOW_IOVAS (iommufd_ioas_allow_iovas -> iopt_set_allow_iova). See `Host.ioasAllowIovas`. */
 export function ioasAllowIovas(ctx: HostCtx, ioasId: number, ranges: readonly IovaRange[]): void {
   const ioas = getIoas(ctx, ioasId);
-  for (const r of ranges) {
-    if (!Number.isSafeInteger(r.start) || !Number.isSafeInteger(r.last) || r.start < 0 || r.last < r.start) {
+  for (const [i, r] of ranges.entries()) {
+    // iommufd_ioas_load_iovas: start >= last EINVAL, and no two ranges may overlap (EINVAL).
+    if (!Number.isSafeInteger(r.start) || !Number.isSafeInteger(r.last) || r.start < 0 || r.last <= r.start) {
       throw new IommuError("EINVAL", `bad allowed range [${r.start}, ${r.last}]`, {
+        start: r.start,
+        last: r.last,
+      });
+    }
+    if (ranges.some((o, j) => j < i && o.start <= r.last && r.start <= o.last)) {
+      throw new IommuError("EINVAL", `allowed range [${r.start}, ${r.last}] overlaps another`, {
         start: r.start,
         last: r.last,
       });
@@ -398,6 +441,41 @@ export function ioasAllowIovas(ctx: HostCtx, ioasId: number, ranges: readonly Io
     ioas.iopt.allowed = saved;
     throw e;
   }
+}
+
+/** Reserves a range for no owner (iopt_reserve_iova). See `Host.ioasReserve`. */
+export function ioasReserve(ctx: HostCtx, ioasId: number, range: IovaRange): void {
+  const ioas = getIoas(ctx, ioasId);
+  const { start, last } = range;
+  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(last) || start < 0 || last < start)
+    throw new IommuError("EINVAL", `bad reserved range [${start}, ${last}]`, { start, last });
+  // iopt_reserve_iova: an area or an allowed range in the way is EADDRINUSE.
+  if (ioas.iopt.firstArea(start, last) !== undefined || firstIntersecting(ioas.iopt.allowed, start, last))
+    throw new IommuError("EADDRINUSE", `[${hex(start)}, ${hex(last)}] is mapped or allowed`, { start, last });
+  ctx.memory.failNth.point("reserved");
+  ioas.userReserved = [...ioas.userReserved, { start, last }];
+  relayout(ctx, ioas);
+}
+
+/** IOMMU_OPTION_HUGE_PAGES set (iopt_disable_large_pages / iopt_enable_large_pages). See `Host.ioasSetLargePages`. */
+export function ioasSetLargePages(ctx: HostCtx, ioasId: number, enable: boolean): void {
+  const ioas = getIoas(ctx, ioasId);
+  if (enable || ioas.largePagesDisabled) {
+    ioas.largePagesDisabled = !enable;
+    relayout(ctx, ioas);
+    return;
+  }
+  // Won't do it if domains already have pages mapped in them (iopt_disable_large_pages).
+  if (ioas.hwpts.length > 0 && ioas.iopt.count > 0)
+    throw new IommuError("EINVAL", `IOAS ${ioas.id} has domains with areas mapped`, { ioas: ioas.id });
+  ioas.largePagesDisabled = true;
+  try {
+    checkedLayout(ctx, ioas, [], []);
+  } catch (e) {
+    ioas.largePagesDisabled = false;
+    throw e;
+  }
+  relayout(ctx, ioas);
 }
 
 /** Areas of an IOAS (copies), ascending. */

@@ -53,8 +53,8 @@ describe("automatic IOVA (area_auto_iova, area_allowed, reserved)", () => {
       expect(iova % Math.min(2 ** Math.ceil(Math.log2(length)), 0x400000)).toBe(0);
       iovas.push(iova);
     }
-    // First fit from the bottom: the first (4 KiB) lands at 0.
-    expect(iovas[0]).toBe(0);
+    // First fit from PAGE_SIZE (iopt_alloc_iova never returns 0): the first (4 KiB) lands at 0x1000.
+    expect(iovas[0]).toBe(0x1000);
     expect(new Set(iovas).size).toBe(10);
   });
 
@@ -299,19 +299,21 @@ describe("memory", () => {
 });
 
 describe("HWPT allocation and destroy (alloc_hwpt, ioas_destroy, replace)", () => {
-  it("unknown flags EOPNOTSUPP, bad ids ENOENT, nest_parent on a non-nesting IOMMU EOPNOTSUPP", () => {
+  it("unknown flags EOPNOTSUPP, bad device ENOENT, bad pt EINVAL, nest_parent on a non-nesting IOMMU EOPNOTSUPP", () => {
     const h = mockHost();
     const dev = h.addDevice({ iommu: "m0", rid: 1 });
     const ioas = h.ioasAlloc();
     expectErrno(() => h.hwptAlloc({ device: dev, pt: ioas, flags: ["bogus" as never] }), "EOPNOTSUPP");
     expectErrno(() => h.hwptAlloc({ device: 99, pt: ioas }), "ENOENT");
-    expectErrno(() => h.hwptAlloc({ device: dev, pt: 99 }), "ENOENT");
-    expectErrno(() => h.hwptAlloc({ device: dev, pt: dev }), "ENOENT");
+    // iommufd_hwpt_alloc: a pt_id that is no IOAS / HWPT is EINVAL (the device id stays ENOENT).
+    expectErrno(() => h.hwptAlloc({ device: dev, pt: 99 }), "EINVAL");
+    expectErrno(() => h.hwptAlloc({ device: dev, pt: dev }), "EINVAL");
     expectErrno(() => h.hwptAlloc({ device: dev, pt: ioas, flags: ["nest_parent"] }), "EOPNOTSUPP");
     expectErrno(() => h.hwptAlloc({ device: dev, pt: ioas, data: { x: 1 } }), "EOPNOTSUPP");
     const hw = h.hwptAlloc({ device: dev, pt: ioas });
     expectErrno(() => h.hwptAlloc({ device: dev, pt: hw, data: { x: 1 } }), "EINVAL");
-    expectErrno(() => h.hwptAlloc({ device: dev, pt: hw }), "EINVAL");
+    // iommufd_hwpt_nested_alloc checks for vendor data before the parent: EOPNOTSUPP.
+    expectErrno(() => h.hwptAlloc({ device: dev, pt: hw }), "EOPNOTSUPP");
   });
 
   it("destroy: IOAS with a HWPT EBUSY, attached HWPT EBUSY, device attached EBUSY; then all go", () => {
