@@ -25,9 +25,8 @@ import {
 const MAX_LINES = 600;
 
 /**
- * Files over {@link MAX_LINES} that other helpers are splitting right now (issue 11).
- * Each entry must still exist and still be too long, so the list can only shrink; the
- * integrator empties it as those splits land. Nothing may be added here.
+ * Files allowed over {@link MAX_LINES} while a split is under way: empty since issue 11
+ * landed. An entry must still exist and still be too long, so the list can only shrink.
  */
 const PENDING_SPLIT: readonly string[] = [];
 

@@ -18,6 +18,7 @@ import { ExitCode, UsageError } from "./errors.ts";
 import { hex } from "./format.ts";
 import { progress } from "./images.ts";
 import { loadPlugins } from "./input.ts";
+import { serve } from "./serve.ts";
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
@@ -147,6 +148,15 @@ function program(): Command {
     .addOption(PLUGIN)
     .action(async (file: string | undefined, o) => {
       process.exitCode = await cmdCaps(file, o);
+    });
+  p.command("serve")
+    .description(
+      "serve /dev/iommu to processes run with the preload library of tests/selftest (Linux's iommufd selftest), until killed",
+    )
+    .requiredOption("--socket <path>", "Unix socket to listen on (replaced when it exists)")
+    .option("--trace", "one line per ioctl on stderr")
+    .action(async (o: { socket: string; trace?: boolean }) => {
+      await serve({ socket: o.socket, trace: o.trace === true });
     });
   return p;
 }
