@@ -143,7 +143,11 @@ export class DeviceDma {
     const h =
       pasid === NO_PASID
         ? (dev.ridAttach?.hwpt ?? null)
-        : (dev.pasids.get(pasid) ?? dev.ridAttach?.hwpt ?? null);
+        : (dev.pasids.get(pasid) ??
+          // The parent issuing an mdev's PASID: that mdev's HWPT served it.
+          dev.mdevPasids.get(pasid)?.pasids.get(pasid) ??
+          dev.ridAttach?.hwpt ??
+          null);
     h?.faultQueue?.queue.push(rec);
     return rec;
   }

@@ -221,3 +221,24 @@ describe("Host.addMdev finds its backend", () => {
     expectErrno(() => h.addMdev({ parent, iommu: "nope" }), "ENOENT");
   });
 });
+
+describe("faults on an mdev's PASID", () => {
+  it("go to the mdev's HWPT fault queue, whether the mdev or its parent issued them", () => {
+    const h = mockHost();
+    const parent = h.addDevice({ iommu: "m0", rid: 0x10, pasidBits: 20 });
+    const m = h.addMdev({ parent });
+    const ioas = h.ioasAlloc();
+    const fqRid = h.faultQueueAlloc();
+    const fqM = h.faultQueueAlloc();
+    h.attach(parent, "rid", h.hwptAlloc({ device: parent, pt: ioas, flags: ["pasid"], faultQueue: fqRid }));
+    const hwM = h.hwptAlloc({ device: m, pt: ioas, flags: ["pasid"], faultQueue: fqM });
+    const { pasid } = h.attach(m, { pasid: "auto" }, hwM);
+    expect(h.dma(m, { iova: 0x5000, access: "read", length: 1 }).ok).toBe(false);
+    expect(h.dma(parent, { pasid: pasid!, iova: 0x6000, access: "read", length: 1 }).ok).toBe(false);
+    expect(h.faultQueueRead(fqM)).toMatchObject([
+      { device: m, pasid, iova: 0x5000, class: "translation" },
+      { device: parent, pasid, iova: 0x6000, class: "translation" },
+    ]);
+    expect(h.faultQueueRead(fqRid)).toEqual([]);
+  });
+});

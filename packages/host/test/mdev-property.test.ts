@@ -102,7 +102,7 @@ class Model {
 }
 
 /** How often the interesting cases came up (the test proves they did). */
-const seen = { reached: 0, faulted: 0, sibling: 0, refused: 0 };
+const seen = { reached: 0, faulted: 0, sibling: 0, parentPasid: 0, refused: 0 };
 
 /** Runs one op on the host and the model; a refused op is checked to have changed nothing. */
 function step(h: Host, model: Model, ioas: readonly number[], op: Op, nextPa: { n: number }): void {
@@ -180,11 +180,13 @@ function step(h: Host, model: Model, ioas: readonly number[], op: Op, nextPa: { 
         const d = dev(op.dev);
         if (d === undefined) return;
         const w = op.what;
-        h.detach(d.id, typeof w === "number" ? { pasid: w } : w);
+        h.detach(d.id, typeof w === "number" ? { pasid: w } : w === "auto" ? { pasid: "auto" } : w);
         if (w === "rid") d.rid = null;
         else if (w === "emulated") d.emulated = null;
         else if (w === "auto") {
-          if (d.parent !== null) d.pasids.clear();
+          // On a caller-assigned device the host takes "auto" as its first PASID.
+          const first = d.pasids.keys().next().value;
+          if (first !== undefined) d.pasids.delete(first);
         } else d.pasids.delete(w);
         return;
       }
@@ -203,6 +205,7 @@ function step(h: Host, model: Model, ioas: readonly number[], op: Op, nextPa: { 
           const sib = model.devices.some((m) => m !== d && m.parent === d.parent && m.pasids.has(op.pasid!));
           if (sib) seen.sibling++;
         }
+        if (d.parent === null && op.pasid !== null && want !== undefined) seen.parentPasid++;
         if (want === undefined) {
           seen.faulted++;
           expect(r.ok, `device ${d.id} pasid ${op.pasid} slot ${op.slot} must fault`).toBe(false);
@@ -254,6 +257,9 @@ describe("mdevs and parents vs a reachability model", () => {
           { op: "hwpt", dev: 3, ioas: 1 },
           { op: "attach", dev: 2, target: { t: "auto", hwpt: 0 } },
           { op: "attach", dev: 3, target: { t: "auto", hwpt: 1 } },
+          // The parent's own PASID 3 beside its mdevs' 1 and 2.
+          { op: "hwpt", dev: 0, ioas: 1 },
+          { op: "attach", dev: 0, target: { t: "pasid", pasid: 3, hwpt: 2 } },
         ];
         for (const op of [...prelude, ...ops]) {
           step(h, model, ioas, op, nextPa);
@@ -266,5 +272,6 @@ describe("mdevs and parents vs a reachability model", () => {
     expect(seen.faulted).toBeGreaterThan(0);
     expect(seen.sibling).toBeGreaterThan(0);
     expect(seen.refused).toBeGreaterThan(0);
+    expect(seen.parentPasid).toBeGreaterThan(0);
   });
 });
