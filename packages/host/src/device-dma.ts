@@ -68,14 +68,22 @@ export class DeviceDma {
    */
   #route(dev: HostDevice, pasid: number | null | undefined): Backend {
     if (dev.parent !== null) {
-      const p = pasid ?? dev.pasids.keys().next().value;
+      // An mdev's DMA carries only the PASID its backend assigned: any other PASID stays
+      // with the mdev backend, which blocks it (MDEV_BLOCKED), and never reaches the
+      // parent, where it could be a sibling's.
+      const p =
+        pasid === null || pasid === undefined
+          ? dev.pasids.keys().next().value
+          : dev.pasids.has(pasid)
+            ? pasid
+            : undefined;
       if (p !== undefined) {
         this.#routeRid = dev.parent.rid;
         this.#routePasid = p;
         return dev.parent.backend;
       }
       this.#routeRid = dev.rid;
-      this.#routePasid = NO_PASID;
+      this.#routePasid = pasid ?? NO_PASID;
       return dev.backend;
     }
     this.#routeRid = dev.rid;
@@ -135,7 +143,11 @@ export class DeviceDma {
     const h =
       pasid === NO_PASID
         ? (dev.ridAttach?.hwpt ?? null)
-        : (dev.pasids.get(pasid) ?? dev.ridAttach?.hwpt ?? null);
+        : (dev.pasids.get(pasid) ??
+          // The parent issuing an mdev's PASID: that mdev's HWPT served it.
+          dev.mdevPasids.get(pasid)?.pasids.get(pasid) ??
+          dev.ridAttach?.hwpt ??
+          null);
     h?.faultQueue?.queue.push(rec);
     return rec;
   }

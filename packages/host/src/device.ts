@@ -122,6 +122,11 @@ export class HostDevice implements HostObject {
   access: AccessObject | null = null;
   /** Mediated devices whose parent this is. */
   children = 0;
+  /**
+   * PASIDs of this (parent) device held by its mdevs, PASID -> mdev. The parent's own
+   * attach of one is EBUSY, and they count as attached PASIDs for its RID rules.
+   */
+  readonly mdevPasids: Map<number, HostDevice> = new Map();
 
   constructor(
     id: number,
@@ -253,10 +258,11 @@ export function attachDevice(
   }
   if (replace && cur === null)
     throw new IommuError("EINVAL", `device ${dev.id} RID is not attached`, { device: dev.id });
-  if (intent.kind === "rid-all-pasids" && dev.pasids.size > 0) {
+  // PASIDs its mdevs hold on it count as attached (iommufd_hwpt_pasid_compat, pasid == IOMMU_NO_PASID).
+  const needPasid = dev.pasids.size > 0 || dev.mdevPasids.size > 0;
+  if (intent.kind === "rid-all-pasids" && needPasid) {
     throw new IommuError("EBUSY", `device ${dev.id} has PASIDs attached`, { device: dev.id });
   }
-  const needPasid = dev.pasids.size > 0;
   if (pt.kind === "ioas") {
     if (intent.kind !== "rid") throw new IommuError("EINVAL", "rid-all-pasids needs a HWPT, not an IOAS");
     return { hwpt: attachRidIoas(ctx, dev, pt as Ioas, needPasid, cur?.hwpt ?? null) };
@@ -358,7 +364,8 @@ function attachPasid(
   const h = pt as Hwpt;
   if (!h.domain.flags.pasid)
     throw new IommuError("EINVAL", `HWPT ${h.id} was not allocated with the pasid flag`, { hwpt: h.id });
-  const rid = dev.ridAttach;
+  // An mdev's PASID is on its parent, so the parent's RID is the one the rules read.
+  const rid = (dev.parent ?? dev).ridAttach;
   if (rid !== null && rid.kind === "rid-all-pasids") {
     throw new IommuError("EBUSY", `device ${dev.id} RID owns every PASID (rid-all-pasids)`, {
       device: dev.id,
@@ -378,6 +385,15 @@ function attachPasid(
       pasid: key,
     });
   }
+  // iommu_attach_device_pasid (drivers/iommu/iommu.c): a PASID in use on the device
+  // (here: held by one of its mdevs) is EBUSY; nothing is taken over.
+  const holder = typeof pasid === "number" ? dev.mdevPasids.get(pasid) : undefined;
+  if (!replace && holder !== undefined) {
+    throw new IommuError("EBUSY", `device ${dev.id} PASID ${pasid} is held by mdev ${holder.id}`, {
+      device: dev.id,
+      pasid,
+    });
+  }
   if (replace && old === undefined) {
     throw new IommuError("EINVAL", `device ${dev.id} PASID ${String(pasid)} is not attached`, {
       device: dev.id,
@@ -387,8 +403,12 @@ function attachPasid(
   const res = dev.backend.attach(dev.rid, { kind: "pasid", pasid }, h.domain);
   const got = res.pasid ?? key;
   if (got === null || got === undefined) throw new Error("backend assigned no PASID");
-  if (old !== undefined && got !== key) dev.pasids.delete(key!);
+  if (old !== undefined && got !== key) {
+    dev.pasids.delete(key!);
+    dev.parent?.mdevPasids.delete(key!);
+  }
   dev.pasids.set(got, h);
+  dev.parent?.mdevPasids.set(got, dev);
   h.users++;
   if (old !== undefined) {
     old.users--;
@@ -414,6 +434,7 @@ export function detachDevice(ctx: HostCtx, dev: HostDevice, it: AttachIntent): v
     if (h === undefined) return;
     dev.backend.detach(dev.rid, { kind: "pasid", pasid: key! });
     dev.pasids.delete(key!);
+    dev.parent?.mdevPasids.delete(key!);
     h.users--;
     releaseHwpt(ctx, h);
     return;

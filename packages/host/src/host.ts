@@ -36,7 +36,9 @@
  * - A PASID attach needs a HWPT allocated with flag `pasid` (an IOAS is EINVAL), and
  *   the RID's HWPT must be PASID-capable too, in both orders (EINVAL).
  * - An mdev's PASID is assigned by its backend: attach it with `{ pasid: "auto" }`;
- *   the result says which. Its DMA is issued by its parent with that PASID.
+ *   the result says which. Its DMA is issued by its parent with that PASID, and
+ *   only that one (another PASID is blocked by the mdev backend). The parent's own
+ *   attach of that PASID is EBUSY, and it counts as a PASID for the parent's RID rule.
  * - `emulated` attaches an mdev to an IOAS (not a HWPT): the result's `hwpt` is the
  *   id of the access object; `accessPin` / `accessUnpin` / `accessRw` use it.
  *
@@ -56,6 +58,7 @@ import type {
   WalkStep,
 } from "@iommu-kit/core";
 import { defaultRegistry, hex, IommuError, PhysicalMemory, TableAllocator } from "@iommu-kit/core";
+import { mdevEmulatedBackend } from "@iommu-kit/mdev-emulated";
 import type { AccessRwOptions } from "./access.ts";
 import { accessPin, accessRw, accessUnpin } from "./access.ts";
 import type { HostCtx } from "./context.ts";
@@ -267,7 +270,10 @@ export class Host {
 
   /**
    * Adds a mediated device on a parent device; returns its object id. Its IOMMU is an
-   * mdev backend instance (created as "mdev" from `mdevBackend` when none exists).
+   * mdev backend instance (created as "mdev" from `mdevBackend` when none exists; the
+   * built-in mdev-emulated is registered first when the registry lacks it). EINVAL
+   * when `iommu` names an instance that is not of kind `mdevBackend` (a VT-d unit is
+   * no mdev backend).
    */
   addMdev(opts: MdevOptions): number {
     const parent = getDevice(this.#ctx, opts.parent);
@@ -275,16 +281,31 @@ export class Host {
       throw new IommuError("EINVAL", `device ${parent.id} is itself an mdev`, { parent: parent.id });
     let name = opts.iommu;
     let created = false;
+    let registered = false;
     if (name === undefined) {
       name = [...this.#iommus.values()].find((b) => b.kind === this.#mdevBackend)?.name;
       if (name === undefined) {
+        // The scenario README lets an mdev name no IOMMU: the built-in backend then
+        // serves it without a prior loadBackend (a sync path cannot import).
+        if (this.#mdevBackend === mdevEmulatedBackend.name && !this.registry.has(this.#mdevBackend)) {
+          this.registry.register(mdevEmulatedBackend);
+          registered = true;
+        }
         name = "mdev";
         for (let i = 1; this.#iommus.has(name); i++) name = `mdev${i}`;
-        this.addIommu(name, this.#mdevBackend);
+        try {
+          this.addIommu(name, this.#mdevBackend);
+        } catch (e) {
+          if (registered) this.registry.unregister(this.#mdevBackend);
+          throw e;
+        }
         created = true;
       }
     }
     const backend = this.iommu(name);
+    if (backend.kind !== this.#mdevBackend) {
+      throw new IommuError("EINVAL", `IOMMU ${name} (${backend.kind}) is not an mdev backend`, { name });
+    }
     let rid = opts.rid;
     if (rid === undefined) {
       const used = new Set(
@@ -299,6 +320,7 @@ export class Host {
       return bindMdev(this.#ctx, parent, name, backend, rid);
     } catch (e) {
       if (created) this.#iommus.delete(name);
+      if (registered) this.registry.unregister(this.#mdevBackend);
       throw e;
     }
   }

@@ -83,6 +83,8 @@ class Mdev implements AccessUser {
   emulated: EmulatedDomain | null = null;
   /** Assigned PASID on the parent, or -1. */
   pasid = -1;
+  /** The parent's domain it attached on that PASID (null: none). */
+  pasidDomain: Domain | null = null;
   /** null: the ready-made behaviour (drop every pin in the range). */
   callback: UnmapCallback | null = null;
 
@@ -240,6 +242,7 @@ export class MdevEmulatedBackend implements Backend, DomainHost {
     const pasid = m.pasid >= 0 ? m.pasid : this.#assignPasid(m, parent);
     parent.backend.attach(parent.rid, Intent.pasid(pasid), domain);
     m.pasid = pasid;
+    m.pasidDomain = domain;
     return { pasid };
   }
 
@@ -296,8 +299,12 @@ export class MdevEmulatedBackend implements Backend, DomainHost {
     }
     if (intent.kind !== "pasid" || m.pasid < 0 || m.parent === null) return;
     if (intent.pasid !== "auto" && intent.pasid !== m.pasid) return;
-    m.parent.backend.detach(m.parent.rid, Intent.pasid(m.pasid));
+    // Only what this mdev attached goes: a domain the parent's driver put on that PASID
+    // since is the parent's own (iommu_detach_device_pasid takes the domain it removes).
+    if (m.parent.backend.attached(m.parent.rid, Intent.pasid(m.pasid)) === m.pasidDomain)
+      m.parent.backend.detach(m.parent.rid, Intent.pasid(m.pasid));
     m.pasid = -1;
+    m.pasidDomain = null;
   }
 
   attached(rid: number, intent: AttachIntent): Domain | null {
