@@ -122,7 +122,7 @@ const HOST_LAYERS: readonly (readonly string[])[] = [
   ["ioas.ts"],
   ["hw-pagetable.ts", "access.ts"],
   ["device.ts"],
-  ["device-dma.ts", "describe.ts"],
+  ["device-dma.ts", "describe.ts", "mdev.ts"],
   ["host.ts"],
   ["index.ts"],
 ];

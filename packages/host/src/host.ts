@@ -58,7 +58,6 @@ import type {
   WalkStep,
 } from "@iommu-kit/core";
 import { defaultRegistry, hex, IommuError, PhysicalMemory, TableAllocator } from "@iommu-kit/core";
-import { mdevEmulatedBackend } from "@iommu-kit/mdev-emulated";
 import type { AccessRwOptions } from "./access.ts";
 import { accessPin, accessRw, accessUnpin } from "./access.ts";
 import type { HostCtx } from "./context.ts";
@@ -77,7 +76,6 @@ import {
   allDevices,
   attachDevice,
   bindDevice,
-  bindMdev,
   destroyDevice,
   detachDevice,
   getDevice,
@@ -115,6 +113,7 @@ import {
   ioasUnmap,
   ioasUnmapAll,
 } from "./ioas.ts";
+import { addMdevDevice } from "./mdev.ts";
 import { loadBackend } from "./registry.ts";
 
 export type { AccessInfo, AccessRwOptions } from "./access.ts";
@@ -276,53 +275,17 @@ export class Host {
    * no mdev backend).
    */
   addMdev(opts: MdevOptions): number {
-    const parent = getDevice(this.#ctx, opts.parent);
-    if (parent.parent !== null)
-      throw new IommuError("EINVAL", `device ${parent.id} is itself an mdev`, { parent: parent.id });
-    let name = opts.iommu;
-    let created = false;
-    let registered = false;
-    if (name === undefined) {
-      name = [...this.#iommus.values()].find((b) => b.kind === this.#mdevBackend)?.name;
-      if (name === undefined) {
-        // The scenario README lets an mdev name no IOMMU: the built-in backend then
-        // serves it without a prior loadBackend (a sync path cannot import).
-        if (this.#mdevBackend === mdevEmulatedBackend.name && !this.registry.has(this.#mdevBackend)) {
-          this.registry.register(mdevEmulatedBackend);
-          registered = true;
-        }
-        name = "mdev";
-        for (let i = 1; this.#iommus.has(name); i++) name = `mdev${i}`;
-        try {
-          this.addIommu(name, this.#mdevBackend);
-        } catch (e) {
-          if (registered) this.registry.unregister(this.#mdevBackend);
-          throw e;
-        }
-        created = true;
-      }
-    }
-    const backend = this.iommu(name);
-    if (backend.kind !== this.#mdevBackend) {
-      throw new IommuError("EINVAL", `IOMMU ${name} (${backend.kind}) is not an mdev backend`, { name });
-    }
-    let rid = opts.rid;
-    if (rid === undefined) {
-      const used = new Set(
-        allDevices(this.#ctx)
-          .filter((d) => d.backend === backend)
-          .map((d) => d.rid),
-      );
-      rid = 0;
-      while (used.has(rid)) rid++;
-    }
-    try {
-      return bindMdev(this.#ctx, parent, name, backend, rid);
-    } catch (e) {
-      if (created) this.#iommus.delete(name);
-      if (registered) this.registry.unregister(this.#mdevBackend);
-      throw e;
-    }
+    const iommus = this.#iommus;
+    return addMdevDevice(
+      {
+        ctx: this.#ctx,
+        registry: this.registry,
+        iommus,
+        mdevBackend: this.#mdevBackend,
+        addIommu: (name, backendName) => this.addIommu(name, backendName),
+      },
+      opts,
+    );
   }
 
   /** Ids of every device, ascending. */

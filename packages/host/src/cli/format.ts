@@ -55,7 +55,10 @@ export function stepNote(note: string): string {
   return (
     note
       // VT-d abort-DMA mode (RTADDR.TTM = 11b, spec 11.4.5) has no fault reason: nothing is recorded.
-      .replace(/fault 0x-1: Unknown/, "blocked: abort-DMA mode (RTADDR.TTM = 11b), no fault recorded")
+      .replace(
+        /fault 0x-1: Unknown|fault: abort-DMA mode \(RTADDR\.TTM = 11b\)$/,
+        "blocked: abort-DMA mode (RTADDR.TTM = 11b), no fault recorded",
+      )
       .replace(/\bperm (\d+)\b/, (_, p: string) => `perm ${permLetters(Number(p))}`)
   );
 }
