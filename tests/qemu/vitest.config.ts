@@ -5,5 +5,7 @@ import { shared } from "../../vitest.shared.ts";
 // (tests/qemu/run.sh installs it).
 export default mergeConfig(
   shared,
-  defineProject({ test: { name: "qemu", include: ["*.test.ts"], testTimeout: 600_000, hookTimeout: 600_000 } }),
+  defineProject({
+    test: { name: "qemu", include: ["*.test.ts"], testTimeout: 600_000, hookTimeout: 600_000 },
+  }),
 );

@@ -97,7 +97,7 @@ export function signature(pa: number): bigint {
 }
 /** The physical address a signature names, or -1. */
 export function signatureAddr(v: bigint): number {
-  return (v >> 48n) === 0xa5a5n ? Number(v & 0xffff_ffff_ffffn) : -1;
+  return v >> 48n === 0xa5a5n ? Number(v & 0xffff_ffff_ffffn) : -1;
 }
 /** What a DMA write stores: a token naming the request (batch-unique, never a signature). */
 export function token(batch: number, index: number): bigint {
@@ -138,6 +138,12 @@ export interface Predicted {
   readonly faultName: string;
   /** log2 of the translated region (the leaf size) when translated. */
   readonly sizeLg2: number;
+  /** SMMUv3: the model's answer for the same request made privileged (null = faults). */
+  readonly privPa?: number | null;
+  /** log2 of the privileged translation's region. */
+  readonly privSizeLg2?: number;
+  /** The privileged request's fault name ("" when it translates). */
+  readonly privFault?: string;
 }
 
 /** Hex for messages. */

@@ -18,6 +18,8 @@ export interface Disagreement {
   readonly qemu: Observed;
   /** Expected data for a read the model translated ("unknown" outside known memory). */
   readonly expected: bigint | "unknown" | null;
+  /** What a read of the model's privileged answer (SMMUv3) would deliver. */
+  readonly privExpected?: bigint | "unknown";
   readonly mutations: readonly string[];
   /** Classification: a registry id ("qemu:<id>" or "model-bug:<id>") or "unexplained". */
   verdict?: string;

@@ -85,13 +85,17 @@ function inInterruptRange(iova: number): boolean {
 /** A second-stage table tree writer (VT-d 9.8). */
 class SsTables {
   readonly top: number;
-  constructor(
-    readonly img: Image,
-    readonly pages: Pages,
-    readonly levels: number,
-    readonly words: Word[],
-    readonly rng: Rng,
-  ) {
+  readonly img: Image;
+  readonly pages: Pages;
+  readonly levels: number;
+  readonly words: Word[];
+  readonly rng: Rng;
+  constructor(img: Image, pages: Pages, levels: number, words: Word[], rng: Rng) {
+    this.img = img;
+    this.pages = pages;
+    this.levels = levels;
+    this.words = words;
+    this.rng = rng;
     this.top = pages.alloc(img);
   }
 
@@ -161,11 +165,6 @@ interface Built {
   words: Word[];
 }
 
-/** ECAP.RPS (bit 49) is in ECAP, not CAP; the generators see CAP only, and QEMU 7.2 has RPS = 0. */
-function ecapRps(_cap: bigint): boolean {
-  return false;
-}
-
 /** Random spec-valid tables (the harness writes them from the spec). */
 function buildRandom(rng: Rng, mode: VtdMode, cap: bigint): Built {
   const img: Image = new Map();
@@ -203,7 +202,7 @@ function buildRandom(rng: Rng, mode: VtdMode, cap: bigint): Built {
       const ptbl = pages.alloc(img);
       // RID_PASID: QEMU 7.2 reports ECAP.RPS = 0, so PASID 0 serves requests without PASID
       // (9.4); a non-zero value is left to the hostile generator.
-      const ridPasid = (ecapRps(cap) && rng.chance(0.3)) ? rng.int(64) : 0;
+      const ridPasid = 0;
       const at = (devfn < 128 ? lo : hi) + (devfn & 127) * 32;
       const fpd = rng.chance(0.15) ? 2n : 0n;
       const present = rng.chance(0.95) ? 1n : 0n;
@@ -217,11 +216,7 @@ function buildRandom(rng: Rng, mode: VtdMode, cap: bigint): Built {
       const t = new SsTables(img, pages, aw + 2, words, rng);
       const pgtt = rng.chance(0.15) ? 4n : 2n;
       const pe = ptbl + ridPasid * 64;
-      put64(
-        img,
-        pe,
-        BigInt(t.top) | (pgtt << 6n) | (BigInt(aw) << 2n) | (rng.chance(0.1) ? 2n : 0n) | 1n,
-      );
+      put64(img, pe, BigInt(t.top) | (pgtt << 6n) | (BigInt(aw) << 2n) | (rng.chance(0.1) ? 2n : 0n) | 1n);
       put64(img, pe + 8, BigInt(1 + rng.int(0xfffe)));
       words.push({ pa: pe, what: "pasid entry val0" }, { pa: pe + 8, what: "pasid entry val1" });
       leaves.push(...randomLeaves(rng, t, devfn, 12 + rng.int(12), sllps));
@@ -260,7 +255,8 @@ function buildDriver(rng: Rng, mode: VtdMode): Built {
     for (let i = 0; i < n; i++) {
       const big = rng.chance(0.25);
       const size = big ? 0x20_0000 : 4096 * (1 + rng.int(4));
-      const iova = (rng.chance(0.5) ? rng.int(1024) : rng.int(2 ** 24)) * 0x20_0000 + (big ? 0 : rng.int(16) * 4096);
+      const iova =
+        (rng.chance(0.5) ? rng.int(1024) : rng.int(2 ** 24)) * 0x20_0000 + (big ? 0 : rng.int(16) * 4096);
       const pa = big ? X86.pool + rng.int(2) * 0x20_0000 : X86.pool + rng.int(X86.poolSize / 4096 - 4) * 4096;
       const prot = rng.pick([1, 2, 3, 3]);
       if (inInterruptRange(iova)) continue;
@@ -294,8 +290,10 @@ function mutate(rng: Rng, b: Built): string[] {
     let bit: number;
     const roll = rng.int(10);
     if (roll < 4) bit = rng.int(12);
-    else if (roll < 6) bit = 12 + rng.int(17); // pointer bits that stay inside RAM
-    else if (roll < 8) bit = 29 + rng.int(23); // beyond RAM / above the address width
+    else if (roll < 6)
+      bit = 12 + rng.int(17); // pointer bits that stay inside RAM
+    else if (roll < 8)
+      bit = 29 + rng.int(23); // beyond RAM / above the address width
     else bit = 52 + rng.int(12);
     const v = old ^ (1n << BigInt(bit));
     put64(b.img, w.pa, v);
@@ -398,7 +396,11 @@ export class VtdRig {
   ecap = 0n;
   readonly #lastImage = new Set<number>();
 
-  constructor(readonly q: QTest) {}
+  readonly q: QTest;
+
+  constructor(q: QTest) {
+    this.q = q;
+  }
 
   async init(): Promise<void> {
     const q = this.q;
@@ -406,7 +408,14 @@ export class VtdRig {
       const cfg = (reg: number): string => `outl 0xcf8 ${hx((0x8000_0000 | (devfn << 8) | reg) >>> 0)}`;
       const [id] = await q.run([cfg(0), "inl 0xcfc"].slice(0, 2));
       void id;
-      const ans = await q.run([cfg(0), "inl 0xcfc", cfg(0x10), `outl 0xcfc ${hx(X86.bars[i]!)}`, cfg(4), "outl 0xcfc 0x6"]);
+      const ans = await q.run([
+        cfg(0),
+        "inl 0xcfc",
+        cfg(0x10),
+        `outl 0xcfc ${hx(X86.bars[i]!)}`,
+        cfg(4),
+        "outl 0xcfc 0x6",
+      ]);
       if (ans[1] !== "0x11e81234") throw new Error(`no edu at devfn ${hx(devfn)} (id ${ans[1]})`);
     }
     this.cap = await q.readq(X86.dmar + R.CAP);
@@ -414,9 +423,11 @@ export class VtdRig {
     // Signatures over the whole pool, once (requests only ever change words they wrote).
     const sig = new Uint8Array(X86.poolSize);
     const dv = new DataView(sig.buffer);
-    for (let off = 0; off < X86.poolSize; off += 8) dv.setBigUint64(off, (0xa5a5n << 48n) | BigInt(X86.pool + off), true);
+    for (let off = 0; off < X86.poolSize; off += 8)
+      dv.setBigUint64(off, (0xa5a5n << 48n) | BigInt(X86.pool + off), true);
     const cmds: string[] = [];
-    for (let off = 0; off < X86.poolSize; off += 0x10000) cmds.push(QTest.writeCmd(X86.pool + off, sig.subarray(off, off + 0x10000)));
+    for (let off = 0; off < X86.poolSize; off += 0x10000)
+      cmds.push(QTest.writeCmd(X86.pool + off, sig.subarray(off, off + 0x10000)));
     await q.run(cmds);
   }
 
@@ -444,7 +455,7 @@ export class VtdRig {
   }
 
   /** Runs one scenario: writes the tables, enables translation, issues every request. */
-  async run(s: VtdScenario, batch: number, tokens: (i: number) => bigint, blank: bigint): Promise<RawObs[]> {
+  async run(s: VtdScenario, tokens: (i: number) => bigint, blank: bigint): Promise<RawObs[]> {
     const q = this.q;
     await this.gcmd(0);
     // The new image replaces the old one: pages of the last scenario not rewritten are zeroed.
@@ -487,13 +498,17 @@ export class VtdRig {
       const slot = r.write ? 256 + (slots[e]! % 255) : slots[e]! % 256;
       slots[e]!++;
       const buf = 0x40000 + slot * 8;
-      await q.run([...clear, ...(r.write ? VtdRig.dma(bar, buf, r.iova, 8, true) : VtdRig.dma(bar, r.iova, buf, 8, false))]);
+      await q.run([
+        ...clear,
+        ...(r.write ? VtdRig.dma(bar, buf, r.iova, 8, true) : VtdRig.dma(bar, r.iova, buf, 8, false)),
+      ]);
       const [frcd] = await this.wait(bar, [`b64read ${hx(X86.dmar + R.FRCD)} 0x10`]);
       const b = Buffer.from(frcd!, "base64");
       const lo = b.readBigUInt64LE(0);
       const hi = b.readBigUInt64LE(8);
       clear = [];
-      if (hi >> 63n) clear = [`writel ${hx(X86.dmar + R.FRCD + 12)} 0x80000000`, `writel ${hx(X86.dmar + R.FSTS)} 0x7f`];
+      if (hi >> 63n)
+        clear = [`writel ${hx(X86.dmar + R.FRCD + 12)} 0x80000000`, `writel ${hx(X86.dmar + R.FSTS)} 0x7f`];
       out.push({ slot, frcd: hi >> 63n ? [lo, hi] : null });
     }
     if (clear.length) await q.run(clear);
