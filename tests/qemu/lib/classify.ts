@@ -9,7 +9,7 @@ import type { FaultRecordObs, Image } from "./common.ts";
 import { get64 } from "./common.ts";
 import type { Disagreement } from "./compare.ts";
 import { ARM } from "./smmu.ts";
-import { vtdContextLo, vtdRidPasid, vtdTranslationType } from "./vtd.ts";
+import { vtdContextLo, vtdRidPasid, vtdSsLeaf, vtdTranslationType } from "./vtd.ts";
 
 /** One registry entry (departures.json). */
 export interface Rule {
@@ -34,7 +34,12 @@ export interface Context {
   readonly batch: readonly Disagreement["req"][];
   readonly predicted: readonly Disagreement["model"][];
   /** SMMUv3: the scenario's tables and stream-table registers. */
-  readonly smmu?: { readonly img: Image; readonly strtabBase: bigint; readonly strtabCfg: number };
+  readonly smmu?: {
+    readonly img: Image;
+    readonly strtabBase: bigint;
+    readonly strtabCfg: number;
+    readonly cds: ReadonlyMap<number, number>;
+  };
   /** VT-d: the scenario's tables. */
   readonly vtd?: { readonly img: Image; readonly rtaddr: bigint };
 }
@@ -118,6 +123,27 @@ export const JUDGES: Readonly<Record<string, Judge>> = {
       if (d.model.record !== null || !d.model.faulted || d.qemu.record?.code !== 0x58) return false;
       const lo = vtdContextLo(vtd.img, vtd.rtaddr, d.req.sid);
       return /PASID/.test(d.model.faultName) && lo !== null && (lo & 2n) !== 0n;
+    },
+  },
+  // Model bug: TM (bit 62) of a second-stage leaf is reserved while ECAP.DT = 0; QEMU
+  // faults it (Ch, legacy reason in scalable mode too), the model translates.
+  "vtd-ss-tm-without-dt": {
+    explains: ({ d, vtd }) => {
+      if (vtd === undefined || d.model.pa === null) return false;
+      const q = d.qemu.record;
+      if (q !== null && q.code !== 0xc && q.code !== 0x7a) return false;
+      const leaf = vtdSsLeaf(vtd.img, vtd.rtaddr, d.req.sid, d.req.iova);
+      return leaf !== null && (leaf >> 62n) % 2n === 1n;
+    },
+  },
+  // Model bug: in scalable mode bit 11 of a second-stage leaf (legacy SNP) is ignored,
+  // snooping being the PASID entry's PGSNP; the model faults it as reserved (7Ah).
+  "vtd-sm-ss-snp-reserved": {
+    explains: ({ d, vtd }) => {
+      if (vtd === undefined || d.config !== "vtd-scalable" || d.model.record?.code !== 0x7a) return false;
+      if (d.qemu.record !== null) return false;
+      const leaf = vtdSsLeaf(vtd.img, vtd.rtaddr, d.req.sid, d.req.iova);
+      return leaf !== null && (leaf & 0x800n) !== 0n;
     },
   },
   // ECAP.RPS = 0: a requester without PASID is served by PASID 0 (9.4), but QEMU walks the
@@ -251,6 +277,27 @@ export const JUDGES: Readonly<Record<string, Judge>> = {
       return l1 >> 52n !== 0n && BigInt(d.qemu.record.extra.FetchAddr ?? 0) >> 52n !== 0n;
     },
   },
+  // Model bug: STRTAB_BASE.ADDR is used as written; the effective base is aligned to the
+  // table size (a linear table of 2^LOG2SIZE STEs: 2^(LOG2SIZE + 6) bytes), as QEMU does.
+  "smmu-strtab-base-unaligned": {
+    explains: ({ d, smmu }) => {
+      if (d.arch !== "smmuv3" || smmu === undefined || ((smmu.strtabCfg >> 16) & 3) !== 0) return false;
+      if (sameCode(d)) return false;
+      return smmu.strtabBase % 2n ** BigInt((smmu.strtabCfg & 0x3f) + 6) !== 0n;
+    },
+  },
+  // Model bug: CD.TTB0 is taken as 64-byte aligned although the start-level table is smaller
+  // (T0SZ 32 / 33 with the 4 KiB granule: 32 / 16 bytes) and IPS < 52; QEMU keeps TTB0's bits
+  // down to the table's size.
+  "smmu-cd-ttb0-small-table": {
+    explains: ({ d, smmu }) => {
+      const cd = smmu?.cds.get(d.req.sid);
+      if (d.arch !== "smmuv3" || smmu === undefined || cd === undefined || sameCode(d)) return false;
+      const t0sz = Number(get64(smmu.img, cd) & 0x3fn);
+      const ttb0 = get64(smmu.img, cd + 8) & 0x000f_ffff_ffff_fff0n;
+      return (t0sz === 32 || t0sz === 33) && (ttb0 & 0x30n) !== 0n;
+    },
+  },
   // The access flag is not checked: AF = 0 with CD.AFFD = 0 translates instead of F_ACCESS.
   "smmu-af-ignored": {
     explains: ({ d }) => d.arch === "smmuv3" && d.model.faultName === "F_ACCESS" && d.qemu.record === null,
@@ -275,6 +322,11 @@ export const JUDGES: Readonly<Record<string, Judge>> = {
         : null,
   },
 };
+
+/** Both recorded the same event type: what differs is a field, left to the record fixes. */
+function sameCode(d: Disagreement): boolean {
+  return d.kind === "record" && d.qemu.record !== null && d.qemu.record.code === d.model.record?.code;
+}
 
 function same(a: FaultRecordObs | null, b: FaultRecordObs | null): boolean {
   if (a === null || b === null) return a === b;

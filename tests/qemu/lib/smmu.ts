@@ -71,6 +71,8 @@ export interface SmmuScenario {
   readonly gen: GenName;
   readonly layout: StLayout;
   readonly img: Image;
+  /** CD address by StreamID (random and hostile generators). */
+  readonly cds: Map<number, number>;
   readonly strtabBase: bigint;
   readonly strtabCfg: number;
   readonly reqs: Req[];
@@ -97,13 +99,25 @@ class S1Tables {
   readonly start: number;
   readonly words: Word[];
   readonly rng: Rng;
-  constructor(img: Image, pages: Pages, start: number, words: Word[], rng: Rng) {
+  /** Input address bits (64 - T0SZ). */
+  readonly inputBits: number;
+  constructor(
+    img: Image,
+    pages: Pages,
+    start: number,
+    words: Word[],
+    rng: Rng,
+    inputBits: number,
+    topOffset = 0,
+  ) {
     this.img = img;
     this.pages = pages;
     this.start = start;
     this.words = words;
     this.rng = rng;
-    this.top = pages.alloc(img);
+    this.inputBits = inputBits;
+    // A start-level table smaller than a page sits at `topOffset`, aligned to its size.
+    this.top = pages.alloc(img) + topOffset;
   }
 
   map(iova: number, leafLevel: number, pa: number, attrs: bigint): boolean {
@@ -139,12 +153,12 @@ function leafAttrs(rng: Rng): bigint {
 
 function randomLeaves(rng: Rng, t: S1Tables, sid: number, count: number): Leaf[] {
   const out: Leaf[] = [];
-  const span = 2 ** (12 + 9 * (4 - t.start));
+  const span = 2 ** t.inputBits;
   for (let i = 0; i < count * 3 && out.length < count; i++) {
     const roll = rng.int(10);
     const leafLevel = roll < 2 ? 2 : roll < 3 ? 1 : 3;
     const size = 2 ** (12 + 9 * (3 - leafLevel));
-    const region = rng.chance(0.5) ? rng.int(4) : rng.int(span / 2 ** 30);
+    const region = rng.chance(0.5) ? rng.int(Math.min(4, span / 2 ** 30)) : rng.int(span / 2 ** 30);
     const iova = region * 2 ** 30 + (leafLevel === 1 ? 0 : rng.int(2 ** 30 / size) * size);
     if (iova >= span) continue;
     const pa =
@@ -160,6 +174,8 @@ function randomLeaves(rng: Rng, t: S1Tables, sid: number, count: number): Leaf[]
 
 interface Built {
   img: Image;
+  /** CD address by StreamID (random generator). */
+  cds?: Map<number, number>;
   strtabBase: bigint;
   strtabCfg: number;
   leaves: Leaf[];
@@ -190,6 +206,7 @@ function buildRandom(rng: Rng, layout: StLayout): Built {
   const pages = new Pages();
   const words: Word[] = [];
   const leaves: Leaf[] = [];
+  const cds = new Map<number, number>();
   const log2size = 8;
   let strtab: number;
   let cfg: number;
@@ -216,9 +233,23 @@ function buildRandom(rng: Rng, layout: StLayout): Built {
   }
   for (const sid of ARM.devfns) {
     const start = rng.pick([0, 1]);
-    const t = new S1Tables(img, pages, start, words, rng);
+    // T0SZ 32 / 33 start at level 1 with a 4- / 2-entry table (32 / 16 bytes): its base need
+    // only be aligned to its size (D8.2.2; IHI 0070 5.4 CD.TTB0).
+    const small = start === 1 && rng.chance(0.2);
+    const t0sz = start === 0 ? 16 : small ? rng.pick([32, 33]) : 25;
+    const tableBytes = 8 * 2 ** (64 - t0sz - 30);
+    const t = new S1Tables(
+      img,
+      pages,
+      start,
+      words,
+      rng,
+      64 - t0sz,
+      small ? rng.int(4096 / tableBytes) * tableBytes : 0,
+    );
     const cd = pages.alloc(img);
-    putCd(img, cd, rng, start === 0 ? 16 : 25, t.top);
+    cds.set(sid, cd);
+    putCd(img, cd, rng, t0sz, t.top);
     words.push({ pa: cd, what: "CD w0-1" }, { pa: cd + 8, what: "CD TTB0" });
     const roll = rng.int(20);
     const config = roll === 0 ? 4 : roll === 1 ? 0 : 5;
@@ -227,7 +258,7 @@ function buildRandom(rng: Rng, layout: StLayout): Built {
     words.push({ pa: at, what: "STE w0-1" });
     leaves.push(...randomLeaves(rng, t, sid, 12 + rng.int(12)));
   }
-  return { img, strtabBase: BigInt(strtab), strtabCfg: cfg, leaves, words };
+  return { img, strtabBase: BigInt(strtab), strtabCfg: cfg, leaves, words, cds };
 }
 
 /** Tables written by the project's own driver half (smmuv3Backend.create, paging domains, map). */
@@ -337,6 +368,7 @@ function requests(rng: Rng, leaves: readonly Leaf[], n: number): Req[] {
       iova = rng.int(2 ** rng.pick([32, 39, 48]) / 8) * 8;
     }
     if (iova >= 2 ** 48) continue;
+    if (rng.chance(0.5) && mine.length > 0 && iova >= 2 ** 32) iova %= 2 ** 32;
     out.push({ dev, sid, iova, write: rng.chance(0.4) });
   }
   return out;
@@ -351,11 +383,19 @@ export function smmuScenario(
 ): SmmuScenario {
   const b = gen === "driver" ? buildDriver(rng, layout, idr) : buildRandom(rng, layout);
   const mutations = gen === "hostile" ? mutate(rng, b) : [];
+  let strtabBase = b.strtabBase;
+  if (gen === "hostile" && layout === "linear" && rng.chance(0.25)) {
+    // STRTAB_BASE.ADDR below the table's size alignment (6.3.24: the effective base is aligned).
+    // Below half the table size: QEMU 7.2 aligns to 2^(LOG2SIZE + 5) only (smmu_find_ste).
+    strtabBase += BigInt(64 * (1 + rng.int(127)));
+    mutations.push(`STRTAB_BASE 0x${b.strtabBase.toString(16)} -> 0x${strtabBase.toString(16)}`);
+  }
   return {
     gen,
     layout,
     img: b.img,
-    strtabBase: b.strtabBase,
+    cds: b.cds ?? new Map(),
+    strtabBase,
     strtabCfg: b.strtabCfg,
     reqs: requests(rng, b.leaves, n),
     mutations,

@@ -184,7 +184,7 @@ function buildRandom(rng: Rng, mode: VtdMode, cap: bigint): Built {
       const t = new SsTables(img, pages, aw + 2, words, rng);
       const tt = rng.chance(0.15) ? 2n : 0n;
       const fpd = rng.chance(0.15) ? 2n : 0n;
-      const present = rng.chance(0.95) ? 1n : 0n;
+      const present = rng.chance(0.9) ? 1n : 0n;
       const at = ctx + devfn * 16;
       put64(img, at, BigInt(t.top) | (tt << 2n) | fpd | present);
       put64(img, at + 8, BigInt(aw) | (BigInt(1 + rng.int(255)) << 8n));
@@ -283,6 +283,16 @@ function buildDriver(rng: Rng, mode: VtdMode): Built {
 /** Flips bits of table words (hostile input: reserved bits, P bits, types, pointers). */
 function mutate(rng: Rng, b: Built): string[] {
   const notes: string[] = [];
+  const leaves = b.words.filter((w) => w.what.endsWith("leaf"));
+  if (leaves.length > 0 && rng.chance(0.3)) {
+    // TM (bit 62) of a second-stage leaf: reserved while ECAP.DT = 0 (9.8).
+    const w = rng.pick(leaves);
+    const old = get64(b.img, w.pa);
+    put64(b.img, w.pa, old | (1n << 62n));
+    notes.push(
+      `${w.what}@0x${w.pa.toString(16)} TM: 0x${old.toString(16)} -> 0x${(old | (1n << 62n)).toString(16)}`,
+    );
+  }
   const n = 1 + rng.int(3);
   for (let i = 0; i < n && b.words.length > 0; i++) {
     const w = rng.pick(b.words);
@@ -584,4 +594,34 @@ export function vtdTranslationType(img: Image, rtaddr: bigint, sid: number): "pt
   const dir = get64(img, Number(v0 & 0x000f_ffff_ffff_f000n) + (ridPasid >> 6) * 8);
   const pe = get64(img, Number(dir & 0x000f_ffff_ffff_f000n) + (ridPasid & 63) * 64);
   return ((pe >> 6n) & 7n) === 4n ? "pt" : "other";
+}
+
+/** The second-stage leaf the tables give `iova` of requester `sid` (a plain walk), or null. */
+export function vtdSsLeaf(img: Image, rtaddr: bigint, sid: number, iova: number): bigint | null {
+  const lo = vtdContextLo(img, rtaddr, sid);
+  if (lo === null || (lo & 1n) === 0n) return null;
+  const scalable = ((rtaddr >> 10n) & 3n) === 1n;
+  let top: number;
+  let aw: number;
+  if (!scalable) {
+    const root = Number(rtaddr & ~0xfffn);
+    const re = get64(img, root + (sid >> 8) * 16);
+    const hi = get64(img, Number(re & 0x000f_ffff_ffff_f000n) + (sid & 0xff) * 16 + 8);
+    top = Number(lo & 0x000f_ffff_ffff_f000n);
+    aw = Number(hi & 7n);
+  } else {
+    const ridPasid = vtdRidPasid(img, rtaddr, sid);
+    const dir = get64(img, Number(lo & 0x000f_ffff_ffff_f000n) + (ridPasid >> 6) * 8);
+    const pe = get64(img, Number(dir & 0x000f_ffff_ffff_f000n) + (ridPasid & 63) * 64);
+    top = Number(pe & 0x000f_ffff_ffff_f000n);
+    aw = Number((pe >> 2n) & 7n);
+  }
+  let table = top;
+  for (let level = aw + 2; level >= 1; level--) {
+    const e = get64(img, table + (Math.floor(iova / 2 ** (12 + 9 * (level - 1))) % 512) * 8);
+    if ((e & 3n) === 0n) return null;
+    if (level === 1 || (e & 0x80n) !== 0n) return e;
+    table = Number(e & 0x000f_ffff_ffff_f000n);
+  }
+  return null;
 }
