@@ -103,14 +103,26 @@ async function campaign<S extends { gen: string; img: Image; reqs: Req[]; mutati
       let pred = a.predict(s);
       let changed = false;
       const targets = new Set<number>();
+      // Translations QEMU may have cached so far (its IOTLB may serve a later write the
+      // model faults): per requester, leaf-aligned IOVA -> leaf-aligned PA, by leaf size.
+      const cached: { sid: number; size: number; iova: number; pa: number }[] = [];
       s.reqs.forEach((r, i) => {
-        // Where QEMU may write: the model's answer, or its privileged one (QEMU treats every
-        // SMMUv3 transaction as privileged).
-        const pa = pred[i]!.pa ?? pred[i]!.privPa ?? null;
-        if (r.write && pa !== null && (targets.has(pa - (pa % 8)) || !inPool(pa))) {
+        const p = pred[i]!;
+        // Where QEMU may write: the model's answer, its privileged one (QEMU treats every
+        // SMMUv3 transaction as privileged), or a cached translation of the same leaf.
+        const pa = p.pa ?? p.privPa ?? null;
+        const maybe = pa === null ? [] : [pa];
+        for (const c of cached)
+          if (c.sid === r.sid && Math.floor(r.iova / c.size) * c.size === c.iova)
+            maybe.push(c.pa + (r.iova % c.size));
+        if (r.write && maybe.some((t) => targets.has(t - (t % 8)) || !inPool(t))) {
           r.write = false;
           changed = true;
-        } else if (r.write && pa !== null) targets.add(pa - (pa % 8));
+        } else if (r.write) for (const t of maybe) targets.add(t - (t % 8));
+        if (pa !== null) {
+          const size = 2 ** (p.pa !== null ? p.sizeLg2 : (p.privSizeLg2 ?? 12));
+          cached.push({ sid: r.sid, size, iova: Math.floor(r.iova / size) * size, pa: pa - (r.iova % size) });
+        }
       });
       if (changed) pred = a.predict(s);
       if (tamper) pred = tamper(pred, { gen, batch });

@@ -140,11 +140,24 @@ export const JUDGES: Readonly<Record<string, Judge>> = {
   // snooping being the PASID entry's PGSNP; the model faults it as reserved (7Ah).
   "vtd-sm-ss-snp-reserved": {
     explains: ({ d, vtd }) => {
-      if (vtd === undefined || d.config !== "vtd-scalable" || d.model.record?.code !== 0x7a) return false;
+      if (vtd === undefined || d.config !== "vtd-scalable") return false;
+      // Recorded (7Ah) or suppressed by FPD: the model's fault is the reserved-field one.
+      if (d.model.record?.code !== 0x7a && !/reserved field set in second-level/.test(d.model.faultName))
+        return false;
       if (d.qemu.record !== null) return false;
       const leaf = vtdSsLeaf(vtd.img, vtd.rtaddr, d.req.sid, d.req.iova);
       return leaf !== null && (leaf & 0x800n) !== 0n;
     },
+  },
+  // QEMU never checks the reserved bits of PASID-directory and PASID-table entries: it goes
+  // on with the walk (any outcome) where the spec faults 52h / 5Ah.
+  "vtd-sm-pasid-reserved-unchecked": {
+    explains: ({ d }) =>
+      d.config === "vtd-scalable" &&
+      (d.model.record?.code === 0x52 ||
+        d.model.record?.code === 0x5a ||
+        /reserved field set in PASID/.test(d.model.faultName)) &&
+      (d.qemu.record === null || d.qemu.record.code !== d.model.record?.code),
   },
   // ECAP.RPS = 0: a requester without PASID is served by PASID 0 (9.4), but QEMU walks the
   // PASID the context entry's RID_PASID names.

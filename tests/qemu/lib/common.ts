@@ -95,6 +95,18 @@ export const SIG_TAG = 0xa5a5n << 48n;
 export function signature(pa: number): bigint {
   return SIG_TAG | BigInt(pa);
 }
+const poolImages = new Map<number, Uint8Array>();
+/** The pool as it is between batches (every word its signature), built once per base. */
+export function poolImage(base: number, size: number): Uint8Array {
+  let b = poolImages.get(base);
+  if (b === undefined) {
+    b = new Uint8Array(size);
+    const dv = new DataView(b.buffer);
+    for (let off = 0; off < size; off += 8) dv.setBigUint64(off, signature(base + off), true);
+    poolImages.set(base, b);
+  }
+  return b;
+}
 /** The physical address a signature names, or -1. */
 export function signatureAddr(v: bigint): number {
   return v >> 48n === 0xa5a5n ? Number(v & 0xffff_ffff_ffffn) : -1;

@@ -10,7 +10,7 @@
 import { accessFlags, createTranslation, NO_PASID, PhysicalMemory, TableAllocator } from "@iommu-kit/core";
 import { smmuv3Backend } from "@iommu-kit/smmuv3";
 import type { FaultRecordObs, Image, Predicted, Req } from "./common.ts";
-import { get64, page, put64, type Rng } from "./common.ts";
+import { get64, page, poolImage, put64, type Rng } from "./common.ts";
 import { QTest } from "./qtest.ts";
 import { VtdRig } from "./vtd.ts";
 
@@ -19,7 +19,8 @@ export const ARM = {
   ramSize: 512 * 1024 * 1024,
   tables: 0x4100_0000,
   tablesSize: 0x0100_0000,
-  scratch: 0x4300_0000,
+  // Far from the tables, so a flipped table pointer does not land on harness data.
+  scratch: 0x5f00_0000,
   pool: 0x4400_0000,
   poolSize: 0x0040_0000,
   smmu: 0x0905_0000,
@@ -27,8 +28,8 @@ export const ARM = {
   bars: [0x1000_0000, 0x1010_0000],
   devfns: [0x20, 0x88],
   /** Command queue and event queue (2^8 entries each) in the scratch area. */
-  cmdq: 0x4301_0000,
-  evtq: 0x4302_0000,
+  cmdq: 0x5f01_0000,
+  evtq: 0x5f02_0000,
   qLog2: 8,
   /** Event queue: 2^10 entries (a faulting request can raise two events). */
   eLog2: 10,
@@ -433,6 +434,7 @@ export function smmuPredict(s: SmmuScenario, idr: Record<string, bigint>): Predi
     { base: 0, size: 0x800_0000 },
     { base: ARM.ram, size: ARM.ramSize },
   ]);
+  memory.write(ARM.pool, poolImage(ARM.pool, ARM.poolSize));
   for (const [pfn, p] of s.img) memory.write(pfn * 4096, p);
   const regs: Record<string, bigint> = {
     ...idr,

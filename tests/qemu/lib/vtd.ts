@@ -11,7 +11,7 @@
 import { accessFlags, createTranslation, NO_PASID, PhysicalMemory, TableAllocator } from "@iommu-kit/core";
 import { createVtd, Reg, vtdFromRegisters } from "@iommu-kit/vtd";
 import type { FaultRecordObs, Image, Predicted, Req } from "./common.ts";
-import { get64, page, put64, type Rng } from "./common.ts";
+import { get64, page, poolImage, put64, type Rng } from "./common.ts";
 import { QTest } from "./qtest.ts";
 
 export const X86 = {
@@ -23,7 +23,8 @@ export const X86 = {
   pool: 0x0400_0000,
   poolSize: 0x0040_0000,
   /** Token page and readback page per edu. */
-  scratch: 0x0300_0000,
+  // Far from the tables, so a flipped table pointer does not land on harness data.
+  scratch: 0x1f00_0000,
   dmar: 0xfed9_0000,
   /** edu BARs, one MiB each. */
   bars: [0xfe00_0000, 0xfe10_0000],
@@ -352,6 +353,8 @@ export function vtdScenario(rng: Rng, gen: GenName, mode: VtdMode, cap: bigint, 
 /** The model's answer for every request: a hardware-model-only VT-d over the same image. */
 export function vtdPredict(s: VtdScenario, cap: bigint, ecap: bigint): Predicted[] {
   const memory = new PhysicalMemory([{ base: 0, size: X86.ramSize }]);
+  // The pool's signatures too: a flipped table pointer may land there.
+  memory.write(X86.pool, poolImage(X86.pool, X86.poolSize));
   for (const [pfn, p] of s.img) memory.write(pfn * 4096, p);
   const vtd = vtdFromRegisters(memory, {
     CAP: cap,
