@@ -19,7 +19,7 @@ import {
   Perm,
   permNeeded,
 } from "@iommu-kit/core";
-import { addressField, EntryKind, Iotlb, PageTable } from "@iommu-kit/core/driver";
+import { addressField, EntryKind, FastIotlb, iotlbMeta, PageTable } from "@iommu-kit/core/driver";
 
 /** @typedef {import("@iommu-kit/core").Backend} Backend */
 /** @typedef {import("@iommu-kit/core").Domain} Domain */
@@ -86,7 +86,7 @@ export class ToyDomain {
   /** @param {number} iova @param {number} length */
   unmap(iova, length) {
     const n = this.paging().unmap(iova, length);
-    this.backend.tlb.invalidateRange(this.id, iova, length);
+    this.backend.tlb.invalidateRange(-1, this.id, iova, iova + length);
     return n;
   }
 
@@ -112,7 +112,7 @@ export class ToyIommu {
     this.name = ctx.name;
     this.memory = ctx.memory;
     this.tables = ctx.tables;
-    this.tlb = new Iotlb(8);
+    this.tlb = new FastIotlb(8);
     /** @type {Map<number, { caps: import("@iommu-kit/core").Capabilities, domain: ToyDomain | null }>} */
     this.devices = new Map();
     this.nextId = 1;
@@ -226,8 +226,8 @@ export class ToyIommu {
     let perm;
     if (slot >= 0) {
       this.stats.iotlbHits++;
-      pa = this.tlb.pas[slot] + (iova % 4096);
-      perm = this.tlb.perms[slot];
+      pa = this.tlb.pa(slot) + (iova % 4096);
+      perm = this.tlb.meta(slot) & 7;
     } else {
       this.stats.iotlbMisses++;
       this.stats.walks++;
@@ -244,7 +244,7 @@ export class ToyIommu {
         table = addressField(lo, hi, 51, 12);
         if (level === 0) {
           perm = toyFormat.leafPerm(lo, hi, 0);
-          this.tlb.insert(dom.id, Math.floor(iova / 4096), table, perm, 12);
+          this.tlb.insert(dom.id, Math.floor(iova / 4096), table, iotlbMeta(perm, 12));
           pa = table + (iova % 4096);
         }
       }

@@ -31,7 +31,7 @@ runConformance(
         },
         // What the toy driver issues after changing one leaf: drop that page from the IOTLB.
         invalidateLeaf(domain, iova) {
-          backend.tlb.invalidateRange(domain.id, iova, 4096);
+          backend.tlb.invalidateRange(-1, domain.id, iova, iova + 4096);
         },
       };
     },

@@ -1,4 +1,4 @@
-import { FastIotlb, IOTLB_MICRO_MASK, Iotlb, iotlbMeta, PageTable } from "../src/driver.ts";
+import { FastIotlb, IOTLB_MICRO_MASK, iotlbMeta, PageTable } from "../src/driver.ts";
 import { Perm } from "../src/index.ts";
 import type { BenchCase } from "../src/testing/index.ts";
 import { mockFormat } from "../src/testing/index.ts";
@@ -14,12 +14,8 @@ export function cases(): BenchCase[] {
 
 function blockCases(): BenchCase[] {
   const n = 1024;
-  const tlb = new Iotlb(12);
   const map = new Map<number, number>();
-  for (let i = 0; i < n; i++) {
-    tlb.insert(7, 0x10000 + i, 0x80000000 + i * 4096, 3, 12);
-    map.set(i, i * 4096);
-  }
+  for (let i = 0; i < n; i++) map.set(i, i * 4096);
   const fast = new FastIotlb(12);
   for (let i = 0; i < n; i++) fast.insert(7, 0x10000 + i, 0x80000000 + i * 4096, iotlbMeta(3, 12));
   const fd = fast.data;
@@ -29,7 +25,6 @@ function blockCases(): BenchCase[] {
     fast.remember(fast.lookup(7, vpn), vpn, 7.5, 3);
   }
   const micro = fast.micro;
-  let i = 0;
   let f = 0;
   let u = 0;
   const { memory } = createTestMemory();
@@ -37,18 +32,6 @@ function blockCases(): BenchCase[] {
   for (let p = 0; p < 256; p++) memory.write32(p * 4096, p);
   let a = 0;
   return [
-    {
-      name: "Iotlb.lookup hit (1K entries)",
-      baseline: "Map.get, 1K small-int keys",
-      target: 2,
-      fn: () => {
-        const s = tlb.lookup(7, 0x10000 + (i++ & 1023));
-        sink += tlb.pas[s]!;
-      },
-      baselineFn: () => {
-        sink += map.get(i++ & 1023)!;
-      },
-    },
     {
       name: "FastIotlb.lookup hit + perm check (1K entries)",
       baseline: "Map.get, 1K small-int keys",

@@ -18,7 +18,6 @@ export {
   toBigInt64,
 } from "./driver/bits.ts";
 export { FastIotlb, IOTLB_MICRO_MASK, IotlbMeta, iotlbMeta } from "./driver/fast-iotlb.ts";
-export { Iotlb } from "./driver/iotlb.ts";
 export { PageTable } from "./driver/page-table.ts";
 export type { LeafVisitor, PtFormat, PtLeaf } from "./driver/pt-format.ts";
 export { EntryKind, entrySizeLg2, inputBits } from "./driver/pt-format.ts";
