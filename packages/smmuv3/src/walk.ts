@@ -217,7 +217,11 @@ export class Walker {
     const start = 4 - Math.ceil((inBits - g) / (g - 3));
     const topBits = inBits - levelShift(g, start);
     const ttb0 = half === 0 ? cfg.ttb0 : cfg.ttb1;
-    let table = ttb0 - (ttb0 % Math.max(64, POW2[topBits + 3] ?? 2 ** (topBits + 3)));
+    // TTBx is aligned to the start-level table (5.4 TTB0/TTB1; DDI 0487 TTBR0_EL1.BADDR: bits
+    // [x-1:0] of a 2^x-byte table are zero); only a 52-bit IPS (OA[51:48] in TTB[5:2]) needs 64.
+    const tableLg2 = topBits + 3;
+    const alignLg2 = cfg.ips === 52 ? Math.max(6, tableLg2) : Math.max(4, tableLg2);
+    let table = ttb0 - (ttb0 % (POW2[alignLg2] ?? 2 ** alignLg2));
     const oaLimit = POW2[cfg.ips] ?? 2 ** cfg.ips;
     const nested = cfg.s2;
     let apTable = 0;

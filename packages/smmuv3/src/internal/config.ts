@@ -121,8 +121,9 @@ export class ConfigReader {
     }
     let steAddr: number;
     if (this.#r.strtab2l) {
-      // 2-level (3.3.2): SPLIT 6/8/10; other values behave as the nearest smaller one. We cap at LOG2SIZE.
-      const split = Math.min(this.#r.strtabSplit >= 10 ? 10 : this.#r.strtabSplit >= 8 ? 8 : 6, limit);
+      // 2-level (3.3.2): SPLIT 6/8/10 (reserved values already read as 6, 6.3.25). SPLIT >= LOG2SIZE:
+      // one L1STD, StreamID[LOG2SIZE-1:0] indexes its L2 table, so capping at LOG2SIZE is exact.
+      const split = Math.min(this.#r.strtabSplit, limit);
       const l1Addr = this.#r.strtabBase + Math.floor(sid / (POW2[split] ?? 2 ** split)) * 8;
       if (!this.#read8(l1Addr, this.#buf, 2)) {
         this.#n.step("L1STD", l1Addr, "fault: F_STE_FETCH");
