@@ -123,7 +123,12 @@ export class SmmuPagingDomain extends SmmuDomain {
     this.pt = pt;
     this.ptFormat = fmt;
     this.tagId = tagId;
+    const oas = Math.min(backend.hw.oas, spec.granuleLg2 === 16 ? 52 : 48);
+    this.#paLimit = POW2[oas] ?? 2 ** oas;
   }
+
+  /** 2^(output bits a descriptor of this format holds on this SMMU). */
+  readonly #paLimit: number;
 
   override map(iova: number, pa: number, length: number, prot: number): void {
     // One combined test for the common valid call; anything else takes the full checks
@@ -139,7 +144,7 @@ export class SmmuPagingDomain extends SmmuDomain {
         pa % min === 0 &&
         length % min === 0 &&
         iova + length - 1 <= this.aperture.last &&
-        pa + length <= (POW2[this.backend.hw.oas] ?? 2 ** this.backend.hw.oas) &&
+        pa + length <= this.#paLimit &&
         (prot & PERM_RW) !== 0 &&
         Number.isSafeInteger(iova + length) &&
         Number.isSafeInteger(pa + length)
@@ -169,8 +174,15 @@ export class SmmuPagingDomain extends SmmuDomain {
       );
     if (iova < 0 || iova + length - 1 > this.aperture.last)
       throw bad("EINVAL", `map ${hex(iova)}+${hex(length)} is outside the aperture`, details);
-    if (pa < 0 || pa + length > 2 ** this.backend.hw.oas)
-      throw bad("EINVAL", `pa ${hex(pa)} is beyond the OAS`, details);
+    // io-pgtable-arm's arm_lpae_map: `paddr >> cfg->oas` is -ERANGE. The limit is the OAS, and
+    // 48 bits for 4K/16K: a 52-bit OA fits a descriptor only with the 64K granule (no LPA2 /
+    // CD.DS here; IHI 0070 5.4 IPS, 5.2 S2PS), so a larger PA would be silently truncated.
+    if (pa < 0 || pa + length > this.#paLimit)
+      throw bad(
+        "ERANGE",
+        `pa ${hex(pa)}+${hex(length)} is beyond the ${Math.log2(this.#paLimit)}-bit output size`,
+        details,
+      );
     if ((prot & (Perm.R | Perm.W)) === 0) throw bad("EINVAL", "prot must grant read or write", { prot });
   }
 
