@@ -26,6 +26,8 @@ import type { SmmuV3Config } from "./options.ts";
 import { bad } from "./options.ts";
 
 const STRTAB_SPLIT = 8; // Linux STRTAB_SPLIT
+/** Decoded event records the driver keeps until drained (older ones first; later ones are counted). */
+const EVENT_LOG_MAX = 4096;
 const CD_SPLIT = 10; // Linux CTXDESC_SPLIT: 64K leaves (S1Fmt = 2)
 /** MAIR Linux programs (io-pgtable-arm: NC 0x44, cacheable 0xff, device 0x04, inner-NC/outer-cache 0xf4). */
 const MAIR = 0xf404ff44n;
@@ -125,6 +127,7 @@ export class SmmuDriver {
       encodeCommand({ op: CmdOp.TLBI_NSNH_ALL }),
     ]);
     hw.writeRegister("CR0", BigInt(Cr0.CMDQEN | Cr0.EVTQEN | Cr0.SMMUEN));
+    hw.onEvent = () => this.consumeEvents(); // the event queue's threaded IRQ
   }
 
   /**
@@ -487,8 +490,31 @@ export class SmmuDriver {
     }
   }
 
-  /** Events the SMMU wrote since the last drain, decoded; advances EVENTQ_CONS as a driver does. */
+  /** Records consumed from the event queue and not yet drained (at most EVENT_LOG_MAX). */
+  #events: EventRecord[] = [];
+  /** Records consumed while the log was full (not kept). */
+  eventsLost = 0;
+
+  /** Events the SMMU wrote since the last drain, decoded (the queue is consumed as they arrive). */
   drainEvents(): EventRecord[] {
+    this.consumeEvents();
+    const out = this.#events;
+    this.#events = [];
+    return out;
+  }
+
+  /**
+   * arm_smmu_evtq_thread: reads every record from EVENTQ_CONS up to EVENTQ_PROD, advances
+   * EVENTQ_CONS, and acknowledges an overflow (OVACKFLG = OVFLG, queue_sync_cons_ovf; 7.4).
+   */
+  consumeEvents(): void {
+    for (const e of this.#readEvents()) {
+      if (this.#events.length < EVENT_LOG_MAX) this.#events.push(e);
+      else this.eventsLost++;
+    }
+  }
+
+  #readEvents(): EventRecord[] {
     const base = this.hw.readRegister("EVENTQ_BASE");
     const log2 = Math.min(Number(base & 0x1fn), this.hw.eventqsMax);
     const addr = Number(base & 0x000f_ffff_ffff_ffe0n);

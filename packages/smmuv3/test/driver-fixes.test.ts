@@ -62,3 +62,20 @@ describe("OAS 52 without LPA2: a 4K/16K descriptor holds OA[47:0] only (5.4 IPS,
     expect(x(3, -1, 0x1_0123, R)).toEqual({ ok: true, pa: 2 ** 51 + 0x3_0123, perm: Perm.R, sizeLg2: 16 });
   });
 });
+
+describe("the driver consumes the event queue as arm_smmu_evtq_thread does", () => {
+  it("more than 2^LOG2SIZE faults are all recorded and drained in order; EVENTQ_CONS follows PROD", () => {
+    const { b, x } = make({ eventQueueLog2: 3 });
+    const n = 8 * 5 + 3;
+    for (let i = 0; i < n; i++) {
+      const t = x(0x4000 + i, -1, 0x1000, R); // no STE: C_BAD_STREAMID, recorded (CR2.RECINVSID)
+      expect(t.ok === false && t.fault.recorded, `fault ${i}`).toBe(true);
+    }
+    const ev = b.drainEvents();
+    expect(ev.map((e) => e.streamId)).toEqual(Array.from({ length: n }, (_, i) => 0x4000 + i));
+    expect(ev.every((e) => e.id === 0x02)).toBe(true);
+    expect(b.hw.readRegister("EVENTQ_CONS") & 0xfn).toBe(b.hw.readRegister("EVENTQ_PROD") & 0xfn);
+    expect(b.hw.eventsDropped).toBe(0);
+    expect(b.drainEvents()).toEqual([]);
+  });
+});

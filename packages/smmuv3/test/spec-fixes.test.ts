@@ -72,3 +72,25 @@ describe("5.4 CD.TTB0 + DDI 0487 TTBR_ELx.BADDR: aligned to the start-level tabl
     expect(r.b.explain(1, -1, BigInt(iova), R)[2]).toMatchObject({ what: "S1 L1", address: ttb + 8 });
   });
 });
+
+describe("7.4 / 6.3.30-6.3.31 event queue overflow: OVFLG changes once per episode", () => {
+  it("two and three losses in one episode leave OVFLG toggled once; after OVACKFLG the next episode toggles back", () => {
+    const r = rig(); // EVENTQ LOG2SIZE 3: 8 records
+    const ovf = () => r.b.hw.readRegister("EVENTQ_PROD") >> 31n;
+    for (let i = 0; i < 8; i++) expect(r.fault(0x100 + i, -1, 0, R).recorded).toBe(true);
+    expect(r.fault(0x200, -1, 0, R).recorded).toBe(false);
+    expect(r.fault(0x201, -1, 0, R).recorded).toBe(false);
+    expect(ovf()).toBe(1n);
+    expect(r.fault(0x202, -1, 0, R).recorded).toBe(false);
+    expect(ovf()).toBe(1n);
+    expect(r.b.hw.eventsDropped).toBe(3);
+    // Software consumes and acknowledges (EVENTQ_CONS.OVACKFLG [31] = OVFLG): no overflow now.
+    expect(r.events()).toHaveLength(8);
+    expect(r.b.hw.readRegister("EVENTQ_CONS") >> 31n).toBe(1n);
+    for (let i = 0; i < 8; i++) expect(r.fault(0x300 + i, -1, 0, R).recorded).toBe(true);
+    expect(ovf()).toBe(1n); // a full queue alone is no overflow
+    expect(r.fault(0x400, -1, 0, R).recorded).toBe(false);
+    expect(r.fault(0x401, -1, 0, R).recorded).toBe(false);
+    expect(ovf()).toBe(0n);
+  });
+});
