@@ -347,7 +347,16 @@ export class SmmuNestedDomain extends SmmuDomain {
         default:
           throw new IommuError("EIO", `command ${hex(op)} is not a nested invalidation`, { handled, op });
       }
-      if (out.length > 0) this.backend.submit(out);
+      if (out.length > 0) {
+        try {
+          this.backend.submit(out);
+        } catch (err) {
+          // The SMMU refused it (CERROR_*): the driver skipped it and the queue goes on.
+          if (err instanceof IommuError && err.code === "EIO")
+            throw new IommuError("EIO", err.message, { ...err.details, handled, op });
+          throw err;
+        }
+      }
       handled++;
     }
     return handled;

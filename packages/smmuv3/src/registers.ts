@@ -70,8 +70,11 @@ export class RegisterFile {
     }
     // CR0ACK follows CR0 for a snapshot taken of a running SMMU.
     if (registers.CR0ACK === undefined) this.#regs.set("CR0ACK", this.#regs.get("CR0")!);
-    this.qProd = Number(this.#regs.get("CMDQ_PROD")!);
-    this.qCons = Number(this.#regs.get("CMDQ_CONS")!);
+    // PROD/CONS: RD/WR [19:0]; a snapshot's CONS.ERR is kept only if it is a CERROR code (7.1).
+    this.qProd = Number(this.#regs.get("CMDQ_PROD")!) & 0x000f_ffff;
+    const cons = Number(this.#regs.get("CMDQ_CONS")!);
+    const err = (cons >>> 24) & 0x7f;
+    this.qCons = (cons & 0x000f_ffff) | (err <= 3 ? err << 24 : 0);
     this.#decodeIdrs();
     this.#decodeControl();
   }
@@ -202,7 +205,9 @@ export class RegisterFile {
         return;
       case "CMDQ_CONS":
         // Software may move CONS only while the queue is disabled (6.3.27).
-        if ((this.#regs.get("CR0")! & BigInt(Cr0.CMDQEN)) === 0n) this.qCons = Number(v);
+        // RD [19:0] only: ERR [30:24] is the SMMU's, so it reads a CERROR code (7.1) or 0.
+        if ((this.#regs.get("CR0")! & BigInt(Cr0.CMDQEN)) === 0n)
+          this.qCons = (this.qCons & 0x7f00_0000) | (Number(v) & 0x000f_ffff);
         return;
       case "EVENTQ_PROD":
         if ((this.#regs.get("CR0")! & BigInt(Cr0.EVTQEN)) === 0n) this.#regs.set(name, v);

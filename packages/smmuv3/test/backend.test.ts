@@ -408,6 +408,30 @@ describe("nested (rid-all-pasids)", () => {
     void b;
   });
 
+  it("7.1 + arm_smmu_cmdq_skip_err: a guest command the SMMU finds illegal (SSEC) fails alone; the queue goes on", () => {
+    const { b, x, memory, hpa, dom } = nested();
+    const [a0, a1] = encodeCommand({ op: CmdOp.TLBI_NH_ASID, asid: 42 });
+    try {
+      dom.invalidate([{ cmd: [a0, a1] }, { cmd: [a0 | (1n << 10n), a1] }]);
+      expect.unreachable();
+    } catch (e) {
+      expect(e).toMatchObject({ code: "EIO", details: { handled: 1, cerror: 1 } });
+    }
+    // Recovered: CMDQ_ERR acknowledged (GERROR == GERRORN), CONS == PROD, ERR reads CERROR_NONE.
+    expect(b.hw.readRegister("GERROR")).toBe(b.hw.readRegister("GERRORN"));
+    expect(b.hw.readRegister("CMDQ_CONS")).toBe(b.hw.readRegister("CMDQ_PROD"));
+    // Later operations work: a guest TLBI reaches the IOTLB, a host map + attach succeed.
+    expect(x(8, 1, 0x1008, R)).toMatchObject({ pa: hpa(0x50_0008) });
+    memory.write64(hpa(0x10_3000) + 8, encodeLeafPte(0x60_0000n, 3, { ap: 1, ng: 1 }));
+    expect(dom.invalidate([{ cmd: [a0, a1] }])).toBe(1);
+    expect(x(8, 1, 0x1008, R)).toMatchObject({ pa: hpa(0x60_0008) });
+    b.addDevice({ rid: 0x55, pasidBits: 0 });
+    const d = b.allocDomain({ type: "paging" });
+    d.map(0x1000, 0x7000, 0x1000, Perm.R);
+    b.attach(0x55, Intent.rid, d);
+    expect(x(0x55, -1, 0x1010, R)).toMatchObject({ ok: true, pa: 0x7010 });
+  });
+
   it("no-PASID traffic (S1DSS=SSID0, CD 0): a guest remap stays stale until TLBI_NH_VA, a CD change until CFGI_CD", () => {
     const { x, memory, hpa, dom } = nested();
     const cd0 = encodeCd({ V: 1, T0SZ: 16, EPD1: 1, IPS: 5, AA64: 1, R: 1, ASID: 43, TTB0: 0x10_0000 });

@@ -79,3 +79,44 @@ describe("the driver consumes the event queue as arm_smmu_evtq_thread does", () 
     expect(b.drainEvents()).toEqual([]);
   });
 });
+
+describe("a command-queue error fails only its operation, which changes nothing (7.1, arm_smmu_cmdq_skip_err)", () => {
+  it("attach whose commands abort (CERROR_ABT) is EIO with STE and CD as before; after recovery attach works", () => {
+    const { b, x, memory } = make();
+    b.addDevice({ rid: 0x21, pasidBits: 8 });
+    const d1 = b.allocDomain({ type: "paging" });
+    const d2 = b.allocDomain({ type: "paging" });
+    d1.map(0x1000, 0x8000, 0x1000, Perm.R);
+    d2.map(0x1000, 0x9000, 0x1000, Perm.R);
+    b.attach(0x21, Intent.rid, d1);
+    expect(x(0x21, -1, 0x1000, R)).toMatchObject({ ok: true, pa: 0x8000 });
+    const snap = memory.snapshot();
+    // The SMMU now fetches commands from an address outside RAM: every command aborts.
+    const base = b.hw.readRegister("CMDQ_BASE");
+    b.hw.writeRegister("CMDQ_BASE", (base & 0x1fn) | (2n ** 40n));
+    expect(code(() => b.attach(0x21, Intent.rid, d2))).toBe("EIO");
+    expect(b.attached(0x21, Intent.rid)).toBe(d1);
+    expect(Number((b.hw.readRegister("CMDQ_CONS") >> 24n) & 0x7fn)).toBe(2); // CERROR_ABT
+    // Tables as before: every page except the command queue's (the driver's own ring).
+    const cmdq = Number(base & 0x000f_ffff_ffff_ffe0n);
+    const cmdqPages = new Set(Array.from({ length: 16 }, (_, i) => Math.floor(cmdq / 4096) + i));
+    const after = memory.snapshot();
+    for (const [page, bytes] of snap)
+      if (!cmdqPages.has(page)) expect(after.get(page), `page ${page}`).toEqual(bytes);
+    expect(x(0x21, -1, 0x1000, R)).toMatchObject({ ok: true, pa: 0x8000 });
+    // The fetch works again: the next operation recovers the queue (retry, GERRORN) and succeeds.
+    b.hw.writeRegister("CMDQ_BASE", base);
+    b.attach(0x21, Intent.rid, d2);
+    expect(x(0x21, -1, 0x1000, R)).toMatchObject({ ok: true, pa: 0x9000 });
+    expect(b.hw.readRegister("GERROR")).toBe(b.hw.readRegister("GERRORN"));
+  });
+
+  it("CMDQ_CONS.ERR reads only CERROR codes (7.1): software writes move RD only", () => {
+    const { b } = make();
+    b.hw.writeRegister("CR0", 0n);
+    b.hw.writeRegister("CMDQ_CONS", 0xffff_ffffn);
+    const cons = b.hw.readRegister("CMDQ_CONS");
+    expect(cons).toBe(0xf_ffffn);
+    expect(Number(b.hw.mmioRead(0x9c, 4))).toBeGreaterThanOrEqual(0);
+  });
+});
