@@ -94,3 +94,18 @@ describe("7.4 / 6.3.30-6.3.31 event queue overflow: OVFLG changes once per episo
     expect(ovf()).toBe(0n);
   });
 });
+
+describe("explain narrates what translate does (HTTU included, nothing written)", () => {
+  it("CD.HA=1 with AF=0: translate sets AF and succeeds; explain reports success and writes nothing", () => {
+    const r = rig();
+    r.ste(1, s1Ste(CD));
+    r.cd(CD, s1Cd(PT, { HA: 1 }));
+    const entries = chain4k(r, PT, IOVA, encodeLeafPte(BigInt(PA), 3, { ap: 1, ng: 1, af: 0 }));
+    const before = r.memory.read64(entries[3]!);
+    const steps = r.b.explain(1, -1, BigInt(IOVA), R);
+    expect(steps.at(-1)).toMatchObject({ what: "result", address: PA });
+    expect(r.memory.read64(entries[3]!)).toBe(before);
+    expect(r.x(1, -1, IOVA, R)).toMatchObject({ ok: true, pa: PA });
+    expect(r.memory.read64(entries[3]!)).toBe(before | 0x400n);
+  });
+});
