@@ -209,6 +209,14 @@ export class RegisterFile {
         if ((this.#regs.get("CR0")! & BigInt(Cr0.CMDQEN)) === 0n)
           this.qCons = (this.qCons & 0x7f00_0000) | (Number(v) & 0x000f_ffff);
         return;
+      case "STRTAB_BASE":
+      case "STRTAB_BASE_CFG":
+        // Guarded by SMMUEN: a write while CR0.SMMUEN or CR0ACK.SMMUEN is 1 is IGNORED
+        // (SMMUv3.2 and later, 6.3.24-6.3.25), so cached STEs stay those of the table in use.
+        if (((this.#regs.get("CR0")! | this.#regs.get("CR0ACK")!) & BigInt(Cr0.SMMUEN)) !== 0n) return;
+        this.#regs.set(name, v);
+        this.#decodeControl();
+        return;
       case "EVENTQ_PROD":
         if ((this.#regs.get("CR0")! & BigInt(Cr0.EVTQEN)) === 0n) this.#regs.set(name, v);
         return;

@@ -109,3 +109,17 @@ describe("explain narrates what translate does (HTTU included, nothing written)"
     expect(r.memory.read64(entries[3]!)).toBe(before | 0x400n);
   });
 });
+
+describe("6.3.24-6.3.25: STRTAB_BASE(_CFG) are guarded by SMMUEN (a write while enabled is IGNORED, v3.2+)", () => {
+  it("a write while SMMUEN=1 changes nothing; with SMMUEN=0 it applies", () => {
+    const r = rig();
+    s1At(r, STRTAB + 64);
+    r.b.hw.writeRegister("STRTAB_BASE_CFG", 0n);
+    r.b.hw.writeRegister("STRTAB_BASE", 0x20_0000n);
+    expect(r.b.hw.readRegister("STRTAB_BASE_CFG")).toBe(8n);
+    expect(r.b.explain(1, -1, BigInt(IOVA), R).at(-1)).toMatchObject({ address: PA });
+    r.b.hw.writeRegister("CR0", 0xcn);
+    r.b.hw.writeRegister("STRTAB_BASE_CFG", 0n);
+    expect(r.b.hw.readRegister("STRTAB_BASE_CFG")).toBe(0n);
+  });
+});
