@@ -304,9 +304,10 @@ export class SmmuNestedDomain extends SmmuDomain {
 
   /**
    * Handles raw 128-bit commands as iommu_viommu_arm_smmuv3_invalidate carries them:
-   * TLBI_NH_ALL/ASID/VA/VAA and TLBI_NSNH_ALL get the parent's VMID, CFGI_CD(_ALL) go to
-   * every StreamID this domain serves (no vSID table here), ATC_INV is accepted (no ATS).
-   * Anything else: EIO with details.handled (arm_vsmmu_convert_user_cmd).
+   * as arm_vsmmu_convert_user_cmd: TLBI_NH_ALL/ASID/VA/VAA get the parent's VMID, TLBI_NSNH_ALL
+   * becomes TLBI_NH_ALL of it (word 1 zero), CFGI_CD, CFGI_CD_ALL and ATC_INV must name a
+   * StreamID this domain serves (arm_vsmmu_vsid_to_sid). Anything else: EIO with
+   * details.handled, the commands before it issued.
    */
   invalidate(entries: readonly unknown[]): number {
     let handled = 0;
@@ -322,6 +323,8 @@ export class SmmuNestedDomain extends SmmuDomain {
       } catch {
         throw new IommuError("EINVAL", "command words must be bigints or hex strings", { handled });
       }
+      if (w0 < 0n || w0 >= 1n << 64n || w1 < 0n || w1 >= 1n << 64n)
+        throw new IommuError("EINVAL", "command words must be 64-bit values", { handled });
       const op = Number(w0 & 0xffn);
       const vmid = BigInt(this.parent.tagId) << 32n;
       let out: [bigint, bigint][];
@@ -337,13 +340,19 @@ export class SmmuNestedDomain extends SmmuDomain {
           break;
         case CmdOp.CFGI_CD:
         case CmdOp.CFGI_CD_ALL:
-          out = [...this.users].map(
-            (u) => [(w0 & 0xffff_ffffn) | (BigInt(Number(u.split(":")[0])) << 32n), w1] as [bigint, bigint],
-          );
+        case CmdOp.ATC_INV: {
+          // arm_vsmmu_vsid_to_sid: the SID [63:32] must name a device this domain serves (the
+          // vSID is its StreamID here: no vdevice table); else -EIO, nothing issued.
+          const vsid = Number(w0 >> 32n);
+          if (!this.users.has(`${vsid}:-1`))
+            throw new IommuError("EIO", `StreamID ${vsid} is not a device of this nested domain`, {
+              handled,
+              op,
+            });
+          // ATC_INV reaches the queue only with IDR0.ATS (without it the command is ILL, 4.1.2).
+          out = op === CmdOp.ATC_INV && !this.backend.hw.ats ? [] : [[w0, w1]];
           break;
-        case CmdOp.ATC_INV:
-          out = [];
-          break;
+        }
         default:
           throw new IommuError("EIO", `command ${hex(op)} is not a nested invalidation`, { handled, op });
       }

@@ -408,6 +408,34 @@ describe("nested (rid-all-pasids)", () => {
     void b;
   });
 
+  it("arm_vsmmu_convert_user_cmd: CFGI_CD(_ALL)/ATC_INV of a StreamID the domain does not serve, other opcodes: EIO", () => {
+    const { dom } = nested();
+    const eio = (cmds: [bigint, bigint][]) => {
+      try {
+        dom.invalidate(cmds.map((cmd) => ({ cmd })));
+      } catch (e) {
+        return [(e as IommuError).code, (e as IommuError).details.handled];
+      }
+      return "none";
+    };
+    const ok = encodeCommand({ op: CmdOp.CFGI_CD, sid: 8, ssid: 1 });
+    expect(eio([ok, encodeCommand({ op: CmdOp.CFGI_CD, sid: 0x99, ssid: 1 })])).toEqual(["EIO", 1]);
+    expect(eio([encodeCommand({ op: CmdOp.CFGI_CD_ALL, sid: 9 })])).toEqual(["EIO", 0]);
+    expect(eio([encodeCommand({ op: CmdOp.ATC_INV, sid: 7 })])).toEqual(["EIO", 0]);
+    expect(eio([encodeCommand({ op: CmdOp.ATC_INV, sid: 8 }), ok])).toBe("none");
+    for (const op of [
+      CmdOp.CFGI_STE,
+      CmdOp.CFGI_STE_RANGE,
+      CmdOp.TLBI_S12_VMALL,
+      CmdOp.CMD_SYNC,
+      CmdOp.PRI_RESP,
+    ])
+      expect(eio([encodeCommand({ op })])).toEqual(["EIO", 0]);
+    // Not a 64-bit word: malformed, EINVAL.
+    expect(eio([[-1n, 0n]])).toEqual(["EINVAL", 0]);
+    expect(eio([[1n << 64n, 0n]])).toEqual(["EINVAL", 0]);
+  });
+
   it("7.1 + arm_smmu_cmdq_skip_err: a guest command the SMMU finds illegal (SSEC) fails alone; the queue goes on", () => {
     const { b, x, memory, hpa, dom } = nested();
     const [a0, a1] = encodeCommand({ op: CmdOp.TLBI_NH_ASID, asid: 42 });
