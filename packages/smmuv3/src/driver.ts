@@ -386,9 +386,17 @@ export class SmmuDriver {
     this.#cmdN = 0;
     let pages = Math.ceil(length / gs);
     let at = iova - (iova % gs);
-    if (pages > 2 ** 20) {
+    // Without IDR3.RIL a range TLBI is ILL (4.4.1): one TLBI per granule, or the whole tag past
+    // CMDQ_MAX_TLBI_OPS (512) of them, as Linux does without ARM_SMMU_FEAT_RANGE_INV.
+    const ril = this.hw.ril;
+    if (pages > 2 ** 20 || (!ril && pages > 512)) {
       if (d.stage === 1) this.#pushCmd(CmdOp.TLBI_NH_ASID, (d.tagId & 0xffff) << 16, 0, 0);
       else this.#pushCmd(CmdOp.TLBI_S12_VMALL, d.tagId & 0xffff, 0, 0);
+    } else if (!ril) {
+      for (; pages > 0; pages--, at += gs) {
+        if (d.stage === 1) this.#pushTlbi(CmdOp.TLBI_NH_VA, 0, d.tagId, 0, 0, 0, at);
+        else this.#pushTlbi(CmdOp.TLBI_S2_IPA, d.tagId, 0, 0, 0, 0, at);
+      }
     } else {
       while (pages > 0) {
         // Each command covers (NUM+1) * 2^SCALE granules: 5 bits of the remaining count.

@@ -120,3 +120,26 @@ describe("a command-queue error fails only its operation, which changes nothing 
     expect(Number(b.hw.mmioRead(0x9c, 4))).toBeGreaterThanOrEqual(0);
   });
 });
+
+describe("without IDR3.RIL the driver issues no range TLBI (4.4.1: TG != 0 is ILL)", () => {
+  it("unmap invalidates page by page (and by ASID past 512 pages); no command error, no stale entry", () => {
+    const { b, x } = make();
+    (b.hw as { ril: boolean }).ril = false; // an SMMU whose IDR3.RIL reads 0
+    b.addDevice({ rid: 0x31, pasidBits: 0 });
+    const d = b.allocDomain({ type: "paging" });
+    b.attach(0x31, Intent.rid, d);
+    d.map(0x10_0000, 0x20_0000, 0x4000, Perm.R);
+    expect(x(0x31, -1, 0x10_3008, R)).toMatchObject({ ok: true, pa: 0x20_3008 });
+    expect(d.unmap(0x10_0000, 0x4000)).toBe(0x4000);
+    expect(x(0x31, -1, 0x10_3008, R)).toMatchObject({
+      ok: false,
+      fault: { vendor: { name: "F_TRANSLATION" } },
+    });
+    expect(b.hw.readRegister("GERROR")).toBe(b.hw.readRegister("GERRORN"));
+    d.map(0x4000_0000, 0x4000_0000, 0x40_0000, Perm.R); // 1024 pages: TLBI_NH_ASID
+    expect(x(0x31, -1, 0x4030_0000, R)).toMatchObject({ ok: true, pa: 0x4030_0000 });
+    d.unmap(0x4000_0000, 0x40_0000);
+    expect(x(0x31, -1, 0x4030_0000, R)).toMatchObject({ ok: false });
+    expect(b.hw.readRegister("GERROR")).toBe(b.hw.readRegister("GERRORN"));
+  });
+});
