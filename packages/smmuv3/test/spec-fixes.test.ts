@@ -123,3 +123,27 @@ describe("6.3.24-6.3.25: STRTAB_BASE(_CFG) are guarded by SMMUEN (a write while 
     expect(r.b.hw.readRegister("STRTAB_BASE_CFG")).toBe(0n);
   });
 });
+
+describe("5.2 STE.S2TTB: aligned to the start-level table (64 bytes only with a 52-bit S2PS)", () => {
+  it("S2T0SZ 33, S2SL0 1 (4K, level 1, 2 entries): a 16-byte table at a 16-byte-aligned S2TTB", () => {
+    const r = rig();
+    const ttb = PT + 0x30;
+    r.ste(1, {
+      V: 1,
+      Config: 6,
+      S2VMID: 3,
+      S2T0SZ: 33,
+      S2SL0: 1,
+      S2TG: 0,
+      S2PS: 5,
+      S2AA64: 1,
+      S2R: 1,
+      S2TTB: ttb,
+    });
+    r.pte(ttb + 8, encodeTablePte(BigInt(PT + 0x1000))); // IPA 0x4000_0000: level-1 index 1
+    r.pte(PT + 0x1000, encodeTablePte(BigInt(PT + 0x2000)));
+    r.pte(PT + 0x2000 + 8, encodeLeafPte(BigInt(PA), 3, { ap: 3 })); // S2AP [7:6] = RW
+    const t = r.x(1, -1, 0x4000_1010, R);
+    expect(t).toMatchObject({ ok: true, pa: PA + 0x10 });
+  });
+});

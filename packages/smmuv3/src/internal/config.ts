@@ -236,7 +236,9 @@ export class ConfigReader {
         return this.#badSte(steAddr, w, "S2S=1 without stall support");
       const ttb = (w[7]! & 0xfffff) * TWO32 + (w[6]! >>> 4) * 16; // S2TTB [51:4]
       if (ttb >= 2 ** psBits) return this.#badSte(steAddr, w, "S2TTB beyond S2PS");
-      const align = Math.max(64, 2 ** (topBits + 3));
+      // S2TTB is aligned to the (concatenated) start-level table, as CD.TTBx (5.2, VTTBR_EL2.BADDR):
+      // 64 bytes only with a 52-bit S2PS, else the table size (16 at least: S2TTB is [51:4]).
+      const align = Math.max(psBits === 52 ? 64 : 16, 2 ** (topBits + 3));
       ste.s2g = g;
       ste.s2ias = inBits;
       ste.s2start = start;

@@ -55,6 +55,6 @@ export class EventQueueReader {
       cons = (cons + 1) & mask;
     }
     // OVACKFLG [31] = OVFLG: we are up to date (Linux queue_sync_cons_ovf).
-    r.writeRegister("EVENTQ_CONS", BigInt(((cons | (prodReg & 0x8000_0000)) >>> 0) & 0xffff_ffff));
+    r.writeRegister("EVENTQ_CONS", BigInt((cons | (prodReg & 0x8000_0000)) >>> 0));
   }
 }
