@@ -247,6 +247,8 @@ export class SmmuDriver {
   /** GERROR.CMDQ_ERR is active (GERROR != GERRORN in that bit, 7.1). */
   #cmdqStopped(): boolean {
     const hw = this.hw;
+    // A stop always sets CONS.ERR to a non-zero CERROR (6.3.27): no bigint on the common path.
+    if (((hw.cmdqCons >>> 24) & 0x7f) === CmdError.NONE) return false;
     return ((hw.readRegister("GERROR") ^ hw.readRegister("GERRORN")) & BigInt(Gerror.CMDQ_ERR)) !== 0n;
   }
 
