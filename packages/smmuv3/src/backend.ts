@@ -29,7 +29,7 @@ import type {
   TranslationOutcome,
   WalkStep,
 } from "@iommu-kit/core";
-import { assertIntentAllowed, createTranslation, hex, outcomeOf } from "@iommu-kit/core";
+import { assertIntentAllowed, createTranslation, hex, IommuError, outcomeOf } from "@iommu-kit/core";
 import { PageTable } from "@iommu-kit/core/driver";
 import type { SmmuDomainHost } from "./domain.ts";
 import { SmmuDomain, SmmuNestedDomain, SmmuPagingDomain, SmmuSimpleDomain } from "./domain.ts";
@@ -293,6 +293,58 @@ export class SmmuV3Backend implements SmmuDomainHost {
   attach(rid: number, intent: AttachIntent, domain: Domain): AttachResult {
     this.#driver();
     const dev = this.#device(rid);
+    return this.#atomic(dev, domain, () => this.#attach(dev, rid, intent, domain));
+  }
+
+  /**
+   * Runs one attach/detach so that a command-queue error (EIO) leaves everything as before:
+   * the STE/CD/L1 words the driver wrote are restored (and re-invalidated), the device's
+   * bookkeeping and the domains' users put back, and tables taken for it freed.
+   */
+  #atomic<T>(dev: DeviceState, domain: Domain | null, fn: () => T): T {
+    const cd = dev.cd;
+    const saved = {
+      slot: dev.slot,
+      pasids: new Map(dev.pasids),
+      cd,
+      leaves: cd === null ? [] : [...cd.leaves].map(([k, v]) => [k, { ...v }] as const),
+      users: [domain, dev.slot?.domain, ...dev.pasids.values()]
+        .filter((d): d is SmmuDomain => d instanceof SmmuDomain)
+        .map((d) => [d, new Set(d.users)] as const),
+    };
+    this.#drv.begin();
+    try {
+      const out = fn();
+      this.#drv.commit();
+      return out;
+    } catch (e) {
+      if (!(e instanceof IommuError) || e.code !== "EIO") {
+        this.#drv.commit();
+        throw e;
+      }
+      this.#drv.rollback(dev.rid);
+      dev.slot = saved.slot;
+      dev.pasids.clear();
+      for (const [k, v] of saved.pasids) dev.pasids.set(k, v);
+      for (const [d, u] of saved.users) {
+        d.users.clear();
+        for (const x of u) d.users.add(x);
+      }
+      const now = dev.cd;
+      if (now !== null && now !== saved.cd)
+        this.#drv.freeCd(dev); // a table taken by fn
+      else if (now !== null) {
+        for (const [k, leaf] of now.leaves)
+          if (!saved.leaves.some(([l]) => l === k)) this.#drv.freeTable(leaf.pa);
+        now.leaves.clear();
+        for (const [k, v] of saved.leaves) now.leaves.set(k, v);
+      }
+      dev.cd = saved.cd;
+      throw e;
+    }
+  }
+
+  #attach(dev: DeviceState, rid: number, intent: AttachIntent, domain: Domain): AttachResult {
     assertIntentAllowed(this.capabilities(rid), intent);
     if (!(domain instanceof SmmuDomain) || domain.backend !== this)
       throw bad("EINVAL", "the domain belongs to another IOMMU", { rid });
@@ -317,7 +369,7 @@ export class SmmuV3Backend implements SmmuDomainHost {
         const pasid = intent.pasid as number;
         if (pasid === 0) throw bad("EINVAL", "SubstreamID 0 serves the RID (S1DSS=SSID0)", { pasid });
         if (domain.type === "blocked") {
-          this.detach(rid, intent);
+          this.#detach(dev, rid, intent);
           return { pasid };
         }
         if (!(domain instanceof SmmuPagingDomain) || domain.stage !== 1)
@@ -360,6 +412,10 @@ export class SmmuV3Backend implements SmmuDomainHost {
   detach(rid: number, intent: AttachIntent): void {
     this.#driver();
     const dev = this.#device(rid);
+    this.#atomic(dev, null, () => this.#detach(dev, rid, intent));
+  }
+
+  #detach(dev: DeviceState, rid: number, intent: AttachIntent): void {
     if (intent.kind === "pasid") {
       const pasid = intent.pasid;
       if (typeof pasid !== "number") return;

@@ -123,7 +123,12 @@ export class SmmuPagingDomain extends SmmuDomain {
     this.pt = pt;
     this.ptFormat = fmt;
     this.tagId = tagId;
+    const oas = Math.min(backend.hw.oas, spec.granuleLg2 === 16 ? 52 : 48);
+    this.#paLimit = POW2[oas] ?? 2 ** oas;
   }
+
+  /** 2^(output bits a descriptor of this format holds on this SMMU). */
+  readonly #paLimit: number;
 
   override map(iova: number, pa: number, length: number, prot: number): void {
     // One combined test for the common valid call; anything else takes the full checks
@@ -139,7 +144,7 @@ export class SmmuPagingDomain extends SmmuDomain {
         pa % min === 0 &&
         length % min === 0 &&
         iova + length - 1 <= this.aperture.last &&
-        pa + length <= (POW2[this.backend.hw.oas] ?? 2 ** this.backend.hw.oas) &&
+        pa + length <= this.#paLimit &&
         (prot & PERM_RW) !== 0 &&
         Number.isSafeInteger(iova + length) &&
         Number.isSafeInteger(pa + length)
@@ -169,8 +174,15 @@ export class SmmuPagingDomain extends SmmuDomain {
       );
     if (iova < 0 || iova + length - 1 > this.aperture.last)
       throw bad("EINVAL", `map ${hex(iova)}+${hex(length)} is outside the aperture`, details);
-    if (pa < 0 || pa + length > 2 ** this.backend.hw.oas)
-      throw bad("EINVAL", `pa ${hex(pa)} is beyond the OAS`, details);
+    // io-pgtable-arm's arm_lpae_map: `paddr >> cfg->oas` is -ERANGE. The limit is the OAS, and
+    // 48 bits for 4K/16K: a 52-bit OA fits a descriptor only with the 64K granule (no LPA2 /
+    // CD.DS here; IHI 0070 5.4 IPS, 5.2 S2PS), so a larger PA would be silently truncated.
+    if (pa < 0 || pa + length > this.#paLimit)
+      throw bad(
+        "ERANGE",
+        `pa ${hex(pa)}+${hex(length)} is beyond the ${Math.log2(this.#paLimit)}-bit output size`,
+        details,
+      );
     if ((prot & (Perm.R | Perm.W)) === 0) throw bad("EINVAL", "prot must grant read or write", { prot });
   }
 
@@ -292,9 +304,10 @@ export class SmmuNestedDomain extends SmmuDomain {
 
   /**
    * Handles raw 128-bit commands as iommu_viommu_arm_smmuv3_invalidate carries them:
-   * TLBI_NH_ALL/ASID/VA/VAA and TLBI_NSNH_ALL get the parent's VMID, CFGI_CD(_ALL) go to
-   * every StreamID this domain serves (no vSID table here), ATC_INV is accepted (no ATS).
-   * Anything else: EIO with details.handled (arm_vsmmu_convert_user_cmd).
+   * as arm_vsmmu_convert_user_cmd: TLBI_NH_ALL/ASID/VA/VAA get the parent's VMID, TLBI_NSNH_ALL
+   * becomes TLBI_NH_ALL of it (word 1 zero), CFGI_CD, CFGI_CD_ALL and ATC_INV must name a
+   * StreamID this domain serves (arm_vsmmu_vsid_to_sid). Anything else: EIO with
+   * details.handled, the commands before it issued.
    */
   invalidate(entries: readonly unknown[]): number {
     let handled = 0;
@@ -310,6 +323,8 @@ export class SmmuNestedDomain extends SmmuDomain {
       } catch {
         throw new IommuError("EINVAL", "command words must be bigints or hex strings", { handled });
       }
+      if (w0 < 0n || w0 >= 1n << 64n || w1 < 0n || w1 >= 1n << 64n)
+        throw new IommuError("EINVAL", "command words must be 64-bit values", { handled });
       const op = Number(w0 & 0xffn);
       const vmid = BigInt(this.parent.tagId) << 32n;
       let out: [bigint, bigint][];
@@ -325,17 +340,32 @@ export class SmmuNestedDomain extends SmmuDomain {
           break;
         case CmdOp.CFGI_CD:
         case CmdOp.CFGI_CD_ALL:
-          out = [...this.users].map(
-            (u) => [(w0 & 0xffff_ffffn) | (BigInt(Number(u.split(":")[0])) << 32n), w1] as [bigint, bigint],
-          );
+        case CmdOp.ATC_INV: {
+          // arm_vsmmu_vsid_to_sid: the SID [63:32] must name a device this domain serves (the
+          // vSID is its StreamID here: no vdevice table); else -EIO, nothing issued.
+          const vsid = Number(w0 >> 32n);
+          if (!this.users.has(`${vsid}:-1`))
+            throw new IommuError("EIO", `StreamID ${vsid} is not a device of this nested domain`, {
+              handled,
+              op,
+            });
+          // ATC_INV reaches the queue only with IDR0.ATS (without it the command is ILL, 4.1.2).
+          out = op === CmdOp.ATC_INV && !this.backend.hw.ats ? [] : [[w0, w1]];
           break;
-        case CmdOp.ATC_INV:
-          out = [];
-          break;
+        }
         default:
           throw new IommuError("EIO", `command ${hex(op)} is not a nested invalidation`, { handled, op });
       }
-      if (out.length > 0) this.backend.submit(out);
+      if (out.length > 0) {
+        try {
+          this.backend.submit(out);
+        } catch (err) {
+          // The SMMU refused it (CERROR_*): the driver skipped it and the queue goes on.
+          if (err instanceof IommuError && err.code === "EIO")
+            throw new IommuError("EIO", err.message, { ...err.details, handled, op });
+          throw err;
+        }
+      }
       handled++;
     }
     return handled;

@@ -16,11 +16,11 @@ import { IommuError } from "@iommu-kit/core";
 import { encodeCd, encodeL1Cd } from "./format/cd.ts";
 import { CmdError, CmdOp, encodeCommand } from "./format/command.ts";
 import type { EventRecord } from "./format/event.ts";
-import { decodeEvent } from "./format/event.ts";
 import type { LpaeFormatSpec } from "./format/lpae-pte.ts";
-import { Cr0, Cr2, Gbpa, paEncoding } from "./format/registers.ts";
+import { Cr0, Cr2, Gbpa, Gerror, paEncoding } from "./format/registers.ts";
 import { encodeL1Std } from "./format/ste.ts";
 import type { SmmuHw } from "./hardware.ts";
+import { EventQueueReader } from "./internal/event-reader.ts";
 import { POW2, TWO32 } from "./internal/words.ts";
 import type { SmmuV3Config } from "./options.ts";
 import { bad } from "./options.ts";
@@ -75,11 +75,13 @@ export class SmmuDriver {
   #strtab = 0;
   #linear = false;
   readonly #l2 = new Map<number, { pa: number; refs: number }>();
+  readonly #evtq: EventQueueReader;
 
   constructor(hw: SmmuHw, memory: PhysicalMemory, tables: TableAllocator | null) {
     this.hw = hw;
     this.memory = memory;
     this.#tables = tables;
+    this.#evtq = new EventQueueReader(hw, memory);
   }
 
   /** Brings the SMMU up as Linux's arm_smmu_device_reset does: tables, queues, CFGI_ALL, TLBI_NSNH_ALL, SMMUEN. */
@@ -125,6 +127,8 @@ export class SmmuDriver {
       encodeCommand({ op: CmdOp.TLBI_NSNH_ALL }),
     ]);
     hw.writeRegister("CR0", BigInt(Cr0.CMDQEN | Cr0.EVTQEN | Cr0.SMMUEN));
+    const evtq = this.#evtq;
+    hw.onEvent = () => evtq.consume(); // the event queue's threaded IRQ
   }
 
   /**
@@ -204,6 +208,11 @@ export class SmmuDriver {
     this.#cmdN = 0;
     const size = POW2[this.#cmdqLog2] ?? 2 ** this.#cmdqLog2;
     const mask = size * 2 - 1;
+    // An error left by an earlier submitter is recovered first; it is not this call's.
+    if (this.#cmdqStopped()) this.#skipErr(size);
+    if (this.#cmdqStopped())
+      throw new IommuError("EIO", "the command queue is stopped", { cons: hw.cmdqCons });
+    let failed: { cerror: number; cons: number } | null = null;
     let i = 0;
     while (i < n) {
       let prod = hw.cmdqProd & mask;
@@ -224,11 +233,81 @@ export class SmmuDriver {
         room--;
       }
       hw.writeCmdqProd(prod);
-      const after = hw.cmdqCons;
-      const err = (after >>> 24) & 0x7f;
-      if (err !== CmdError.NONE) {
-        throw new IommuError("EIO", `the SMMU stopped the command queue with CERROR ${err}`, { cons: after });
+      if (this.#cmdqStopped()) {
+        const cons = hw.cmdqCons;
+        if (failed === null) failed = { cerror: (cons >>> 24) & 0x7f, cons: cons & 0xf_ffff };
+        this.#skipErr(size);
+        if (this.#cmdqStopped()) break; // the same error again (an abort): no endless retry
       }
+    }
+    if (failed !== null)
+      throw new IommuError("EIO", `the SMMU stopped the command queue with CERROR ${failed.cerror}`, failed);
+  }
+
+  /** GERROR.CMDQ_ERR is active (GERROR != GERRORN in that bit, 7.1). */
+  #cmdqStopped(): boolean {
+    const hw = this.hw;
+    // A stop always sets CONS.ERR to a non-zero CERROR (6.3.27): no bigint on the common path.
+    if (((hw.cmdqCons >>> 24) & 0x7f) === CmdError.NONE) return false;
+    return ((hw.readRegister("GERROR") ^ hw.readRegister("GERRORN")) & BigInt(Gerror.CMDQ_ERR)) !== 0n;
+  }
+
+  /**
+   * arm_smmu_cmdq_skip_err + the GERRORN write of arm_smmu_gerror_handler: CERROR_ILL (or an
+   * unknown code) replaces the command at CMDQ_CONS with a CMD_SYNC; CERROR_ABT and
+   * CERROR_ATC_INV_SYNC retry as they are; then CMDQ_ERR is acknowledged and the queue resumes
+   * from CONS (7.1). One attempt: a command that fails again stays stopped until the next call.
+   */
+  #skipErr(size: number): void {
+    const hw = this.hw;
+    const cons = hw.cmdqCons;
+    const err = (cons >>> 24) & 0x7f;
+    if (err !== CmdError.ABT && err !== CmdError.ATC_INV_SYNC && err !== CmdError.NONE) {
+      const at = this.#cmdqBase + (cons & (size - 1)) * 16;
+      this.memory.write64(at, BigInt(CmdOp.CMD_SYNC));
+      this.memory.write64(at + 8, 0n);
+    }
+    hw.writeRegister("GERRORN", hw.readRegister("GERROR"));
+  }
+
+  // ---------------------------------------------------------------- undo of one host operation
+
+  /** Old 64-bit words of the structures written since begin(), in write order (null: not recording). */
+  #journal: { at: number; old: bigint }[] | null = null;
+
+  /** Writes a structure word, remembering the old one while a host operation is recorded. */
+  #put(at: number, v: bigint): void {
+    if (this.#journal !== null) this.#journal.push({ at, old: this.memory.read64(at) });
+    this.memory.write64(at, v);
+  }
+
+  /** Starts recording the structure writes of one host operation. */
+  begin(): void {
+    this.#journal = [];
+  }
+
+  /** Ends the recording: the operation completed. */
+  commit(): void {
+    this.#journal = null;
+  }
+
+  /**
+   * Undoes the recorded writes (newest first) and drops whatever the SMMU may have cached of
+   * the new words (CFGI_STE + CFGI_CD_ALL of `rid`, 4.3): the failed operation leaves the
+   * tables as they were. Best effort on the invalidation: it is the queue that just failed.
+   */
+  rollback(rid: number): void {
+    const j = this.#journal;
+    this.#journal = null;
+    if (j === null) return;
+    for (let k = j.length - 1; k >= 0; k--) this.memory.write64(j[k]!.at, j[k]!.old);
+    try {
+      this.submit([
+        encodeCommand({ op: CmdOp.CFGI_STE, sid: rid, leaf: 1 }),
+        encodeCommand({ op: CmdOp.CFGI_CD_ALL, sid: rid }),
+      ]);
+    } catch {
+      // The queue refused again: the caller reports the first error.
     }
   }
 
@@ -245,7 +324,7 @@ export class SmmuDriver {
         for (let i = 0; i < 2 ** STRTAB_SPLIT; i++) this.memory.write32(pa + i * 64, 1); // abort STEs
         l2 = { pa, refs: 0 };
         this.#l2.set(l1, l2);
-        this.memory.write64(this.#strtab + l1 * 8, encodeL1Std(STRTAB_SPLIT + 1, pa));
+        this.#put(this.#strtab + l1 * 8, encodeL1Std(STRTAB_SPLIT + 1, pa));
       }
       l2.refs++;
     }
@@ -257,7 +336,7 @@ export class SmmuDriver {
       const l1 = Math.floor(rid / 2 ** STRTAB_SPLIT);
       const l2 = this.#l2.get(l1)!;
       if (--l2.refs === 0) {
-        this.memory.write64(this.#strtab + l1 * 8, 0n);
+        this.#put(this.#strtab + l1 * 8, 0n);
         this.submit([encodeCommand({ op: CmdOp.CFGI_STE, sid: rid })]);
         this.#tables!.free(l2.pa);
         this.#l2.delete(l1);
@@ -309,9 +388,17 @@ export class SmmuDriver {
     this.#cmdN = 0;
     let pages = Math.ceil(length / gs);
     let at = iova - (iova % gs);
-    if (pages > 2 ** 20) {
+    // Without IDR3.RIL a range TLBI is ILL (4.4.1): one TLBI per granule, or the whole tag past
+    // CMDQ_MAX_TLBI_OPS (512) of them, as Linux does without ARM_SMMU_FEAT_RANGE_INV.
+    const ril = this.hw.ril;
+    if (pages > 2 ** 20 || (!ril && pages > 512)) {
       if (d.stage === 1) this.#pushCmd(CmdOp.TLBI_NH_ASID, (d.tagId & 0xffff) << 16, 0, 0);
       else this.#pushCmd(CmdOp.TLBI_S12_VMALL, d.tagId & 0xffff, 0, 0);
+    } else if (!ril) {
+      for (; pages > 0; pages--, at += gs) {
+        if (d.stage === 1) this.#pushTlbi(CmdOp.TLBI_NH_VA, 0, d.tagId, 0, 0, 0, at);
+        else this.#pushTlbi(CmdOp.TLBI_S2_IPA, d.tagId, 0, 0, 0, 0, at);
+      }
     } else {
       while (pages > 0) {
         // Each command covers (NUM+1) * 2^SCALE granules: 5 bits of the remaining count.
@@ -365,7 +452,7 @@ export class SmmuDriver {
   writeSte(rid: number, w: readonly bigint[]): void {
     const at = this.steAddr(rid);
     // Word 0 (V, Config) last, so no torn STE is ever valid (arm_smmu_write_entry).
-    for (let i = 7; i >= 0; i--) this.memory.write64(at + i * 8, w[i]!);
+    for (let i = 7; i >= 0; i--) this.#put(at + i * 8, w[i]!);
     this.submit([encodeCommand({ op: CmdOp.CFGI_STE, sid: rid, leaf: 1 })]);
   }
 
@@ -390,7 +477,7 @@ export class SmmuDriver {
             const pa = t.alloc(CD_SPLIT + 6, "smmuv3 cd leaf");
             taken.push(pa);
             cd.leaves.set(l1, { pa, used: 0 });
-            this.memory.write64(cd.base + l1 * 8, encodeL1Cd(true, pa));
+            this.#put(cd.base + l1 * 8, encodeL1Cd(true, pa));
           }
         }
       }
@@ -410,7 +497,7 @@ export class SmmuDriver {
         for (const [l1, leaf] of cd.leaves) {
           if (leaf.pa === pa) {
             cd.leaves.delete(l1);
-            this.memory.write64(cd.base + l1 * 8, 0n);
+            this.#put(cd.base + l1 * 8, 0n);
           }
         }
       }
@@ -454,9 +541,9 @@ export class SmmuDriver {
       });
     }
     // Word 0 (V) last when installing, first when clearing (arm_smmu_write_cd_entry).
-    if (d === null) this.memory.write64(at, 0n);
-    for (let i = 7; i >= 1; i--) this.memory.write64(at + i * 8, w[i]!);
-    if (d !== null) this.memory.write64(at, w[0]!);
+    if (d === null) this.#put(at, 0n);
+    for (let i = 7; i >= 1; i--) this.#put(at + i * 8, w[i]!);
+    if (d !== null) this.#put(at, w[0]!);
     if (cd.fmt === 2) {
       const leaf = cd.leaves.get(Math.floor(ssid / 2 ** CD_SPLIT))!;
       leaf.used += (d !== null ? 1 : 0) - (was ? 1 : 0);
@@ -479,7 +566,7 @@ export class SmmuDriver {
     if (cd === null) return;
     for (const [l1, leaf] of [...cd.leaves]) {
       if (leaf.used === 0) {
-        this.memory.write64(cd.base + l1 * 8, 0n);
+        this.#put(cd.base + l1 * 8, 0n);
         this.submit([encodeCommand({ op: CmdOp.CFGI_CD_ALL, sid: dev.rid })]);
         this.#tables!.free(leaf.pa);
         cd.leaves.delete(l1);
@@ -487,25 +574,13 @@ export class SmmuDriver {
     }
   }
 
-  /** Events the SMMU wrote since the last drain, decoded; advances EVENTQ_CONS as a driver does. */
+  /** Frees a table block (the undo of an allocation a failed operation made). */
+  freeTable(pa: number): void {
+    this.#tables!.free(pa);
+  }
+
+  /** Events the SMMU wrote since the last drain, decoded (the queue is consumed as they arrive). */
   drainEvents(): EventRecord[] {
-    const base = this.hw.readRegister("EVENTQ_BASE");
-    const log2 = Math.min(Number(base & 0x1fn), this.hw.eventqsMax);
-    const addr = Number(base & 0x000f_ffff_ffff_ffe0n);
-    const size = 2 ** log2;
-    const mask = size * 2 - 1;
-    const prod = Number(this.hw.readRegister("EVENTQ_PROD")) & mask;
-    let cons = Number(this.hw.readRegister("EVENTQ_CONS")) & mask;
-    const out: EventRecord[] = [];
-    for (let n = 0; n < size && cons !== prod; n++) {
-      const at = addr + (cons & (size - 1)) * 32;
-      const w: bigint[] = [];
-      for (let i = 0; i < 4; i++) w.push(this.memory.read64(at + i * 8));
-      out.push(decodeEvent(w));
-      cons = (cons + 1) & mask;
-    }
-    const ovf = Number(this.hw.readRegister("EVENTQ_PROD")) & 0x8000_0000;
-    this.hw.writeRegister("EVENTQ_CONS", BigInt((cons | ovf) >>> 0)); // OVACKFLG follows OVFLG
-    return out;
+    return this.#evtq.drain();
   }
 }

@@ -21,7 +21,7 @@
  */
 
 import type { Fault, PhysicalMemory, Translation, WalkStep } from "@iommu-kit/core";
-import { Access, Perm } from "@iommu-kit/core";
+import { Access, IommuError, Perm } from "@iommu-kit/core";
 import type { FastIotlb } from "@iommu-kit/core/driver";
 import { IOTLB_MICRO_MASK, IotlbMeta } from "@iommu-kit/core/driver";
 import { Narrator, resultStep } from "./explain.ts";
@@ -228,7 +228,8 @@ export class FastPath extends RegisterFile {
   translate(sid: number, ssid: number, iova: number, access: number, out: Translation): boolean {
     // Kept small so it inlines into callers: the config's tag (last used, else the StreamID's
     // slot) and a micro-TLB hit; the rest (main IOTLB, walk) is #translateMiss.
-    if (this.smmuen && iova >= 0) {
+    // (a fractional iova would hit its page: integers only, the rest is refused by the slow path)
+    if (this.smmuen && Number.isSafeInteger(iova) && iova >= 0) {
       let tag: number;
       // No SSID: the StreamID indexes its tag directly (undefined for a bad sid: slow path).
       if (ssid === -1 && sid <= this.#slotMask) tag = this.#ridTag[sid]!;
@@ -276,7 +277,7 @@ export class FastPath extends RegisterFile {
         }
       }
       // (a negative iova would alias the IOTLB's empty-slot marker: leave misuse to the slow path)
-      if (tag >= 0 && iova >= 0) {
+      if (tag >= 0 && iova >= 0 && Number.isSafeInteger(iova)) {
         const vpn = Math.floor(iova / 4096);
         const need = access & A_WRITE ? 2 : access & A_EXEC ? 4 : 1; // Perm.W / X / R
         // Micro-TLB first (direct-mapped by page), then the main IOTLB.
@@ -329,14 +330,15 @@ export class FastPath extends RegisterFile {
     access: number,
     out: Translation,
   ): boolean {
+    // Misuse, refused the same way by translate, translateBig and explain (core IommuError).
     if (!Number.isInteger(sid) || sid < 0 || sid >= TWO32)
-      throw new RangeError(`StreamID ${sid} is not a 32-bit value`);
+      throw new IommuError("EINVAL", `StreamID ${sid} is not a 32-bit value`, { rid: sid });
     if (!Number.isInteger(ssid) || ssid < -1 || ssid >= 2 ** 20)
-      throw new RangeError(`SubstreamID ${ssid} is not -1 or a 20-bit value`);
+      throw new IommuError("EINVAL", `SubstreamID ${ssid} is not -1 or a 20-bit value`, { pasid: ssid });
     if (big === null && (!Number.isSafeInteger(iova) || iova < 0))
-      throw new RangeError(`iova ${iova} is not below 2^53`);
-    if (big !== null && (big < 0n || big >= 1n << 64n))
-      throw new RangeError(`iova ${big} is not a 64-bit value`);
+      throw new IommuError("EINVAL", `iova ${iova} is not an integer below 2^53`, { iova });
+    if (big !== null && (typeof big !== "bigint" || big < 0n || big >= 1n << 64n))
+      throw new IommuError("EINVAL", `iova ${big} is not a 64-bit value`, { iova: String(big) });
     this.#f.sid = sid;
     this.#f.ssid = ssid;
     this.#f.input = iova;

@@ -40,8 +40,16 @@ export class SmmuHw extends FastPath {
     this.#cmdq.consume();
   }
 
+  /**
+   * The event queue interrupt (7.4, SMMU_IRQ_CTRL.EVENTQ_IRQEN): called after each record the
+   * SMMU writes, so a driver can consume the queue as arm_smmu_evtq_thread does. Null: none.
+   */
+  onEvent: (() => void) | null = null;
+
   protected override recordEvent(words: readonly bigint[]): boolean {
-    return this.#evtq.write(words);
+    const ok = this.#evtq.write(words);
+    if (ok && this.onEvent !== null) this.onEvent();
+    return ok;
   }
 
   /** Name of a command opcode ("CMD_UNKNOWN_0x7f" for others). */

@@ -50,7 +50,7 @@ export const SMMUV3_CONFIG_SCHEMA: Readonly<Record<string, unknown>> = {
 
 /** An `IommuError` for misuse (the errno names the kind). */
 export function bad(
-  code: "EINVAL" | "EOPNOTSUPP" | "EBUSY" | "ENOENT" | "EEXIST" | "EIO",
+  code: "EINVAL" | "EOPNOTSUPP" | "EBUSY" | "ENOENT" | "EEXIST" | "EIO" | "ERANGE",
   msg: string,
   details = {},
 ): IommuError {

@@ -241,11 +241,15 @@ export class EventQueue {
     const ptrMask = size * 2 - 1;
     const prodReg = Number(r.reg("EVENTQ_PROD"));
     const prod = prodReg & ptrMask;
-    const cons = Number(r.reg("EVENTQ_CONS")) & ptrMask;
+    const consReg = Number(r.reg("EVENTQ_CONS"));
+    const cons = consReg & ptrMask;
     if ((prod ^ cons) === size) {
-      // Full: the record is discarded and EVENTQ_PROD.OVFLG [31] toggles (7.4.1).
+      // Full: the record is discarded. EVENTQ_PROD.OVFLG [31] toggles when an overflow begins,
+      // that is while OVFLG == EVENTQ_CONS.OVACKFLG; further losses in the same episode leave
+      // it, until software acknowledges with OVACKFLG = OVFLG (7.4, 6.3.30-6.3.31).
       this.dropped++;
-      r.setReg("EVENTQ_PROD", BigInt((prodReg ^ 0x8000_0000) >>> 0));
+      if (((prodReg ^ consReg) & 0x8000_0000) === 0)
+        r.setReg("EVENTQ_PROD", BigInt((prodReg ^ 0x8000_0000) >>> 0));
       return false;
     }
     const at = addr + (prod & (size - 1)) * 32;

@@ -46,11 +46,11 @@ export class RegisterFile {
   smmuen = false;
   /** @internal GBPA.ABORT. */
   gbpaAbort = false;
-  /** @internal STRTAB_BASE.ADDR. */
+  /** @internal STRTAB_BASE.ADDR as the SMMU uses it: aligned to the table (6.3.24). */
   strtabBase = 0;
   /** @internal STRTAB_BASE_CFG.LOG2SIZE. */
   strtabLog2 = 0;
-  /** @internal STRTAB_BASE_CFG.SPLIT. */
+  /** @internal STRTAB_BASE_CFG.SPLIT in effect: 6, 8 or 10 (reserved values behave as 6, 6.3.25). */
   strtabSplit = 0;
   /** @internal STRTAB_BASE_CFG.FMT is 2-level (and IDR0.ST_LEVEL allows it). */
   strtab2l = false;
@@ -70,8 +70,11 @@ export class RegisterFile {
     }
     // CR0ACK follows CR0 for a snapshot taken of a running SMMU.
     if (registers.CR0ACK === undefined) this.#regs.set("CR0ACK", this.#regs.get("CR0")!);
-    this.qProd = Number(this.#regs.get("CMDQ_PROD")!);
-    this.qCons = Number(this.#regs.get("CMDQ_CONS")!);
+    // PROD/CONS: RD/WR [19:0]; a snapshot's CONS.ERR is kept only if it is a CERROR code (7.1).
+    this.qProd = Number(this.#regs.get("CMDQ_PROD")!) & 0x000f_ffff;
+    const cons = Number(this.#regs.get("CMDQ_CONS")!);
+    const err = (cons >>> 24) & 0x7f;
+    this.qCons = (cons & 0x000f_ffff) | (err <= 3 ? err << 24 : 0);
     this.#decodeIdrs();
     this.#decodeControl();
   }
@@ -108,11 +111,20 @@ export class RegisterFile {
     this.smmuen = (cr0 & Cr0.SMMUEN) !== 0;
     this.gbpaAbort = (Number(this.#regs.get("GBPA")!) & Gbpa.ABORT) !== 0;
     const base = this.#regs.get("STRTAB_BASE")!;
-    this.strtabBase = Number(base & 0x000f_ffff_ffff_ffc0n); // ADDR [51:6] (6.3.24)
     const cfg = Number(this.#regs.get("STRTAB_BASE_CFG")!);
     this.strtabLog2 = cfg & 0x3f; // LOG2SIZE [5:0] (6.3.25)
-    this.strtabSplit = (cfg >>> 6) & 0x1f; // SPLIT [10:6]
-    this.strtab2l = ((cfg >>> 16) & 3) === 1 && this.twoLevelSt; // FMT [17:16]
+    // SPLIT [10:6]: 6, 8 or 10; "other values are reserved, behave as 6" (6.3.25).
+    const split = (cfg >>> 6) & 0x1f;
+    this.strtabSplit = split === 8 || split === 10 ? split : 6;
+    // FMT [17:16]: 0b01 2-level (with IDR0.ST_LEVEL); other values behave as linear (6.3.25).
+    this.strtab2l = ((cfg >>> 16) & 3) === 1 && this.twoLevelSt;
+    // ADDR [51:6] (6.3.24), aligned by the SMMU to the table, from the literal LOG2SIZE:
+    // linear ADDR[LOG2SIZE + 5:0] = 0; 2-level ADDR[MAX(5, LOG2SIZE - SPLIT - 1 + 3):0] = 0.
+    const alignLg2 = this.strtab2l
+      ? Math.max(5, this.strtabLog2 - this.strtabSplit + 2) + 1
+      : this.strtabLog2 + 6;
+    const addr = Number(base & 0x000f_ffff_ffff_ffc0n);
+    this.strtabBase = alignLg2 >= 52 ? 0 : addr - (addr % 2 ** alignLg2);
   }
 
   /** @internal The raw value of a register the map holds (no CMDQ_PROD / CMDQ_CONS). */
@@ -193,7 +205,17 @@ export class RegisterFile {
         return;
       case "CMDQ_CONS":
         // Software may move CONS only while the queue is disabled (6.3.27).
-        if ((this.#regs.get("CR0")! & BigInt(Cr0.CMDQEN)) === 0n) this.qCons = Number(v);
+        // RD [19:0] only: ERR [30:24] is the SMMU's, so it reads a CERROR code (7.1) or 0.
+        if ((this.#regs.get("CR0")! & BigInt(Cr0.CMDQEN)) === 0n)
+          this.qCons = (this.qCons & 0x7f00_0000) | (Number(v) & 0x000f_ffff);
+        return;
+      case "STRTAB_BASE":
+      case "STRTAB_BASE_CFG":
+        // Guarded by SMMUEN: a write while CR0.SMMUEN or CR0ACK.SMMUEN is 1 is IGNORED
+        // (SMMUv3.2 and later, 6.3.24-6.3.25), so cached STEs stay those of the table in use.
+        if (((this.#regs.get("CR0")! | this.#regs.get("CR0ACK")!) & BigInt(Cr0.SMMUEN)) !== 0n) return;
+        this.#regs.set(name, v);
+        this.#decodeControl();
         return;
       case "EVENTQ_PROD":
         if ((this.#regs.get("CR0")! & BigInt(Cr0.EVTQEN)) === 0n) this.#regs.set(name, v);

@@ -105,6 +105,16 @@ function contiguousLg2(g: number, lvl: number): number {
   return 5;
 }
 
+/**
+ * The region a Contiguous leaf reports: the whole run when the input and output sit at the
+ * same offset in it, else (a misprogrammed run, CONSTRAINED UNPREDICTABLE) the leaf alone,
+ * so a reported region always holds the output at the input's offset.
+ */
+function runLg2(shift: number, runLg2: number, input: number, output: number): number {
+  const size = POW2[shift + runLg2] ?? 2 ** (shift + runLg2);
+  return input % size === output % size ? shift + runLg2 : shift;
+}
+
 /** The stage-1, stage-2 and nested walker. */
 export class Walker {
   readonly memory: PhysicalMemory;
@@ -175,29 +185,23 @@ export class Walker {
       if (oa >= ps) return this.#f.set(EventId.F_ADDR_SIZE, 1, cls, ipa, rec);
       let lo2 = lo;
       if ((lo & 0x400) === 0) {
-        if (ste.s2ha && this.#n.steps === null)
-          lo2 |= 0x400; // hardware access flag update (HTTU)
+        if (ste.s2ha)
+          lo2 |= 0x400; // hardware access flag update (HTTU; explain reports it without writing)
         else if (!ste.s2affd) return this.#f.set(EventId.F_ACCESS, 1, cls, ipa, rec);
       }
       let perm =
         ((lo2 >>> 6) & 1 ? Perm.R : 0) | ((lo2 >>> 7) & 1 ? Perm.W : 0) | ((hi >>> 22) & 1 ? 0 : Perm.X);
-      if (
-        (need & Perm.W) !== 0 &&
-        (perm & Perm.W) === 0 &&
-        ste.s2hd &&
-        ((hi >>> 19) & 1) === 1 &&
-        this.#n.steps === null
-      ) {
+      if ((need & Perm.W) !== 0 && (perm & Perm.W) === 0 && ste.s2hd && ((hi >>> 19) & 1) === 1) {
         lo2 |= 0x80; // DBM: writable-clean becomes dirty (S2AP[1] = 1)
         perm |= Perm.W;
       }
       if ((perm & need) !== need) return this.#f.set(EventId.F_PERMISSION, 1, cls, ipa, rec);
-      if (lo2 !== lo) {
+      if (lo2 !== lo && this.#n.steps === null) {
         const wp = this.memory.writePage(Math.floor(da / 4096));
         if (wp !== null) wp[wi] = lo2;
       }
       this.s2Oa = oa + (ipa % (POW2[shift] ?? 2 ** shift));
-      this.s2Lg2 = (hi >>> 20) & 1 ? shift + contiguousLg2(g, lvl) : shift;
+      this.s2Lg2 = (hi >>> 20) & 1 ? runLg2(shift, contiguousLg2(g, lvl), ipa, this.s2Oa) : shift;
       this.s2Perm = perm;
       return true;
     }
@@ -217,7 +221,11 @@ export class Walker {
     const start = 4 - Math.ceil((inBits - g) / (g - 3));
     const topBits = inBits - levelShift(g, start);
     const ttb0 = half === 0 ? cfg.ttb0 : cfg.ttb1;
-    let table = ttb0 - (ttb0 % Math.max(64, POW2[topBits + 3] ?? 2 ** (topBits + 3)));
+    // TTBx is aligned to the start-level table (5.4 TTB0/TTB1; DDI 0487 TTBR0_EL1.BADDR: bits
+    // [x-1:0] of a 2^x-byte table are zero); only a 52-bit IPS (OA[51:48] in TTB[5:2]) needs 64.
+    const tableLg2 = topBits + 3;
+    const alignLg2 = cfg.ips === 52 ? Math.max(6, tableLg2) : Math.max(4, tableLg2);
+    let table = ttb0 - (ttb0 % (POW2[alignLg2] ?? 2 ** alignLg2));
     const oaLimit = POW2[cfg.ips] ?? 2 ** cfg.ips;
     const nested = cfg.s2;
     let apTable = 0;
@@ -272,20 +280,14 @@ export class Walker {
       if (oa >= oaLimit) return this.#f.set(EventId.F_ADDR_SIZE, 0, EventClass.IN, 0, rec);
       let lo2 = lo;
       if ((lo & 0x400) === 0) {
-        if (cfg.ha && this.#n.steps === null) lo2 |= 0x400;
+        if (cfg.ha)
+          lo2 |= 0x400; // HTTU (explain reports it without writing)
         else if (!cfg.affd) return this.#f.set(EventId.F_ACCESS, 0, EventClass.IN, 0, rec);
       }
       // AP[2:1] (D8.4.1): AP[1] = EL0 access, AP[2] = read-only; APTable[1] no write, APTable[0] no EL0.
       const el0 = ((lo2 >>> 6) & 1) === 1 && (apTable & 1) === 0;
       let ro = ((lo2 >>> 7) & 1) === 1 || (apTable & 2) !== 0;
-      if (
-        ro &&
-        (access & Access.WRITE) !== 0 &&
-        cfg.hd &&
-        ((hi >>> 19) & 1) === 1 &&
-        (apTable & 2) === 0 &&
-        this.#n.steps === null
-      ) {
+      if (ro && (access & Access.WRITE) !== 0 && cfg.hd && ((hi >>> 19) & 1) === 1 && (apTable & 2) === 0) {
         lo2 &= ~0x80; // DBM: writable-clean becomes dirty (AP[2] = 0)
         ro = false;
       }
@@ -302,13 +304,13 @@ export class Walker {
           : Perm.X;
       const perm = access & Access.PRIV ? permP : permU;
       if ((perm & need) !== need) return this.#f.set(EventId.F_PERMISSION, 0, EventClass.IN, 0, rec);
-      if (lo2 !== lo) {
+      if (lo2 !== lo && this.#n.steps === null) {
         const wp = this.memory.writePage(Math.floor(da / 4096));
         if (wp !== null) wp[wi] = lo2;
       }
       const out = oa + (va % (POW2[shift] ?? 2 ** shift));
       this.global = ((lo2 >>> 11) & 1) === 0;
-      const region = (hi >>> 20) & 1 ? shift + contiguousLg2(g, lvl) : shift;
+      const region = (hi >>> 20) & 1 ? runLg2(shift, contiguousLg2(g, lvl), va, out) : shift;
       if (nested) {
         if (!this.walkS2(cfg.ste, out, need, EventClass.IN)) return false;
         this.oa = this.s2Oa;

@@ -623,21 +623,31 @@ describe("event queue", () => {
 });
 
 describe("contiguous hint", () => {
+  // The run's output is aligned like its input (DDI 0487 D8.7.1): PA page 7 of its 64K run, as IOVA is.
+  // (These tests used PA = page 5 of its run, a misprogrammed run whose reported 64K region did not
+  // hold the PA at the IOVA's offset; that case is "a misaligned run reports the leaf alone" below.)
+  const RUN_PA = PA + 0x2000;
   it("a leaf with Contiguous=1 reports the whole run (16 x 4K = 64K) as its region", () => {
-    const { r } = s1Rig(encodeLeafPte(BigInt(PA), 3, { ap: 1, ng: 1, cont: 1 }));
-    expect(r.x(1, -1, IOVA + 0x10, R)).toEqual({ ok: true, pa: PA + 0x10, perm: 7, sizeLg2: 16 });
-    expect(r.x(1, -1, IOVA + 0x10, R)).toEqual({ ok: true, pa: PA + 0x10, perm: 7, sizeLg2: 16 });
+    const { r } = s1Rig(encodeLeafPte(BigInt(RUN_PA), 3, { ap: 1, ng: 1, cont: 1 }));
+    expect(r.x(1, -1, IOVA + 0x10, R)).toEqual({ ok: true, pa: RUN_PA + 0x10, perm: 7, sizeLg2: 16 });
+    expect(r.x(1, -1, IOVA + 0x10, R)).toEqual({ ok: true, pa: RUN_PA + 0x10, perm: 7, sizeLg2: 16 });
   });
 
   it("invalidating any page of the run drops the cached entry", async () => {
     const { encodeCommand } = await import("./rig.ts");
-    const { r, entries } = s1Rig(encodeLeafPte(BigInt(PA), 3, { ap: 1, ng: 1, cont: 1 }));
+    const { r, entries } = s1Rig(encodeLeafPte(BigInt(RUN_PA), 3, { ap: 1, ng: 1, cont: 1 }));
     r.x(1, -1, IOVA, R);
     r.pte(entries[3]!, encodeLeafPte(0x9000n, 3, { ap: 1, ng: 1 }));
     // IOVA is page 7 of its 64K run; invalidate page 0 of the run.
     const runBase = IOVA - (IOVA % 0x1_0000);
     r.cmd(encodeCommand({ op: 0x12, asid: 7, addr: BigInt(runBase + 0x3000) }));
     expect(r.x(1, -1, IOVA, R)).toMatchObject({ pa: 0x9000, sizeLg2: 12 });
+  });
+
+  it("a misaligned run (CONSTRAINED UNPREDICTABLE) reports the leaf alone: the region holds the PA", () => {
+    const { r } = s1Rig(encodeLeafPte(BigInt(PA), 3, { ap: 1, ng: 1, cont: 1 }));
+    expect(r.x(1, -1, IOVA + 0x10, R)).toEqual({ ok: true, pa: PA + 0x10, perm: 7, sizeLg2: 12 });
+    expect(r.x(1, -1, IOVA + 0x10, R)).toEqual({ ok: true, pa: PA + 0x10, perm: 7, sizeLg2: 12 });
   });
 });
 

@@ -121,8 +121,9 @@ export class ConfigReader {
     }
     let steAddr: number;
     if (this.#r.strtab2l) {
-      // 2-level (3.3.2): SPLIT 6/8/10; other values behave as the nearest smaller one. We cap at LOG2SIZE.
-      const split = Math.min(this.#r.strtabSplit >= 10 ? 10 : this.#r.strtabSplit >= 8 ? 8 : 6, limit);
+      // 2-level (3.3.2): SPLIT 6/8/10 (reserved values already read as 6, 6.3.25). SPLIT >= LOG2SIZE:
+      // one L1STD, StreamID[LOG2SIZE-1:0] indexes its L2 table, so capping at LOG2SIZE is exact.
+      const split = Math.min(this.#r.strtabSplit, limit);
       const l1Addr = this.#r.strtabBase + Math.floor(sid / (POW2[split] ?? 2 ** split)) * 8;
       if (!this.#read8(l1Addr, this.#buf, 2)) {
         this.#n.step("L1STD", l1Addr, "fault: F_STE_FETCH");
@@ -235,7 +236,9 @@ export class ConfigReader {
         return this.#badSte(steAddr, w, "S2S=1 without stall support");
       const ttb = (w[7]! & 0xfffff) * TWO32 + (w[6]! >>> 4) * 16; // S2TTB [51:4]
       if (ttb >= 2 ** psBits) return this.#badSte(steAddr, w, "S2TTB beyond S2PS");
-      const align = Math.max(64, 2 ** (topBits + 3));
+      // S2TTB is aligned to the (concatenated) start-level table, as CD.TTBx (5.2, VTTBR_EL2.BADDR):
+      // 64 bytes only with a 52-bit S2PS, else the table size (16 at least: S2TTB is [51:4]).
+      const align = Math.max(psBits === 52 ? 64 : 16, 2 ** (topBits + 3));
       ste.s2g = g;
       ste.s2ias = inBits;
       ste.s2start = start;
