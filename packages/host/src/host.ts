@@ -97,7 +97,7 @@ import {
   hwptAlloc,
   hwptInvalidate,
 } from "./hw-pagetable.ts";
-import { checkLength } from "./io-pagetable.ts";
+import { checkTransfer } from "./io-pagetable.ts";
 import type { CopyOptions, Ioas, IovaRanges, MapOptions } from "./ioas.ts";
 import {
   destroyIoas,
@@ -538,9 +538,9 @@ export class Host {
     this.memory.write(pa, data);
   }
 
-  /** Reads physical memory (tables included). EFAULT outside RAM. */
+  /** Reads physical memory (tables included). EFAULT outside RAM, E2BIG above `MAX_TRANSFER` bytes. */
   memRead(pa: number, length: number): Uint8Array {
-    checkLength(length);
+    checkTransfer(length);
     return this.memory.read(pa, length);
   }
 
