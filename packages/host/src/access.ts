@@ -12,7 +12,7 @@
 import type { AttachIntent, Domain, EmulatedAccess } from "@iommu-kit/core";
 import { IommuError, isEmulatedAccess } from "@iommu-kit/core";
 import type { DeviceRef, HostCtx, HostObject } from "./context.ts";
-import { checkIova, checkLength, fillDomain, unfillDomain } from "./io-pagetable.ts";
+import { checkIova, checkLength, checkTransfer, fillDomain, unfillDomain } from "./io-pagetable.ts";
 import type { Ioas } from "./ioas.ts";
 import { checkedLayout, relayout } from "./ioas.ts";
 
@@ -165,7 +165,7 @@ export function accessRw(ctx: HostCtx, device: number, opts: AccessRwOptions): U
     acc.domain.write(opts.iova, opts.data);
     return undefined;
   }
-  checkLength(opts.length ?? 0);
+  checkTransfer(opts.length ?? 0);
   return acc.domain.read(opts.iova, opts.length!);
 }
 

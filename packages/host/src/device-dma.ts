@@ -18,7 +18,7 @@ import { getDevice } from "./device.ts";
 import { DmaEngine } from "./dma.ts";
 import type { FaultRecord } from "./fault.ts";
 import { FaultQueue, faultRecord } from "./fault.ts";
-import { checkIova, checkLength, MAX_IOVA } from "./io-pagetable.ts";
+import { checkIova, checkLength, checkPasid, checkTransfer, MAX_IOVA, PASID_BITS } from "./io-pagetable.ts";
 
 /** A DMA issued by a device. */
 export interface DmaRequest {
@@ -95,11 +95,14 @@ export class DeviceDma {
   dma(device: number, req: DmaRequest): DmaResult {
     const dev = getDevice(this.#ctx, device);
     checkIova(req.iova);
+    if (req.pasid !== null && req.pasid !== undefined) checkPasid(req.pasid);
     const write = req.access === "write";
     const data = req.data;
     const length = write ? (data?.length ?? 0) : (req.length ?? 0);
     if (write && data === undefined) throw new IommuError("EINVAL", "a DMA write needs data");
-    checkLength(length);
+    // A write's length is its caller's buffer; a read's becomes a new one.
+    if (write) checkLength(length);
+    else checkTransfer(length);
     if (req.iova + length - 1 > MAX_IOVA)
       throw new IommuError("EOVERFLOW", "DMA range overflows", { iova: req.iova });
     const backend = this.#route(dev, req.pasid);
@@ -124,6 +127,12 @@ export class DeviceDma {
     const o = this.#ctx.objects.find(device);
     if (o === undefined || o.kind !== "device") getDevice(this.#ctx, device);
     const dev = o as HostDevice;
+    // The same argument checks as `dma`, kept to cheap comparisons (no allocation).
+    if (!Number.isSafeInteger(iova) || iova < 0) checkIova(iova);
+    if (pasid !== null && !(pasid >= 0 && pasid < 2 ** PASID_BITS && Number.isInteger(pasid)))
+      checkPasid(pasid);
+    if (iova + buf.length - 1 > MAX_IOVA)
+      throw new IommuError("EOVERFLOW", "DMA range overflows", { iova, length: buf.length });
     const backend = this.#route(dev, pasid);
     const p = this.#routePasid;
     const eng = this.#eng;
@@ -155,6 +164,12 @@ export class DeviceDma {
   /** `Host.explain`: the backend's walk of one request, routed like a DMA. */
   explain(device: number, req: ExplainRequest): readonly WalkStep[] {
     const dev = getDevice(this.#ctx, device);
+    if (req.pasid !== null && req.pasid !== undefined) checkPasid(req.pasid);
+    // A bigint IOVA may use all 64 bits (a walk past the host's 2^53 is still explainable).
+    if (typeof req.iova === "bigint") {
+      if (req.iova < 0n || req.iova >= 1n << 64n)
+        throw new IommuError("EINVAL", `bad iova ${req.iova}`, { iova: req.iova });
+    } else checkIova(req.iova);
     const backend = this.#route(dev, req.pasid);
     const rid = this.#routeRid;
     const pasid = this.#routePasid;

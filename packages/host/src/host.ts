@@ -97,7 +97,7 @@ import {
   hwptAlloc,
   hwptInvalidate,
 } from "./hw-pagetable.ts";
-import { checkLength } from "./io-pagetable.ts";
+import { checkTransfer } from "./io-pagetable.ts";
 import type { CopyOptions, Ioas, IovaRanges, MapOptions } from "./ioas.ts";
 import {
   destroyIoas,
@@ -455,7 +455,8 @@ export class Host {
    * A device reads (`length`) or writes (`data`) bytes at an IOVA. Every page is
    * translated first; only if all succeed do the bytes move. A fault is delivered to
    * the device's queue (and its HWPT's fault queue) and returned; nothing moved.
-   * EINVAL for a malformed request, EFAULT when a translation leads outside RAM.
+   * EINVAL for a malformed request (bad IOVA, PASID over 20 bits), E2BIG for a read above
+   * MAX_TRANSFER (64 MiB), EFAULT when a translation leads outside RAM.
    */
   dma(device: number, req: DmaRequest): DmaResult {
     return this.#dma.dma(device, req);
@@ -464,7 +465,7 @@ export class Host {
   /**
    * The DMA fast path, allocation-free on success: reads into or writes from `buf`
    * (by `access`) at `iova`. Returns the physical address of the first byte, or -1 after
-   * delivering a fault (read it with {@link Host.faultsRead}).
+   * delivering a fault (read it with {@link Host.faultsRead}). EINVAL / EOVERFLOW as `dma`.
    */
   dmaInto(device: number, pasid: number | null, iova: number, access: number, buf: Uint8Array): number {
     return this.#dma.dmaInto(device, pasid, iova, access, buf);
@@ -538,9 +539,9 @@ export class Host {
     this.memory.write(pa, data);
   }
 
-  /** Reads physical memory (tables included). EFAULT outside RAM. */
+  /** Reads physical memory (tables included). EFAULT outside RAM, E2BIG above `MAX_TRANSFER` bytes. */
   memRead(pa: number, length: number): Uint8Array {
-    checkLength(length);
+    checkTransfer(length);
     return this.memory.read(pa, length);
   }
 

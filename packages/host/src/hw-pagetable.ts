@@ -13,7 +13,7 @@ import type { Domain, DomainFlags } from "@iommu-kit/core";
 import { hex, IommuError } from "@iommu-kit/core";
 import type { DeviceRef, HostCtx, HostObject } from "./context.ts";
 import type { FaultQueueObject } from "./fault.ts";
-import { checkIova, checkLength, fillDomain, lowestBit } from "./io-pagetable.ts";
+import { checkEnd, checkIova, checkLength, fillDomain, lowestBit } from "./io-pagetable.ts";
 import type { Ioas, Layout } from "./ioas.ts";
 import { applyLayout, checkedLayout, relayout } from "./ioas.ts";
 
@@ -270,6 +270,9 @@ export function dirtySet(ctx: HostCtx, hwptId: number, enable: boolean): void {
   dirtyHwpt(ctx, hwptId).domain.setDirtyTracking!(enable);
 }
 
+/** The most pages one dirty read reports: 2^20 (a 128 KiB bitmap, 4 GiB of 4 KiB pages). */
+export const MAX_DIRTY_PAGES: number = 2 ** 20;
+
 /** IOMMU_HWPT_GET_DIRTY_BITMAP (iommufd_hwpt_get_dirty_bitmap -> iopt_read_and_clear_dirty_data). */
 export function dirtyRead(ctx: HostCtx, hwptId: number, opts: DirtyReadOptions): Uint8Array {
   const h = dirtyHwpt(ctx, hwptId);
@@ -285,7 +288,14 @@ export function dirtyRead(ctx: HostCtx, hwptId: number, opts: DirtyReadOptions):
       `dirty range ${hex(opts.iova)}+${hex(opts.length)} is not aligned to ${ps}`,
     );
   }
+  checkEnd(opts.iova, opts.length);
   const pages = opts.length / ps;
+  // The bitmap is a new buffer and the walk visits every page: both bounded.
+  if (pages > MAX_DIRTY_PAGES) {
+    throw new IommuError("E2BIG", `${pages} pages exceed MAX_DIRTY_PAGES (${MAX_DIRTY_PAGES})`, {
+      length: opts.length,
+    });
+  }
   const bitmap = new Uint8Array(Math.ceil(pages / 8));
   h.domain.readDirty!(opts.iova, opts.length, Math.log2(ps), bitmap, opts.noClear === true);
   return bitmap;

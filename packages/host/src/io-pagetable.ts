@@ -22,6 +22,13 @@ import type { Pages } from "./pages.ts";
 /** The highest IOVA the host handles (addresses are numbers below 2^53; iommufd's is ULONG_MAX). */
 export const MAX_IOVA: number = Number.MAX_SAFE_INTEGER;
 
+/**
+ * The most bytes one host call copies into a new buffer (`memRead`, a DMA or access
+ * read, a dirty bitmap, a pin's page list): 64 MiB. Larger is E2BIG, as iommufd
+ * refuses oversized user buffers (iommufd_ioas_iova_ranges, iopt_read_and_clear_dirty_data).
+ */
+export const MAX_TRANSFER: number = 2 ** 26;
+
 /** One mapping of an IOAS: [iova, iova + length) -> [pages.pa + offset, ...). */
 export interface Area {
   readonly iova: number;
@@ -43,6 +50,39 @@ export function checkLength(length: number): void {
 /** EINVAL unless `iova` is a non-negative safe integer. */
 export function checkIova(iova: number): void {
   if (!Number.isSafeInteger(iova) || iova < 0) throw new IommuError("EINVAL", `bad iova ${iova}`, { iova });
+}
+
+/**
+ * EINVAL unless `length` is a positive safe integer, E2BIG above {@link MAX_TRANSFER}:
+ * every length the host turns into a new buffer (a read's result).
+ */
+export function checkTransfer(length: number): void {
+  checkLength(length);
+  if (length > MAX_TRANSFER) {
+    throw new IommuError("E2BIG", `length ${hex(length)} exceeds MAX_TRANSFER (${hex(MAX_TRANSFER)})`, {
+      length,
+    });
+  }
+}
+
+/** The PASID width of PCIe (PCIe 6.0 §6.20, 20 bits) and so of SMMUv3 SSIDs and VT-d. */
+export const PASID_BITS = 20;
+
+/**
+ * EINVAL unless `pasid` is a 20-bit PASID (PCIe §6.20; iommufd_device_attach's
+ * `pasid >= dev->max_pasids` check, here against the architectural width).
+ */
+export function checkPasid(pasid: number): void {
+  if (!Number.isSafeInteger(pasid) || pasid < 0 || pasid >= 2 ** PASID_BITS) {
+    throw new IommuError("EINVAL", `pasid ${pasid} is not a ${PASID_BITS}-bit value`, { pasid });
+  }
+}
+
+/** EOVERFLOW when [iova, iova + length) ends above {@link MAX_IOVA} (iopt's check_add_overflow). */
+export function checkEnd(iova: number, length: number): void {
+  if (iova + length - 1 > MAX_IOVA) {
+    throw new IommuError("EOVERFLOW", `[${hex(iova)}, +${hex(length)}) overflows`, { iova, length });
+  }
 }
 
 /** Physical address of an area's first byte. */
