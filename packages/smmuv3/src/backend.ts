@@ -60,6 +60,11 @@ interface DeviceState extends CdOwner {
   readonly pasids: Map<number, SmmuPagingDomain>;
 }
 
+/** The SubstreamID an intent names, if any (what an attach/detach may add to a domain's users). */
+function pasidOf(intent: AttachIntent): number | null {
+  return intent.kind === "pasid" && typeof intent.pasid === "number" ? intent.pasid : null;
+}
+
 /** An SMMUv3 instance: the hardware model plus (unless built from registers) the driver. */
 export class SmmuV3Backend implements SmmuDomainHost {
   readonly kind = "smmuv3";
@@ -293,7 +298,7 @@ export class SmmuV3Backend implements SmmuDomainHost {
   attach(rid: number, intent: AttachIntent, domain: Domain): AttachResult {
     this.#driver();
     const dev = this.#device(rid);
-    return this.#atomic(dev, domain, () => this.#attach(dev, rid, intent, domain));
+    return this.#atomic(dev, domain, pasidOf(intent), () => this.#attach(dev, rid, intent, domain));
   }
 
   /**
@@ -301,8 +306,12 @@ export class SmmuV3Backend implements SmmuDomainHost {
    * the STE/CD/L1 words the driver wrote are restored (and re-invalidated), the device's
    * bookkeeping and the domains' users put back, and tables taken for it freed.
    */
-  #atomic<T>(dev: DeviceState, domain: Domain | null, fn: () => T): T {
+  #atomic<T>(dev: DeviceState, domain: Domain | null, pasid: number | null, fn: () => T): T {
     const cd = dev.cd;
+    // Only this device's entries of the domains' user sets can change (`rid:pasid` keys):
+    // save those, not whole sets, so an attach costs the same with 65,536 users.
+    const keys = [`${dev.rid}:-1`, ...[...dev.pasids.keys()].map((p) => `${dev.rid}:${p}`)];
+    if (pasid !== null) keys.push(`${dev.rid}:${pasid}`);
     const saved = {
       slot: dev.slot,
       pasids: new Map(dev.pasids),
@@ -310,7 +319,7 @@ export class SmmuV3Backend implements SmmuDomainHost {
       leaves: cd === null ? [] : [...cd.leaves].map(([k, v]) => [k, { ...v }] as const),
       users: [domain, dev.slot?.domain, ...dev.pasids.values()]
         .filter((d): d is SmmuDomain => d instanceof SmmuDomain)
-        .map((d) => [d, new Set(d.users)] as const),
+        .map((d) => [d, keys.filter((k) => d.users.has(k))] as const),
     };
     this.#drv.begin();
     try {
@@ -326,10 +335,8 @@ export class SmmuV3Backend implements SmmuDomainHost {
       dev.slot = saved.slot;
       dev.pasids.clear();
       for (const [k, v] of saved.pasids) dev.pasids.set(k, v);
-      for (const [d, u] of saved.users) {
-        d.users.clear();
-        for (const x of u) d.users.add(x);
-      }
+      for (const [d] of saved.users) for (const k of keys) d.users.delete(k);
+      for (const [d, u] of saved.users) for (const k of u) d.users.add(k);
       const now = dev.cd;
       if (now !== null && now !== saved.cd)
         this.#drv.freeCd(dev); // a table taken by fn
@@ -412,7 +419,7 @@ export class SmmuV3Backend implements SmmuDomainHost {
   detach(rid: number, intent: AttachIntent): void {
     this.#driver();
     const dev = this.#device(rid);
-    this.#atomic(dev, null, () => this.#detach(dev, rid, intent));
+    this.#atomic(dev, null, pasidOf(intent), () => this.#detach(dev, rid, intent));
   }
 
   #detach(dev: DeviceState, rid: number, intent: AttachIntent): void {
