@@ -12,7 +12,7 @@ import { smmuv3Backend } from "@iommu-kit/smmuv3";
 import type { FaultRecordObs, Image, Predicted, Req } from "./common.ts";
 import { get64, page, poolImage, put64, type Rng } from "./common.ts";
 import { QTest } from "./qtest.ts";
-import { VtdRig } from "./vtd.ts";
+import { loadScenario, VtdRig } from "./vtd.ts";
 
 export const ARM = {
   ram: 0x4000_0000,
@@ -597,25 +597,7 @@ export class SmmuRig {
   async run(s: SmmuScenario, tokens: (i: number) => bigint, blank: bigint): Promise<RawEvt[]> {
     const q = this.q;
     await q.run([`writel ${hx(ARM.smmu + R.CR0)} ${hx(0x8 | 0x4)}`]); // SMMUEN off: bypass
-    const cmds: string[] = [];
-    const zero = new Uint8Array(4096);
-    for (const pfn of this.#lastImage) if (!s.img.has(pfn)) cmds.push(QTest.writeCmd(pfn * 4096, zero));
-    this.#lastImage.clear();
-    for (const [pfn, p] of s.img) {
-      cmds.push(QTest.writeCmd(pfn * 4096, p));
-      this.#lastImage.add(pfn);
-    }
-    for (let e = 0; e < 2; e++) {
-      const t = new Uint8Array(4096);
-      const dv = new DataView(t.buffer);
-      for (let k = 0; k < 512; k++) dv.setBigUint64(k * 8, k < 256 ? blank : tokens(e * 512 + k), true);
-      cmds.push(QTest.writeCmd(ARM.scratch + e * 0x2000, t));
-    }
-    await q.run(cmds);
-    for (let e = 0; e < 2; e++) {
-      await q.run(VtdRig.dma(ARM.bars[e]!, ARM.scratch + e * 0x2000, 0x40000, 4088, false));
-      await this.wait(ARM.bars[e]!);
-    }
+    await loadScenario(this, this.#lastImage, s.img, ARM.scratch, ARM.bars, tokens, blank);
     await q.run([
       `writeq ${hx(ARM.smmu + R.STRTAB_BASE)} ${hx(s.strtabBase)}`,
       `writel ${hx(ARM.smmu + R.STRTAB_BASE_CFG)} ${hx(s.strtabCfg)}`,

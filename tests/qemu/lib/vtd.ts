@@ -403,6 +403,42 @@ export function vtdArgs(mode: VtdMode, bios: string): string[] {
 
 const hx = (n: number | bigint): string => `0x${n.toString(16)}`;
 
+/**
+ * Loads one scenario into a rig's guest (either architecture): the new image replaces the
+ * last one (its pages not rewritten are zeroed), then each edu's buffer gets its token
+ * page (slot k holds token(k) for writes, `blank` for reads) by a DMA from scratch RAM.
+ */
+export async function loadScenario(
+  rig: { readonly q: QTest; wait(bar: number): Promise<string[]> },
+  last: Set<number>,
+  img: Image,
+  scratch: number,
+  bars: readonly number[],
+  tokens: (i: number) => bigint,
+  blank: bigint,
+): Promise<void> {
+  const cmds: string[] = [];
+  const zero = new Uint8Array(4096);
+  for (const pfn of last) if (!img.has(pfn)) cmds.push(QTest.writeCmd(pfn * 4096, zero));
+  last.clear();
+  for (const [pfn, p] of img) {
+    cmds.push(QTest.writeCmd(pfn * 4096, p));
+    last.add(pfn);
+  }
+  for (let e = 0; e < 2; e++) {
+    const t = new Uint8Array(4096);
+    const dv = new DataView(t.buffer);
+    for (let k = 0; k < 512; k++) dv.setBigUint64(k * 8, k < 256 ? blank : tokens(e * 512 + k), true);
+    cmds.push(QTest.writeCmd(scratch + e * 0x2000, t));
+  }
+  await rig.q.run(cmds);
+  for (let e = 0; e < 2; e++) {
+    // edu 7.2 refuses a DMA that reaches the buffer's last byte (edu_check_range): 4088 bytes.
+    await rig.q.run(VtdRig.dma(bars[e]!, scratch + e * 0x2000, 0x40000, 4088, false));
+    await rig.wait(bars[e]!);
+  }
+}
+
 /** A running q35 with intel-iommu, driven request by request. */
 export class VtdRig {
   cap = 0n;
@@ -471,28 +507,7 @@ export class VtdRig {
   async run(s: VtdScenario, tokens: (i: number) => bigint, blank: bigint): Promise<RawObs[]> {
     const q = this.q;
     await this.gcmd(0);
-    // The new image replaces the old one: pages of the last scenario not rewritten are zeroed.
-    const cmds: string[] = [];
-    const zero = new Uint8Array(4096);
-    for (const pfn of this.#lastImage) if (!s.img.has(pfn)) cmds.push(QTest.writeCmd(pfn * 4096, zero));
-    this.#lastImage.clear();
-    for (const [pfn, p] of s.img) {
-      cmds.push(QTest.writeCmd(pfn * 4096, p));
-      this.#lastImage.add(pfn);
-    }
-    // Token pages: slot k of edu e holds token(k) for writes, BLANK for reads.
-    for (let e = 0; e < 2; e++) {
-      const t = new Uint8Array(4096);
-      const dv = new DataView(t.buffer);
-      for (let k = 0; k < 512; k++) dv.setBigUint64(k * 8, k < 256 ? blank : tokens(e * 512 + k), true);
-      cmds.push(QTest.writeCmd(X86.scratch + e * 0x2000, t));
-    }
-    await q.run(cmds);
-    for (let e = 0; e < 2; e++) {
-      // edu 7.2 refuses a DMA that reaches the buffer's last byte (edu_check_range): 4088 bytes.
-      await q.run(VtdRig.dma(X86.bars[e]!, X86.scratch + e * 0x2000, 0x40000, 4088, false));
-      await this.wait(X86.bars[e]!);
-    }
+    await loadScenario(this, this.#lastImage, s.img, X86.scratch, X86.bars, tokens, blank);
     await q.run([
       `writeq ${hx(X86.dmar + R.RTADDR)} ${hx(s.rtaddr)}`,
       `writel ${hx(X86.dmar + R.GCMD)} ${hx(GCMD_SRTP >>> 0)}`,
