@@ -77,7 +77,7 @@ export interface WalkerParams {
   readonly ss1G: boolean;
   /** CAP.FS1GP. */
   readonly fs1G: boolean;
-  /** ECAP.SC: SNP is reserved without it. */
+  /** ECAP.SC: legacy-mode SNP (leaf bit 11) is reserved without it. */
   readonly snoopControl: boolean;
 }
 
@@ -104,6 +104,8 @@ export class PageWalker {
   readonly #ssHiRsvdLeaf: number;
   readonly #ssLoRsvdNonLeaf: Int32Array;
   readonly #ssLoRsvdLeaf: Int32Array;
+  /** Scalable-mode leaves: bit 11 is ignored (snooping is the PASID entry's PGSNP, spec 9.6). */
+  readonly #ssLoRsvdLeafSm: Int32Array;
   readonly #ssLeafOk: Uint8Array;
   readonly #fsLeafOk: Uint8Array;
   readonly #fsLoRsvdLeaf: Int32Array;
@@ -137,6 +139,9 @@ export class PageWalker {
     this.#ssLoRsvdNonLeaf = Int32Array.of(snp, snp, snp, snp | SsPte.PS, snp | SsPte.PS);
     // Superpage leaves: address bits below the page size are reserved (9.8).
     this.#ssLoRsvdLeaf = Int32Array.of(snp, snp | 0x1ff000, snp | 0x3ffff000, 0, 0);
+    // Scalable-mode leaves (spec 9.8): bit 11 is ignored whatever ECAP.SC says. QEMU agrees
+    // (vtd_init clears VTD_SPTE_SNP from the leaf masks in scalable mode).
+    this.#ssLoRsvdLeafSm = Int32Array.of(0, 0x1ff000, 0x3ffff000, 0, 0);
     // First-stage large leaves: bits 20:13 / 29:13 reserved (bit 12 is PAT).
     this.#fsLoRsvdLeaf = Int32Array.of(0, 0x1fe000, 0x3fffe000, 0, 0);
   }
@@ -181,7 +186,11 @@ export class PageWalker {
       const leaf = level === 0 || (lo & SsPte.PS) !== 0;
       const rsvd =
         (hi & (leaf ? this.#ssHiRsvdLeaf : this.#hiRsvd)) !== 0 ||
-        (lo & (leaf ? this.#ssLoRsvdLeaf[level]! : this.#ssLoRsvdNonLeaf[level]!)) !== 0 ||
+        (lo &
+          (leaf
+            ? (legacy ? this.#ssLoRsvdLeaf : this.#ssLoRsvdLeafSm)[level]!
+            : this.#ssLoRsvdNonLeaf[level]!)) !==
+          0 ||
         (leaf && this.#ssLeafOk[level] === 0);
       if (rsvd) {
         this.faultLevel = level;

@@ -19,6 +19,7 @@ import { DIR, PTBL, rig, SID } from "./rig.ts";
 
 const R: number = Access.READ;
 const ECAP_DT = 1n << 2n;
+const ECAP_SC = 1n << 7n;
 
 /** The fault code of a failed translate, or the PA. */
 function run(
@@ -130,6 +131,42 @@ describe("second-stage reserved bits under capability conditions (spec 9.8)", ()
     expect(run(legacy, SID, NO_PASID, withTm(legacy, 0) + 0x34).code).toBe(Fr.PTE_RESERVED);
     const sm = rig();
     expect(run(sm, SID, NO_PASID, withTm(sm, 1) + 0x1234).code).toBe(Fr.SS_RESERVED);
+  });
+
+  /** The same mapping with bit 11 set in the leaf (`leaf`) or in the level-3 table entry. */
+  function withBit11(r: Rig, where: "leaf" | "table"): number {
+    const root = r.page();
+    if (r.scalable) {
+      r.scalableContext();
+      r.pasidEntry(0, { ssptptr: root });
+    } else {
+      r.legacyContext({ slptptr: root });
+    }
+    const path = r.ssMap(root, 4, 0x1000, { addr: 0x5000 });
+    const at = where === "leaf" ? path.at(-1)! : path[0]!;
+    r.w64(at, r.memory.read64(at) | 0x800n);
+    return 0x1000;
+  }
+
+  it("9.8: leaf bit 11 (SNP) without ECAP.SC: reserved in legacy mode (0xC), ignored in scalable mode", () => {
+    const legacy = rig({ mode: "legacy" }, ECAP_SC);
+    expect(legacy.hw.ecapReg & ECAP_SC).toBe(0n);
+    expect(run(legacy, SID, NO_PASID, withBit11(legacy, "leaf") + 0x34).code).toBe(Fr.PTE_RESERVED);
+    const sm = rig({}, ECAP_SC);
+    expect(run(sm, SID, NO_PASID, withBit11(sm, "leaf") + 0x34)).toEqual({ pa: 0x5034, code: null });
+  });
+
+  it("9.8: with ECAP.SC a legacy leaf may set SNP", () => {
+    const legacy = rig({ mode: "legacy" });
+    expect(legacy.hw.ecapReg & ECAP_SC).toBe(ECAP_SC);
+    expect(run(legacy, SID, NO_PASID, withBit11(legacy, "leaf") + 0x34)).toEqual({ pa: 0x5034, code: null });
+  });
+
+  it("9.8: bit 11 of a non-leaf entry stays reserved without ECAP.SC in both modes (0xC / 0x7A)", () => {
+    const legacy = rig({ mode: "legacy" }, ECAP_SC);
+    expect(run(legacy, SID, NO_PASID, withBit11(legacy, "table")).code).toBe(Fr.PTE_RESERVED);
+    const sm = rig({}, ECAP_SC);
+    expect(run(sm, SID, NO_PASID, withBit11(sm, "table")).code).toBe(Fr.SS_RESERVED);
   });
 
   it("9.8: bits 61:52 and 63 of a leaf stay ignored", () => {
