@@ -24,6 +24,7 @@ import type { AttachIntent } from "./intent.ts";
 import type { PhysicalMemory } from "./memory/physical-memory.ts";
 import type { TableAllocator } from "./memory/table-allocator.ts";
 import type { Translation, TranslationOutcome } from "./translation.ts";
+import type { PageRequest, PageResponseCode, Viommu, ViommuRequest } from "./viommu.ts";
 
 /** A device behind a backend: its requester ID and how wide its PASIDs are. */
 export interface DeviceSpec {
@@ -209,6 +210,17 @@ export interface Backend {
   explain?(rid: number, pasid: number, iova: bigint, access: number): readonly WalkStep[];
   /** The decoded tables of a device (or of every device), as a JSON-able tree. */
   dump?(rid?: number): unknown;
+  /**
+   * IOMMU_VIOMMU_ALLOC (viommu.ts). EOPNOTSUPP for a type this IOMMU cannot host;
+   * EINVAL for a parent that is not a nest-parent paging domain of this backend.
+   */
+  allocViommu?(request: ViommuRequest): Viommu;
+  /**
+   * Answers a held request ({@link Fault.pageRequest}) as iommu_page_response does:
+   * SMMUv3 CMD_RESUME, VT-d a page group response descriptor. ENOENT when nothing
+   * with that group is held for the device.
+   */
+  pageResponse?(request: PageRequest, code: PageResponseCode): void;
 }
 
 /** What a backend factory receives from its host. */

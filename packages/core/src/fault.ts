@@ -53,6 +53,8 @@ export interface VendorFault {
   readonly raw?: Uint8Array;
 }
 
+import type { PageRequest } from "./viommu.ts";
+
 /** A translation that did not produce an address. */
 export interface Fault {
   readonly class: FaultClass;
@@ -62,9 +64,22 @@ export interface Fault {
    */
   readonly recorded: boolean;
   readonly vendor: VendorFault;
+  /**
+   * Set when the IOMMU holds the request for software to answer (a recoverable I/O
+   * page fault: SMMUv3 stall, VT-d page request); the device retries after a success
+   * response through `Backend.pageResponse`.
+   */
+  readonly pageRequest?: PageRequest;
 }
 
 /** Builds a fault object. Off the hot path: faults may allocate. */
-export function makeFault(cls: FaultClass, recorded: boolean, vendor: VendorFault): Fault {
-  return { class: cls, recorded, vendor };
+export function makeFault(
+  cls: FaultClass,
+  recorded: boolean,
+  vendor: VendorFault,
+  pageRequest?: PageRequest,
+): Fault {
+  return pageRequest === undefined
+    ? { class: cls, recorded, vendor }
+    : { class: cls, recorded, vendor, pageRequest };
 }

@@ -74,3 +74,12 @@ export { TableAllocator } from "./memory/table-allocator.ts";
 export { BackendRegistry, defaultRegistry, registerBackend } from "./registry.ts";
 export type { Translation, TranslationOutcome } from "./translation.ts";
 export { createTranslation, outcomeOf } from "./translation.ts";
+export type {
+  PageRequest,
+  PageResponseCode,
+  Viommu,
+  ViommuEvent,
+  ViommuEventSink,
+  ViommuRequest,
+  ViommuType,
+} from "./viommu.ts";
