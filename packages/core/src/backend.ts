@@ -34,6 +34,10 @@ export interface DeviceSpec {
   readonly pasidBits: number;
   /** The device may use ATS (default false). */
   readonly ats?: boolean;
+  /** PCIe Page Request Interface (needs `ats`): the device can send page requests (VT-d PRQ). */
+  readonly pri?: boolean;
+  /** The device tolerates stalled transactions (firmware "dma-can-stall", SMMUv3 stall model). */
+  readonly canStall?: boolean;
   /**
    * For a mediated device: the physical device whose DMA it borrows (its backend and
    * rid). The mdev's PASID attaches go to that device through `backend`'s contract.

@@ -58,6 +58,14 @@ export interface Features {
   readonly nesting: boolean;
   /** DMA is cache-coherent (IOMMU_CAP_CACHE_COHERENCY). */
   readonly coherent: boolean;
+  /**
+   * I/O page faults can be enabled (IOMMU_DEV_FEAT_IOPF): HWPTs with a fault object
+   * (IOMMU_HWPT_FAULT_ID_VALID) may be attached and their faults are page requests.
+   * Optional: absent means false.
+   */
+  readonly iopf?: boolean;
+  /** vIOMMU types this device's IOMMU can host (IOMMU_VIOMMU_TYPE_*); absent means none. */
+  readonly viommuTypes?: readonly string[];
 }
 
 /** iommu_hw_info.out_capabilities bits. */
