@@ -20,11 +20,11 @@
  */
 
 import type { Capabilities } from "./capabilities.ts";
+import type { PageRequest, PageResponseCode } from "./fault.ts";
 import type { AttachIntent } from "./intent.ts";
 import type { PhysicalMemory } from "./memory/physical-memory.ts";
 import type { TableAllocator } from "./memory/table-allocator.ts";
 import type { Translation, TranslationOutcome } from "./translation.ts";
-import type { PageRequest, PageResponseCode, Viommu, ViommuRequest } from "./viommu.ts";
 
 /** A device behind a backend: its requester ID and how wide its PASIDs are. */
 export interface DeviceSpec {
@@ -291,4 +291,67 @@ export interface EmulatedAccess {
 export function isEmulatedAccess(d: Domain): d is Domain & EmulatedAccess {
   const x = d as Partial<EmulatedAccess>;
   return typeof x.pin === "function" && typeof x.unpin === "function" && typeof x.read === "function";
+}
+
+// ---------------------------------------------------------------- virtual IOMMUs
+// iommufd's vIOMMU / vDEVICE / vEVENTQ (Linux 6.13-6.15, drivers/iommu/iommufd/viommu.c,
+// eventq.c): the vIOMMU owns the stage-2 context of one VM (the SMMUv3 VMID), maps virtual
+// device ids (vSIDs) to real ones, converts the guest's raw invalidations and reports the
+// guest's events with the virtual id in place. In this file because Backend and Viommu
+// refer to each other.
+
+/** IOMMU_VIOMMU_TYPE_* by name: "arm-smmuv3" (IOMMU_VIOMMU_TYPE_ARM_SMMUV3), "selftest". */
+export type ViommuType = string;
+
+/** IOMMU_VIOMMU_ALLOC: a vIOMMU of `type` over nest-parent `parent`, for the IOMMU behind device `rid`. */
+export interface ViommuRequest {
+  readonly type: ViommuType;
+  readonly rid: number;
+  /** A paging domain of this backend allocated with `flags.nestParent`. */
+  readonly parent: Domain;
+}
+
+/** One guest-visible event, as iommufd_viommu_report_event receives it. */
+export interface ViommuEvent {
+  /** IOMMU_VEVENTQ_TYPE_* by name ("arm-smmuv3", "selftest"). */
+  readonly type: string;
+  /** The record as the guest reads it (SMMUv3: the 32-byte event with the vSID in place of the SID). */
+  readonly data: Uint8Array;
+}
+
+/** Receives a vIOMMU's events of one type (a vEVENTQ). */
+export type ViommuEventSink = (event: ViommuEvent) => void;
+
+/**
+ * A virtual IOMMU (struct iommufd_viommu). Every throwing call leaves it exactly as it was.
+ */
+export interface Viommu {
+  readonly backend: Backend;
+  /** Unique within its backend. */
+  readonly id: number;
+  readonly type: ViommuType;
+  readonly parent: Domain;
+  /** Vendor ids it owns, for describe/dump ({ vmid: 5 } on SMMUv3). */
+  readonly info: Readonly<Record<string, number | string | boolean>>;
+  /**
+   * IOMMU_VDEVICE_ALLOC: device `rid` is `virtId` (the vSID) to the guest. EEXIST when
+   * `virtId` is taken or the device already has one; EINVAL for a device not behind this
+   * vIOMMU's IOMMU or a `virtId` out of range.
+   */
+  addVdevice(rid: number, virtId: number): void;
+  /** Forgets the device's virtual id. ENOENT when it has none. */
+  removeVdevice(rid: number): void;
+  /** The virtual id of device `rid`, or -1. */
+  virtId(rid: number): number;
+  /** IOMMU_HWPT_ALLOC with pt_id = this vIOMMU: a nested domain over `parent` (vendor data). */
+  allocNested(data: unknown, flags: DomainFlags): Domain;
+  /**
+   * IOMMU_HWPT_INVALIDATE on the vIOMMU: processes raw vendor entries in order and
+   * returns how many were handled; on a bad entry throws with `details.handled` set.
+   */
+  invalidate(entries: readonly unknown[]): number;
+  /** Routes events of `type` to `sink` (a vEVENTQ); null stops them. EEXIST when one is set. */
+  setEventSink(type: string, sink: ViommuEventSink | null): void;
+  /** Releases the vIOMMU's ids. EBUSY while vdevices or nested domains exist. */
+  free(): void;
 }

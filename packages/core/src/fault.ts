@@ -53,7 +53,28 @@ export interface VendorFault {
   readonly raw?: Uint8Array;
 }
 
-import type { PageRequest } from "./viommu.ts";
+/**
+ * A request the IOMMU holds for software to answer (struct iommu_fault_page_request):
+ * the SMMUv3 stalled transaction (event STALL = 1, STAG) or the VT-d page request
+ * descriptor. The DMA that raised it retries after a `success` response.
+ */
+export interface PageRequest {
+  readonly rid: number;
+  /** NO_PASID when the request carried none. */
+  readonly pasid: number;
+  /** The faulting address, page aligned. */
+  readonly addr: number;
+  /** Perm bits requested (Perm.R / W / X; Access.PRIV is not a Perm). */
+  readonly perm: number;
+  readonly priv: boolean;
+  /** Page request group index (SMMUv3: STAG; VT-d: PRGI). */
+  readonly grpid: number;
+  /** Last request of its group (SMMUv3 stalls are always last). */
+  readonly last: boolean;
+}
+
+/** IOMMUFD_PAGE_RESP_*: SUCCESS retries the request, INVALID fails it. */
+export type PageResponseCode = "success" | "invalid";
 
 /** A translation that did not produce an address. */
 export interface Fault {

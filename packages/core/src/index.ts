@@ -38,6 +38,11 @@ export type {
   DomainType,
   EmulatedAccess,
   IovaRange,
+  Viommu,
+  ViommuEvent,
+  ViommuEventSink,
+  ViommuRequest,
+  ViommuType,
   WalkStep,
 } from "./backend.ts";
 export { isEmulatedAccess, ZERO_COUNTERS } from "./backend.ts";
@@ -56,7 +61,14 @@ export {
 export type { ErrnoCode, ErrorDetails } from "./errors.ts";
 export { Errno, hex, IommuError, isIommuError } from "./errors.ts";
 export { FailNth } from "./fail-nth.ts";
-export type { Fault, FaultClass, VendorFault, VendorFieldValue } from "./fault.ts";
+export type {
+  Fault,
+  FaultClass,
+  PageRequest,
+  PageResponseCode,
+  VendorFault,
+  VendorFieldValue,
+} from "./fault.ts";
 export { FAULT_CLASSES, makeFault } from "./fault.ts";
 export type {
   AttachIntent,
@@ -74,12 +86,3 @@ export { TableAllocator } from "./memory/table-allocator.ts";
 export { BackendRegistry, defaultRegistry, registerBackend } from "./registry.ts";
 export type { Translation, TranslationOutcome } from "./translation.ts";
 export { createTranslation, outcomeOf } from "./translation.ts";
-export type {
-  PageRequest,
-  PageResponseCode,
-  Viommu,
-  ViommuEvent,
-  ViommuEventSink,
-  ViommuRequest,
-  ViommuType,
-} from "./viommu.ts";
