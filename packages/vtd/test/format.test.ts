@@ -339,7 +339,15 @@ describe("CAP_REG / ECAP_REG (spec 11.4.2, 11.4.3)", () => {
   });
   it("legacy mode clears the scalable-mode capabilities", () => {
     const e = decodeEcap(registersFor(resolveConfig({ mode: "legacy" })).ecap);
-    expect(e).toMatchObject({ smts: false, pasid: false, fsts: false, nest: false, prs: false, pt: true, qi: true });
+    expect(e).toMatchObject({
+      smts: false,
+      pasid: false,
+      fsts: false,
+      nest: false,
+      prs: false,
+      pt: true,
+      qi: true,
+    });
   });
 });
 

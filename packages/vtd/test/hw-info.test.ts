@@ -120,8 +120,8 @@ describe("capabilitiesFor", () => {
     // DT clear: no ATS, so no PRI either.
     const noDt = { ...u, ecap: { ...u.ecap, dt: false } };
     expect(iopf({ pasidBits: 20, ats: true, pri: true }, noDt)).toBe(false);
-    expect(capabilitiesFor(u.cap, u.ecap, u.capReg, u.ecapReg, 48, true, { pasidBits: 20 }).features.viommuTypes).toBe(
-      undefined,
-    );
+    expect(
+      capabilitiesFor(u.cap, u.ecap, u.capReg, u.ecapReg, 48, true, { pasidBits: 20 }).features.viommuTypes,
+    ).toBe(undefined);
   });
 });
