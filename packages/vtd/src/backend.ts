@@ -53,6 +53,7 @@ import { PageTable } from "@iommu-kit/core/driver";
 import type { VtdDomainHost, VtdS1Data } from "./domain.ts";
 import { VtdDomain } from "./domain.ts";
 import { RID_PASID, VtdDriver } from "./driver/devices.ts";
+import type { BadPageRequest } from "./driver/prq.ts";
 import { Fr } from "./format/fault-record.ts";
 import { fsFormat } from "./format/fs-pte.ts";
 import type { InvDescriptor } from "./format/inv-desc.ts";
@@ -358,8 +359,13 @@ export class VtdBackend implements Backend, VtdDomainHost {
 
   /** The page requests reported and not answered yet, in group order (tests, dumps). */
   pendingPageRequests(): PageRequest[] {
-    if (this.#driver === null) return [];
-    return [...this.#driver.prq.pending.entries()].sort((a, b) => a[0] - b[0]).map((e) => e[1]);
+    const p = this.#driver?.prq.pending ?? new Map<number, PageRequest>();
+    return [...p.entries()].sort((a, b) => a[0] - b[0]).map((e) => e[1]);
+  }
+
+  /** Page requests the driver refused (handle_bad_prq_event), newest last. */
+  refusedPageRequests(): readonly BadPageRequest[] {
+    return this.#driver?.prq.badLog ?? [];
   }
 
   /**

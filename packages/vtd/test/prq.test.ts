@@ -309,12 +309,15 @@ describe("the queue full (spec 7.5.2): PRO, auto-response", () => {
     for (let i = 0; i < 127; i++)
       expect(xlate(r, 5, 0x10_0000 + i * 4096, W).fault!.pageRequest?.grpid).toBe(i);
     expect(regs(r)).toEqual({ PQH: 0n, PQT: 127n * 32n, PRS: 1n, PECTL: IM | IP });
+    // Software clears PPR (IP goes) but consumes nothing: the overflow itself is an event.
+    hw.writeRegister(Reg.PRS, BigInt(Prs.PPR), 4);
+    expect(regs(r)).toEqual({ PQH: 0n, PQT: 127n * 32n, PRS: 0n, PECTL: IM });
     const f = xlate(r, 5, 0x20_0000, W).fault!;
     expect(f.pageRequest).toBeUndefined();
     expect(f.recorded).toBe(false);
     expect(f.vendor.fields).toMatchObject({ PRQ: "overflow", RESPONSE: PgrpResponse.SUCCESS, PRGI: 127 });
     expect(f.vendor.raw).toBeUndefined();
-    expect(regs(r)).toEqual({ PQH: 0n, PQT: 127n * 32n, PRS: BigInt(Prs.PPR | Prs.PRO), PECTL: IM | IP });
+    expect(regs(r)).toEqual({ PQH: 0n, PQT: 127n * 32n, PRS: BigInt(Prs.PRO), PECTL: IM | IP });
     expect(hw.prq.responses.at(-1)).toEqual({ rid: SID, pasid: 5, grpid: 127, code: 0, auto: true });
     expect(hw.prq.isHeld(SID, 127)).toBe(false);
     // The slot after the last descriptor is untouched.

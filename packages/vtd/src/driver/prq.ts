@@ -142,16 +142,20 @@ export class DriverPrq {
     this.badLog.push({ words: [words[0]!, words[1]!], reason });
     if (this.badLog.length > BAD_LOG_MAX) this.badLog.shift();
     if (!d.lpig) return;
-    this.queue.submit([
-      {
-        type: "page-group-response",
-        pp: d.pp,
-        rc: PgrpResponse.INVALID,
-        rid: d.rid,
-        pasid: d.pasid,
-        prgi: d.prgi,
-      },
-    ]);
+    try {
+      this.queue.submit([
+        {
+          type: "page-group-response",
+          pp: d.pp,
+          rc: PgrpResponse.INVALID,
+          rid: d.rid,
+          pasid: d.pasid,
+          prgi: d.prgi,
+        },
+      ]);
+    } catch {
+      // Linux ignores qi_submit_sync's result here: a broken invalidation queue (IQE) stays reported in FSTS.
+    }
   }
 
   /**
