@@ -108,7 +108,10 @@ const PQ_OFFSET_MASK = 0x7ffe0n;
 /** The page request queue, its registers and the devices' outstanding page requests. */
 export class PageRequestUnit implements PageRequester {
   readonly memory: PhysicalMemory;
-  /** ECAP.PRS: without it every register here is RsvdZ and nothing is requested. */
+  /**
+   * ECAP.PRS (valid only with ECAP.DT, spec 11.4.3): without it every register here is
+   * RsvdZ, nothing is requested and a page group response is an unknown descriptor type.
+   */
   readonly present: boolean;
   readonly #contexts: ReadonlyMap<number, CtxInfo>;
   pqh = 0n;
@@ -140,7 +143,7 @@ export class PageRequestUnit implements PageRequester {
 
   constructor(memory: PhysicalMemory, ecap: EcapFields, contexts: ReadonlyMap<number, CtxInfo>) {
     this.memory = memory;
-    this.present = ecap.prs;
+    this.present = ecap.prs && ecap.dt;
     this.#contexts = contexts;
   }
 

@@ -56,7 +56,7 @@ export class VtdQueues extends FastPath {
     this.nfr = cap.nfr;
     this.frcd = new Array<bigint>(cap.nfr * 2).fill(0n);
     this.prq = new PageRequestUnit(memory, ecap, this.contextCache);
-    if (ecap.prs) this.pageRequester = this.prq;
+    if (this.prq.present) this.pageRequester = this.prq;
   }
 
   /** Delivers a fault event interrupt (FECTL.IM clear): counts it and calls the driver's handler. */
@@ -212,8 +212,9 @@ export class VtdQueues extends FastPath {
         halves[i + 1] = page[w + 1]!;
       }
       const code = (halves[0]! & 0xf) | (((halves[0]! >>> 9) & 0x7) << 4);
-      // Without ECAP.PRS there are no page group responses: an unknown type (spec 6.5.2).
-      if (code === DescType.PAGE_GROUP_RESPONSE && !this.ecap.prs) {
+      // Without ECAP.PRS there are no page group responses: an unknown type (spec 6.5.2). The
+      // page group response is 256-bit only, as the PASID-based types (rev 3+ scalable mode).
+      if (code === DescType.PAGE_GROUP_RESPONSE && !this.prq.present) {
         this.iqh = BigInt(head * size);
         this.#queueError(Iqei.INVALID_TYPE);
         return;

@@ -235,13 +235,16 @@ describe("which fault becomes a page request (spec 7.5)", () => {
     expect(out.fault!.pageRequest).toBeUndefined();
   });
 
-  it("ECAP.PRS = 0: the page request registers are RsvdZ (read 0, writes ignored)", () => {
-    const r = rig({ pageRequests: false });
-    for (const off of [Reg.PQH, Reg.PQT, Reg.PQA]) r.hw.writeRegister(off, 0xffff_ffff_ffff_ffffn);
-    r.hw.writeRegister(Reg.PRS, 3n, 4);
-    r.hw.writeRegister(Reg.PECTL, 0n, 4);
-    for (const n of ["PQH", "PQT", "PQA", "PRS", "PECTL", "PEDATA", "PEADDR", "PEUADDR"])
-      expect(r.hw.readNamed(n), n).toBe(0n);
+  it("ECAP.PRS = 0, or PRS without DT: the page request registers are RsvdZ (read 0, writes ignored)", () => {
+    for (const r of [rig({ pageRequests: false }), rig({}, 1n << 2n)]) {
+      for (const off of [Reg.PQH, Reg.PQT, Reg.PQA]) r.hw.writeRegister(off, 0xffff_ffff_ffff_ffffn);
+      r.hw.writeRegister(Reg.PRS, 3n, 4);
+      r.hw.writeRegister(Reg.PECTL, 0n, 4);
+      for (const n of ["PQH", "PQT", "PQA", "PRS", "PECTL", "PEDATA", "PEADDR", "PEUADDR"])
+        expect(r.hw.readNamed(n), n).toBe(0n);
+      expect(r.hw.pageRequester).toBe(null);
+    }
+    expect(rig().hw.pageRequester).not.toBe(null);
   });
 });
 

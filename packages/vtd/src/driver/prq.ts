@@ -51,7 +51,7 @@ export class DriverPrq {
   readonly hw: VtdHardware;
   readonly memory: PhysicalMemory;
   readonly queue: DriverQueue;
-  /** Physical address of the queue; -1 when the unit has no ECAP.PRS. */
+  /** Physical address of the queue; -1 when the unit has no ECAP.PRS (with DT). */
   readonly base: number;
   /** Reported page requests waiting for pageResponse, by requester id * 512 + group index. */
   readonly pending: Map<number, PageRequest> = new Map();
@@ -70,7 +70,7 @@ export class DriverPrq {
     this.memory = memory;
     this.queue = queue;
     this.#hasDevice = hasDevice;
-    if (!hw.ecap.prs) {
+    if (!hw.prq.present) {
       this.base = -1;
       return;
     }
