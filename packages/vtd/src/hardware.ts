@@ -3,8 +3,8 @@
  * and writes of 4 or 8 bytes with the spec's side effects: GCMD -> GSTS (SRTP latching
  * RTADDR, TE, QIE), CCMD and IOTLB/IVA register-based invalidation (spec 6.5.1,
  * 10.4.7-10.4.8), FSTS write-1-to-clear and FECTL/IECTL masking, FRCD F bits; the
- * page request registers 0xC0-0xEC go to prq.ts. The
- * queued-invalidation engine and fault recording it builds on are in queues.ts, the
+ * page request registers 0xC0-0xEC go to prq.ts. The queued-invalidation engine and
+ * fault recording it builds on are in queues.ts, the
  * caches and walks below that in fast-path.ts (levels as generic_pt/fmt/vtdss.h:
  * PTE = 0 ... PML5E = 4).
  */
@@ -174,7 +174,10 @@ export class VtdHardware extends VtdQueues {
     }
   }
 
-  /** Reads a register by name (VER, CAP, ECAP, GCMD, GSTS, RTADDR, CCMD, FSTS, FECTL, IQH, IQT, IQA, ICS, IVA, IOTLB, PQH, PQT, PQA, PRS, PECTL...). */
+  /**
+   * Reads a register by name (VER, CAP, ECAP, GCMD, GSTS, RTADDR, CCMD, FSTS, FECTL, IQH,
+   * IQT, IQA, ICS, IVA, IOTLB, PQH, PQT, PQA, PRS, PECTL, PEDATA, PEADDR, PEUADDR...).
+   */
   readNamed(name: string): bigint {
     const n = name.toUpperCase();
     if (n === "GSTS") return BigInt(this.gsts >>> 0);

@@ -6,8 +6,8 @@
  * executed descriptor calls the cache invalidations of fast-path.ts (context 6.5.2.1,
  * IOTLB 6.5.2.3, PASID-based IOTLB 6.5.2.4, PASID cache 6.5.2.2); a page group
  * response (type 9h, spec 6.5.2) is delivered to the device through the page request
- * unit of prq.ts. The register file on top is hardware.ts. Table levels play no part here (generic_pt/fmt/vtdss.h: PTE = 0
- * ... PML5E = 4).
+ * unit of prq.ts. The register file on top is hardware.ts. Table levels play no part
+ * here (generic_pt/fmt/vtdss.h: PTE = 0 ... PML5E = 4).
  */
 
 import type { PhysicalMemory } from "@iommu-kit/core";
