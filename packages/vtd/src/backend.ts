@@ -28,10 +28,14 @@ import type {
   DomainFlags,
   DomainRequest,
   IovaRange,
+  PageRequest,
+  PageResponseCode,
   PhysicalMemory,
   TableAllocator,
   Translation,
   TranslationOutcome,
+  Viommu,
+  ViommuRequest,
   WalkStep,
 } from "@iommu-kit/core";
 import {
@@ -49,6 +53,7 @@ import { PageTable } from "@iommu-kit/core/driver";
 import type { VtdDomainHost, VtdS1Data } from "./domain.ts";
 import { VtdDomain } from "./domain.ts";
 import { RID_PASID, VtdDriver } from "./driver/devices.ts";
+import type { BadPageRequest } from "./driver/prq.ts";
 import { Fr } from "./format/fault-record.ts";
 import { fsFormat } from "./format/fs-pte.ts";
 import type { InvDescriptor } from "./format/inv-desc.ts";
@@ -340,6 +345,39 @@ export class VtdBackend implements Backend, VtdDomainHost {
     return intent.kind === "rid" ? d.rid : null;
   }
 
+  // ---------------------------------------------------------- page requests
+
+  /**
+   * Answers a page request group the driver reported (a fault's `pageRequest`) with a
+   * page group response descriptor, as intel_iommu_page_response (driver/prq.ts).
+   * ENOENT when that group is not pending; EINVAL for a malformed request or code;
+   * EOPNOTSUPP on an instance built from registers.
+   */
+  pageResponse(request: PageRequest, code: PageResponseCode): void {
+    this.#need("pageResponse").prq.pageResponse(request, code);
+  }
+
+  /** The page requests reported and not answered yet, in group order (tests, dumps). */
+  pendingPageRequests(): PageRequest[] {
+    const p = this.#driver?.prq.pending ?? new Map<number, PageRequest>();
+    return [...p.entries()].sort((a, b) => a[0] - b[0]).map((e) => e[1]);
+  }
+
+  /** Page requests the driver refused (handle_bad_prq_event), newest last. */
+  refusedPageRequests(): readonly BadPageRequest[] {
+    return this.#driver?.prq.badLog ?? [];
+  }
+
+  /**
+   * IOMMU_VIOMMU_ALLOC: VT-d has no vIOMMU type in Linux 6.15 (intel_iommu_ops has no
+   * viommu_alloc, so iommufd_viommu_alloc_ioctl answers EOPNOTSUPP). Always throws.
+   */
+  allocViommu(request: ViommuRequest): Viommu {
+    throw new IommuError("EOPNOTSUPP", `VT-d hosts no vIOMMU (type ${String(request?.type)})`, {
+      type: String(request?.type),
+    });
+  }
+
   // ------------------------------------------------------------ invalidation
 
   /** Invalidates a changed IOVA range of a paging domain (Linux cache_tag_flush_range). */
@@ -426,8 +464,15 @@ export class VtdBackend implements Backend, VtdDomainHost {
       hw.fault(out, red, r.fpd, rid, pasid, page, access);
       return outcomeOf(false, out);
     }
-    // Not cached: the IOTLB is keyed by numbers below 2^53.
-    const ok = hw.walkAndFill(r, rid, pasid, red.addr, access, priv, red.upper, out, false);
+    // Not cached: the IOTLB is keyed by numbers below 2^53. No page request either: its
+    // address travels as a number below 2^53 (a fault here stays unrecoverable).
+    hw.prq.suspended = true;
+    let ok: boolean;
+    try {
+      ok = hw.walkAndFill(r, rid, pasid, red.addr, access, priv, red.upper, out, false);
+    } finally {
+      hw.prq.suspended = false;
+    }
     if (ok) out.pa += offset;
     return outcomeOf(ok, out);
   }

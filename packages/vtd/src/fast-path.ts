@@ -40,6 +40,7 @@ import {
   microMeta,
   PASID_SPAN,
 } from "./iotlb.ts";
+import type { PageRequester } from "./prq.ts";
 import type { Cfg } from "./walk.ts";
 import { Kind, PageWalker, permFor } from "./walk.ts";
 
@@ -98,6 +99,8 @@ export class FastPath {
   configMisses = 0;
   walks = 0;
   invalidations = 0;
+  /** Turns recoverable faults into page requests (prq.ts; set by the hardware model when ECAP.PRS). */
+  pageRequester: PageRequester | null = null;
 
   constructor(memory: PhysicalMemory, cap: CapFields, ecap: EcapFields, haw: number, iotlbSizeLg2: number) {
     this.memory = memory;
@@ -375,6 +378,9 @@ export class FastPath {
       });
       return false;
     }
+    // A recoverable fault of a PRI device becomes a page request, not a fault record (prq.ts).
+    const pr = this.pageRequester;
+    if (pr?.offer(out, fr, cls ?? faultReasonClass(fr), sid, pasid, iova, access)) return false;
     const withPasid = pasid !== NO_PASID;
     const rec: FaultRecord = {
       fi: iova - (iova % PAGE),

@@ -2,8 +2,9 @@
  * The VT-d hardware model's register file (Intel VT-d spec chapter 10, 11.4): reads
  * and writes of 4 or 8 bytes with the spec's side effects: GCMD -> GSTS (SRTP latching
  * RTADDR, TE, QIE), CCMD and IOTLB/IVA register-based invalidation (spec 6.5.1,
- * 10.4.7-10.4.8), FSTS write-1-to-clear and FECTL/IECTL masking, FRCD F bits. The
- * queued-invalidation engine and fault recording it builds on are in queues.ts, the
+ * 10.4.7-10.4.8), FSTS write-1-to-clear and FECTL/IECTL masking, FRCD F bits; the
+ * page request registers 0xC0-0xEC go to prq.ts. The queued-invalidation engine and
+ * fault recording it builds on are in queues.ts, the
  * caches and walks below that in fast-path.ts (levels as generic_pt/fmt/vtdss.h:
  * PTE = 0 ... PML5E = 4).
  */
@@ -99,6 +100,8 @@ export class VtdHardware extends VtdQueues {
       case Reg.IQERCD:
         return this.iqercd;
     }
+    const pr = this.prq.read64(base);
+    if (pr !== null) return pr;
     if (base === this.ivaOffset) return this.iva;
     if (base === this.ivaOffset + 8) return this.iotlbReg;
     const f = base - this.frcdOffset;
@@ -153,6 +156,7 @@ export class VtdHardware extends VtdQueues {
         if (size === 8 || (offset & 4) === 0) this.#writeIectl(lo32);
         return;
     }
+    if (this.prq.write64(base, v, size === 8 || (offset & 4) === 0, size === 8 || (offset & 4) !== 0)) return;
     if (base === this.ivaOffset) {
       this.iva = v;
       return;
@@ -170,7 +174,10 @@ export class VtdHardware extends VtdQueues {
     }
   }
 
-  /** Reads a register by name (VER, CAP, ECAP, GCMD, GSTS, RTADDR, CCMD, FSTS, FECTL, IQH, IQT, IQA, ICS, IVA, IOTLB...). */
+  /**
+   * Reads a register by name (VER, CAP, ECAP, GCMD, GSTS, RTADDR, CCMD, FSTS, FECTL, IQH,
+   * IQT, IQA, ICS, IVA, IOTLB, PQH, PQT, PQA, PRS, PECTL, PEDATA, PEADDR, PEUADDR...).
+   */
   readNamed(name: string): bigint {
     const n = name.toUpperCase();
     if (n === "GSTS") return BigInt(this.gsts >>> 0);
@@ -180,6 +187,8 @@ export class VtdHardware extends VtdQueues {
     if (n === "IECTL") return BigInt(this.iectl >>> 0);
     if (n === "IVA") return this.iva;
     if (n === "IOTLB") return this.iotlbReg;
+    const pr = this.prq.named(n);
+    if (pr !== null) return pr;
     const off = (Reg as Record<string, number>)[n];
     if (off === undefined) throw new IommuError("EINVAL", `unknown VT-d register ${name}`, { name });
     return this.readRegister(off, 8);

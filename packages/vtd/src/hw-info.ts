@@ -36,6 +36,8 @@ export interface VtdConfig {
   readonly cachingMode?: boolean;
   /** ECAP.SSADS: second-stage accessed/dirty (dirty tracking; default true). */
   readonly dirtyTracking?: boolean;
+  /** ECAP.PRS: page requests through the page request queue (default true; scalable mode only). */
+  readonly pageRequests?: boolean;
 }
 
 /** JSON Schema of {@link VtdConfig}. */
@@ -55,6 +57,7 @@ export const vtdConfigSchema: Readonly<Record<string, unknown>> = {
     faultRecords: { type: "integer", minimum: 1, maximum: 256, default: 8 },
     cachingMode: { type: "boolean", default: false },
     dirtyTracking: { type: "boolean", default: true },
+    pageRequests: { type: "boolean", default: true },
   },
 };
 
@@ -72,6 +75,7 @@ export interface ResolvedConfig {
   readonly faultRecords: number;
   readonly cachingMode: boolean;
   readonly dirtyTracking: boolean;
+  readonly pageRequests: boolean;
 }
 
 function bad(what: string, v: unknown): never {
@@ -114,6 +118,7 @@ export function resolveConfig(config: unknown): ResolvedConfig {
     faultRecords: int("faultRecords", 8, 1, 256),
     cachingMode: bool("cachingMode", false),
     dirtyTracking: bool("dirtyTracking", true),
+    pageRequests: bool("pageRequests", true),
   };
 }
 
@@ -142,6 +147,8 @@ export function registersFor(c: ResolvedConfig): { cap: bigint; ecap: bigint } {
     sc: true,
     iro: 0xf0,
     nest: sm && c.nesting && c.firstStage && c.secondStage,
+    // PRS is reported only with DT (spec 11.4.3), which this model always reports.
+    prs: sm && c.pageRequests,
     ers: sm,
     srs: sm,
     eafs: sm && c.firstStage,
@@ -192,9 +199,10 @@ export function capabilitiesFor(
   ecapReg: bigint,
   haw: number,
   scalable: boolean,
-  spec: Pick<DeviceSpec, "pasidBits" | "ats">,
+  spec: Pick<DeviceSpec, "pasidBits" | "ats" | "pri">,
 ): Capabilities {
   const pasid = scalable && ecap.pasid && spec.pasidBits > 0;
+  const iopf = pageRequestsEnabled(ecap, scalable, spec);
   const intents: IntentKind[] = pasid ? ["rid", "pasid"] : ["rid"];
   const formats = formatsFor(cap, ecap, scalable);
   const deepest = formats.some((f) => f.endsWith("5lvl"))
@@ -217,7 +225,32 @@ export function capabilitiesFor(
       atsNotSupported: !ecap.dt || spec.ats !== true,
       nesting: scalable && ecap.nest,
       coherent: ecap.c,
+      iopf,
     },
     hwInfo: { type: "intel-vtd", flags: 0, capReg, ecapReg },
   };
+}
+
+/**
+ * Whether the driver enables PRI on the device, so that I/O page faults work
+ * (IOMMU_DEV_FEAT_IOPF): Linux 6.15 intel_iommu_probe_device sets pri_supported for an
+ * ATS device on a scalable-mode unit with ECAP.PRS (ATS itself needs ECAP.DT) and
+ * enables PRI when `info->pasid_enabled || !pci_prg_resp_pasid_required(pdev)`;
+ * intel_iommu_enable_iopf then needs `info->pri_enabled`. The model's PRI devices set
+ * "PRG Response PASID Required" (PCIe PRI status bit 15), so PASID must be enabled too.
+ */
+export function pageRequestsEnabled(
+  ecap: EcapFields,
+  scalable: boolean,
+  spec: Pick<DeviceSpec, "pasidBits" | "ats" | "pri">,
+): boolean {
+  return (
+    scalable &&
+    ecap.prs &&
+    ecap.dt &&
+    ecap.pasid &&
+    spec.ats === true &&
+    spec.pri === true &&
+    spec.pasidBits > 0
+  );
 }

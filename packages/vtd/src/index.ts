@@ -38,6 +38,14 @@ export type { FsEntry } from "./format/fs-pte.ts";
 export { decodeFsEntry, encodeFsEntry, FsPte, fsFormat } from "./format/fs-pte.ts";
 export type { DescriptorError, InvDescriptor } from "./format/inv-desc.ts";
 export { DescType, decodeDescriptor, descTypeCode, encodeDescriptor } from "./format/inv-desc.ts";
+export type { PageRequestDescriptor } from "./format/page-request.ts";
+export {
+  decodePageRequest,
+  encodePageRequest,
+  PAGE_REQUEST_BYTES,
+  PAGE_REQUEST_TYPE,
+  PgrpResponse,
+} from "./format/page-request.ts";
 export type { PasidDirEntry, PasidEntry } from "./format/pasid-entry.ts";
 export {
   decodePasidDirEntry,
@@ -58,6 +66,7 @@ export {
   Gcmd,
   IQA_DW,
   Iqei,
+  Prs,
   Reg,
   Ttm,
 } from "./format/registers.ts";
@@ -73,9 +82,23 @@ export { decodeSsEntry, encodeSsEntry, SsPte, ssFormat } from "./format/ss-pte.t
 export type { HardwareOptions } from "./hardware.ts";
 export { VtdHardware } from "./hardware.ts";
 export type { ResolvedConfig, VtdConfig } from "./hw-info.ts";
-export { capabilitiesFor, formatsFor, registersFor, resolveConfig, vtdConfigSchema } from "./hw-info.ts";
+export {
+  capabilitiesFor,
+  formatsFor,
+  pageRequestsEnabled,
+  registersFor,
+  resolveConfig,
+  vtdConfigSchema,
+} from "./hw-info.ts";
 export type { ConfigReader, CtxInfo, PasidInfo, ReadFault } from "./internal/config.ts";
 export type { VtdIotlb } from "./iotlb.ts";
+export type {
+  DeliveredResponse,
+  PageGroupResponse,
+  PageRequester,
+  PageRequestOutcome,
+} from "./prq.ts";
+export { PageRequestUnit } from "./prq.ts";
 export { VtdQueues } from "./queues.ts";
 export type { Cfg, WalkerParams } from "./walk.ts";
 export { Kind, PageWalker } from "./walk.ts";

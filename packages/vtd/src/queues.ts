@@ -4,9 +4,10 @@
  * offending descriptor, 6.5.2.8 wait descriptors, 10.4.23-10.4.27) and primary fault
  * logging into the fault recording registers (spec 7.2.1, 7.3.1, 11.4.9.1). Each
  * executed descriptor calls the cache invalidations of fast-path.ts (context 6.5.2.1,
- * IOTLB 6.5.2.3, PASID-based IOTLB 6.5.2.4, PASID cache 6.5.2.2). The register file on
- * top is hardware.ts. Table levels play no part here (generic_pt/fmt/vtdss.h: PTE = 0
- * ... PML5E = 4).
+ * IOTLB 6.5.2.3, PASID-based IOTLB 6.5.2.4, PASID cache 6.5.2.2); a page group
+ * response (type 9h, spec 6.5.2) is delivered to the device through the page request
+ * unit of prq.ts. The register file on top is hardware.ts. Table levels play no part
+ * here (generic_pt/fmt/vtdss.h: PTE = 0 ... PML5E = 4).
  */
 
 import type { PhysicalMemory } from "@iommu-kit/core";
@@ -18,6 +19,7 @@ import type { InvDescriptor } from "./format/inv-desc.ts";
 import { DescType, decodeDescriptorHalves } from "./format/inv-desc.ts";
 import type { CapFields, EcapFields } from "./format/registers.ts";
 import { Fectl, Fsts, Gcmd, IQA_DW, Iqei } from "./format/registers.ts";
+import { PageRequestUnit } from "./prq.ts";
 
 const PAGE = 4096;
 
@@ -46,11 +48,15 @@ export class VtdQueues extends FastPath {
   #nextFrcd = 0;
   /** Descriptors processed by the queue, by type code (for tests and dumps). */
   readonly descriptorCounts: Map<number, number> = new Map();
+  /** The page request queue and the devices' outstanding page requests (prq.ts). */
+  readonly prq: PageRequestUnit;
 
   constructor(memory: PhysicalMemory, cap: CapFields, ecap: EcapFields, haw: number, iotlbSizeLg2: number) {
     super(memory, cap, ecap, haw, iotlbSizeLg2);
     this.nfr = cap.nfr;
     this.frcd = new Array<bigint>(cap.nfr * 2).fill(0n);
+    this.prq = new PageRequestUnit(memory, ecap, this.contextCache);
+    if (this.prq.present) this.pageRequester = this.prq;
   }
 
   /** Delivers a fault event interrupt (FECTL.IM clear): counts it and calls the driver's handler. */
@@ -206,8 +212,18 @@ export class VtdQueues extends FastPath {
         halves[i + 1] = page[w + 1]!;
       }
       const code = (halves[0]! & 0xf) | (((halves[0]! >>> 9) & 0x7) << 4);
+      // Without ECAP.PRS there are no page group responses: an unknown type (spec 6.5.2). The
+      // page group response is 256-bit only, as the PASID-based types (rev 3+ scalable mode).
+      if (code === DescType.PAGE_GROUP_RESPONSE && !this.prq.present) {
+        this.iqh = BigInt(head * size);
+        this.#queueError(Iqei.INVALID_TYPE);
+        return;
+      }
       const pasidBased =
-        code === DescType.PASID_IOTLB || code === DescType.PASID_CACHE || code === DescType.PASID_DEV_TLB;
+        code === DescType.PASID_IOTLB ||
+        code === DescType.PASID_CACHE ||
+        code === DescType.PASID_DEV_TLB ||
+        code === DescType.PAGE_GROUP_RESPONSE;
       if (size === 16 && pasidBased) {
         this.iqh = BigInt(head * size);
         this.#queueError(Iqei.INVALID_WIDTH);
@@ -285,6 +301,9 @@ export class VtdQueues extends FastPath {
       case "iec":
         // No device-TLB or interrupt-entry cache is modelled: accepted and counted.
         this.invalidations++;
+        return true;
+      case "page-group-response":
+        this.prq.respond(d);
         return true;
       case "wait":
         if (d.sw && !this.memory.write32(d.statusAddr, d.statusData)) return false;

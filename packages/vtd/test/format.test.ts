@@ -259,7 +259,8 @@ describe("invalidation descriptors (spec 6.5.2)", () => {
     });
   }
   it("unknown types, reserved bits, reserved granularities and a non-zero upper half are errors", () => {
-    expect(decodeDescriptor([0x9n, 0n]).error).toBe("type");
+    expect(decodeDescriptor([0xan, 0n]).error).toBe("type"); // page stream response: gone since rev 3
+    expect(decodeDescriptor([0x209n, 0n]).error).toBe("type"); // type[6:4] (bits 11:9) = 1 over 9h
     expect(decodeDescriptor([0x0n, 0n]).error).toBe("type");
     expect(decodeDescriptor([0x1n | (1n << 50n) | 0x10n, 0n]).error).toBe("reserved");
     expect(decodeDescriptor([0x1n, 0n]).error).toBe("reserved"); // CC with G = 0
@@ -308,8 +309,9 @@ describe("CAP_REG / ECAP_REG (spec 11.4.2, 11.4.3)", () => {
     // ND 6 | SAGAW 0b1100 <<8 | MGAW 56 <<16 | ZLR | FRO 0x22 <<24; SLLPS 3 <<34 | PSI | NFR 7 <<40 |
     // MAMV 18 <<48 | DWD DRD | FS1GP | FS5LP.
     expect(cap).toBe(0x11d2_078c_2278_0c06n);
-    // C QI DT PT SC | IRO 0xF <<8 | MHMV | NEST | ERS SRS; EAFS | PSS 19 <<35 | PASID | SMTS | SSADS SSTS FSTS | SMPWCS | RPS.
-    expect(ecap).toBe(0x0003_e99c_c4f0_0fc7n);
+    // C QI DT PT SC | IRO 0xF <<8 | MHMV | NEST | PRS | ERS SRS; EAFS | PSS 19 <<35 | PASID | SMTS | SSADS SSTS FSTS |
+    // SMPWCS | RPS.
+    expect(ecap).toBe(0x0003_e99c_e4f0_0fc7n);
     const c = decodeCap(cap);
     expect(c).toMatchObject({
       nd: 6,
@@ -330,13 +332,22 @@ describe("CAP_REG / ECAP_REG (spec 11.4.2, 11.4.3)", () => {
       fsts: true,
       ssts: true,
       nest: true,
+      prs: true,
     });
     expect(encodeCap(c)).toBe(cap);
     expect(encodeEcap(e)).toBe(ecap);
   });
   it("legacy mode clears the scalable-mode capabilities", () => {
     const e = decodeEcap(registersFor(resolveConfig({ mode: "legacy" })).ecap);
-    expect(e).toMatchObject({ smts: false, pasid: false, fsts: false, nest: false, pt: true, qi: true });
+    expect(e).toMatchObject({
+      smts: false,
+      pasid: false,
+      fsts: false,
+      nest: false,
+      prs: false,
+      pt: true,
+      qi: true,
+    });
   });
 });
 

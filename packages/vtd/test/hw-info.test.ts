@@ -24,6 +24,7 @@ describe("resolveConfig", () => {
       faultRecords: 8,
       cachingMode: false,
       dirtyTracking: true,
+      pageRequests: true,
     });
   });
 
@@ -52,6 +53,9 @@ describe("registers per config", () => {
     expect(unit({ dirtyTracking: false }).ecap.ssads).toBe(false);
     expect(unit({ cachingMode: true }).cap.cm).toBe(true);
     expect(unit({ faultRecords: 1 }).cap.nfr).toBe(1);
+    // ECAP.PRS is bit 29: the only bit pageRequests: false clears.
+    expect(unit({}).ecapReg ^ unit({ pageRequests: false }).ecapReg).toBe(1n << 29n);
+    expect(() => resolveConfig({ pageRequests: 1 })).toThrow(/pageRequests/);
   });
 });
 
@@ -91,6 +95,7 @@ describe("capabilitiesFor", () => {
       atsNotSupported: false,
       nesting: true,
       coherent: true,
+      iopf: false,
     });
     const legacy = unit({ mode: "legacy", sagaw: 0b0100 });
     const l = capabilitiesFor(legacy.cap, legacy.ecap, legacy.capReg, legacy.ecapReg, 46, false, {
@@ -99,5 +104,24 @@ describe("capabilitiesFor", () => {
     expect(l).toMatchObject({ intents: ["rid"], maxPasidLog2: 0, inputAddressBits: 48 });
     expect(l.features.nesting).toBe(false);
     expect(l.features.dirtyTracking).toBe(false);
+  });
+
+  it("iopf: ECAP.PRS (with DT) and a device with ATS, PRI and PASID (intel_iommu_probe_device 6.15)", () => {
+    const u = unit({});
+    const iopf = (spec: { pasidBits: number; ats?: boolean; pri?: boolean }, v = u, sm = true): boolean =>
+      capabilitiesFor(v.cap, v.ecap, v.capReg, v.ecapReg, 48, sm, spec).features.iopf === true;
+    expect(iopf({ pasidBits: 20, ats: true, pri: true })).toBe(true);
+    expect(iopf({ pasidBits: 20, ats: true })).toBe(false);
+    expect(iopf({ pasidBits: 20, pri: true })).toBe(false);
+    expect(iopf({ pasidBits: 0, ats: true, pri: true })).toBe(false);
+    expect(iopf({ pasidBits: 20, ats: true, pri: true }, unit({ pageRequests: false }))).toBe(false);
+    const legacy = unit({ mode: "legacy" });
+    expect(iopf({ pasidBits: 20, ats: true, pri: true }, legacy, false)).toBe(false);
+    // DT clear: no ATS, so no PRI either.
+    const noDt = { ...u, ecap: { ...u.ecap, dt: false } };
+    expect(iopf({ pasidBits: 20, ats: true, pri: true }, noDt)).toBe(false);
+    expect(
+      capabilitiesFor(u.cap, u.ecap, u.capReg, u.ecapReg, 48, true, { pasidBits: 20 }).features.viommuTypes,
+    ).toBe(undefined);
   });
 });

@@ -20,8 +20,9 @@ import type { PasidEntry } from "../format/pasid-entry.ts";
 import { EMPTY_PASID_ENTRY, encodePasidDirEntry, encodePasidEntry, Pgtt } from "../format/pasid-entry.ts";
 import { encodeRootEntry, encodeScalableRootEntry } from "../format/root-entry.ts";
 import type { VtdHardware } from "../hardware.ts";
-import { capabilitiesFor } from "../hw-info.ts";
+import { capabilitiesFor, pageRequestsEnabled } from "../hw-info.ts";
 import { writeWords } from "../internal/words.ts";
+import { DriverPrq } from "./prq.ts";
 import { DriverQueue } from "./queue.ts";
 
 /** PASID of requests without PASID in scalable mode (the context entry's RID_PASID). */
@@ -50,6 +51,8 @@ export class VtdDriver {
   readonly haw: number;
   /** The invalidation queue, root table and fault handler. */
   readonly queue: DriverQueue;
+  /** The page request queue and its handler (driver/prq.ts). */
+  readonly prq: DriverPrq;
   readonly devices: Map<number, Device> = new Map();
   /** Context tables by bus (legacy) or bus * 2 + upper (scalable). */
   readonly #contextTables = new Map<number, number>();
@@ -70,6 +73,7 @@ export class VtdDriver {
     this.scalable = scalable;
     this.haw = haw;
     this.queue = new DriverQueue(hw, memory, tables, scalable);
+    this.prq = new DriverPrq(hw, memory, tables, this.queue, (rid) => this.devices.has(rid));
   }
 
   addDevice(spec: DeviceSpec): void {
@@ -122,12 +126,15 @@ export class VtdDriver {
     this.devices.set(spec.rid, dev);
     if (this.scalable) {
       // Present context entry, blocked through an empty PASID directory (RID_PASID 0).
+      // Linux 6.15 pasid.c context_entry_set_pasid_table: DTE for ATS, PRE for pri_supported
+      // (ATS on a unit with ECAP.PRS, intel_iommu_probe_device).
+      const ats = spec.ats === true && this.hw.ecap.dt;
       const words = encodeScalableContextEntry({
         present: true,
         fpd: false,
-        dte: spec.ats === true && this.hw.ecap.dt,
+        dte: ats,
         paside: caps.maxPasidLog2 > 0,
-        pre: false,
+        pre: ats && spec.pri === true && this.hw.ecap.prs,
         pdts,
         pasidDirPtr: dirPa,
         ridPasid: RID_PASID,
@@ -137,6 +144,8 @@ export class VtdDriver {
     }
     // Linux context_present_cache_flush: device-selective context-cache invalidation.
     this.queue.submit([{ type: "context-cache", g: 3, did: 0, sid: spec.rid, fm: 0 }]);
+    // intel_iommu_probe_device: pci_enable_pri when ATS is on and PASID is (hw-info.ts).
+    if (pageRequestsEnabled(this.hw.ecap, this.scalable, spec)) this.prq.enablePri(spec.rid);
   }
 
   #writeRootEntry(bus: number): void {
@@ -184,6 +193,7 @@ export class VtdDriver {
     ]);
     for (const pa of d.pasidTables.values()) this.tables.free(pa);
     if (this.scalable) this.tables.free(d.dirPa);
+    this.prq.disablePri(rid);
     this.devices.delete(rid);
   }
 

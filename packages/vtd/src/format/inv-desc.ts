@@ -4,6 +4,15 @@
  * Intel VT-d spec 6.5.2 ("Queued Invalidation Interface") and 6.5.2.1-6.5.2.10;
  * field macros cross-checked with Linux drivers/iommu/intel/iommu.h (QI_*). The type
  * is bits 3:0 plus bits 11:9 as type[6:4]. No paging levels apply.
+ *
+ * The page group response descriptor (type 9h, spec 6.5.2 "Page Group Response
+ * Descriptor", rev 4.x) answers a page request group (format/page-request.ts): qw0 PP 4,
+ * Response Code 15:12, Requester-ID 31:16, PASID 51:32; qw1 PRGI 11:3. Reserved: qw0
+ * 8:5 (bit 5 was PDP until rev 4) and 63:52, qw1 1:0 and 63:12 (QEMU
+ * VTD_INV_DESC_PGRESP_RSVD_LO/HI, 0xfff00000000001e0 / 0xfffffffffffff003). qw1 bit 2
+ * was LPIG; it is Reserved since rev 4.0 but existing hardware ignores it (Linux
+ * "iommu/vt-d: Remove LPIG from page group response descriptor", 2025), so it is not
+ * checked; the upper 128 bits (private data until rev 4) are reserved here.
  */
 
 import { field, setField } from "@iommu-kit/core/driver";
@@ -18,6 +27,7 @@ export const DescType = {
   PASID_IOTLB: 6,
   PASID_CACHE: 7,
   PASID_DEV_TLB: 8,
+  PAGE_GROUP_RESPONSE: 9,
 } as const;
 
 /** A decoded (or to-be-encoded) descriptor. Numbers are the spec's field values. */
@@ -82,6 +92,16 @@ export type InvDescriptor =
       readonly global: boolean;
       readonly s: boolean;
       readonly addr: number;
+    }
+  /** Answers page request group `prgi` of device `rid` with response code `rc` (format/page-request.ts PgrpResponse). */
+  | {
+      readonly type: "page-group-response";
+      /** PP: the response carries `pasid` (the request had one). */
+      readonly pp: boolean;
+      readonly rc: number;
+      readonly rid: number;
+      readonly pasid: number;
+      readonly prgi: number;
     };
 
 const TYPE_CODE: Readonly<Record<InvDescriptor["type"], number>> = {
@@ -93,6 +113,7 @@ const TYPE_CODE: Readonly<Record<InvDescriptor["type"], number>> = {
   "pasid-iotlb": DescType.PASID_IOTLB,
   "pasid-cache": DescType.PASID_CACHE,
   "pasid-dev-tlb": DescType.PASID_DEV_TLB,
+  "page-group-response": DescType.PAGE_GROUP_RESPONSE,
 };
 
 /** Reserved-bit masks of (low qword, high qword) per type code. */
@@ -105,6 +126,7 @@ const RESERVED: Readonly<Record<number, readonly [bigint, bigint]>> = {
   [DescType.PASID_IOTLB]: [mask(8, 6) | mask(15, 12) | mask(63, 52), mask(11, 7)],
   [DescType.PASID_CACHE]: [mask(8, 6) | mask(15, 12) | mask(63, 52), mask(63, 0)],
   [DescType.PASID_DEV_TLB]: [0n, mask(10, 1)],
+  [DescType.PAGE_GROUP_RESPONSE]: [mask(8, 5) | mask(63, 52), mask(1, 0) | mask(63, 12)],
 };
 
 function mask(msb: number, lsb: number): bigint {
@@ -182,6 +204,13 @@ export function encodeDescriptor(d: InvDescriptor): [bigint, bigint] {
       hi = setField(hi, 11, 11, d.s ? 1 : 0);
       hi = setField(hi, 63, 12, BigInt(d.addr) >> 12n);
       break;
+    case "page-group-response":
+      lo = setField(lo, 4, 4, d.pp ? 1 : 0);
+      lo = setField(lo, 15, 12, d.rc);
+      lo = setField(lo, 31, 16, d.rid);
+      lo = setField(lo, 51, 32, d.pasid);
+      hi = setField(0n, 11, 3, d.prgi);
+      break;
   }
   return [lo, hi];
 }
@@ -244,6 +273,11 @@ export function encodeDescriptorHalves(d: InvDescriptor, out: Uint32Array | numb
       w2 = (d.global ? 1 : 0) | (d.s ? 0x800 : 0);
       addr = d.addr;
       hasAddr = true;
+      break;
+    case "page-group-response":
+      w0 |= (d.pp ? 0x10 : 0) | ((d.rc & 0xf) << 12) | ((d.rid & 0xffff) << 16);
+      w1 = d.pasid & 0xfffff;
+      w2 = (d.prgi & 0x1ff) << 3;
       break;
   }
   if (hasAddr) {
@@ -388,6 +422,16 @@ export function decodeDescriptorHalves(
         g,
         did: w0 >>> 16,
         pasid: w1 & 0xfffff,
+      };
+      break;
+    case DescType.PAGE_GROUP_RESPONSE:
+      desc = {
+        type: "page-group-response",
+        pp: (w0 & 0x10) !== 0,
+        rc: (w0 >>> 12) & 0xf,
+        rid: w0 >>> 16,
+        pasid: w1 & 0xfffff,
+        prgi: (w2 >>> 3) & 0x1ff,
       };
       break;
     default:

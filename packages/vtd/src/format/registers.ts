@@ -1,6 +1,6 @@
 /**
  * The DMA-remapping register set: offsets, CAP_REG / ECAP_REG fields, GCMD/GSTS,
- * RTADDR, CCMD, IOTLB/IVA, FSTS/FECTL and the invalidation-queue registers.
+ * RTADDR, CCMD, IOTLB/IVA, FSTS/FECTL, the invalidation-queue and the page-request-queue registers.
  * Intel VT-d Architecture Specification chapter 11 ("Register Descriptions"); bit
  * positions cross-checked with Linux include/linux/intel-iommu.h /
  * drivers/iommu/intel/iommu.h (cap_* and ecap_* macros). Registers have no levels.
@@ -28,6 +28,15 @@ export const Reg = {
   ICS: 0x9c,
   IECTL: 0xa0,
   IQERCD: 0xb0,
+  // Page request queue (spec 11.4.11, ECAP.PRS): PQH 18:5, PQT 18:5, PQA 63:12 + PQS 2:0.
+  PQH: 0xc0,
+  PQT: 0xc8,
+  PQA: 0xd0,
+  PRS: 0xdc,
+  PECTL: 0xe0,
+  PEDATA: 0xe4,
+  PEADDR: 0xe8,
+  PEUADDR: 0xec,
 } as const;
 
 /** Width in bytes of each named register (spec 11.4). */
@@ -50,6 +59,14 @@ export const REG_WIDTH: Readonly<Record<string, 4 | 8>> = {
   ICS: 4,
   IECTL: 4,
   IQERCD: 8,
+  PQH: 8,
+  PQT: 8,
+  PQA: 8,
+  PRS: 4,
+  PECTL: 4,
+  PEDATA: 4,
+  PEADDR: 4,
+  PEUADDR: 4,
 };
 
 /** GCMD_REG / GSTS_REG bits (spec 11.4.4, 11.4.5): command bit n has status bit n. */
@@ -95,6 +112,14 @@ export const Fsts = {
 export const Fectl = {
   IM: 0x80000000,
   IP: 0x40000000,
+} as const;
+
+/** PRS_REG bits (spec 11.4.11, page request status): both write-1-to-clear. */
+export const Prs = {
+  /** PPR: pending page request (hardware set it when it wrote a descriptor). */
+  PPR: 0x1,
+  /** PRO: page request overflow (a request found the queue full). */
+  PRO: 0x2,
 } as const;
 
 /** IQA_REG.DW (bit 11): 256-bit descriptors. QS is bits 2:0 (spec 11.4.9.?, "IQA_REG"). */
@@ -189,6 +214,8 @@ export interface EcapFields {
   readonly iro: number;
   /** NEST (26): nested translation. */
   readonly nest: boolean;
+  /** PRS (29): page requests (the page request queue registers; valid with DT). */
+  readonly prs: boolean;
   /** ERS (30): execute requests. */
   readonly ers: boolean;
   /** SRS (31): supervisor requests. */
@@ -224,6 +251,7 @@ export function decodeEcap(e: bigint): EcapFields {
     sc: b(7),
     iro: Number(field(e, 17, 8)) * 16,
     nest: b(26),
+    prs: b(29),
     ers: b(30),
     srs: b(31),
     eafs: b(34),
@@ -247,6 +275,7 @@ export function encodeEcap(f: EcapFields): bigint {
     [6, f.pt],
     [7, f.sc],
     [26, f.nest],
+    [29, f.prs],
     [30, f.ers],
     [31, f.srs],
     [34, f.eafs],

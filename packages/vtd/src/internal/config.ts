@@ -31,6 +31,8 @@ export interface CtxInfo {
   readonly pasidDirPtr: number;
   readonly ridPasid: number;
   readonly ridPriv: boolean;
+  /** PRE (scalable): page requests from the device are accepted (prq.ts). False in legacy mode. */
+  readonly pre: boolean;
 }
 
 /** A PASID table entry as the PASID cache holds it (valid entries only). */
@@ -140,6 +142,7 @@ export class ConfigReader {
         pasidDirPtr: 0,
         ridPasid: 0,
         ridPriv: false,
+        pre: false,
       };
     }
     if (root === null) return this.#fault("root entry", rootPa, Fr.SM_ROOT_FETCH, false);
@@ -183,6 +186,7 @@ export class ConfigReader {
       pasidDirPtr: c.pasidDirPtr,
       ridPasid: c.ridPasid,
       ridPriv: c.ridPriv,
+      pre: c.pre,
     };
   }
 
