@@ -6,8 +6,9 @@
  * change reaches the hardware as the driver writes it (tables in memory, commands in
  * the command queue); every translation goes through the hardware model. Mapping to the
  * contract: rid = StreamID; `rid` -> STE (stage 1 with CD 0, or stage 2); `pasid` ->
- * CD[SSID]; `rid-all-pasids` -> a nested STE from the user's STE words over a stage-2
- * parent.
+ * CD[SSID]; `rid-all-pasids` -> a nested STE from a vIOMMU's nested domain (`viommu.ts`,
+ * `nested.ts`). Recoverable faults: stalls (CD.S, STE.S1STALLD) reach the driver's
+ * event handler (`events.ts`) and are answered with CMD_RESUME (`pageResponse`).
  */
 
 import type {
@@ -20,33 +21,41 @@ import type {
   Capabilities,
   DeviceSpec,
   Domain,
-  DomainFlags,
   DomainRequest,
   IovaRange,
+  PageRequest,
+  PageResponseCode,
   PhysicalMemory,
   TableAllocator,
   Translation,
   TranslationOutcome,
+  Viommu,
+  ViommuRequest,
   WalkStep,
 } from "@iommu-kit/core";
-import { assertIntentAllowed, createTranslation, hex, IommuError, outcomeOf } from "@iommu-kit/core";
+import { assertIntentAllowed, createTranslation, IommuError, outcomeOf } from "@iommu-kit/core";
 import { PageTable } from "@iommu-kit/core/driver";
-import type { SmmuDomainHost } from "./domain.ts";
-import { SmmuDomain, SmmuNestedDomain, SmmuPagingDomain, SmmuSimpleDomain } from "./domain.ts";
+import { SmmuDomain, SmmuPagingDomain, SmmuSimpleDomain } from "./domain.ts";
 import type { CdOwner } from "./driver.ts";
 import { SmmuDriver } from "./driver.ts";
-import { decodeCd } from "./format/cd.ts";
+import { dumpSmmu } from "./dump.ts";
+import type { Vmaster } from "./events.ts";
+import { handleEvent, resumeCommand } from "./events.ts";
 import type { Command } from "./format/command.ts";
 import type { EventRecord } from "./format/event.ts";
 import { lpaeFormat, lpaeGeometry } from "./format/lpae-pte.ts";
-import { decodeSte, encodeSte, S1Dss, SteConfig } from "./format/ste.ts";
+import { encodeSte, S1Dss, SteConfig } from "./format/ste.ts";
 import type { RegisterValues } from "./hardware.ts";
 import { SmmuHw } from "./hardware.ts";
 import { capabilitiesOf, domainFormats, domainInputBits, granulePageSizes, granules } from "./hw-info.ts";
+import { nestedSteWords, SmmuNestedDomain } from "./nested.ts";
 import type { SmmuV3Config } from "./options.ts";
 import { bad, checkConfig, registersFor, SMMUV3_CONFIG_SCHEMA } from "./options.ts";
+import type { ViommuHost } from "./viommu.ts";
+import { createViommu, type SmmuViommu } from "./viommu.ts";
 
-export { SmmuDomain, SmmuNestedDomain, SmmuPagingDomain } from "./domain.ts";
+export { SmmuDomain, SmmuPagingDomain } from "./domain.ts";
+export { SmmuNestedDomain } from "./nested.ts";
 export type { SmmuV3Config } from "./options.ts";
 export { registersFor, SMMUV3_CONFIG_SCHEMA } from "./options.ts";
 
@@ -54,10 +63,16 @@ export { registersFor, SMMUV3_CONFIG_SCHEMA } from "./options.ts";
 export const MSI_IOVA_BASE = 0x8000000;
 const MSI_IOVA_LENGTH = 0x100000;
 
-/** A device as the backend keeps it: what is attached, and (for the driver) its CD table. */
+/** A device as the backend keeps it: what is attached, its CD table, vmaster and outstanding stalls. */
 interface DeviceState extends CdOwner {
   slot: { kind: "rid" | "rid-all-pasids"; domain: SmmuDomain } | null;
   readonly pasids: Map<number, SmmuPagingDomain>;
+  /** master->stall_enabled (arm_smmu_probe_device). */
+  readonly stall: boolean;
+  /** master->vmaster: set by a nested attach that found a vDEVICE (arm_smmu_attach_commit_vmaster). */
+  vmaster: Vmaster | null;
+  /** STAGs of reported stalls not yet answered. */
+  readonly pending: Set<number>;
 }
 
 /** The SubstreamID an intent names, if any (what an attach/detach may add to a domain's users). */
@@ -66,7 +81,7 @@ function pasidOf(intent: AttachIntent): number | null {
 }
 
 /** An SMMUv3 instance: the hardware model plus (unless built from registers) the driver. */
-export class SmmuV3Backend implements SmmuDomainHost {
+export class SmmuV3Backend implements ViommuHost {
   readonly kind = "smmuv3";
   readonly name: string;
   readonly hw: SmmuHw;
@@ -74,7 +89,10 @@ export class SmmuV3Backend implements SmmuDomainHost {
   readonly #tables: TableAllocator | null;
   readonly #devices = new Map<number, DeviceState>();
   #nextId = 1;
+  #nextViommuId = 1;
   readonly #drv: SmmuDriver;
+  /** The vIOMMUs of this SMMU. */
+  readonly viommus: Set<SmmuViommu> = new Set();
 
   constructor(
     memory: PhysicalMemory,
@@ -92,6 +110,7 @@ export class SmmuV3Backend implements SmmuDomainHost {
   /** Brings the SMMU up as Linux's arm_smmu_device_reset does: tables, queues, CFGI_ALL, TLBI_NSNH_ALL, SMMUEN. */
   initDriver(config: SmmuV3Config): void {
     this.#drv.init(config);
+    this.#drv.setEventHandler((w) => handleEvent(w, (sid) => this.#devices.get(sid)));
   }
 
   #driver(): TableAllocator {
@@ -125,8 +144,20 @@ export class SmmuV3Backend implements SmmuDomainHost {
     if (!Number.isInteger(spec.pasidBits) || spec.pasidBits < 0 || spec.pasidBits > 20)
       throw bad("EINVAL", `pasidBits ${spec.pasidBits} is outside [0, 20]`, { pasidBits: spec.pasidBits });
     const ssidBits = this.hw.s1p ? Math.min(spec.pasidBits, this.hw.ssidBits) : 0;
+    // arm_smmu_probe_device: FEAT_STALLS (STALL_MODEL 0b00 / 0b10) and "dma-can-stall", or FEAT_STALL_FORCE.
+    const sm = this.hw.stallModel;
+    const stall = (sm !== 1 && spec.canStall === true) || sm === 2;
     this.#drv.addStream(rid);
-    const dev: DeviceState = { rid, ssidBits, slot: null, pasids: new Map(), cd: null };
+    const dev: DeviceState = {
+      rid,
+      ssidBits,
+      slot: null,
+      pasids: new Map(),
+      cd: null,
+      stall,
+      vmaster: null,
+      pending: new Set(),
+    };
     this.#devices.set(rid, dev);
     this.#writeSte(dev);
   }
@@ -136,12 +167,22 @@ export class SmmuV3Backend implements SmmuDomainHost {
     const dev = this.#device(rid);
     if (dev.slot !== null || dev.pasids.size > 0)
       throw bad("EBUSY", `rid ${rid} has attached domains`, { rid });
+    for (const v of this.viommus)
+      if (v.virtId(rid) >= 0) throw bad("EBUSY", `rid ${rid} has a vDEVICE on vIOMMU ${v.id}`, { rid });
+    // iopf_queue_remove_device: outstanding page requests are answered INVALID (CMD_RESUME Abort).
+    if (dev.pending.size > 0) {
+      this.#drv.submit(
+        [...dev.pending].map((stag) => resumeCommand(rid, stag, "invalid")),
+        false,
+      );
+      dev.pending.clear();
+    }
     this.#devices.delete(rid);
     this.#drv.removeStream(rid);
   }
 
   capabilities(rid: number): Capabilities {
-    return capabilitiesOf(this.hw, this.#device(rid).ssidBits);
+    return capabilitiesOf(this.hw, this.#device(rid).ssidBits, this.#device(rid).stall);
   }
 
   reservedRegions(rid: number): readonly IovaRange[] {
@@ -159,7 +200,10 @@ export class SmmuV3Backend implements SmmuDomainHost {
     }
     if (request.rid !== undefined) this.#device(request.rid);
     const flags = request.flags ?? {};
-    if (request.type === "nested") return this.#allocNested(request.parent, request.data, flags);
+    // iommufd_hwpt_nested_alloc: no ops->domain_alloc_nested. No Linux release nests an
+    // SMMUv3 HWPT directly on a paging parent: nested domains come from a vIOMMU.
+    if (request.type === "nested")
+      throw bad("EOPNOTSUPP", "SMMUv3 nested domains are allocated on a vIOMMU (Viommu.allocNested)");
     if (request.type !== "paging")
       throw bad("EOPNOTSUPP", `domain type ${(request as { type: string }).type} is not supported`);
     const formats = domainFormats(this.hw);
@@ -188,39 +232,55 @@ export class SmmuV3Backend implements SmmuDomainHost {
     return new SmmuPagingDomain(this, id, spec, flags, pt, fmt, tagId, sizes);
   }
 
-  #allocNested(parent: Domain, data: unknown, flags: DomainFlags): Domain {
-    if (!(parent instanceof SmmuPagingDomain) || parent.backend !== this || parent.freed)
-      throw bad("EINVAL", "the parent must be a live paging domain of this SMMU");
-    if (!parent.flags.nestParent || parent.stage !== 2)
-      throw bad("EINVAL", "the parent was not allocated as a nest parent");
-    if (!this.hw.s1p) throw bad("EOPNOTSUPP", "nesting needs stage 1");
-    const ste = (data as { ste?: unknown } | null)?.ste;
-    if (!Array.isArray(ste) || ste.length !== 2) throw bad("EINVAL", "nested data must be { ste: [w0, w1] }");
-    let w0: bigint;
-    let w1: bigint;
-    try {
-      w0 = BigInt.asUintN(64, BigInt(ste[0] as string | bigint));
-      w1 = BigInt.asUintN(64, BigInt(ste[1] as string | bigint));
-    } catch {
-      throw bad("EINVAL", "STE words must be bigints or hex strings");
-    }
-    // arm_smmu_validate_vste: V=0 means abort; only the nesting-allowed fields; Config abort/bypass/S1.
-    if ((w0 & 1n) === 0n) {
-      w0 = 0n;
-      w1 = 0n;
-    } else {
-      const allowed0 = 0x1n | 0xen | 0x30n | 0x000f_ffff_ffff_ffc0n | (0x1fn << 59n);
-      const allowed1 = 0x3n | 0xcn | 0x30n | 0xc0n | (1n << 27n) | (3n << 28n);
-      if ((w0 & ~allowed0) !== 0n || (w1 & ~allowed1) !== 0n)
-        throw bad("EIO", "the user STE sets fields nesting does not allow");
-      const cfg = Number((w0 >> 1n) & 7n);
-      if (cfg !== SteConfig.ABORT && cfg !== SteConfig.BYPASS && cfg !== SteConfig.S1_TRANS)
-        throw bad("EIO", `user STE Config ${cfg} is not abort, bypass or stage 1`);
-      if (((w1 >> 28n) & 3n) === 2n) throw bad("EIO", "user STE EATS=translate is not supported");
-    }
-    const d = new SmmuNestedDomain(this, this.#nextId++, parent, [w0, w1], flags);
-    parent.children++;
-    return d;
+  // ---------------------------------------------------------------- vIOMMU (viommu.ts)
+
+  /** IOMMU_VIOMMU_ALLOC (arm_vsmmu_alloc): see `createViommu` for the rules. */
+  allocViommu(request: ViommuRequest): Viommu {
+    this.#driver();
+    const v = createViommu(this, request, this.#nextViommuId);
+    this.#nextViommuId++;
+    this.viommus.add(v);
+    return v;
+  }
+
+  /** @internal ViommuHost: `rid` is a device of this SMMU. */
+  hasDevice(rid: number): boolean {
+    return this.#devices.has(rid);
+  }
+
+  /** @internal ViommuHost: a fresh domain id. */
+  takeDomainId(): number {
+    return this.#nextId++;
+  }
+
+  /** @internal ViommuHost: `v` was freed. */
+  viommuFreed(v: SmmuViommu): void {
+    this.viommus.delete(v);
+  }
+
+  /**
+   * arm_smmu_page_response: answers the stall `request.grpid` (its STAG) of device
+   * `request.rid` with CMD_RESUME (Retry for "success", Abort for "invalid"), without a
+   * CMD_SYNC. ENOENT for an unknown device or a STAG not outstanding for it (never
+   * reported, or answered already); EINVAL for a malformed request or code; EIO if the
+   * queue refuses it (the stall stays outstanding).
+   */
+  pageResponse(request: PageRequest, code: PageResponseCode): void {
+    this.#driver();
+    const r = request as Partial<PageRequest> | null;
+    if (typeof r !== "object" || r === null || !Number.isInteger(r.rid) || !Number.isInteger(r.grpid))
+      throw bad("EINVAL", "a page response needs the request's rid and grpid");
+    if (code !== "success" && code !== "invalid")
+      throw bad("EINVAL", `page response code ${String(code)} is not success or invalid`);
+    const dev = this.#device(r.rid!);
+    const stag = r.grpid!;
+    if (!dev.pending.has(stag))
+      throw bad("ENOENT", `no stall with STAG ${stag} is outstanding for rid ${dev.rid}`, {
+        rid: dev.rid,
+        grpid: stag,
+      });
+    this.#drv.submit([resumeCommand(dev.rid, stag, code)], false);
+    dev.pending.delete(stag);
   }
 
   /** Releases an ASID/VMID after invalidating everything tagged with it (arm_smmu_domain_free). */
@@ -240,7 +300,9 @@ export class SmmuV3Backend implements SmmuDomainHost {
     const dom = slot?.domain;
     const s1Ste = (dss: number): bigint[] => {
       const cd = dev.cd!;
+      // arm_smmu_make_cdtable_ste: S1STALLD when FEAT_STALLS and the master may not stall.
       return encodeSte({
+        S1STALLD: this.hw.stallModel === 0 && !dev.stall ? 1 : 0,
         V: 1,
         Config: SteConfig.S1_TRANS,
         S1Fmt: cd.fmt,
@@ -253,19 +315,9 @@ export class SmmuV3Backend implements SmmuDomainHost {
       });
     };
     if (dom instanceof SmmuNestedDomain) {
-      const [u0, u1] = dom.ste;
-      const cfg = Number((u0 >> 1n) & 7n);
-      if ((u0 & 1n) === 0n || (cfg & 4) === 0) return encodeSte({ V: 1, Config: SteConfig.ABORT });
-      const s2 = encodeSte({
-        V: 1,
-        Config: cfg === SteConfig.BYPASS ? SteConfig.S2_TRANS : SteConfig.NESTED,
-        ...this.#drv.s2Fields(dom.parent),
-      });
-      if (cfg === SteConfig.S1_TRANS) {
-        s2[0] = (s2[0]! & 0xfn) | (u0 & ~0xfn);
-        s2[1] = u1 & ~(3n << 28n);
-      }
-      return s2;
+      // arm_smmu_make_nested_domain_ste over the parent's arm_smmu_make_s2_domain_ste.
+      const s2 = encodeSte({ V: 1, Config: SteConfig.S2_TRANS, ...this.#drv.s2Fields(dom.parent) });
+      return nestedSteWords(dom, s2);
     }
     if (dom instanceof SmmuPagingDomain) {
       if (dom.stage === 2) return encodeSte({ V: 1, Config: SteConfig.S2_TRANS, ...this.#drv.s2Fields(dom) });
@@ -314,6 +366,7 @@ export class SmmuV3Backend implements SmmuDomainHost {
     if (pasid !== null) keys.push(`${dev.rid}:${pasid}`);
     const saved = {
       slot: dev.slot,
+      vmaster: dev.vmaster,
       pasids: new Map(dev.pasids),
       cd,
       leaves: cd === null ? [] : [...cd.leaves].map(([k, v]) => [k, { ...v }] as const),
@@ -333,6 +386,7 @@ export class SmmuV3Backend implements SmmuDomainHost {
       }
       this.#drv.rollback(dev.rid);
       dev.slot = saved.slot;
+      dev.vmaster = saved.vmaster;
       dev.pasids.clear();
       for (const [k, v] of saved.pasids) dev.pasids.set(k, v);
       for (const [d] of saved.users) for (const k of keys) d.users.delete(k);
@@ -368,8 +422,9 @@ export class SmmuV3Backend implements SmmuDomainHost {
       case "rid-all-pasids": {
         if (!(domain instanceof SmmuNestedDomain))
           throw bad("EINVAL", "rid-all-pasids needs a nested domain");
-        if (dev.pasids.size > 0) throw bad("EINVAL", "PASIDs are attached to this device", { rid });
-        this.#setSlot(dev, { kind: "rid-all-pasids", domain });
+        // arm_smmu_attach_dev_nested: the host's SSIDs in use (arm_smmu_ssids_in_use) are EBUSY.
+        if (dev.pasids.size > 0) throw bad("EBUSY", "PASIDs are attached to this device", { rid });
+        this.#setSlot(dev, { kind: "rid-all-pasids", domain }, this.#prepareVmaster(dev, domain));
         return {};
       }
       case "pasid": {
@@ -401,12 +456,28 @@ export class SmmuV3Backend implements SmmuDomainHost {
     }
   }
 
-  #setSlot(dev: DeviceState, slot: DeviceState["slot"]): void {
+  /**
+   * arm_smmu_attach_prepare_vmaster: a translating (Config stage 1) nested domain needs the
+   * device's vDEVICE on its vIOMMU (ENOENT, from iommufd_viommu_get_vdev_id); abort and
+   * bypass attach without one (no vmaster). The vmaster's kzalloc is an allocation point.
+   */
+  #prepareVmaster(dev: DeviceState, d: SmmuNestedDomain): Vmaster | null {
+    const vsid = d.viommu.virtId(dev.rid);
+    if (vsid < 0) {
+      if (d.config === SteConfig.ABORT || d.config === SteConfig.BYPASS) return null;
+      throw bad("ENOENT", `rid ${dev.rid} has no vDEVICE on vIOMMU ${d.viommu.id}`, { rid: dev.rid });
+    }
+    this.memory.failNth.point("arm_smmu_attach_prepare_vmaster");
+    return { viommu: d.viommu, vsid };
+  }
+
+  #setSlot(dev: DeviceState, slot: DeviceState["slot"], vmaster: Vmaster | null = null): void {
     const needCd = this.#needsCd(dev, slot, dev.pasids.size);
     const s1 = slot?.domain instanceof SmmuPagingDomain && slot.domain.stage === 1;
     if (needCd) this.#drv.prepareCd(dev, s1 ? [0] : []);
     const old = dev.slot;
     dev.slot = slot;
+    dev.vmaster = vmaster; // arm_smmu_attach_commit_vmaster: NULL unless a nested attach found a vDEVICE
     old?.domain.users.delete(`${dev.rid}:-1`);
     slot?.domain.users.add(`${dev.rid}:-1`);
     if (s1) this.#drv.writeCd(dev, 0, slot.domain as SmmuPagingDomain);
@@ -474,48 +545,24 @@ export class SmmuV3Backend implements SmmuDomainHost {
   }
 
   dump(rid?: number): unknown {
-    const regs = Object.fromEntries(Object.entries(this.hw.registers()).map(([k, v]) => [k, hex(v)]));
-    const one = (sid: number): unknown => {
-      const dev = this.#devices.get(sid);
-      const steps = this.hw.describe(sid);
-      const cds: Record<string, unknown> = {};
-      if (dev?.cd) {
-        for (const ssid of [0, ...dev.pasids.keys()]) {
-          const at = this.#drv.cdAddr(dev, ssid);
-          const w: bigint[] = [];
-          for (let i = 0; i < 8; i++) w.push(this.memory.read64(at + i * 8));
-          const f = decodeCd(w);
-          if (f.V === 1n) cds[ssid] = Object.fromEntries(Object.entries(f).map(([k, v]) => [k, hex(v)]));
-        }
-      }
-      let ste: unknown = null;
-      const steStep = steps.find((s) => s.what === "STE" && s.raw !== undefined);
-      if (steStep?.raw)
-        ste = Object.fromEntries(
-          Object.entries(decodeSte(steStep.raw.map((r) => BigInt(r)))).map(([k, v]) => [k, hex(v)]),
-        );
-      return { streamId: sid, steps, ste, cds };
-    };
-    const sids =
-      rid !== undefined ? [rid] : this.#devices.size > 0 ? [...this.#devices.keys()] : this.#scanSids();
-    return {
-      kind: this.kind,
-      name: this.name,
-      registers: regs,
-      counters: this.counters(),
-      streams: sids.map(one),
-    };
-  }
-
-  #scanSids(): number[] {
-    const out: number[] = [];
-    const limit = Math.min(2 ** Math.min(this.hw.sidBits, 12), 4096);
-    for (let sid = 0; sid < limit; sid++) {
-      const steps = this.hw.describe(sid);
-      const ste = steps.find((s) => s.what === "STE");
-      if (ste !== undefined && !ste.note.startsWith("abort") && !ste.note.includes("V=0")) out.push(sid);
-    }
-    return out;
+    const devices = new Map(
+      [...this.#devices].map(([sid, dev]) => [
+        sid,
+        {
+          ssids: dev.cd === null ? [] : [0, ...dev.pasids.keys()],
+          cdAddr: (ssid: number) => (dev.cd === null ? null : this.#drv.cdAddr(dev, ssid)),
+        },
+      ]),
+    );
+    const viommus = [...this.viommus].map((v) => ({
+      id: v.id,
+      vmid: v.vmid,
+      parent: v.parent.id,
+      vdevices: [...this.#devices.keys()]
+        .filter((r) => v.virtId(r) >= 0)
+        .map((r) => ({ rid: r, vsid: v.virtId(r) })),
+    }));
+    return dumpSmmu(this, devices, viommus, rid);
   }
 
   /** Decodes a raw command (for tools). */

@@ -2,18 +2,16 @@
  * The domains of the SMMUv3 backend (core's `Domain` contract): blocked and identity
  * domains (an abort or bypass STE, ARM IHI 0070 5.2), paging domains (a VMSAv8-64 table
  * the driver writes with core's `PageTable`: stage 1 under an ASID in a CD, 5.4, or stage
- * 2 under a VMID in the STE, 5.2), and nested domains (the user's STE words over a
- * stage-2 parent, as iommufd's arm_smmu_nested_domain holds them). Changes go to the
- * hardware through the backend that made them (TLBI + CMD_SYNC after an unmap).
+ * 2 under a VMID in the STE, 5.2); nested domains live in `nested.ts`. Changes go to
+ * the hardware through the backend that made them (TLBI + CMD_SYNC after an unmap).
  * Level numbers are the page table's (Arm ARM lookup levels 0-3). The backend is seen
  * through {@link SmmuDomainHost} (which `SmmuV3Backend` implements), so this file does not
  * import backend.ts.
  */
 
 import type { Backend, Domain, DomainFlags, DomainType, IovaRange } from "@iommu-kit/core";
-import { hex, IommuError, Perm } from "@iommu-kit/core";
+import { hex, Perm } from "@iommu-kit/core";
 import type { PageTable, PtFormat } from "@iommu-kit/core/driver";
-import { CmdOp } from "./format/command.ts";
 import type { LpaeFormatSpec } from "./format/lpae-pte.ts";
 import type { SmmuHw } from "./hardware.ts";
 import { POW2 } from "./internal/words.ts";
@@ -103,7 +101,7 @@ export class SmmuPagingDomain extends SmmuDomain {
   readonly ptFormat: PtFormat;
   /** ASID (stage 1) or VMID (stage 2). */
   readonly tagId: number;
-  /** Nested domains built over this (stage-2) parent. */
+  /** vIOMMUs built over this (stage-2) nest parent (each holds it, as iommufd's viommu->hwpt). */
   children = 0;
   dirtyEnabled = false;
 
@@ -276,102 +274,8 @@ export class SmmuPagingDomain extends SmmuDomain {
   }
 
   protected override release(): void {
-    if (this.children > 0)
-      throw bad("EBUSY", `domain ${this.id} is the parent of nested domains`, { id: this.id });
+    if (this.children > 0) throw bad("EBUSY", `domain ${this.id} is the parent of a vIOMMU`, { id: this.id });
     this.pt.destroy();
     this.backend.releaseTag(this);
-  }
-}
-
-/** A nested domain: the user's STE words (S1ContextPtr = guest CD table IPA) over a stage-2 parent. */
-export class SmmuNestedDomain extends SmmuDomain {
-  readonly type: DomainType = "nested";
-  readonly parent: SmmuPagingDomain;
-  /** The validated user STE words 0 and 1. */
-  readonly ste: readonly [bigint, bigint];
-
-  constructor(
-    backend: SmmuDomainHost,
-    id: number,
-    parent: SmmuPagingDomain,
-    ste: [bigint, bigint],
-    flags: DomainFlags,
-  ) {
-    super(backend, id, "arm-smmuv3-nested", flags, { start: 0, last: 2 ** 48 - 1 }, parent.pageSizeBitmap);
-    this.parent = parent;
-    this.ste = ste;
-  }
-
-  /**
-   * Handles raw 128-bit commands as iommu_viommu_arm_smmuv3_invalidate carries them:
-   * as arm_vsmmu_convert_user_cmd: TLBI_NH_ALL/ASID/VA/VAA get the parent's VMID, TLBI_NSNH_ALL
-   * becomes TLBI_NH_ALL of it (word 1 zero), CFGI_CD, CFGI_CD_ALL and ATC_INV must name a
-   * StreamID this domain serves (arm_vsmmu_vsid_to_sid). Anything else: EIO with
-   * details.handled, the commands before it issued.
-   */
-  invalidate(entries: readonly unknown[]): number {
-    let handled = 0;
-    for (const e of entries) {
-      const cmd = (e as { cmd?: unknown } | null)?.cmd;
-      if (!Array.isArray(cmd) || cmd.length !== 2)
-        throw new IommuError("EINVAL", "entry must be { cmd: [w0, w1] }", { handled });
-      let w0: bigint;
-      let w1: bigint;
-      try {
-        w0 = BigInt(cmd[0] as bigint | string);
-        w1 = BigInt(cmd[1] as bigint | string);
-      } catch {
-        throw new IommuError("EINVAL", "command words must be bigints or hex strings", { handled });
-      }
-      if (w0 < 0n || w0 >= 1n << 64n || w1 < 0n || w1 >= 1n << 64n)
-        throw new IommuError("EINVAL", "command words must be 64-bit values", { handled });
-      const op = Number(w0 & 0xffn);
-      const vmid = BigInt(this.parent.tagId) << 32n;
-      let out: [bigint, bigint][];
-      switch (op) {
-        case CmdOp.TLBI_NH_ALL:
-        case CmdOp.TLBI_NH_ASID:
-        case CmdOp.TLBI_NH_VA:
-        case CmdOp.TLBI_NH_VAA:
-          out = [[(w0 & ~(0xffffn << 32n)) | vmid, w1]];
-          break;
-        case CmdOp.TLBI_NSNH_ALL:
-          out = [[BigInt(CmdOp.TLBI_NH_ALL) | vmid, 0n]];
-          break;
-        case CmdOp.CFGI_CD:
-        case CmdOp.CFGI_CD_ALL:
-        case CmdOp.ATC_INV: {
-          // arm_vsmmu_vsid_to_sid: the SID [63:32] must name a device this domain serves (the
-          // vSID is its StreamID here: no vdevice table); else -EIO, nothing issued.
-          const vsid = Number(w0 >> 32n);
-          if (!this.users.has(`${vsid}:-1`))
-            throw new IommuError("EIO", `StreamID ${vsid} is not a device of this nested domain`, {
-              handled,
-              op,
-            });
-          // ATC_INV reaches the queue only with IDR0.ATS (without it the command is ILL, 4.1.2).
-          out = op === CmdOp.ATC_INV && !this.backend.hw.ats ? [] : [[w0, w1]];
-          break;
-        }
-        default:
-          throw new IommuError("EIO", `command ${hex(op)} is not a nested invalidation`, { handled, op });
-      }
-      if (out.length > 0) {
-        try {
-          this.backend.submit(out);
-        } catch (err) {
-          // The SMMU refused it (CERROR_*): the driver skipped it and the queue goes on.
-          if (err instanceof IommuError && err.code === "EIO")
-            throw new IommuError("EIO", err.message, { ...err.details, handled, op });
-          throw err;
-        }
-      }
-      handled++;
-    }
-    return handled;
-  }
-
-  protected override release(): void {
-    this.parent.children--;
   }
 }

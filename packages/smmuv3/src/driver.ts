@@ -41,11 +41,13 @@ export interface CdTable {
   readonly leaves: Map<number, { pa: number; used: number }>;
 }
 
-/** What the driver keeps per device: its StreamID, SubstreamID width and CD table. */
+/** What the driver keeps per device: its StreamID, SubstreamID width, CD table and stall setting. */
 export interface CdOwner {
   readonly rid: number;
   readonly ssidBits: number;
   cd: CdTable | null;
+  /** master->stall_enabled: its CDs get CD.S (arm_smmu_make_s1_cd). */
+  readonly stall?: boolean;
 }
 
 /** What the driver reads of a paging domain: its table and tag (SmmuPagingDomain has all of it). */
@@ -133,9 +135,10 @@ export class SmmuDriver {
 
   /**
    * Submits commands through the command queue in memory and a CMDQ_PROD write, with a
-   * CMD_SYNC at the end, as arm_smmu_cmdq_issue_cmdlist does. EIO if the SMMU stops the queue.
+   * CMD_SYNC at the end unless `sync` is false, as arm_smmu_cmdq_issue_cmdlist does (Linux
+   * sends none after CMD_RESUME: arm_smmu_page_response). EIO if the SMMU stops the queue.
    */
-  submit(cmds: readonly (readonly [bigint, bigint])[]): void {
+  submit(cmds: readonly (readonly [bigint, bigint])[], sync = true): void {
     this.#cmdN = 0;
     for (const [w0, w1] of cmds) {
       this.#pushCmd(
@@ -145,7 +148,7 @@ export class SmmuDriver {
         Number((w1 >> 32n) & 0xffff_ffffn),
       );
     }
-    this.#issue();
+    this.#issue(sync);
   }
 
   /** Appends one command as its four 32-bit halves (word 0 low, word 0 high, word 1 low, word 1 high). */
@@ -199,8 +202,8 @@ export class SmmuDriver {
    * Writes the pending commands and a CMD_SYNC to the queue in memory, 32-bit halves at a
    * time, and moves CMDQ_PROD as arm_smmu_cmdq_issue_cmdlist does. EIO if the SMMU stops the queue.
    */
-  #issue(): void {
-    this.#pushCmd(CmdOp.CMD_SYNC, 0, 0, 0);
+  #issue(sync = true): void {
+    if (sync) this.#pushCmd(CmdOp.CMD_SYNC, 0, 0, 0);
     const hw = this.hw;
     const memory = this.memory;
     const buf = this.#cmdBuf;
@@ -530,6 +533,7 @@ export class SmmuDriver {
         V: 1,
         IPS: paEncoding(this.hw.oas),
         AA64: 1,
+        S: dev.stall === true ? 1 : 0, // master->stall_enabled (arm_smmu_make_s1_cd)
         HA: this.hw.httu >= 1 ? 1 : 0,
         HD: d.flags.dirtyTracking ? 1 : 0,
         R: 1,
@@ -577,6 +581,11 @@ export class SmmuDriver {
   /** Frees a table block (the undo of an allocation a failed operation made). */
   freeTable(pa: number): void {
     this.#tables!.free(pa);
+  }
+
+  /** The handler of each consumed record's raw words (arm_smmu_handle_event), after CONS moved; null: none. */
+  setEventHandler(handler: ((words: readonly bigint[]) => void) | null): void {
+    this.#evtq.onRecord = handler;
   }
 
   /** Events the SMMU wrote since the last drain, decoded (the queue is consumed as they arrive). */

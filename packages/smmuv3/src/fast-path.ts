@@ -101,9 +101,19 @@ export class FastPath extends RegisterFile {
     return false;
   }
 
+  /** Holds a stalling fault (3.12.2): its fault, or null to terminate it. The hardware class overrides it. */
+  protected holdStall(_f: FaultScratch): Fault | null {
+    return null;
+  }
+
   /** Builds (and records, unless explaining) the fault of the current scratch. */
   #raise(): Fault {
     const f = this.#f;
+    // CD.S == 1 under STE.S1STALLD == 0: a stage-1 Translation-related fault stalls (3.12.2).
+    if (this.#n.steps === null && this.#cfg.stallable(f)) {
+      const held = this.holdStall(f);
+      if (held !== null) return held;
+    }
     const words = eventWords(f);
     const recorded = this.#n.steps === null && f.record ? this.recordEvent(words) : false;
     return faultOf(f, words, recorded);

@@ -53,8 +53,13 @@ export function hwInfo(hw: SmmuHw): SmmuV3HwInfo {
   };
 }
 
-/** The capability record of a device with `ssidBits` usable SubstreamID bits. */
-export function capabilitiesOf(hw: SmmuHw, ssidBits: number): Capabilities {
+/**
+ * The capability record of a device with `ssidBits` usable SubstreamID bits; `stall` is
+ * its master->stall_enabled (I/O page faults through the stall model, 3.12.2). vIOMMUs
+ * of type "arm-smmuv3" need ARM_SMMU_FEAT_NESTING and a coherent SMMU or S2FWB
+ * (arm_vsmmu_alloc).
+ */
+export function capabilitiesOf(hw: SmmuHw, ssidBits: number, stall = false): Capabilities {
   const intents: IntentKind[] = ["rid"];
   if (ssidBits > 0) intents.push("pasid");
   if (hw.s1p && hw.s2p) intents.push("rid-all-pasids");
@@ -75,6 +80,8 @@ export function capabilitiesOf(hw: SmmuHw, ssidBits: number): Capabilities {
       atsNotSupported: !hw.ats,
       nesting: hw.s1p && hw.s2p,
       coherent: ((idr0 >>> 4) & 1) === 1,
+      iopf: stall,
+      ...(hw.s1p && hw.s2p && (hw.coherent || hw.fwb) ? { viommuTypes: ["arm-smmuv3"] } : {}),
     },
     hwInfo: hwInfo(hw),
   };

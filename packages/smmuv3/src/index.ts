@@ -7,7 +7,9 @@
 
 export { MSI_IOVA_BASE, SmmuV3Backend, smmuv3Backend } from "./backend.ts";
 export type { SmmuDomainHost } from "./domain.ts";
-export { SmmuDomain, SmmuNestedDomain, SmmuPagingDomain } from "./domain.ts";
+export { SmmuDomain, SmmuPagingDomain } from "./domain.ts";
+export type { EventMaster, Vmaster } from "./events.ts";
+export { handleEvent, resumeCommand } from "./events.ts";
 export { CD_FIELDS, decodeCd, decodeL1Cd, encodeCd, encodeL1Cd, TG0_LG2, TG1_LG2 } from "./format/cd.ts";
 export type { Command } from "./format/command.ts";
 export {
@@ -17,6 +19,7 @@ export {
   decodeCommand,
   decodeCommandHalves,
   encodeCommand,
+  ResumeResp,
 } from "./format/command.ts";
 export type { EventRecord } from "./format/event.ts";
 export { decodeEvent, EVENT_NAMES, EventClass, EventId, encodeEvent } from "./format/event.ts";
@@ -46,5 +49,16 @@ export {
 export type { HwCounters, RegisterValues, SmmuHw } from "./hardware.ts";
 export { capabilitiesOf, domainFormats, hwInfo } from "./hw-info.ts";
 export { SmmuTlb, tlbTag } from "./internal/iotlb.ts";
+export type { NestedOwner } from "./nested.ts";
+export {
+  nestedSteWords,
+  SmmuNestedDomain,
+  STE0_NESTING_ALLOWED,
+  STE1_NESTING_ALLOWED,
+  validateVste,
+} from "./nested.ts";
 export type { SmmuV3Config } from "./options.ts";
 export { registersFor, SMMUV3_CONFIG_SCHEMA } from "./options.ts";
+export { StallUnit } from "./stall.ts";
+export type { ViommuHost } from "./viommu.ts";
+export { ARM_SMMUV3, createViommu, SmmuViommu } from "./viommu.ts";

@@ -28,7 +28,18 @@ export interface SmmuV3Config {
   readonly cmdQueueLog2?: number;
   /** log2 slots of the IOTLB (default 14). */
   readonly iotlbSizeLg2?: number;
+  /**
+   * IDR0.STALL_MODEL (6.3.1, 3.12): "terminate" (0b01, default: stalls not supported),
+   * "both" (0b00: stall and terminate, chosen per CD.S / STE.S1STALLD) or "stall" (0b10:
+   * stalls forced, CD.S = 0 ILLEGAL).
+   */
+  readonly stallModel?: "terminate" | "both" | "stall";
+  /** IDR5.STALL_MAX (6.3.6): stalled transactions the SMMU can hold (1..65535, default 32; RES0 for "terminate"). */
+  readonly stallMax?: number;
 }
+
+/** IDR0.STALL_MODEL encodings of {@link SmmuV3Config.stallModel}. */
+const STALL_MODELS = { both: 0, terminate: 1, stall: 2 } as const;
 
 /** JSON Schema of {@link SmmuV3Config}. */
 export const SMMUV3_CONFIG_SCHEMA: Readonly<Record<string, unknown>> = {
@@ -45,6 +56,8 @@ export const SMMUV3_CONFIG_SCHEMA: Readonly<Record<string, unknown>> = {
     eventQueueLog2: { type: "integer", minimum: 1, maximum: 19, default: 7 },
     cmdQueueLog2: { type: "integer", minimum: 1, maximum: 19, default: 8 },
     iotlbSizeLg2: { type: "integer", minimum: 4, maximum: 24, default: 14 },
+    stallModel: { enum: ["terminate", "both", "stall"], default: "terminate" },
+    stallMax: { type: "integer", minimum: 1, maximum: 65535, default: 32 },
   },
 };
 
@@ -63,7 +76,8 @@ export function registersFor(config: SmmuV3Config = {}): Record<string, bigint> 
   const s1 = stages !== "s2";
   const s2 = stages !== "s1";
   const gr = config.granules ?? ["4k", "16k", "64k"];
-  // IDR0 (6.3.1): S2P, S1P, TTF=AArch64, COHACC, HTTU=A+D, ASID16, VMID16, CD2L, TTENDIAN=LE, STALL_MODEL=terminate, ST_LEVEL=2-level.
+  const stallModel = STALL_MODELS[config.stallModel ?? "terminate"];
+  // IDR0 (6.3.1): S2P, S1P, TTF=AArch64, COHACC, HTTU=A+D, ASID16, VMID16, CD2L, TTENDIAN=LE, STALL_MODEL, ST_LEVEL=2-level.
   const idr0 =
     (s2 ? 1 : 0) |
     (s1 ? 2 : 0) |
@@ -74,7 +88,7 @@ export function registersFor(config: SmmuV3Config = {}): Record<string, bigint> 
     (1 << 18) |
     (1 << 19) |
     (2 << 21) |
-    (1 << 24) |
+    (stallModel << 24) |
     (1 << 27);
   const idr1 = (config.sidBits ?? 16) | ((s1 ? (config.ssidBits ?? 20) : 0) << 6) | (19 << 16) | (19 << 21);
   const idr3 = (1 << 2) | (1 << 10); // HAD, RIL
@@ -82,14 +96,16 @@ export function registersFor(config: SmmuV3Config = {}): Record<string, bigint> 
     paEncoding(config.oas ?? 48) |
     (gr.includes("4k") ? 1 << 4 : 0) |
     (gr.includes("16k") ? 1 << 5 : 0) |
-    (gr.includes("64k") ? 1 << 6 : 0);
+    (gr.includes("64k") ? 1 << 6 : 0) |
+    // STALL_MAX [31:16] is RES0 when STALL_MODEL == 0b01 (6.3.6).
+    (stallModel === 1 ? 0 : (config.stallMax ?? 32) << 16);
   return {
     IDR0: BigInt(idr0 >>> 0),
     IDR1: BigInt(idr1 >>> 0),
     IDR2: 0n,
     IDR3: BigInt(idr3),
     IDR4: 0n,
-    IDR5: BigInt(idr5),
+    IDR5: BigInt(idr5 >>> 0),
     IIDR: 0x43bn, // Implementer = ARM (JEP106 0x43B)
     AIDR: 0x02n, // SMMUv3.2
     CR0: 0n,
@@ -119,6 +135,9 @@ export function checkConfig(config: unknown): SmmuV3Config {
   int("eventQueueLog2", 1, 19);
   int("cmdQueueLog2", 1, 19);
   int("iotlbSizeLg2", 4, 24);
+  int("stallMax", 1, 65535);
+  if (c.stallModel !== undefined && !["terminate", "both", "stall"].includes(c.stallModel as string))
+    throw bad("EINVAL", "bad stallModel", { field: "stallModel" });
   if (c.stages !== undefined && !["s1", "s2", "nested"].includes(c.stages as string))
     throw bad("EINVAL", "bad stages");
   if (c.streamTable !== undefined && !["linear", "2level"].includes(c.streamTable as string))

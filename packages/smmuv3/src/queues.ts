@@ -40,6 +40,10 @@ export interface CommandTarget {
   tlbiS2Ipa(vmid: number, ipa: number, length: number): void;
   /** TLBI_NSNH_ALL and the EL2 TLBIs. */
   tlbiAll(): void;
+  /** CMD_RESUME of the stalled transaction (StreamID, STAG); a mismatch has no effect (4.7.1). */
+  resume(sid: number, stag: number): void;
+  /** CMD_STALL_TERM: every stalled transaction of the StreamID (4.7.2). */
+  stallTerm(sid: number): void;
 }
 
 /** The command queue consumer. */
@@ -184,8 +188,14 @@ export class CommandQueue {
       case CmdOp.PRI_RESP:
         return r.pri ? CmdError.NONE : CmdError.ILL;
       case CmdOp.RESUME:
+        // StreamID [63:32], STAG word 1 [15:0]; ILL without the Stall model (4.7.1).
+        if (r.stallModel === 1) return CmdError.ILL;
+        t.resume(sid, c & 0xffff);
+        return CmdError.NONE;
       case CmdOp.STALL_TERM:
-        return r.stallModel === 1 ? CmdError.ILL : CmdError.NONE;
+        if (r.stallModel === 1) return CmdError.ILL;
+        t.stallTerm(sid);
+        return CmdError.NONE;
       default:
         return CmdError.ILL; // unknown opcode, EL3 TLBIs, CFGI_VMS_PIDM (4.1.2)
     }

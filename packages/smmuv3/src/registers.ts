@@ -25,6 +25,12 @@ export class RegisterFile {
   s2p: boolean = false;
   httu = 0;
   stallModel = 1;
+  /** IDR5.STALL_MAX: stalled transactions the SMMU holds at most (6.3.6). */
+  stallMax = 0;
+  /** IDR0.COHACC: coherent table and queue accesses (6.3.1). */
+  coherent = false;
+  /** IDR3.FWB: STE.S2FWB is supported (6.3.4). */
+  fwb = false;
   ttEndian = 2;
   ats = false;
   hyp = false;
@@ -92,6 +98,9 @@ export class RegisterFile {
     this.pri = ((idr0 >>> 16) & 1) !== 0;
     this.ttEndian = (idr0 >>> 21) & 3;
     this.stallModel = (idr0 >>> 24) & 3;
+    this.coherent = ((idr0 >>> 4) & 1) !== 0;
+    this.fwb = ((idr3 >>> 8) & 1) !== 0;
+    this.stallMax = this.stallModel === 1 ? 0 : idr5 >>> 16;
     this.twoLevelSt = ((idr0 >>> 27) & 3) === 1;
     this.cd2l = ((idr0 >>> 19) & 1) === 1;
     this.sidBits = idr1 & 0x3f;

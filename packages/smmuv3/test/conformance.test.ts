@@ -31,8 +31,10 @@ runConformance(
     domainFor(s, device, kind) {
       if (kind !== "rid-all-pasids") return undefined;
       const parent = s.backend.allocDomain({ type: "paging", rid: device.rid, flags: { nestParent: true } });
-      // A user STE with Config=bypass: the nested domain is the parent's stage 2.
-      return s.backend.allocDomain({ type: "nested", rid: device.rid, parent, data: { ste: [0x9n, 0n] } });
+      // A vSTE with Config=bypass on a vIOMMU: the nested domain is the parent's stage 2
+      // (no vDEVICE needed: arm_smmu_attach_prepare_vmaster lets abort/bypass attach without).
+      const viommu = s.backend.allocViommu!({ type: "arm-smmuv3", rid: device.rid, parent });
+      return viommu.allocNested({ ste: [0x9n, 0n] }, {});
     },
   },
 );

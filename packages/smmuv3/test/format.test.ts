@@ -23,6 +23,7 @@ import {
   fromHex,
   lpaeFormat,
   lpaeGeometry,
+  ResumeResp,
   STE_FIELDS,
   toHex,
   wordsToBytes,
@@ -229,6 +230,25 @@ describe("commands", () => {
     expect(w0).toBe(0x0000_1234_ffff_f005n);
     expect(w1).toBe(1n);
     expect(decodeCommand(w0, w1)).toMatchObject({ ssid: 0xfffff, sid: 0x1234 });
+  });
+
+  it("CMD_RESUME: RESP [13:12], StreamID [63:32], STAG [79:64]; CMD_STALL_TERM: StreamID (4.7.1, 4.7.2)", () => {
+    const [w0, w1] = encodeCommand({ op: CmdOp.RESUME, sid: 0x1234, stag: 0xbeef, resp: ResumeResp.ABORT });
+    expect([w0, w1]).toEqual([0x0000_1234_0000_2044n, 0xbeefn]);
+    expect(decodeCommand(w0, w1)).toMatchObject({ op: 0x44, sid: 0x1234, stag: 0xbeef, resp: 2 });
+    expect(encodeCommand({ op: CmdOp.RESUME, sid: 7, stag: 3, resp: ResumeResp.RETRY })).toEqual([
+      0x0000_0007_0000_1044n,
+      3n,
+    ]);
+    expect(encodeCommand({ op: CmdOp.STALL_TERM, sid: 0xffff_ffff, stag: 3 })).toEqual([
+      0xffff_ffff_0000_0045n,
+      0n,
+    ]);
+  });
+
+  it("STE.MEV is word 1 bit 19 (STRTAB_STE_1_MEV)", () => {
+    expect(encodeSte({ MEV: 1 })[1]).toBe(1n << 19n);
+    expect(decodeSte([0n, 1n << 19n, 0n, 0n, 0n, 0n, 0n, 0n]).MEV).toBe(1n);
   });
 
   it("CFGI_STE_RANGE, CMD_SYNC", () => {

@@ -53,9 +53,12 @@ describe("ID registers -> capabilities", () => {
         "sidBits",
         "ssidBits",
         "stages",
+        "stallMax",
+        "stallModel",
         "streamTable",
       ].sort(),
     );
     expect(props.stages!.default).toBe("nested");
+    expect(props.stallModel!.default).toBe("terminate");
   });
 });

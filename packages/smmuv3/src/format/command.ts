@@ -35,6 +35,12 @@ export const CmdOp = {
   CMD_SYNC: 0x46,
 } as const;
 
+/**
+ * CMD_RESUME's response, bits [13:12] of word 0 (4.7.1: Action [12], Abort [13]; Linux
+ * CMDQ_RESUME_0_RESP_TERM / _RETRY / _ABORT): retry, or terminate with RAZ/WI or abort.
+ */
+export const ResumeResp = { TERM: 0, RETRY: 1, ABORT: 2 } as const;
+
 /** CMDQ_CONS.ERR codes (4.4 / 6.3.27). */
 export const CmdError = { NONE: 0, ILL: 1, ABT: 2, ATC_INV_SYNC: 3 } as const;
 
@@ -69,6 +75,10 @@ export interface Command {
   readonly addr: bigint;
   /** CMD_SYNC completion signal CS [13:12]. */
   readonly cs: number;
+  /** CMD_RESUME response [13:12] ({@link ResumeResp}). */
+  readonly resp: number;
+  /** CMD_RESUME STAG, word 1 [15:0]. */
+  readonly stag: number;
 }
 
 /** Builds a command's two words from fields (omitted = 0). */
@@ -91,6 +101,13 @@ export function encodeCommand(c: Partial<Command> & { op: number }): [bigint, bi
       break;
     case CmdOp.CMD_SYNC:
       w0 |= BigInt(c.cs ?? 0) << 12n;
+      break;
+    case CmdOp.RESUME:
+    case CmdOp.STALL_TERM:
+      // CMD_RESUME: RESP [13:12], StreamID [63:32]; STAG in word 1 [15:0] (4.7.1, 4.7.2).
+      if (c.op === CmdOp.RESUME) w0 |= (BigInt(c.resp ?? 0) & 3n) << 12n;
+      w0 |= (BigInt(c.sid ?? 0) & 0xffffffffn) << 32n;
+      if (c.op === CmdOp.RESUME) w1 = BigInt(c.stag ?? 0) & 0xffffn;
       break;
     default:
       w0 |= (BigInt(c.num ?? 0) & 0x1fn) << 12n;
@@ -130,6 +147,8 @@ export function decodeCommandHalves(a: number, b: number, c: number, d: number):
     num: (a >>> 12) & 0x1f,
     scale: (a >>> 20) & 0x1f,
     cs: (a >>> 12) & 3,
+    resp: (a >>> 12) & 3,
+    stag: c & 0xffff,
     leaf: c & 1,
     ttl: (c >>> 8) & 3,
     tg: (c >>> 10) & 3,

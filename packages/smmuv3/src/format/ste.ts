@@ -35,6 +35,7 @@ export const STE_FIELDS: readonly FieldSpec[] = [
   ["S1CIR", 1, 3, 2],
   ["S1COR", 1, 5, 4],
   ["S1CSH", 1, 7, 6],
+  ["MEV", 1, 19, 19],
   ["S1STALLD", 1, 27, 27],
   ["EATS", 1, 29, 28],
   ["STRW", 1, 31, 30],

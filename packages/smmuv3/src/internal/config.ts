@@ -6,7 +6,8 @@
  * S1DSS and SubstreamID checks (C_BAD_SUBSTREAMID, F_STREAM_DISABLED); CD fetches of a
  * nested STE walked at stage 2 (CLASS=CD). Plus the configuration cache of 5.x's
  * "configuration structures may be cached": decoded STEs by StreamID and decoded (STE, CD)
- * pairs by `sid * 2^21 + ssid + 1`, kept until a CFGI_* command drops them (4.3).
+ * pairs by `sid * 2^21 + ssid + 1`, kept until a CFGI_* command drops them (4.3), and
+ * which of them stall their stage-1 Translation-related faults (CD.S, STE.S1STALLD; 5.5).
  * Off the hot path: it runs on a configuration-cache miss. The fast path keeps its own
  * direct-mapped index in front of this cache and forgets it whenever a drop happens.
  */
@@ -49,6 +50,8 @@ export class ConfigReader {
   readonly #steCache = new Map<number, SteCfg>();
   /** Decoded configurations by key (see SID_SPAN). */
   readonly cache: Map<number, TransCfg> = new Map();
+  /** Configurations whose stage-1 faults stall: CD.S == 1 and STE.S1STALLD == 0 (3.12, 5.5). */
+  readonly #stalls = new WeakSet<TransCfg>();
 
   constructor(
     memory: PhysicalMemory,
@@ -62,6 +65,18 @@ export class ConfigReader {
     this.#w = walker;
     this.#f = fault;
     this.#n = narrator;
+  }
+
+  /**
+   * True when the fault in `f` stalls (3.12.2, 5.5): an F_TRANSLATION, F_ADDR_SIZE,
+   * F_ACCESS or F_PERMISSION at stage 1 of a request whose cached configuration has
+   * CD.S == 1 under STE.S1STALLD == 0. Stage-2 faults follow STE.S2S, which the driver
+   * never sets (not modelled: they terminate). Off the hot path: runs on a fault.
+   */
+  stallable(f: FaultScratch): boolean {
+    if (f.s2 !== 0 || f.id < EventId.F_TRANSLATION || f.id > EventId.F_PERMISSION) return false;
+    const cfg = this.cache.get(f.sid * SID_SPAN + f.ssid + 1);
+    return cfg !== undefined && this.#stalls.has(cfg);
   }
 
   /** CFGI_ALL: drops every cached STE and configuration. */
@@ -234,6 +249,10 @@ export class ConfigReader {
         return this.#badSte(steAddr, w, `S2SL0=${sl0} inconsistent with S2T0SZ=${t0sz}`);
       if (((w5 >>> 25) & 1) === 1 && this.#r.stallModel === 1)
         return this.#badSte(steAddr, w, "S2S=1 without stall support");
+      // STALL_MODEL 0b10 forces stalls: S2S == 0 is ILLEGAL at stage 2 (5.5). Linux 6.15's
+      // arm_smmu_make_s2_domain_ste never sets S2S, so its stage-2 STEs fail here.
+      if (((w5 >>> 25) & 1) === 0 && this.#r.stallModel === 2)
+        return this.#badSte(steAddr, w, "S2S=0 with stalls forced (STALL_MODEL 0b10)");
       const ttb = (w[7]! & 0xfffff) * TWO32 + (w[6]! >>> 4) * 16; // S2TTB [51:4]
       if (ttb >= 2 ** psBits) return this.#badSte(steAddr, w, "S2TTB beyond S2PS");
       // S2TTB is aligned to the (concatenated) start-level table, as CD.TTBx (5.2, VTTBR_EL2.BADDR):
@@ -392,8 +411,13 @@ export class ConfigReader {
     if (!bothOff && ((w0 >>> 15) & 1) === 1 && this.#r.ttEndian === 2)
       return this.#badCd(cdAddr, w, "ENDI=1 on a little-endian-only SMMU");
     const ips = w1 & 7;
-    if (((w1 >>> 12) & 1) === 1 && this.#r.stallModel === 1)
-      return this.#badCd(cdAddr, w, "S=1 without stall support");
+    // CD.S [44] (5.5): ILLEGAL with STALL_MODEL 0b01, or 0b00 under STE.S1STALLD == 1;
+    // S == 0 is ILLEGAL with STALL_MODEL 0b10 (stalls forced).
+    const stall = ((w1 >>> 12) & 1) === 1;
+    const s1stalld = ((cfg.ste.raw[2]! >>> 27) & 1) === 1;
+    if (stall && this.#r.stallModel === 1) return this.#badCd(cdAddr, w, "S=1 without stall support");
+    if (stall && s1stalld) return this.#badCd(cdAddr, w, "S=1 under STE.S1STALLD=1");
+    if (!stall && this.#r.stallModel === 2) return this.#badCd(cdAddr, w, "S=0 with stalls forced");
     cfg.epd0 = ((w0 >>> 14) & 1) === 1;
     cfg.epd1 = ((w0 >>> 30) & 1) === 1;
     cfg.t0sz = w0 & 0x3f;
@@ -440,6 +464,7 @@ export class ConfigReader {
     cfg.s1 = true;
     cfg.s2 = cfg.ste.kind === STE_NESTED;
     cfg.tag = tlbTag(cfg.vmid, cfg.asid);
+    if (stall) this.#stalls.add(cfg);
     if (this.#n.steps !== null)
       this.#n.step("CD", cdAddr, "valid", rawWords(w, 4), {
         ASID: cfg.asid,
@@ -455,6 +480,7 @@ export class ConfigReader {
         HA: cfg.ha,
         HD: cfg.hd,
         R: cfg.r,
+        S: stall,
       });
     return cfg;
   }

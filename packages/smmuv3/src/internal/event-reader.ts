@@ -3,7 +3,10 @@
  * consume every record from EVENTQ_CONS up to EVENTQ_PROD, advance EVENTQ_CONS, and
  * acknowledge an overflow by copying EVENTQ_PROD.OVFLG into EVENTQ_CONS.OVACKFLG
  * (queue_sync_cons_ovf; 6.3.30-6.3.31). Decoded records wait in a bounded log until the
- * backend drains them. Off the hot path: it runs once per recorded fault.
+ * backend drains them, and each raw record goes to the driver's handler (its
+ * arm_smmu_handle_event) once CONS has moved past it, so a handler that makes the SMMU
+ * record more events finds the queue consistent. Off the hot path: it runs once per
+ * recorded fault.
  */
 
 import type { PhysicalMemory } from "@iommu-kit/core";
@@ -21,6 +24,8 @@ export class EventQueueReader {
   #log: EventRecord[] = [];
   /** Records consumed while the log was full (not kept). */
   lost = 0;
+  /** Receives every consumed record's raw words (the driver's event handler), or null. */
+  onRecord: ((words: readonly bigint[]) => void) | null = null;
 
   constructor(regs: RegisterFile, memory: PhysicalMemory) {
     this.#r = regs;
@@ -46,15 +51,19 @@ export class EventQueueReader {
     const prodReg = Number(r.readRegister("EVENTQ_PROD"));
     const prod = prodReg & mask;
     let cons = Number(r.readRegister("EVENTQ_CONS")) & mask;
+    const handler = this.onRecord;
+    const raw: bigint[][] = [];
     for (let n = 0; n < size && cons !== prod; n++) {
       const at = addr + (cons & (size - 1)) * 32;
       const w: bigint[] = [];
       for (let i = 0; i < 4; i++) w.push(this.#memory.read64(at + i * 8));
       if (this.#log.length < EVENT_LOG_MAX) this.#log.push(decodeEvent(w));
       else this.lost++;
+      if (handler !== null) raw.push(w);
       cons = (cons + 1) & mask;
     }
     // OVACKFLG [31] = OVFLG: we are up to date (Linux queue_sync_cons_ovf).
     r.writeRegister("EVENTQ_CONS", BigInt((cons | (prodReg & 0x8000_0000)) >>> 0));
+    if (handler !== null) for (const w of raw) handler(w);
   }
 }

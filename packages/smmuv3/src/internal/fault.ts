@@ -6,8 +6,8 @@
  * fast path raises it once, at the end.
  */
 
-import type { Fault, FaultClass } from "@iommu-kit/core";
-import { Access, makeFault } from "@iommu-kit/core";
+import type { Fault, FaultClass, PageRequest } from "@iommu-kit/core";
+import { Access, makeFault, Perm } from "@iommu-kit/core";
 import { EVENT_NAMES, EventId, encodeEvent } from "../format/event.ts";
 import { wordsToBytes } from "../format/fields.ts";
 import { hex } from "./words.ts";
@@ -69,8 +69,11 @@ export class FaultScratch {
   }
 }
 
-/** The event record (four 64-bit words) of the scratch. */
-export function eventWords(f: FaultScratch): bigint[] {
+/**
+ * The event record (four 64-bit words) of the scratch; `stag` >= 0 makes it the record of
+ * a stalled transaction (STALL [95] = 1, STAG [79:64], 7.3.10-7.3.13).
+ */
+export function eventWords(f: FaultScratch, stag = -1): bigint[] {
   const id = f.id;
   const withAccess =
     (id >= EventId.F_TRANSLATION && id <= EventId.F_PERMISSION) || id === EventId.F_WALK_EABT;
@@ -81,6 +84,8 @@ export function eventWords(f: FaultScratch): bigint[] {
     streamId: f.sid,
     ssv,
     substreamId: ssv ? f.ssid : 0,
+    stall: stag >= 0 ? 1 : 0,
+    stag: Math.max(stag, 0),
     rnw: withAccess ? (a & Access.WRITE ? 0 : 1) : 0,
     ind: withAccess ? (a & Access.EXEC ? 1 : 0) : 0,
     pnu: withAccess ? (a & Access.PRIV ? 1 : 0) : 0,
@@ -91,8 +96,17 @@ export function eventWords(f: FaultScratch): bigint[] {
   });
 }
 
-/** Core's fault for the scratch whose record is `words` (`recorded`: it reached the event queue). */
-export function faultOf(f: FaultScratch, words: readonly bigint[], recorded: boolean): Fault {
+/**
+ * Core's fault for the scratch whose record is `words` (`recorded`: it reached the event
+ * queue); a stalled transaction's (`stag` >= 0) carries STALL / STAG and its page request.
+ */
+export function faultOf(
+  f: FaultScratch,
+  words: readonly bigint[],
+  recorded: boolean,
+  stag = -1,
+  pageRequest?: PageRequest,
+): Fault {
   const id = f.id;
   const translationClass = id >= EventId.F_TRANSLATION && id <= EventId.F_PERMISSION;
   const walkEabt = id === EventId.F_WALK_EABT;
@@ -104,6 +118,10 @@ export function faultOf(f: FaultScratch, words: readonly bigint[], recorded: boo
     SSV: ssv,
     SubstreamID: ssv ? f.ssid : 0,
   };
+  if (stag >= 0) {
+    fields.STALL = 1;
+    fields.STAG = stag;
+  }
   if (translationClass || walkEabt) {
     fields.RnW = a & Access.WRITE ? 0 : 1;
     fields.InD = a & Access.EXEC ? 1 : 0;
@@ -114,13 +132,37 @@ export function faultOf(f: FaultScratch, words: readonly bigint[], recorded: boo
   }
   if (id === EventId.F_STE_FETCH || id === EventId.F_CD_FETCH || walkEabt) fields.FetchAddr = hex(f.addr);
   else if (translationClass && f.s2) fields.IPA = hex(f.addr - (f.addr % 4096));
-  return makeFault(f.blocked ? "blocked" : classOf(id), recorded, {
-    vendor: "arm-smmuv3",
-    code: id,
-    name: EVENT_NAMES[id] ?? `EVENT_${hex(id)}`,
-    fields,
-    raw: wordsToBytes(words),
-  });
+  return makeFault(
+    f.blocked ? "blocked" : classOf(id),
+    recorded,
+    {
+      vendor: "arm-smmuv3",
+      code: id,
+      name: EVENT_NAMES[id] ?? `EVENT_${hex(id)}`,
+      fields,
+      raw: wordsToBytes(words),
+    },
+    pageRequest,
+  );
+}
+
+/**
+ * The page request of a stalled transaction, as arm_smmu_handle_event builds it from the
+ * record (iommu_fault_page_request: grpid = STAG, LAST_PAGE always, PASID when SSV; perm
+ * READ if RnW else WRITE, EXEC if InD, PRIV if PnU) with the address page aligned.
+ */
+export function pageRequestOf(f: FaultScratch, stag: number): PageRequest {
+  const a = f.access;
+  const input = f.inputBig === null ? f.input : Number(f.inputBig);
+  return {
+    rid: f.sid,
+    pasid: f.ssid,
+    addr: input - (input % 4096),
+    perm: (a & Access.WRITE ? Perm.W : Perm.R) | (a & Access.EXEC ? Perm.X : 0),
+    priv: (a & Access.PRIV) !== 0,
+    grpid: stag,
+    last: true,
+  };
 }
 
 /** A fault with no event (GBPA abort, STE Config abort): `name` says which. */
