@@ -101,7 +101,10 @@ export class FastPath extends RegisterFile {
     return false;
   }
 
-  /** Holds a stalling fault (3.12.2): its fault, or null to terminate it. The hardware class overrides it. */
+  /**
+   * Holds a stalling fault (3.12.2): its fault, or null to terminate it. The hardware class overrides it.
+   * @internal
+   */
   protected holdStall(_f: FaultScratch): Fault | null {
     return null;
   }

@@ -44,6 +44,7 @@ export class SmmuHw extends FastPath {
    * an address a page request cannot carry (at or above 2^53), it terminates instead, as
    * an implementation may (3.12). A record the event queue cannot take would be retried
    * when the queue is next writable (3.12.2); here the request fails unrecorded instead.
+   * @internal
    */
   protected override holdStall(f: FaultScratch): Fault | null {
     if (f.inputBig !== null && f.inputBig >= 2n ** 53n) return null;

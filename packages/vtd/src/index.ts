@@ -17,6 +17,7 @@ export {
   vtdFromRegisters,
 } from "./backend.ts";
 export type { ConfigCaches, SavedConfigs } from "./config-cache.ts";
+export type { BadPageRequest } from "./driver/prq.ts";
 export { FastPath } from "./fast-path.ts";
 export type { ContextEntry, ScalableContextEntry } from "./format/context-entry.ts";
 export {
