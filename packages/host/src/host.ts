@@ -579,8 +579,8 @@ export class Host {
    * IOMMU_HWPT_INVALIDATE on a nested HWPT (vendor entries) or a vIOMMU (raw guest
    * commands: SMMUv3 `[w0, w1]`, vSIDs translated, the VMID applied): processes them in
    * order and returns how many were handled (an error carries the count in
-   * `details.handled`). EINVAL for any other object (a paging HWPT too), ENOENT for an
-   * unknown id, EOPNOTSUPP when the domain takes none.
+   * `details.handled`). ENOENT for any other id (a paging HWPT too, as up to Linux 6.12;
+   * 6.13+ says EINVAL for an object of another kind), EOPNOTSUPP when the domain takes none.
    */
   invalidate(hwptId: number, entries: readonly unknown[]): number {
     return hwptInvalidate(this.#ctx, hwptId, entries);
