@@ -243,7 +243,7 @@ export function hwptAlloc(ctx: HostCtx, dev: DeviceRef, opts: HwptAllocOptions):
     const fq = faultQueueOf(ctx, opts);
     objects.reserve("hwpt-nested");
     const domain = v.viommu.allocNested(opts.data, flags);
-    const h = objects.insert(new HwptNested(objects.nextId, v.hwpt, domain, fq, v));
+    const h = objects.insert(new HwptNested(objects.nextId, v.hwpt as HwptPaging, domain, fq, v));
     v.nested++;
     return h.id;
   }
