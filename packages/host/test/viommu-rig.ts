@@ -88,7 +88,7 @@ export function guestWrite64(h: Host, ipa: number, v: bigint): void {
 export function le64(...words: bigint[]): Uint8Array {
   const out = new Uint8Array(words.length * 8);
   const v = new DataView(out.buffer);
-  words.forEach((w, i) => v.setBigUint64(i * 8, w, true));
+  for (const [i, w] of words.entries()) v.setBigUint64(i * 8, w, true);
   return out;
 }
 

@@ -162,7 +162,7 @@ describe("IOMMU_HWPT_ALLOC on a vIOMMU (iommufd_viommu_alloc_hwpt_nested, arm_vs
 describe("IOMMU_HWPT_INVALIDATE on a vIOMMU (arm_vsmmu_cache_invalidate)", () => {
   it("the commands reaching the physical queue: VMID applied, vSIDs translated, one CMD_SYNC", async () => {
     const { h, viommu, trace } = await guest();
-    const vmid = BigInt((h.describe(viommu) as { vendor: { vmid: number } }).vendor.vmid);
+    const vmid = BigInt((h.describe(viommu) as unknown as { vendor: { vmid: number } }).vendor.vmid);
     const guestCmds: [bigint, bigint][] = [
       encodeCommand({ op: CmdOp.TLBI_NH_ALL }),
       encodeCommand({ op: CmdOp.TLBI_NH_VA, asid: 42, vmid: 7, addr: 0x1000n }),
