@@ -77,11 +77,13 @@ export class VeventqObject implements HostObject {
   #lostAt = -1;
   #sequence = 0;
 
-  constructor(id: number, viommu: ViommuObject, type: string, depth: number) {
+  /** `sequence`: @internal the first sequence number (0, as kzalloc leaves it; tests start near the wrap). */
+  constructor(id: number, viommu: ViommuObject, type: string, depth: number, sequence = 0) {
     this.id = id;
     this.viommu = viommu;
     this.type = type;
     this.depth = depth;
+    this.#sequence = sequence & SEQUENCE_MASK;
   }
 
   /**
