@@ -168,7 +168,10 @@ export interface HeldDma {
 /** An iopf_group: one page request, who raised it and the DMA waiting on it. */
 export interface PageGroup {
   readonly cookie: number;
+  /** The device that issued the DMA (dev_id of the record). */
   readonly device: DeviceRef;
+  /** The device whose attach point holds `hwpt` (an mdev when its parent issued for its PASID). */
+  readonly owner: DeviceRef;
   /** The backend holding the request (the one the DMA went out through). */
   readonly backend: Backend;
   /** The HWPT that served the request (group->attach_handle->domain->iommufd_hwpt). */
