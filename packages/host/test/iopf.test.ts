@@ -93,11 +93,12 @@ describe("SMMUv3 stall model: a stalled DMA held on the FAULT object", () => {
   it("a retried DMA that faults again is held again under a new request", async () => {
     const { h, dev, fq } = await stalling();
     h.dma(dev, { iova: 0x200_0000, access: "read", length: 1 });
+    expect(h.faultQueueRead(fq, 0)).toEqual([]); // a zero-byte read takes nothing
     h.faultQueueRead(fq);
     const again = h.faultRespond(fq, { cookie: 1, code: "success" }); // nothing mapped: stalls again
     expect(again).toMatchObject([{ ok: false, pending: true, cookie: 1 }]);
     expect(h.faultQueueRead(fq, 5)).toMatchObject([{ addr: 0x200_0000, grpid: 0, cookie: 1 }]);
-    expectErrno(() => h.faultQueueRead(fq, 0), "EINVAL");
+    expectErrno(() => h.faultQueueRead(fq, -1), "EINVAL");
     expectErrno(() => h.faultQueueRead(fq, 1.5), "EINVAL");
     expectErrno(() => h.faultQueueRead(dev), "ENOENT");
   });
