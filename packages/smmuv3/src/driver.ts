@@ -169,7 +169,7 @@ export class SmmuDriver {
 
   /**
    * Appends a TLBI of the address family: the bytes encodeCommand writes for
-   * { op, vmid, asid, num, scale, leaf, tg, addr } (TTL 0), without bigint.
+   * { op, vmid, asid, num, scale, leaf, ttl, tg, addr }, without bigint.
    */
   #pushTlbi(
     op: number,
@@ -178,10 +178,12 @@ export class SmmuDriver {
     num: number,
     scale: number,
     tg: number,
+    ttl: number,
+    leaf: number,
     addr: number,
   ): void {
     if (!(Number.isSafeInteger(addr) && addr >= 0)) {
-      const [w0, w1] = encodeCommand({ op, vmid, asid, num, scale, leaf: 1, tg, addr: BigInt(addr) });
+      const [w0, w1] = encodeCommand({ op, vmid, asid, num, scale, leaf, ttl, tg, addr: BigInt(addr) });
       this.#pushCmd(
         Number(w0 & 0xffff_ffffn),
         Number((w0 >> 32n) & 0xffff_ffffn),
@@ -193,7 +195,7 @@ export class SmmuDriver {
     this.#pushCmd(
       (op & 0xff) | ((num & 0x1f) << 12) | ((scale & 0x1f) << 20),
       (vmid & 0xffff) | ((asid & 0xffff) << 16),
-      1 | ((tg & 3) << 10) | ((addr % TWO32) & 0xffff_f000),
+      (leaf & 1) | ((ttl & 3) << 8) | ((tg & 3) << 10) | ((addr % TWO32) & 0xffff_f000),
       Math.floor(addr / TWO32),
     );
   }
@@ -383,8 +385,19 @@ export class SmmuDriver {
     }
   }
 
-  /** Range invalidation of a domain (arm_smmu_tlb_inv_range_domain with RIL), CMD_SYNC included. */
-  invalidateDomainRange(d: TableDomain, iova: number, length: number): void {
+  /**
+   * Range invalidation of a domain, CMD_SYNC included: Linux's arm_smmu_tlb_inv_range_domain
+   * / __arm_smmu_tlb_inv_range (drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3.c) with the
+   * commands batched before one CMD_SYNC (arm_smmu_cmdq_batch_add / _submit). With IDR3.RIL,
+   * range TLBIs (4.4.1.1): TG from the granule, each command (NUM+1) * 2^SCALE granules, 5
+   * bits of the remaining page count at a time, and for a leaf-only change TTL = 4 -
+   * ((log2(pgsize) - 3) / (granuleLg2 - 3)), the level of the leaves cleared; a non-leaf
+   * one page long is widened to two so NUM = SCALE = 0 never goes out without TTL. Without
+   * RIL one TLBI per granule (TG = TTL = 0). `pgsizeLg2` is the size of every leaf cleared
+   * (gather->pgsize; -1 unknown: TTL 0) and `leaf` false when tables were freed (the walk
+   * caches must go too, as io-pgtable-arm's flush_walk: LEAF = 0).
+   */
+  invalidateDomainRange(d: TableDomain, iova: number, length: number, pgsizeLg2 = -1, leaf = true): void {
     const g = d.spec.granuleLg2;
     const tg = g === 12 ? 1 : g === 14 ? 2 : 3;
     const gs = POW2[g] ?? 2 ** g; // (the 2^n table: Math.pow is slow here)
@@ -394,23 +407,27 @@ export class SmmuDriver {
     // Without IDR3.RIL a range TLBI is ILL (4.4.1): one TLBI per granule, or the whole tag past
     // CMDQ_MAX_TLBI_OPS (512) of them, as Linux does without ARM_SMMU_FEAT_RANGE_INV.
     const ril = this.hw.ril;
+    const lf = leaf ? 1 : 0;
     if (pages > 2 ** 20 || (!ril && pages > 512)) {
       if (d.stage === 1) this.#pushCmd(CmdOp.TLBI_NH_ASID, (d.tagId & 0xffff) << 16, 0, 0);
       else this.#pushCmd(CmdOp.TLBI_S12_VMALL, d.tagId & 0xffff, 0, 0);
     } else if (!ril) {
       for (; pages > 0; pages--, at += gs) {
-        if (d.stage === 1) this.#pushTlbi(CmdOp.TLBI_NH_VA, 0, d.tagId, 0, 0, 0, at);
-        else this.#pushTlbi(CmdOp.TLBI_S2_IPA, d.tagId, 0, 0, 0, 0, at);
+        if (d.stage === 1) this.#pushTlbi(CmdOp.TLBI_NH_VA, 0, d.tagId, 0, 0, 0, 0, lf, at);
+        else this.#pushTlbi(CmdOp.TLBI_S2_IPA, d.tagId, 0, 0, 0, 0, 0, lf, at);
       }
     } else {
+      const t = 4 - (pgsizeLg2 - 3) / (g - 3);
+      const ttl = leaf && pgsizeLg2 >= g && Number.isInteger(t) && t >= 1 && t <= 3 ? t : 0;
+      if (!leaf && pages % 32 === 1) pages++;
       while (pages > 0) {
         // Each command covers (NUM+1) * 2^SCALE granules: 5 bits of the remaining count.
         let scale = 0;
         while (pages % (POW2[scale + 1] ?? 2 ** (scale + 1)) === 0) scale++;
         const num = Math.floor(pages / (POW2[scale] ?? 2 ** scale)) % 32;
         const n = num * (POW2[scale] ?? 2 ** scale);
-        if (d.stage === 1) this.#pushTlbi(CmdOp.TLBI_NH_VA, 0, d.tagId, num - 1, scale, tg, at);
-        else this.#pushTlbi(CmdOp.TLBI_S2_IPA, d.tagId, 0, num - 1, scale, tg, at);
+        if (d.stage === 1) this.#pushTlbi(CmdOp.TLBI_NH_VA, 0, d.tagId, num - 1, scale, tg, ttl, lf, at);
+        else this.#pushTlbi(CmdOp.TLBI_S2_IPA, d.tagId, 0, num - 1, scale, tg, ttl, lf, at);
         at += n * gs;
         pages -= n;
       }
