@@ -19,7 +19,7 @@ export {
 } from "./driver/bits.ts";
 export { FastIotlb, IOTLB_MICRO_MASK, IotlbMeta, iotlbMeta } from "./driver/fast-iotlb.ts";
 export { PageTable } from "./driver/page-table.ts";
-export type { UnmapGather } from "./driver/pt-map.ts";
-export { unmapRun } from "./driver/pt-map.ts";
 export type { LeafVisitor, PtFormat, PtLeaf } from "./driver/pt-format.ts";
 export { EntryKind, entrySizeLg2, inputBits } from "./driver/pt-format.ts";
+export type { UnmapGather } from "./driver/pt-map.ts";
+export { unmapRun } from "./driver/pt-map.ts";
