@@ -4,11 +4,17 @@
  * them succeed do the bytes move, so a DMA is all or nothing. Contiguous physical
  * runs are merged, and each translation is reused up to the end of the region it
  * covers (`Translation.sizeLg2`), so a 4 KiB DMA through a warm IOTLB costs one
- * lookup and one copy. Allocation-free on success.
+ * lookup and one copy. The bytes move with `TypedArray.set` over whole runs: one copy
+ * per physical page touched (the memory model's page is its unit of storage), none
+ * per byte. Allocation-free on success when the DMA stays in one page.
  */
 
 import type { Backend, Fault, PhysicalMemory } from "@iommu-kit/core";
 import { createTranslation, hex, IommuError } from "@iommu-kit/core";
+
+const PAGE = 4096;
+/** 2^n for n < 64 (Math.pow is a call on the hot path). */
+const POW2: Float64Array = Float64Array.from({ length: 64 }, (_, n) => 2 ** n);
 
 /** Reusable translation state of DMAs (one per host). */
 export class DmaEngine {
@@ -16,6 +22,9 @@ export class DmaEngine {
   #pas = new Float64Array(16);
   #lens = new Float64Array(16);
   #count = 0;
+  /** The byte view of the last page copied (the page's words object is its key: pages are stable objects). */
+  #viewOf: Uint32Array | null = null;
+  #view: Uint8Array = new Uint8Array(0);
   /** The fault of the last failed {@link DmaEngine.translate}. */
   fault: Fault | null = null;
   /** The address that faulted. */
@@ -45,20 +54,33 @@ export class DmaEngine {
   ): boolean {
     const out = this.#out;
     const end = iova + length;
-    let at = iova;
-    this.#count = 0;
+    if (!backend.translate(rid, pasid, iova, access, out)) {
+      this.#count = 0;
+      this.fault = out.fault;
+      this.faultIova = iova;
+      return false;
+    }
+    const size = POW2[out.sizeLg2]!;
+    let at = iova - (iova % size) + size;
+    this.#pas[0] = out.pa;
+    this.#count = 1;
+    // The common case: the first translation's region covers the whole range.
+    if (at >= end) {
+      this.#lens[0] = length;
+      return true;
+    }
+    this.#lens[0] = at - iova;
     while (at < end) {
       if (!backend.translate(rid, pasid, at, access, out)) {
         this.fault = out.fault;
         this.faultIova = at;
         return false;
       }
-      const size = 2 ** out.sizeLg2;
-      const boundary = at - (at % size) + size;
+      const s = POW2[out.sizeLg2]!;
+      const boundary = at - (at % s) + s;
       const n = Math.min(boundary, end) - at;
       const c = this.#count;
-      if (c > 0 && this.#pas[c - 1]! + this.#lens[c - 1]! === out.pa)
-        this.#lens[c - 1] = this.#lens[c - 1]! + n;
+      if (this.#pas[c - 1]! + this.#lens[c - 1]! === out.pa) this.#lens[c - 1] = this.#lens[c - 1]! + n;
       else this.#push(out.pa, n);
       at += n;
     }
@@ -92,33 +114,64 @@ export class DmaEngine {
     }
   }
 
+  /** The bytes of a page's words (cached for the last page: no view allocated per DMA). */
+  #bytes(page: Uint32Array): Uint8Array {
+    if (page !== this.#viewOf) {
+      this.#viewOf = page;
+      this.#view = new Uint8Array(page.buffer, page.byteOffset, PAGE);
+    }
+    return this.#view;
+  }
+
   /** Copies the translated range into `dst` (its length is the range's). All or nothing. */
   read(memory: PhysicalMemory, dst: Uint8Array): void {
     if (this.#count === 1) {
-      memory.readInto(this.#pas[0]!, dst);
+      const pa = this.#pas[0]!;
+      const off = pa % PAGE;
+      const n = dst.length;
+      if (off + n <= PAGE) {
+        // One page: readPage is the RAM check (null outside RAM; RAM never written reads as zeros).
+        const page = memory.readPage((pa - off) / PAGE);
+        if (page !== null) {
+          const bytes = this.#bytes(page);
+          dst.set(n === PAGE ? bytes : bytes.subarray(off, off + n));
+          return;
+        }
+      }
+      memory.readInto(pa, dst);
       return;
     }
     this.#checkRam(memory);
-    let off = 0;
+    let done = 0;
     for (let i = 0; i < this.#count; i++) {
       const n = this.#lens[i]!;
-      memory.readInto(this.#pas[i]!, dst.subarray(off, off + n));
-      off += n;
+      memory.readInto(this.#pas[i]!, dst.subarray(done, done + n));
+      done += n;
     }
   }
 
   /** Copies `src` into the translated range. All or nothing. */
   write(memory: PhysicalMemory, src: Uint8Array): void {
     if (this.#count === 1) {
-      memory.write(this.#pas[0]!, src);
+      const pa = this.#pas[0]!;
+      const off = pa % PAGE;
+      const n = src.length;
+      if (off + n <= PAGE) {
+        const page = memory.writePage((pa - off) / PAGE);
+        if (page !== null) {
+          this.#bytes(page).set(src, off);
+          return;
+        }
+      }
+      memory.write(pa, src);
       return;
     }
     this.#checkRam(memory);
-    let off = 0;
+    let done = 0;
     for (let i = 0; i < this.#count; i++) {
       const n = this.#lens[i]!;
-      memory.write(this.#pas[i]!, src.subarray(off, off + n));
-      off += n;
+      memory.write(this.#pas[i]!, src.subarray(done, done + n));
+      done += n;
     }
   }
 }
