@@ -61,7 +61,8 @@ export class DmaEngine {
       return false;
     }
     const size = POW2[out.sizeLg2]!;
-    let at = iova - (iova % size) + size;
+    // Region ends by floor, not %: a double % is a runtime call in V8.
+    let at = Math.floor(iova / size) * size + size;
     this.#pas[0] = out.pa;
     this.#count = 1;
     // The common case: the first translation's region covers the whole range.
@@ -77,7 +78,7 @@ export class DmaEngine {
         return false;
       }
       const s = POW2[out.sizeLg2]!;
-      const boundary = at - (at % s) + s;
+      const boundary = Math.floor(at / s) * s + s;
       const n = Math.min(boundary, end) - at;
       const c = this.#count;
       if (this.#pas[c - 1]! + this.#lens[c - 1]! === out.pa) this.#lens[c - 1] = this.#lens[c - 1]! + n;
@@ -127,13 +128,15 @@ export class DmaEngine {
   read(memory: PhysicalMemory, dst: Uint8Array): void {
     if (this.#count === 1) {
       const pa = this.#pas[0]!;
-      const off = pa % PAGE;
+      const pfn = Math.floor(pa / PAGE);
+      const off = pa - pfn * PAGE;
       const n = dst.length;
       if (off + n <= PAGE) {
         // One page: readPage is the RAM check (null outside RAM; RAM never written reads as zeros).
-        const page = memory.readPage((pa - off) / PAGE);
+        const page = memory.readPage(pfn);
         if (page !== null) {
-          const bytes = this.#bytes(page);
+          let bytes = this.#view;
+          if (page !== this.#viewOf) bytes = this.#bytes(page);
           dst.set(n === PAGE ? bytes : bytes.subarray(off, off + n));
           return;
         }
@@ -154,10 +157,11 @@ export class DmaEngine {
   write(memory: PhysicalMemory, src: Uint8Array): void {
     if (this.#count === 1) {
       const pa = this.#pas[0]!;
-      const off = pa % PAGE;
+      const pfn = Math.floor(pa / PAGE);
+      const off = pa - pfn * PAGE;
       const n = src.length;
       if (off + n <= PAGE) {
-        const page = memory.writePage((pa - off) / PAGE);
+        const page = memory.writePage(pfn);
         if (page !== null) {
           this.#bytes(page).set(src, off);
           return;

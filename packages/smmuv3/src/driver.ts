@@ -223,9 +223,16 @@ export class SmmuDriver {
       let prod = hw.cmdqProd & mask;
       const cons = hw.cmdqCons & mask;
       let room = size - ((prod - cons + size * 2) & mask);
+      // The queue page is looked up once per page of commands (256 of them), not per command.
+      let pfn = -1;
+      let page: Uint32Array | null = null;
       while (room > 0 && i < n) {
         const at = this.#cmdqBase + (prod & (size - 1)) * 16;
-        const page = memory.writePage(Math.floor(at / 4096));
+        const p = Math.floor(at / 4096);
+        if (p !== pfn) {
+          page = memory.writePage(p);
+          pfn = p;
+        }
         if (page === null) memory.write64(at, 0n); // throws the bus error write64 does
         const w = (at % 4096) >>> 2;
         const k = i * 4;
