@@ -168,36 +168,12 @@ export class SmmuDriver {
   }
 
   /**
-   * Appends a TLBI of the address family: the bytes encodeCommand writes for
-   * { op, vmid, asid, num, scale, leaf, ttl, tg, addr }, without bigint.
+   * Appends a TLBI of the address family (4.4.1): `w0` = opcode | NUM [16:12] | SCALE [24:20],
+   * `tag` = VMID [15:0] | ASID [31:16] (word 0 high), `f` = LEAF [0] | TTL [9:8] | TG [11:10];
+   * ADDR [63:12] from `addr` (an integer double: % and / by 2^32 are exact below 2^64).
    */
-  #pushTlbi(
-    op: number,
-    vmid: number,
-    asid: number,
-    num: number,
-    scale: number,
-    tg: number,
-    ttl: number,
-    leaf: number,
-    addr: number,
-  ): void {
-    if (!(Number.isSafeInteger(addr) && addr >= 0)) {
-      const [w0, w1] = encodeCommand({ op, vmid, asid, num, scale, leaf, ttl, tg, addr: BigInt(addr) });
-      this.#pushCmd(
-        Number(w0 & 0xffff_ffffn),
-        Number((w0 >> 32n) & 0xffff_ffffn),
-        Number(w1 & 0xffff_ffffn),
-        Number((w1 >> 32n) & 0xffff_ffffn),
-      );
-      return;
-    }
-    this.#pushCmd(
-      (op & 0xff) | ((num & 0x1f) << 12) | ((scale & 0x1f) << 20),
-      (vmid & 0xffff) | ((asid & 0xffff) << 16),
-      (leaf & 1) | ((ttl & 3) << 8) | ((tg & 3) << 10) | ((addr % TWO32) & 0xffff_f000),
-      Math.floor(addr / TWO32),
-    );
+  #pushTlbi(w0: number, tag: number, f: number, addr: number): void {
+    this.#pushCmd(w0, tag, f | ((addr % TWO32) & 0xffff_f000), Math.floor(addr / TWO32));
   }
 
   /**
@@ -414,27 +390,26 @@ export class SmmuDriver {
     // Without IDR3.RIL a range TLBI is ILL (4.4.1): one TLBI per granule, or the whole tag past
     // CMDQ_MAX_TLBI_OPS (512) of them, as Linux does without ARM_SMMU_FEAT_RANGE_INV.
     const ril = this.hw.ril;
+    const s1 = d.stage === 1;
+    const op = s1 ? CmdOp.TLBI_NH_VA : CmdOp.TLBI_S2_IPA;
+    const tag = s1 ? (d.tagId & 0xffff) << 16 : d.tagId & 0xffff;
     const lf = leaf ? 1 : 0;
     if (pages > 2 ** 20 || (!ril && pages > 512)) {
-      if (d.stage === 1) this.#pushCmd(CmdOp.TLBI_NH_ASID, (d.tagId & 0xffff) << 16, 0, 0);
-      else this.#pushCmd(CmdOp.TLBI_S12_VMALL, d.tagId & 0xffff, 0, 0);
+      this.#pushCmd(s1 ? CmdOp.TLBI_NH_ASID : CmdOp.TLBI_S12_VMALL, tag, 0, 0);
     } else if (!ril) {
-      for (; pages > 0; pages--, at += gs) {
-        if (d.stage === 1) this.#pushTlbi(CmdOp.TLBI_NH_VA, 0, d.tagId, 0, 0, 0, 0, lf, at);
-        else this.#pushTlbi(CmdOp.TLBI_S2_IPA, d.tagId, 0, 0, 0, 0, 0, lf, at);
-      }
+      for (; pages > 0; pages--, at += gs) this.#pushTlbi(op, tag, lf, at);
     } else {
       const t = 4 - (pgsizeLg2 - 3) / (g - 3);
       const ttl = leaf && pgsizeLg2 >= g && Number.isInteger(t) && t >= 1 && t <= 3 ? t : 0;
+      const f = lf | (ttl << 8) | (tg << 10);
       if (!leaf && pages % 32 === 1) pages++;
       while (pages > 0) {
         // Each command covers (NUM+1) * 2^SCALE granules: 5 bits of the remaining count.
         let scale = 0;
         while (pages % (POW2[scale + 1] ?? 2 ** (scale + 1)) === 0) scale++;
         const num = Math.floor(pages / (POW2[scale] ?? 2 ** scale)) % 32;
+        this.#pushTlbi(op | ((num - 1) << 12) | (scale << 20), tag, f, at);
         const n = num * (POW2[scale] ?? 2 ** scale);
-        if (d.stage === 1) this.#pushTlbi(CmdOp.TLBI_NH_VA, 0, d.tagId, num - 1, scale, tg, ttl, lf, at);
-        else this.#pushTlbi(CmdOp.TLBI_S2_IPA, d.tagId, 0, num - 1, scale, tg, ttl, lf, at);
         at += n * gs;
         pages -= n;
       }
