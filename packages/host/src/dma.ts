@@ -16,6 +16,18 @@ const PAGE = 4096;
 /** 2^n for n < 64 (Math.pow is a call on the hot path). */
 const POW2: Float64Array = Float64Array.from({ length: 64 }, (_, n) => 2 ** n);
 
+/** A byte view of each memory slab, made once (reading `.buffer` of a page is cheap; a new view is not). */
+const slabs = new WeakMap<ArrayBufferLike, Uint8Array>();
+
+function slabBytes(page: Uint32Array): Uint8Array {
+  let b = slabs.get(page.buffer);
+  if (b === undefined) {
+    b = new Uint8Array(page.buffer);
+    slabs.set(page.buffer, b);
+  }
+  return b;
+}
+
 /** Reusable translation state of DMAs (one per host). */
 export class DmaEngine {
   readonly #out = createTranslation();
@@ -141,14 +153,16 @@ export class DmaEngine {
           return;
         }
       }
-      memory.readInto(pa, dst);
+      // Not all RAM: readInto throws its bus error (EFAULT) before copying anything.
+      if (!memory.isRamRange(pa, n)) memory.readInto(pa, dst);
+      else this.#copy(memory, pa, dst, 0, n, false);
       return;
     }
     this.#checkRam(memory);
     let done = 0;
     for (let i = 0; i < this.#count; i++) {
       const n = this.#lens[i]!;
-      memory.readInto(this.#pas[i]!, dst.subarray(done, done + n));
+      this.#copy(memory, this.#pas[i]!, dst, done, n, false);
       done += n;
     }
   }
@@ -167,15 +181,46 @@ export class DmaEngine {
           return;
         }
       }
-      memory.write(pa, src);
+      if (!memory.isRamRange(pa, n)) memory.write(pa, src);
+      else this.#copy(memory, pa, src, 0, n, true);
       return;
     }
     this.#checkRam(memory);
     let done = 0;
     for (let i = 0; i < this.#count; i++) {
       const n = this.#lens[i]!;
-      memory.write(this.#pas[i]!, src.subarray(done, done + n));
+      this.#copy(memory, this.#pas[i]!, src, done, n, true);
       done += n;
+    }
+  }
+
+  /**
+   * Copies `n` bytes between physical [pa, pa + n) (checked RAM) and `buf` at `at`, one
+   * `TypedArray.set` per run of pages that sit one after another in the same memory slab
+   * (the memory model allocates pages in slabs, so written runs are mostly contiguous).
+   */
+  #copy(memory: PhysicalMemory, pa: number, buf: Uint8Array, at: number, n: number, write: boolean): void {
+    let pfn = Math.floor(pa / PAGE);
+    let off = pa - pfn * PAGE;
+    let done = 0;
+    while (done < n) {
+      const first = write ? memory.writePage(pfn)! : memory.readPage(pfn)!;
+      const slab = slabBytes(first);
+      const start = first.byteOffset + off;
+      let end = first.byteOffset + Math.min(PAGE, off + n - done);
+      pfn++;
+      // Extend the run while the next page follows this one in the same buffer.
+      while (end - start < n - done && end % PAGE === first.byteOffset % PAGE) {
+        const next = write ? memory.writePage(pfn)! : memory.readPage(pfn)!;
+        if (next.buffer !== first.buffer || next.byteOffset !== end) break;
+        end += Math.min(PAGE, n - done - (end - start));
+        pfn++;
+      }
+      const len = end - start;
+      if (write) slab.set(buf.subarray(at + done, at + done + len), start);
+      else buf.set(slab.subarray(start, end), at + done);
+      done += len;
+      off = 0;
     }
   }
 }
