@@ -69,6 +69,8 @@ export class VtdDriver {
   readonly #contextTables = new Map<number, number>();
   #nextDid = 1;
   readonly #freeDids: number[] = [];
+  /** flushRange's PASIDs of one domain (reused). */
+  readonly #pasidScratch: number[] = [];
 
   /** Brings the unit up (root table, queued invalidation, fault events, translation). */
   constructor(
@@ -403,8 +405,16 @@ export class VtdDriver {
     } else {
       // PASID-based IOTLB invalidation (spec 6.5.2.4): type 6h, G 5:4 (2 = PASID, 3 = page), DID 31:16, PASID 51:32.
       const pg = psi ? PIOTLB_PSI : PIOTLB_PASID;
-      for (const pasid of this.#tagsOf(d).pasids)
+      // The PASIDs tagging the domain's entries, each once (as #tagsOf, without its Set).
+      const seen = this.#pasidScratch;
+      seen.length = 0;
+      for (const u of d.users) {
+        const p = Number(u.slice(u.indexOf(":") + 1));
+        const pasid = p < 0 ? (this.scalable ? RID_PASID : 0) : p;
+        if (seen.includes(pasid)) continue;
+        seen.push(pasid);
         q.add(DESC_PASID_IOTLB | (pg << 4) | ((d.did & 0xffff) << 16), pasid & 0xfffff, w2, w3);
+      }
     }
     this.#addAts(d);
     for (const c of d.children) this.#addAts(c);
