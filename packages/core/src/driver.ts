@@ -21,3 +21,5 @@ export { FastIotlb, IOTLB_MICRO_MASK, IotlbMeta, iotlbMeta } from "./driver/fast
 export { PageTable } from "./driver/page-table.ts";
 export type { LeafVisitor, PtFormat, PtLeaf } from "./driver/pt-format.ts";
 export { EntryKind, entrySizeLg2, inputBits } from "./driver/pt-format.ts";
+export type { UnmapGather } from "./driver/pt-map.ts";
+export { unmapRun } from "./driver/pt-map.ts";

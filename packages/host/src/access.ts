@@ -169,6 +169,36 @@ export function accessRw(ctx: HostCtx, device: number, opts: AccessRwOptions): U
   return acc.domain.read(opts.iova, opts.length!);
 }
 
+/** A domain's caller-buffer read, when it has one (mdev-emulated's `readInto`). */
+interface ReadIntoAccess {
+  readInto?(iova: number, dst: Uint8Array): void;
+}
+
+/**
+ * iommufd_access_rw into a caller's buffer: reads `buf.length` bytes at `opts.iova` into
+ * `buf`, or writes `buf` there (`opts.write`); all or nothing (on any error `buf` and
+ * memory are as before). No allocation on the read path when the access domain copies
+ * into a buffer itself (mdev-emulated: whole contiguous runs at a time).
+ */
+export function accessRwInto(
+  ctx: HostCtx,
+  device: number,
+  opts: Pick<AccessRwOptions, "iova" | "write">,
+  buf: Uint8Array,
+): void {
+  const acc = accessOf(ctx, device);
+  checkIova(opts.iova);
+  if (!(buf instanceof Uint8Array)) throw new IommuError("EINVAL", "an access needs a Uint8Array buffer");
+  checkLength(buf.length);
+  const d = acc.domain as Domain & EmulatedAccess & ReadIntoAccess;
+  if (opts.write) {
+    d.write(opts.iova, buf);
+    return;
+  }
+  if (d.readInto !== undefined) d.readInto(opts.iova, buf);
+  else buf.set(d.read(opts.iova, buf.length));
+}
+
 /** The plain description of an access. */
 export function accessInfo(a: AccessObject): AccessInfo {
   return { id: a.id, kind: a.kind, ioas: a.ioas.id, device: a.device.id, pins: a.domain.pinCount() };

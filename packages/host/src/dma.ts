@@ -4,11 +4,29 @@
  * them succeed do the bytes move, so a DMA is all or nothing. Contiguous physical
  * runs are merged, and each translation is reused up to the end of the region it
  * covers (`Translation.sizeLg2`), so a 4 KiB DMA through a warm IOTLB costs one
- * lookup and one copy. Allocation-free on success.
+ * lookup and one copy. The bytes move with `TypedArray.set` over whole runs: one copy
+ * per physical page touched (the memory model's page is its unit of storage), none
+ * per byte. Allocation-free on success when the DMA stays in one page.
  */
 
 import type { Backend, Fault, PhysicalMemory } from "@iommu-kit/core";
 import { createTranslation, hex, IommuError } from "@iommu-kit/core";
+
+const PAGE = 4096;
+/** 2^n for n < 64 (Math.pow is a call on the hot path). */
+const POW2: Float64Array = Float64Array.from({ length: 64 }, (_, n) => 2 ** n);
+
+/** A byte view of each memory slab, made once (reading `.buffer` of a page is cheap; a new view is not). */
+const slabs = new WeakMap<ArrayBufferLike, Uint8Array>();
+
+function slabBytes(page: Uint32Array): Uint8Array {
+  let b = slabs.get(page.buffer);
+  if (b === undefined) {
+    b = new Uint8Array(page.buffer);
+    slabs.set(page.buffer, b);
+  }
+  return b;
+}
 
 /** Reusable translation state of DMAs (one per host). */
 export class DmaEngine {
@@ -16,6 +34,9 @@ export class DmaEngine {
   #pas = new Float64Array(16);
   #lens = new Float64Array(16);
   #count = 0;
+  /** The byte view of the last page copied (the page's words object is its key: pages are stable objects). */
+  #viewOf: Uint32Array | null = null;
+  #view: Uint8Array = new Uint8Array(0);
   /** The fault of the last failed {@link DmaEngine.translate}. */
   fault: Fault | null = null;
   /** The address that faulted. */
@@ -45,20 +66,34 @@ export class DmaEngine {
   ): boolean {
     const out = this.#out;
     const end = iova + length;
-    let at = iova;
-    this.#count = 0;
+    if (!backend.translate(rid, pasid, iova, access, out)) {
+      this.#count = 0;
+      this.fault = out.fault;
+      this.faultIova = iova;
+      return false;
+    }
+    const size = POW2[out.sizeLg2]!;
+    // Region ends by floor, not %: a double % is a runtime call in V8.
+    let at = Math.floor(iova / size) * size + size;
+    this.#pas[0] = out.pa;
+    this.#count = 1;
+    // The common case: the first translation's region covers the whole range.
+    if (at >= end) {
+      this.#lens[0] = length;
+      return true;
+    }
+    this.#lens[0] = at - iova;
     while (at < end) {
       if (!backend.translate(rid, pasid, at, access, out)) {
         this.fault = out.fault;
         this.faultIova = at;
         return false;
       }
-      const size = 2 ** out.sizeLg2;
-      const boundary = at - (at % size) + size;
+      const s = POW2[out.sizeLg2]!;
+      const boundary = Math.floor(at / s) * s + s;
       const n = Math.min(boundary, end) - at;
       const c = this.#count;
-      if (c > 0 && this.#pas[c - 1]! + this.#lens[c - 1]! === out.pa)
-        this.#lens[c - 1] = this.#lens[c - 1]! + n;
+      if (this.#pas[c - 1]! + this.#lens[c - 1]! === out.pa) this.#lens[c - 1] = this.#lens[c - 1]! + n;
       else this.#push(out.pa, n);
       at += n;
     }
@@ -92,33 +127,100 @@ export class DmaEngine {
     }
   }
 
+  /** The bytes of a page's words (cached for the last page: no view allocated per DMA). */
+  #bytes(page: Uint32Array): Uint8Array {
+    if (page !== this.#viewOf) {
+      this.#viewOf = page;
+      this.#view = new Uint8Array(page.buffer, page.byteOffset, PAGE);
+    }
+    return this.#view;
+  }
+
   /** Copies the translated range into `dst` (its length is the range's). All or nothing. */
   read(memory: PhysicalMemory, dst: Uint8Array): void {
     if (this.#count === 1) {
-      memory.readInto(this.#pas[0]!, dst);
+      const pa = this.#pas[0]!;
+      const pfn = Math.floor(pa / PAGE);
+      const off = pa - pfn * PAGE;
+      const n = dst.length;
+      if (off + n <= PAGE) {
+        // One page: readPage is the RAM check (null outside RAM; RAM never written reads as zeros).
+        const page = memory.readPage(pfn);
+        if (page !== null) {
+          let bytes = this.#view;
+          if (page !== this.#viewOf) bytes = this.#bytes(page);
+          dst.set(n === PAGE ? bytes : bytes.subarray(off, off + n));
+          return;
+        }
+      }
+      // Not all RAM: readInto throws its bus error (EFAULT) before copying anything.
+      if (!memory.isRamRange(pa, n)) memory.readInto(pa, dst);
+      else this.#copy(memory, pa, dst, 0, n, false);
       return;
     }
     this.#checkRam(memory);
-    let off = 0;
+    let done = 0;
     for (let i = 0; i < this.#count; i++) {
       const n = this.#lens[i]!;
-      memory.readInto(this.#pas[i]!, dst.subarray(off, off + n));
-      off += n;
+      this.#copy(memory, this.#pas[i]!, dst, done, n, false);
+      done += n;
     }
   }
 
   /** Copies `src` into the translated range. All or nothing. */
   write(memory: PhysicalMemory, src: Uint8Array): void {
     if (this.#count === 1) {
-      memory.write(this.#pas[0]!, src);
+      const pa = this.#pas[0]!;
+      const pfn = Math.floor(pa / PAGE);
+      const off = pa - pfn * PAGE;
+      const n = src.length;
+      if (off + n <= PAGE) {
+        const page = memory.writePage(pfn);
+        if (page !== null) {
+          this.#bytes(page).set(src, off);
+          return;
+        }
+      }
+      if (!memory.isRamRange(pa, n)) memory.write(pa, src);
+      else this.#copy(memory, pa, src, 0, n, true);
       return;
     }
     this.#checkRam(memory);
-    let off = 0;
+    let done = 0;
     for (let i = 0; i < this.#count; i++) {
       const n = this.#lens[i]!;
-      memory.write(this.#pas[i]!, src.subarray(off, off + n));
-      off += n;
+      this.#copy(memory, this.#pas[i]!, src, done, n, true);
+      done += n;
+    }
+  }
+
+  /**
+   * Copies `n` bytes between physical [pa, pa + n) (checked RAM) and `buf` at `at`, one
+   * `TypedArray.set` per run of pages that sit one after another in the same memory slab
+   * (the memory model allocates pages in slabs, so written runs are mostly contiguous).
+   */
+  #copy(memory: PhysicalMemory, pa: number, buf: Uint8Array, at: number, n: number, write: boolean): void {
+    let pfn = Math.floor(pa / PAGE);
+    let off = pa - pfn * PAGE;
+    let done = 0;
+    while (done < n) {
+      const first = write ? memory.writePage(pfn)! : memory.readPage(pfn)!;
+      const slab = slabBytes(first);
+      const start = first.byteOffset + off;
+      let end = first.byteOffset + Math.min(PAGE, off + n - done);
+      pfn++;
+      // Extend the run while the next page follows this one in the same buffer.
+      while (end - start < n - done && end % PAGE === first.byteOffset % PAGE) {
+        const next = write ? memory.writePage(pfn)! : memory.readPage(pfn)!;
+        if (next.buffer !== first.buffer || next.byteOffset !== end) break;
+        end += Math.min(PAGE, n - done - (end - start));
+        pfn++;
+      }
+      const len = end - start;
+      if (write) slab.set(buf.subarray(at + done, at + done + len), start);
+      else buf.set(slab.subarray(start, end), at + done);
+      done += len;
+      off = 0;
     }
   }
 }

@@ -54,7 +54,7 @@
 import type { Backend, BackendRegistry, CacheCounters, FailNth, IovaRange, WalkStep } from "@iommu-kit/core";
 import { defaultRegistry, hex, IommuError, PhysicalMemory, TableAllocator } from "@iommu-kit/core";
 import type { AccessRwOptions } from "./access.ts";
-import { accessPin, accessRw, accessUnpin } from "./access.ts";
+import { accessPin, accessRw, accessRwInto, accessUnpin } from "./access.ts";
 import type { HostCtx } from "./context.ts";
 import { ObjectTable } from "./context.ts";
 import type { ObjectInfo } from "./describe.ts";
@@ -531,6 +531,16 @@ export class Host {
   /** iommufd_access_rw: reads `length` bytes (returned) or writes `data` through the IOVA; all or nothing. */
   accessRw(device: number, opts: AccessRwOptions): Uint8Array | undefined {
     return accessRw(this.#ctx, device, opts);
+  }
+
+  /**
+   * iommufd_access_rw into the caller's buffer: reads `buf.length` bytes at `opts.iova`
+   * into `buf`, or writes `buf` there when `opts.write`; all or nothing (on error `buf`
+   * and memory are unchanged). ENOENT without an access, EINVAL for a bad IOVA or an
+   * empty buffer, the access's errors (ENOENT unmapped, EPERM, EFAULT) as accessRw.
+   */
+  accessRwInto(device: number, opts: Pick<AccessRwOptions, "iova" | "write">, buf: Uint8Array): void {
+    accessRwInto(this.#ctx, device, opts, buf);
   }
 
   // ---------------------------------------------------------------- memory

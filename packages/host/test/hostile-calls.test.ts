@@ -171,6 +171,7 @@ const CALLS: Record<string, Call> = {
     b
       ? h.accessRw(n(), { iova: n(), length: n(), write: false })
       : h.accessRw(n(), { iova: n(), data: new Uint8Array(8).fill(3), write: true }),
+  accessRwInto: (h, n, b) => h.accessRwInto(n(), { iova: n(), write: b }, new Uint8Array(8).fill(3)),
   memWrite: (h, n) => h.memWrite(n(), new Uint8Array(8).fill(9)),
   memRead: (h, n) => h.memRead(n(), n()),
   explain: (h, n, b) => h.explain(n(), { pasid: b ? null : n(), iova: n(), access: "read" }),

@@ -379,9 +379,16 @@ export class EmulatedDomain implements Domain, EmulatedAccess {
     const first = iova - pageOffset(iova);
     const memory = this.#host.memory;
     const t = this.table;
+    // One chunk lookup per 2 MiB of contiguous IOVA, not one per page.
+    let key = -1;
+    let c: ReturnType<typeof t.chunk>;
     for (let i = 0; i < pages; i++) {
       const at = first + i * PAGE;
-      const c = at < IOVA_LIMIT ? t.chunk(chunkOf(at)) : undefined;
+      if (at >= IOVA_LIMIT) c = undefined;
+      else if (chunkOf(at) !== key) {
+        key = chunkOf(at);
+        c = t.chunk(key);
+      }
       const e = c === undefined ? 0 : c[slotOf(at)]!;
       const pa = entryPa(e);
       if (e === 0 || (e & need) !== need || (ram && !memory.isRam(pa))) accessError(op, at, e, need);

@@ -289,8 +289,14 @@ export class SmmuV3Backend implements ViommuHost {
   }
 
   /** Range invalidation of a domain (arm_smmu_tlb_inv_range_domain with RIL), CMD_SYNC included. */
-  invalidateDomainRange(d: SmmuPagingDomain, iova: number, length: number): void {
-    this.#drv.invalidateDomainRange(d, iova, length);
+  invalidateDomainRange(
+    d: SmmuPagingDomain,
+    iova: number,
+    length: number,
+    pgsizeLg2 = -1,
+    leaf = true,
+  ): void {
+    this.#drv.invalidateDomainRange(d, iova, length, pgsizeLg2, leaf);
   }
 
   // ---------------------------------------------------------------- STE / CD choice

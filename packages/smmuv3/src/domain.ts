@@ -11,7 +11,8 @@
 
 import type { Backend, Domain, DomainFlags, DomainType, IovaRange } from "@iommu-kit/core";
 import { hex, Perm } from "@iommu-kit/core";
-import type { PageTable, PtFormat } from "@iommu-kit/core/driver";
+import type { PageTable, PtFormat, UnmapGather } from "@iommu-kit/core/driver";
+import { unmapRun } from "@iommu-kit/core/driver";
 import type { LpaeFormatSpec } from "./format/lpae-pte.ts";
 import type { SmmuHw } from "./hardware.ts";
 import { POW2 } from "./internal/words.ts";
@@ -24,8 +25,17 @@ const PERM_RW = Perm.R | Perm.W;
 export interface SmmuDomainHost extends Backend {
   /** The hardware model. */
   readonly hw: SmmuHw;
-  /** Invalidates a changed IOVA range of a paging domain (TLBI + CMD_SYNC). */
-  invalidateDomainRange(d: SmmuPagingDomain, iova: number, length: number): void;
+  /**
+   * Invalidates a changed IOVA range of a paging domain (TLBI + CMD_SYNC): `pgsizeLg2` the
+   * size of every leaf cleared (-1 unknown), `leaf` false when tables were freed.
+   */
+  invalidateDomainRange(
+    d: SmmuPagingDomain,
+    iova: number,
+    length: number,
+    pgsizeLg2?: number,
+    leaf?: boolean,
+  ): void;
   /** Releases an ASID/VMID after invalidating everything tagged with it (arm_smmu_domain_free). */
   releaseTag(d: SmmuPagingDomain): void;
   /** Submits commands through the command queue, with a CMD_SYNC at the end. */
@@ -101,6 +111,8 @@ export class SmmuPagingDomain extends SmmuDomain {
   readonly ptFormat: PtFormat;
   /** ASID (stage 1) or VMID (stage 2). */
   readonly tagId: number;
+  /** What the last unmap changed (iommu_iotlb_gather), reused. */
+  readonly #gather: UnmapGather = { pgsizeLg2: -1, freed: false };
   /** vIOMMUs built over this (stage-2) nest parent (each holds it, as iommufd's viommu->hwpt). */
   children = 0;
   dirtyEnabled = false;
@@ -196,8 +208,10 @@ export class SmmuPagingDomain extends SmmuDomain {
     )
       throw bad("EINVAL", `unmap ${hex(iova)}+${hex(length)} is not ${hex(min)}-aligned`, { iova, length });
     if (length === 0) return 0;
-    const done = this.pt.unmap(iova, length);
-    if (done > 0) this.invalidateIova(iova, length);
+    const gather = this.#gather;
+    const done = unmapRun(this.pt, iova, length, gather);
+    // arm_smmu_iotlb_sync: one range invalidation of the gathered range and one CMD_SYNC.
+    if (done > 0) this.backend.invalidateDomainRange(this, iova, length, gather.pgsizeLg2, !gather.freed);
     return done;
   }
 

@@ -168,34 +168,12 @@ export class SmmuDriver {
   }
 
   /**
-   * Appends a TLBI of the address family: the bytes encodeCommand writes for
-   * { op, vmid, asid, num, scale, leaf, tg, addr } (TTL 0), without bigint.
+   * Appends a TLBI of the address family (4.4.1): `w0` = opcode | NUM [16:12] | SCALE [24:20],
+   * `tag` = VMID [15:0] | ASID [31:16] (word 0 high), `f` = LEAF [0] | TTL [9:8] | TG [11:10];
+   * ADDR [63:12] from `addr` (an integer double: % and / by 2^32 are exact below 2^64).
    */
-  #pushTlbi(
-    op: number,
-    vmid: number,
-    asid: number,
-    num: number,
-    scale: number,
-    tg: number,
-    addr: number,
-  ): void {
-    if (!(Number.isSafeInteger(addr) && addr >= 0)) {
-      const [w0, w1] = encodeCommand({ op, vmid, asid, num, scale, leaf: 1, tg, addr: BigInt(addr) });
-      this.#pushCmd(
-        Number(w0 & 0xffff_ffffn),
-        Number((w0 >> 32n) & 0xffff_ffffn),
-        Number(w1 & 0xffff_ffffn),
-        Number((w1 >> 32n) & 0xffff_ffffn),
-      );
-      return;
-    }
-    this.#pushCmd(
-      (op & 0xff) | ((num & 0x1f) << 12) | ((scale & 0x1f) << 20),
-      (vmid & 0xffff) | ((asid & 0xffff) << 16),
-      1 | ((tg & 3) << 10) | ((addr % TWO32) & 0xffff_f000),
-      Math.floor(addr / TWO32),
-    );
+  #pushTlbi(w0: number, tag: number, f: number, addr: number): void {
+    this.#pushCmd(w0, tag, f | ((addr % TWO32) & 0xffff_f000), Math.floor(addr / TWO32));
   }
 
   /**
@@ -221,9 +199,16 @@ export class SmmuDriver {
       let prod = hw.cmdqProd & mask;
       const cons = hw.cmdqCons & mask;
       let room = size - ((prod - cons + size * 2) & mask);
+      // The queue page is looked up once per page of commands (256 of them), not per command.
+      let pfn = -1;
+      let page: Uint32Array | null = null;
       while (room > 0 && i < n) {
         const at = this.#cmdqBase + (prod & (size - 1)) * 16;
-        const page = memory.writePage(Math.floor(at / 4096));
+        const p = Math.floor(at / 4096);
+        if (p !== pfn) {
+          page = memory.writePage(p);
+          pfn = p;
+        }
         if (page === null) memory.write64(at, 0n); // throws the bus error write64 does
         const w = (at % 4096) >>> 2;
         const k = i * 4;
@@ -383,8 +368,19 @@ export class SmmuDriver {
     }
   }
 
-  /** Range invalidation of a domain (arm_smmu_tlb_inv_range_domain with RIL), CMD_SYNC included. */
-  invalidateDomainRange(d: TableDomain, iova: number, length: number): void {
+  /**
+   * Range invalidation of a domain, CMD_SYNC included: Linux's arm_smmu_tlb_inv_range_domain
+   * / __arm_smmu_tlb_inv_range (drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3.c) with the
+   * commands batched before one CMD_SYNC (arm_smmu_cmdq_batch_add / _submit). With IDR3.RIL,
+   * range TLBIs (4.4.1.1): TG from the granule, each command (NUM+1) * 2^SCALE granules, 5
+   * bits of the remaining page count at a time, and for a leaf-only change TTL = 4 -
+   * ((log2(pgsize) - 3) / (granuleLg2 - 3)), the level of the leaves cleared; a non-leaf
+   * one page long is widened to two so NUM = SCALE = 0 never goes out without TTL. Without
+   * RIL one TLBI per granule (TG = TTL = 0). `pgsizeLg2` is the size of every leaf cleared
+   * (gather->pgsize; -1 unknown: TTL 0) and `leaf` false when tables were freed (the walk
+   * caches must go too, as io-pgtable-arm's flush_walk: LEAF = 0).
+   */
+  invalidateDomainRange(d: TableDomain, iova: number, length: number, pgsizeLg2 = -1, leaf = true): void {
     const g = d.spec.granuleLg2;
     const tg = g === 12 ? 1 : g === 14 ? 2 : 3;
     const gs = POW2[g] ?? 2 ** g; // (the 2^n table: Math.pow is slow here)
@@ -394,23 +390,26 @@ export class SmmuDriver {
     // Without IDR3.RIL a range TLBI is ILL (4.4.1): one TLBI per granule, or the whole tag past
     // CMDQ_MAX_TLBI_OPS (512) of them, as Linux does without ARM_SMMU_FEAT_RANGE_INV.
     const ril = this.hw.ril;
+    const s1 = d.stage === 1;
+    const op = s1 ? CmdOp.TLBI_NH_VA : CmdOp.TLBI_S2_IPA;
+    const tag = s1 ? (d.tagId & 0xffff) << 16 : d.tagId & 0xffff;
+    const lf = leaf ? 1 : 0;
     if (pages > 2 ** 20 || (!ril && pages > 512)) {
-      if (d.stage === 1) this.#pushCmd(CmdOp.TLBI_NH_ASID, (d.tagId & 0xffff) << 16, 0, 0);
-      else this.#pushCmd(CmdOp.TLBI_S12_VMALL, d.tagId & 0xffff, 0, 0);
+      this.#pushCmd(s1 ? CmdOp.TLBI_NH_ASID : CmdOp.TLBI_S12_VMALL, tag, 0, 0);
     } else if (!ril) {
-      for (; pages > 0; pages--, at += gs) {
-        if (d.stage === 1) this.#pushTlbi(CmdOp.TLBI_NH_VA, 0, d.tagId, 0, 0, 0, at);
-        else this.#pushTlbi(CmdOp.TLBI_S2_IPA, d.tagId, 0, 0, 0, 0, at);
-      }
+      for (; pages > 0; pages--, at += gs) this.#pushTlbi(op, tag, lf, at);
     } else {
+      const t = 4 - (pgsizeLg2 - 3) / (g - 3);
+      const ttl = leaf && pgsizeLg2 >= g && Number.isInteger(t) && t >= 1 && t <= 3 ? t : 0;
+      const f = lf | (ttl << 8) | (tg << 10);
+      if (!leaf && pages % 32 === 1) pages++;
       while (pages > 0) {
         // Each command covers (NUM+1) * 2^SCALE granules: 5 bits of the remaining count.
         let scale = 0;
         while (pages % (POW2[scale + 1] ?? 2 ** (scale + 1)) === 0) scale++;
         const num = Math.floor(pages / (POW2[scale] ?? 2 ** scale)) % 32;
+        this.#pushTlbi(op | ((num - 1) << 12) | (scale << 20), tag, f, at);
         const n = num * (POW2[scale] ?? 2 ** scale);
-        if (d.stage === 1) this.#pushTlbi(CmdOp.TLBI_NH_VA, 0, d.tagId, num - 1, scale, tg, at);
-        else this.#pushTlbi(CmdOp.TLBI_S2_IPA, d.tagId, 0, num - 1, scale, tg, at);
         at += n * gs;
         pages -= n;
       }

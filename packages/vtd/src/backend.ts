@@ -381,8 +381,8 @@ export class VtdBackend implements Backend, VtdDomainHost {
   // ------------------------------------------------------------ invalidation
 
   /** Invalidates a changed IOVA range of a paging domain (Linux cache_tag_flush_range). */
-  flushRange(d: VtdDomain, iova: number, length: number): void {
-    this.#need("flushRange").flushRange(d, iova, length);
+  flushRange(d: VtdDomain, iova: number, length: number, ih = false): void {
+    this.#need("flushRange").flushRange(d, iova, length, ih);
   }
 
   /** Nested user invalidation: PASID-based IOTLB for every PASID the domain serves. */

@@ -13,7 +13,8 @@
 
 import type { Backend, Domain, DomainFlags, DomainType, IovaRange } from "@iommu-kit/core";
 import { hex, IommuError, Perm, pageSizeBitmap, parseU64 } from "@iommu-kit/core";
-import type { PageTable } from "@iommu-kit/core/driver";
+import type { PageTable, UnmapGather } from "@iommu-kit/core/driver";
+import { unmapRun } from "@iommu-kit/core/driver";
 import type { VtdHardware } from "./hardware.ts";
 
 /** iommu_hwpt_vtd_s1 flags (include/uapi/linux/iommufd.h). */
@@ -55,8 +56,11 @@ export interface VtdDomainHost extends Backend {
   /** CAP.CM: not-present entries may be cached, so a map invalidates too. */
   readonly cachingMode: boolean;
   readonly scalable: boolean;
-  /** Invalidates a changed IOVA range of a paging domain. */
-  flushRange(d: VtdDomain, iova: number, length: number): void;
+  /**
+   * Invalidates a changed IOVA range of a paging domain; `ih` is the PSI invalidation
+   * hint (no page-table page was freed: cached paging-structure entries may stay).
+   */
+  flushRange(d: VtdDomain, iova: number, length: number, ih?: boolean): void;
   /** A nested domain's user invalidation. */
   flushNested(d: VtdDomain, all: boolean, addr: bigint, npages: bigint, leaf: boolean): void;
   /** Turns second-stage A/D on or off for a domain's users. */
@@ -94,6 +98,8 @@ export class VtdDomain implements Domain {
   readonly children: Set<VtdDomain> = new Set();
   dirtyTracking = false;
   #freed = false;
+  /** What the last unmap changed (iommu_iotlb_gather), reused. */
+  readonly #gather: UnmapGather = { pgsizeLg2: -1, freed: false };
 
   constructor(
     backend: VtdDomainHost,
@@ -168,8 +174,11 @@ export class VtdDomain implements Domain {
     const t = this.#paging("unmap");
     if (!Number.isSafeInteger(iova) || !Number.isSafeInteger(length) || iova < 0)
       throw new IommuError("EINVAL", `unmap ${iova}+${length} is not a valid range`, { iova, length });
-    const n = t.unmap(iova, length);
-    if (n > 0) this.backend.flushRange(this, iova, length);
+    const gather = this.#gather;
+    const n = unmapRun(t, iova, length, gather);
+    // intel_iommu_tlb_sync: cache_tag_flush_range(domain, start, end, list_empty(&gather->freelist)),
+    // one PSI (or DSI) per tag and one wait for the whole unmap (drivers/iommu/intel/iommu.c).
+    if (n > 0) this.backend.flushRange(this, iova, length, !gather.freed);
     return n;
   }
 

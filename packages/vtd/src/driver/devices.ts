@@ -25,6 +25,17 @@ import { writeWords } from "../internal/words.ts";
 import { DriverPrq } from "./prq.ts";
 import { DriverQueue } from "./queue.ts";
 
+// Descriptor type codes and granularities (spec 6.5.2.3-6.5.2.4, Linux QI_IOTLB_GRAN /
+// QI_GRAN_*), module-local: the invalidation path writes descriptor halves from them.
+const DESC_IOTLB = 0x2;
+const DESC_PASID_IOTLB = 0x6;
+/** IOTLB G: 2 = domain-selective (DMA_TLB_DSI_FLUSH), 3 = page-selective (DMA_TLB_PSI_FLUSH). */
+const IOTLB_DSI = 2;
+const IOTLB_PSI = 3;
+/** PASID-based IOTLB G: 2 = PASID-selective (QI_GRAN_NONG_PASID), 3 = page-selective (QI_GRAN_PSI_PASID). */
+const PIOTLB_PASID = 2;
+const PIOTLB_PSI = 3;
+
 /** PASID of requests without PASID in scalable mode (the context entry's RID_PASID). */
 export const RID_PASID = 0;
 const MAX_DID = 65535;
@@ -58,6 +69,8 @@ export class VtdDriver {
   readonly #contextTables = new Map<number, number>();
   #nextDid = 1;
   readonly #freeDids: number[] = [];
+  /** flushRange's PASIDs of one domain (reused). */
+  readonly #pasidScratch: number[] = [];
 
   /** Brings the unit up (root table, queued invalidation, fault events, translation). */
   constructor(
@@ -354,42 +367,68 @@ export class VtdDriver {
     return { pasids: [...pasids], ats };
   }
 
-  /** Invalidates a changed IOVA range of a paging domain (Linux cache_tag_flush_range). */
-  flushRange(d: VtdDomain, iova: number, length: number): void {
-    const { addr, am } = psiRange(iova, length);
-    const mamv = this.hw.cap.mamv;
-    const descs: InvDescriptor[] = [];
+  /**
+   * Invalidates a changed IOVA range of a paging domain as Linux's cache_tag_flush_range
+   * does (drivers/iommu/intel/cache.c): the smallest naturally aligned block covering the
+   * range (calculate_psi_aligned_address), one page-selective IOTLB invalidation of it per
+   * tag (cache_tag_flush_iotlb: qi_desc_iotlb for second stage, qi_desc_piotlb per PASID
+   * for first stage), or a domain-selective (PASID-selective) one once the mask exceeds
+   * CAP.MAMV (`mask > cap_max_amask_val`); then the device-TLBs, and one wait descriptor
+   * for the whole batch (qi_batch_flush_descs). The descriptors go into the queue as
+   * 32-bit halves: no descriptor objects on this path.
+   */
+  flushRange(d: VtdDomain, iova: number, length: number, ih = false): void {
+    // psiRange without its result object: halve both page numbers until they meet.
+    let first = Math.floor(iova / 4096);
+    let last = Math.floor((iova + Math.max(length, 1) - 1) / 4096);
+    let am = 0;
+    let block = 4096;
+    while (first !== last) {
+      first = Math.floor(first / 2);
+      last = Math.floor(last / 2);
+      am++;
+      block *= 2;
+    }
+    const psi = am <= this.hw.cap.mamv;
+    const addr = psi ? first * block : 0;
+    // High qword: ADDR 63:12, IH 6, AM 5:0; the DSI fallback clears all three (cache_tag_flush_iotlb).
+    const w2 = psi ? ((addr % 4294967296) & 0xfffff000) | (ih ? 0x40 : 0) | am : 0;
+    const w3 = psi ? Math.floor(addr / 4294967296) : 0;
+    const g = psi ? IOTLB_PSI : IOTLB_DSI;
+    const q = this.queue;
     if (d.kind === "ss") {
-      descs.push(
-        am > mamv
-          ? { type: "iotlb", g: 2, dr: true, dw: true, did: d.did, addr: 0, ih: false, am: 0 }
-          : { type: "iotlb", g: 3, dr: true, dw: true, did: d.did, addr, ih: false, am },
-      );
+      // IOTLB invalidation (spec 6.5.2.3): type 2h, G 5:4, DW 6, DR 7, DID 31:16.
+      q.add(DESC_IOTLB | (g << 4) | 0xc0 | ((d.did & 0xffff) << 16), 0, w2, w3);
       // Nested domains over this parent cache IOVA -> HPA through it.
       for (const c of d.children)
-        descs.push({ type: "iotlb", g: 2, dr: true, dw: true, did: c.did, addr: 0, ih: false, am: 0 });
+        q.add(DESC_IOTLB | (IOTLB_DSI << 4) | 0xc0 | ((c.did & 0xffff) << 16), 0, 0, 0);
     } else {
-      for (const pasid of this.#tagsOf(d).pasids) {
-        descs.push(
-          am > mamv
-            ? { type: "pasid-iotlb", g: 2, did: d.did, pasid, addr: 0, ih: false, am: 0 }
-            : { type: "pasid-iotlb", g: 3, did: d.did, pasid, addr, ih: false, am },
-        );
+      // PASID-based IOTLB invalidation (spec 6.5.2.4): type 6h, G 5:4 (2 = PASID, 3 = page), DID 31:16, PASID 51:32.
+      const pg = psi ? PIOTLB_PSI : PIOTLB_PASID;
+      // The PASIDs tagging the domain's entries, each once (as #tagsOf, without its Set).
+      const seen = this.#pasidScratch;
+      seen.length = 0;
+      for (const u of d.users) {
+        const p = Number(u.slice(u.indexOf(":") + 1));
+        const pasid = p < 0 ? (this.scalable ? RID_PASID : 0) : p;
+        if (seen.includes(pasid)) continue;
+        seen.push(pasid);
+        q.add(DESC_PASID_IOTLB | (pg << 4) | ((d.did & 0xffff) << 16), pasid & 0xfffff, w2, w3);
       }
     }
-    this.#pushAts(d, descs);
-    for (const c of d.children) this.#pushAts(c, descs);
-    this.queue.submit(descs);
+    this.#addAts(d);
+    for (const c of d.children) this.#addAts(c);
+    q.flush();
   }
 
-  /** Appends #tagsOf(d).ats to `descs` (per unmap: no Set, no split). */
-  #pushAts(d: VtdDomain, descs: InvDescriptor[]): void {
+  /** Batches the device-TLB invalidations of `d`'s ATS users (per unmap: no Set, no split). */
+  #addAts(d: VtdDomain): void {
     for (const u of d.users) {
       const colon = u.indexOf(":");
       const r = Number(u.slice(0, colon));
       if (this.devices.get(r)?.spec.ats !== true) continue;
       const p = Number(u.slice(colon + 1));
-      descs.push(p < 0 ? devTlbAll(r) : pasidDevTlbAll(r, p));
+      this.queue.addDesc(p < 0 ? devTlbAll(r) : pasidDevTlbAll(r, p));
     }
   }
 

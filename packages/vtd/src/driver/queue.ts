@@ -12,10 +12,13 @@
 import type { PhysicalMemory, TableAllocator } from "@iommu-kit/core";
 import { hex } from "@iommu-kit/core";
 import type { InvDescriptor } from "../format/inv-desc.ts";
-import { encodeDescriptor, encodeDescriptorHalves } from "../format/inv-desc.ts";
+import { encodeDescriptorHalves } from "../format/inv-desc.ts";
 import { Fsts, Gcmd, IQA_DW, Reg } from "../format/registers.ts";
 import type { VtdHardware } from "../hardware.ts";
 import { writeWords } from "../internal/words.ts";
+
+/** The low half of a wait descriptor with SW and FN set (type 5h; spec 6.5.2.8, Linux QI_IWD_STATUS_WRITE | QI_IWD_FENCE). */
+const WAIT_SW_FN = 0x5 | 0x20 | 0x40;
 
 /** Fault records the handler keeps (newest last). */
 const FAULT_LOG_MAX = 256;
@@ -89,55 +92,93 @@ export class DriverQueue {
     hw.writeRegister(Reg.FSTS, BigInt(Fsts.PFO | Fsts.PPF), 4);
   }
 
+  /**
+   * Batched descriptors as 32-bit halves, four per 128-bit descriptor (Linux's struct
+   * qi_batch: qi_batch_add_iotlb / qi_batch_add_piotlb append, qi_batch_flush_descs
+   * submits them with one wait descriptor).
+   */
+  #batch = new Uint32Array(64);
+  #batchN = 0;
+
+  /** Appends one 128-bit descriptor as its halves (low qword 31:0, 63:32, high qword 31:0, 63:32). */
+  add(w0: number, w1: number, w2: number, w3: number): void {
+    let b = this.#batch;
+    const i = this.#batchN * 4;
+    if (i + 4 > b.length) {
+      const grown = new Uint32Array(b.length * 2);
+      grown.set(b);
+      this.#batch = b = grown;
+    }
+    b[i] = w0;
+    b[i + 1] = w1;
+    b[i + 2] = w2;
+    b[i + 3] = w3;
+    this.#batchN++;
+  }
+
+  /** Appends one descriptor given as an object (the slow, general form of {@link DriverQueue.add}). */
+  addDesc(d: InvDescriptor): void {
+    const h = this.#halves;
+    encodeDescriptorHalves(d, h, 0);
+    this.add(h[0]!, h[1]!, h[2]!, h[3]!);
+  }
+
   /** Submits descriptors and a wait descriptor, then checks completion (spec 6.5.2.8). */
   submit(descs: readonly InvDescriptor[]): void {
+    this.#batchN = 0;
+    for (const d of descs) this.addDesc(d);
+    this.flush();
+  }
+
+  /**
+   * Writes the batched descriptors straight into the queue page with a wait descriptor
+   * (SW = 1, FN = 1, status data = a sequence number) after each queue's worth, moves IQT,
+   * and checks the status write (Linux qi_submit_sync; spec 6.5.2.8). An empty batch
+   * submits the wait alone. Throws when the unit reports IQE.
+   */
+  flush(): void {
     const hw = this.hw;
     const size = hw.descriptorBytes;
     const entries = hw.queueEntries;
     const per = entries - 2;
+    const n = this.#batchN;
+    this.#batchN = 0;
+    const b = this.#batch;
+    const status = this.#status;
+    const statusLo = (status % 4294967296) & ~0x3;
+    const statusHi = Math.floor(status / 4294967296);
     let i = 0;
     for (;;) {
-      const end = Math.min(descs.length, i + per);
+      const end = Math.min(n, i + per);
       this.#seq = (this.#seq + 1) >>> 0;
-      for (let k = i; k < end; k++) this.#put(descs[k]!, size, entries);
-      this.#put(
-        {
-          type: "wait",
-          ifl: false,
-          sw: true,
-          fn: true,
-          pd: false,
-          statusData: this.#seq,
-          statusAddr: this.#status,
-        },
-        size,
-        entries,
-      );
+      for (let k = i; k < end; k++)
+        this.#put(b[4 * k]!, b[4 * k + 1]!, b[4 * k + 2]!, b[4 * k + 3]!, size, entries);
+      // inv_wait_dsc: type 5, SW (bit 5), FN (bit 6), status data 63:32, status address 127:66.
+      this.#put(WAIT_SW_FN, this.#seq, statusLo, statusHi, size, entries);
       i = end > i ? end : i + 1;
       hw.writeQueueTail(this.#tail * size);
-      if (hw.fsts & Fsts.IQE || this.memory.read32(this.#status) !== this.#seq) {
+      if (hw.fsts & Fsts.IQE || this.memory.read32(status) !== this.#seq) {
         throw new Error(`VT-d invalidation queue error (FSTS ${hex(hw.fsts)}, IQERCD ${hex(hw.iqercd)})`);
       }
-      if (i >= descs.length) break;
+      if (i >= n) break;
     }
   }
 
-  /** Writes one descriptor at the queue tail (zero upper half in a 256-bit queue) and advances it. */
-  #put(d: InvDescriptor, size: number, entries: number): void {
+  /** Writes one descriptor's halves at the queue tail (zero upper half in a 256-bit queue) and advances it. */
+  #put(w0: number, w1: number, w2: number, w3: number, size: number, entries: number): void {
     const at = this.#queue + this.#tail * size;
     const page = this.memory.writePage(Math.floor(at / 4096));
     if (page === null) {
       // Not RAM: the 64-bit path reports the bus error.
-      const words = encodeDescriptor(d);
-      writeWords(this.memory, at, size === 32 ? [...words, 0n, 0n] : words);
+      const lo = (BigInt(w1 >>> 0) << 32n) | BigInt(w0 >>> 0);
+      const hi = (BigInt(w3 >>> 0) << 32n) | BigInt(w2 >>> 0);
+      writeWords(this.memory, at, size === 32 ? [lo, hi, 0n, 0n] : [lo, hi]);
     } else {
-      const h = this.#halves;
-      encodeDescriptorHalves(d, h, 0);
       const w = (at & 0xfff) >>> 2;
-      page[w] = h[0]!;
-      page[w + 1] = h[1]!;
-      page[w + 2] = h[2]!;
-      page[w + 3] = h[3]!;
+      page[w] = w0;
+      page[w + 1] = w1;
+      page[w + 2] = w2;
+      page[w + 3] = w3;
       if (size === 32) page.fill(0, w + 4, w + 8);
     }
     this.#tail = (this.#tail + 1) % entries;
