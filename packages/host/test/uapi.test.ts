@@ -39,18 +39,18 @@ class FlatMemory implements UserMemory {
   }
 }
 
-const fds: Array<{ id: number; bytes: Uint8Array }> = [];
-
 function setup(): { file: IommufdFile; mem: FlatMemory; st: SelftestContext } {
   const registry = new BackendRegistry();
   registry.register(selftestMockFactory);
   const host = new Host({ ram: [{ base: WINDOW, size: WINDOW, name: "user" }], registry });
+  let file: IommufdFile | undefined;
   const st = new SelftestContext(host, {
-    pushFault: (id, bytes) => fds.push({ id, bytes }),
+    pushFault: (id, group) => file!.faultInject(id, group),
     accessByFd: () => undefined,
     pin: () => {},
   });
-  return { file: new IommufdFile(host, st.extensions()), mem: new FlatMemory(), st };
+  file = new IommufdFile(host, st.extensions());
+  return { file, mem: new FlatMemory(), st };
 }
 
 const io = (nr: number): number => (0x3b << 8) | nr;

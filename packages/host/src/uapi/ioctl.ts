@@ -16,6 +16,8 @@
 import type { IovaRange } from "@iommu-kit/core";
 import { Errno, IommuError, isIommuError } from "@iommu-kit/core";
 import type { Host } from "../host.ts";
+import type { PageFaultGroup, VeventSourceRecord } from "./eventq.ts";
+import { FaultFile, VeventqFile } from "./eventq.ts";
 import { builtinHwInfo } from "./hw-info.ts";
 import {
   Cmd,
@@ -26,6 +28,7 @@ import {
   HW_INFO_TYPE_NONE,
   HWPT_ALLOC_DIRTY_TRACKING,
   HWPT_ALLOC_NEST_PARENT,
+  HWPT_DATA_ARM_SMMUV3,
   HWPT_DATA_NONE,
   HWPT_DATA_VTD_S1,
   HWPT_FAULT_ID_VALID,
@@ -40,12 +43,25 @@ import {
   OPTION_RLIMIT_MODE,
   U64_MAX,
   ULONG_MAX,
+  VEVENTQ_TYPE_ARM_SMMUV3,
+  VEVENTQ_TYPE_DEFAULT,
   VFIO_IOAS_CLEAR,
   VFIO_IOAS_GET,
   VFIO_IOAS_SET,
+  VIOMMU_INVALIDATE_DATA_ARM_SMMUV3,
+  VIOMMU_TYPE_ARM_SMMUV3,
+  VIOMMU_TYPE_DEFAULT,
 } from "./layout.ts";
 import type { IoctlContext, IoctlResult, NewFd, UapiExtensions, UapiState, UserMemory } from "./types.ts";
 import { vfioIoctl } from "./vfio-compat.ts";
+
+/** The vIOMMU part of the host API this layer calls. */
+interface HostViommu {
+  viommuAlloc(opts: { device: number; hwpt: number; type: string }): number;
+  vdeviceAlloc(opts: { viommu: number; device: number; virtId: number }): number;
+  veventqAlloc(opts: { viommu: number; type: string; depth: number }): number;
+  veventqRead(id: number, max?: number): VeventSourceRecord[];
+}
 
 function fail(code: keyof typeof Errno, msg: string): never {
   throw new IommuError(code, msg);
@@ -69,6 +85,32 @@ function checkEnd(iova: bigint, length: bigint): void {
   if (length > 0n && iova + length - 1n > U64_MAX) fail("EOVERFLOW", "iova + length overflows");
 }
 
+/** IOMMU_VIOMMU_TYPE_* -> the host's type names (iommufd_test.h: IOMMU_VIOMMU_TYPE_SELFTEST 0xdeadbeef). */
+const VIOMMU_TYPES: Readonly<Record<number, string>> = {
+  [VIOMMU_TYPE_ARM_SMMUV3]: "arm-smmuv3",
+  0xdeadbeef: "selftest",
+};
+/** IOMMU_VEVENTQ_TYPE_* -> the host's type names (iommufd_test.h: IOMMU_VEVENTQ_TYPE_SELFTEST 0xbeefbeef). */
+const VEVENTQ_TYPES: Readonly<Record<number, string>> = {
+  [VEVENTQ_TYPE_ARM_SMMUV3]: "arm-smmuv3",
+  0xbeefbeef: "selftest",
+};
+/** A type number no table names: a name no backend knows, so it refuses it (EOPNOTSUPP). */
+const typeName = (table: Readonly<Record<number, string>>, n: number): string =>
+  table[n] ?? `type-0x${n.toString(16)}`;
+
+/**
+ * copy_struct_from_user of `size` bytes from `b` (include/linux/uaccess.h): a shorter
+ * source is zero-extended, a longer one must have an all-zero tail (E2BIG).
+ */
+function copyStruct(b: Uint8Array, size: number): DataView {
+  if (b.length > size && b.subarray(size).some((x) => x !== 0))
+    fail("E2BIG", `${b.length} bytes with non-zero bytes past ${size}`);
+  const out = new Uint8Array(size);
+  out.set(b.subarray(0, Math.min(size, b.length)));
+  return new DataView(out.buffer);
+}
+
 function protOf(flags: number): string {
   return `${flags & IOAS_MAP_READABLE ? "r" : ""}${flags & IOAS_MAP_WRITEABLE ? "w" : ""}`;
 }
@@ -83,6 +125,11 @@ export class IommufdFile {
   readonly #ext: UapiExtensions;
   /** The message of the last failed ioctl (for tracing). */
   lastError = "";
+  /** FAULT and vEVENTQ objects by id, with their file state (eventq.c). */
+  readonly #faults = new Map<number, FaultFile>();
+  readonly #veventqs = new Map<number, VeventqFile>();
+  /** Open descriptors per object: iommufd_eventq_init takes an obj.users reference per file. */
+  readonly #open = new Map<number, number>();
 
   constructor(host: Host, ext: UapiExtensions = {}) {
     this.host = host;
@@ -135,14 +182,78 @@ export class IommufdFile {
     }
   }
 
+  /**
+   * read(2) on the descriptor of FAULT or vEVENTQ `id` into the caller's `buf`
+   * (iommufd_fault_fops_read / iommufd_veventq_fops_read). Returns the bytes read;
+   * throws an {@link IommuError} (ESPIPE, EFAULT, EBADFD for an object that is gone).
+   */
+  fdRead(kind: "fault" | "veventq", id: number, buf: bigint, count: number, mem: UserMemory): number {
+    const out = (off: number, b: Uint8Array): void => mem.write(buf + BigInt(off), b);
+    return this.#fd(kind, id).read(count, out);
+  }
+
+  /** write(2) on a FAULT descriptor (iommufd_fault_fops_write); a vEVENTQ has no write (EINVAL, as vfs_write). */
+  fdWrite(kind: "fault" | "veventq", id: number, buf: bigint, count: number, mem: UserMemory): number {
+    const f = this.#fd(kind, id);
+    if (!(f instanceof FaultFile)) fail("EINVAL", "a vEVENTQ is not writable");
+    return (f as FaultFile).write(count, (off, len) => mem.read(buf + BigInt(off), len));
+  }
+
+  /** poll(2) mask of a FAULT or vEVENTQ descriptor (iommufd_eventq_fops_poll). */
+  fdPoll(kind: "fault" | "veventq", id: number): number {
+    return this.#fd(kind, id).poll();
+  }
+
+  /** A descriptor of object `id` was created (`open`) or released (close of its last reference). */
+  fdRef(id: number, delta: 1 | -1): void {
+    const n = (this.#open.get(id) ?? 0) + delta;
+    if (n > 0) this.#open.set(id, n);
+    else this.#open.delete(id);
+  }
+
+  /** iommufd_fault_iopf_handler: a group of page requests for FAULT `id` (the selftest's TRIGGER_IOPF). */
+  faultInject(id: number, group: PageFaultGroup): void {
+    const f = this.#faults.get(id);
+    if (f === undefined) throw new IommuError("ENOENT", `no fault object ${id}`);
+    f.inject(group);
+  }
+
+  #fd(kind: "fault" | "veventq", id: number): FaultFile | VeventqFile {
+    const f = kind === "fault" ? this.#faults.get(id) : this.#veventqs.get(id);
+    if (f === undefined) throw new IommuError("EBADFD", `${kind} ${id} is gone`);
+    return f;
+  }
+
+  /** An object was destroyed: its file state goes (iommufd_fault_destroy answers every group INVALID). */
+  #forget(id: number): void {
+    this.#faults.get(id)?.release();
+    this.#faults.delete(id);
+    this.#veventqs.delete(id);
+  }
+
+  /** Page requests the host holds for FAULT `id`, grouped by the host's cookie. */
+  #pullFaults(_id: number): PageFaultGroup[] {
+    return [];
+  }
+
+  /** The host's vIOMMU methods (docs: VIOMMU-API.md). */
+  #hv(): HostViommu {
+    return this.host as unknown as HostViommu;
+  }
+
   #run(nr: number, c: IoctlContext): void {
     const v = c.cmd;
     const h = this.host;
     switch (nr) {
-      case Cmd.DESTROY:
-        // iommufd_destroy -> iommufd_object_remove.
-        if (this.#ext.destroy?.(u32(v, 4)) !== true) h.destroy(u32(v, 4));
+      case Cmd.DESTROY: {
+        // iommufd_destroy -> iommufd_object_remove: an event queue whose file is still open
+        // holds a reference (iommufd_eventq_init), so it is EBUSY until the file is released.
+        const id = u32(v, 4);
+        if ((this.#open.get(id) ?? 0) > 0) fail("EBUSY", `object ${id} has an open descriptor`);
+        if (this.#ext.destroy?.(id) !== true) h.destroy(id);
+        this.#forget(id);
         return;
+      }
       case Cmd.IOAS_ALLOC: {
         // iommufd_ioas_alloc_ioctl: flags must be 0.
         if (u32(v, 4) !== 0) fail("EOPNOTSUPP", "IOAS_ALLOC flags");
@@ -194,9 +305,49 @@ export class IommufdFile {
         // iommufd_fault_alloc: flags must be 0.
         if (u32(v, 4) !== 0) fail("EOPNOTSUPP", "FAULT_QUEUE_ALLOC flags");
         const id = h.faultQueueAlloc();
+        this.#faults.set(id, new FaultFile(() => this.#pullFaults(id)));
         v.setUint32(8, id, true);
         c.respond();
         c.newFd({ kind: "fault", id, offset: 12 });
+        return;
+      }
+      case Cmd.VIOMMU_ALLOC: {
+        // iommufd_viommu_alloc_ioctl: flags or IOMMU_VIOMMU_TYPE_DEFAULT EOPNOTSUPP; the
+        // device, the nest-parent HWPT and the driver's type are the host's.
+        const type = u32(v, 8);
+        if (u32(v, 4) !== 0 || type === VIOMMU_TYPE_DEFAULT) fail("EOPNOTSUPP", "VIOMMU_ALLOC flags / type");
+        const id = this.#hv().viommuAlloc({
+          device: u32(v, 12),
+          hwpt: u32(v, 16),
+          type: typeName(VIOMMU_TYPES, type),
+        });
+        v.setUint32(20, id, true);
+        c.respond();
+        return;
+      }
+      case Cmd.VDEVICE_ALLOC: {
+        // iommufd_vdevice_alloc_ioctl: virt_id is a u64 (an xarray index); the host holds
+        // ids below 2^53 and refuses the ones it cannot take (EINVAL).
+        const virtId = u64(v, 16);
+        if (virtId > BigInt(Number.MAX_SAFE_INTEGER)) fail("EINVAL", `virt_id ${virtId}`);
+        const id = this.#hv().vdeviceAlloc({ viommu: u32(v, 4), device: u32(v, 8), virtId: Number(virtId) });
+        v.setUint32(12, id, true);
+        c.respond();
+        return;
+      }
+      case Cmd.VEVENTQ_ALLOC: {
+        // iommufd_veventq_alloc: flags, __reserved or IOMMU_VEVENTQ_TYPE_DEFAULT EOPNOTSUPP,
+        // depth 0 EINVAL, then the vIOMMU (ENOENT) and one queue per type (EEXIST).
+        const type = u32(v, 12);
+        const depth = u32(v, 16);
+        if (u32(v, 4) !== 0 || u32(v, 28) !== 0 || type === VEVENTQ_TYPE_DEFAULT)
+          fail("EOPNOTSUPP", "VEVENTQ_ALLOC flags / __reserved / type");
+        if (depth === 0) fail("EINVAL", "veventq_depth 0");
+        const id = this.#hv().veventqAlloc({ viommu: u32(v, 8), type: typeName(VEVENTQ_TYPES, type), depth });
+        this.#veventqs.set(id, new VeventqFile(() => this.#hv().veventqRead(id, 1)[0]));
+        v.setUint32(20, id, true);
+        c.respond();
+        c.newFd({ kind: "veventq", id, offset: 24 });
         return;
       }
     }
@@ -404,7 +555,17 @@ export class IommufdFile {
     const known = HWPT_ALLOC_NEST_PARENT | HWPT_ALLOC_DIRTY_TRACKING | HWPT_FAULT_ID_VALID;
     if (flags & ~known || (pt?.kind === "ioas" && flags & HWPT_FAULT_ID_VALID))
       fail("EOPNOTSUPP", "HWPT_ALLOC flags");
-    const data = len === 0 || pt === undefined ? undefined : this.#vendorData(c, type, len);
+    // pt_id = a vIOMMU (6.13): iommufd_viommu_alloc_hwpt_nested takes FAULT_ID_VALID only
+    // and refuses an allocation without data (EOPNOTSUPP).
+    const onViommu = (pt?.kind as string) === "viommu";
+    if (onViommu && flags & ~HWPT_FAULT_ID_VALID) fail("EOPNOTSUPP", "HWPT_ALLOC flags on a vIOMMU");
+    if (onViommu && len === 0) fail("EOPNOTSUPP", "a nested HWPT on a vIOMMU needs data");
+    const data =
+      len === 0 || pt === undefined
+        ? undefined
+        : onViommu && type === HWPT_DATA_ARM_SMMUV3
+          ? this.#smmuv3Ste(c, len)
+          : this.#vendorData(c, type, len);
     const faultQueue = flags & HWPT_FAULT_ID_VALID ? u32(v, 40) : undefined;
     const names: ("nest_parent" | "dirty_tracking")[] = [];
     if (flags & HWPT_ALLOC_NEST_PARENT) names.push("nest_parent");
@@ -438,6 +599,18 @@ export class IommufdFile {
       pgtblAddr: Number(d.getBigUint64(8, true)),
       addrWidth: d.getUint32(16, true),
     };
+  }
+
+  /**
+   * struct iommu_hwpt_arm_smmuv3 {ste[2]} for arm_vsmmu_alloc_domain_nested, copied by
+   * iommu_copy_struct_from_user(..., IOMMU_HWPT_DATA_ARM_SMMUV3, ste): shorter than
+   * offsetofend(ste) = 16 EINVAL, longer with a non-zero tail E2BIG. The vSTE checks
+   * (arm_smmu_validate_vste) are the backend's.
+   */
+  #smmuv3Ste(c: IoctlContext, len: number): { ste: [bigint, bigint] } {
+    if (len < 16) fail("EINVAL", `iommu_hwpt_arm_smmuv3 of ${len} bytes`);
+    const d = copyStruct(c.mem.read(c.cmd.getBigUint64(32, true), len), 16);
+    return { ste: [d.getBigUint64(0, true), d.getBigUint64(8, true)] };
   }
 
   /** iommufd_get_hw_info: partial copy, zeroed tail, data_len = the driver's size. */
@@ -510,9 +683,22 @@ export class IommufdFile {
       // Entries go to the driver raw ({type, bytes}); with none, one probe {type, bytes: null}
       // lets it refuse an unsupported type (cache_invalidate_user checks the type first).
       const entries: unknown[] = [];
-      for (let i = 0; i < n; i++)
-        entries.push({ type, bytes: c.mem.read(ptr + BigInt(i * entryLen), entryLen) });
-      if (n === 0) entries.push({ type, bytes: null });
+      const target = this.host.objects().find((o) => o.id === hwpt);
+      if ((target?.kind as string) === "viommu" && type === VIOMMU_INVALIDATE_DATA_ARM_SMMUV3) {
+        // arm_vsmmu_cache_invalidate -> iommu_copy_struct_from_full_user_array: no entries
+        // EINVAL; each struct iommu_viommu_arm_smmuv3_invalidate {cmd[2]} is copied with
+        // copy_struct_from_user (shorter zero-extended, non-zero tail E2BIG), all before any
+        // command is issued (handled 0).
+        if (n === 0) fail("EINVAL", "no SMMUv3 commands");
+        for (let i = 0; i < n; i++) {
+          const d = copyStruct(c.mem.read(ptr + BigInt(i * entryLen), entryLen), 16);
+          entries.push([d.getBigUint64(0, true), d.getBigUint64(8, true)]);
+        }
+      } else {
+        for (let i = 0; i < n; i++)
+          entries.push({ type, bytes: c.mem.read(ptr + BigInt(i * entryLen), entryLen) });
+        if (n === 0) entries.push({ type, bytes: null });
+      }
       done = this.host.invalidate(hwpt, entries);
     } catch (e) {
       if (isIommuError(e)) {

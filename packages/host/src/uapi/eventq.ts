@@ -1,0 +1,266 @@
+/**
+ * The file side of iommufd's event queues (drivers/iommu/iommufd/eventq.c, Linux 6.15):
+ * what read(2), write(2) and poll(2) on the descriptor of a FAULT object
+ * (IOMMU_FAULT_QUEUE_ALLOC) or a vEVENTQ (IOMMU_VEVENTQ_ALLOC) do, byte for byte.
+ *
+ * - FAULT (iommufd_fault_fops_read / _write): reads hand out whole groups of
+ *   struct iommu_hwpt_pgfault (40 bytes) and give each group a cookie at read time
+ *   (xa_alloc on an XA_FLAGS_ALLOC1 xarray: the lowest free id from 1); writes take
+ *   struct iommu_hwpt_page_response (8 bytes) and answer the group of that cookie.
+ * - vEVENTQ (iommufd_veventq_fops_read): struct iommufd_vevent_header {flags, sequence}
+ *   followed by the event's data; a record that does not fit ends the read.
+ * - poll (iommufd_eventq_fops_poll): EPOLLIN | EPOLLRDNORM when something is queued,
+ *   plus EPOLLOUT always for a FAULT.
+ *
+ * Where the records come from is the caller's: a {@link FaultFile} is fed groups
+ * (`inject`) and may pull more from a source; a {@link VeventqFile} pulls records one
+ * at a time from its source and keeps one it could not hand out (the kernel puts it back
+ * at the head of its list: iommufd_veventq_deliver_restore).
+ */
+
+import { IommuError } from "@iommu-kit/core";
+import {
+  PAGE_RESP_INVALID,
+  PAGE_RESP_SUCCESS,
+  PAGE_RESPONSE_SIZE,
+  PGFAULT_SIZE,
+  VEVENT_HEADER_SIZE,
+  VEVENTQ_FLAG_LOST_EVENTS,
+} from "./layout.ts";
+
+/** poll(2) bits (include/uapi/asm-generic/poll.h). */
+export const EPOLLIN = 0x1;
+export const EPOLLOUT = 0x4;
+export const EPOLLRDNORM = 0x40;
+
+/** One fault of a group, as iommufd_compose_fault_message fills struct iommu_hwpt_pgfault. */
+export interface PageFault {
+  /** IOMMU_PGFAULT_FLAGS_PASID_VALID | _LAST_PAGE. */
+  readonly flags: number;
+  /** The iommufd id of the device. */
+  readonly devId: number;
+  readonly pasid: number;
+  readonly grpid: number;
+  /** IOMMU_PGFAULT_PERM_READ 1, WRITE 2, EXEC 4, PRIV 8. */
+  readonly perm: number;
+  readonly addr: bigint;
+}
+
+/** A group of page requests (struct iopf_group) waiting for user space. */
+export interface PageFaultGroup {
+  readonly faults: readonly PageFault[];
+  /** iopf_group_response with IOMMUFD_PAGE_RESP_SUCCESS (0) or _INVALID (1). */
+  respond(code: number): void;
+}
+
+/** One vEVENT as the source gives it: the header's fields and the data that follows. */
+export interface VeventSourceRecord {
+  readonly flags: number;
+  readonly sequence: number;
+  readonly data: Uint8Array;
+}
+
+/** Copies `bytes` to the reader's buffer at `offset` (copy_to_user); throws EFAULT. */
+export type CopyOut = (offset: number, bytes: Uint8Array) => void;
+/** Copies `length` bytes of the writer's buffer at `offset` (copy_from_user); throws EFAULT. */
+export type CopyIn = (offset: number, length: number) => Uint8Array;
+
+function isEfault(e: unknown): boolean {
+  return e instanceof IommuError && e.code === "EFAULT";
+}
+
+/** struct iommu_hwpt_pgfault, little-endian; `length` is always 0 (iommufd_compose_fault_message). */
+export function encodePgfault(f: PageFault, cookie: number): Uint8Array {
+  const v = new DataView(new ArrayBuffer(PGFAULT_SIZE));
+  v.setUint32(0, f.flags, true);
+  v.setUint32(4, f.devId, true);
+  v.setUint32(8, f.pasid, true);
+  v.setUint32(12, f.grpid, true);
+  v.setUint32(16, f.perm, true);
+  // __reserved (20) stays 0
+  v.setBigUint64(24, f.addr, true);
+  v.setUint32(32, 0, true);
+  v.setUint32(36, cookie, true);
+  return new Uint8Array(v.buffer);
+}
+
+/** The descriptor of one FAULT object. */
+export class FaultFile {
+  /** fault->common.deliver: groups not read yet, oldest first. */
+  readonly deliver: PageFaultGroup[] = [];
+  /** fault->response: groups read and not answered, by cookie. */
+  readonly response: Map<number, PageFaultGroup> = new Map();
+  readonly #pull: () => readonly PageFaultGroup[];
+
+  constructor(pull: () => readonly PageFaultGroup[] = () => []) {
+    this.#pull = pull;
+  }
+
+  /** iommufd_fault_iopf_handler: a group joins the tail of the deliver list. */
+  inject(group: PageFaultGroup): void {
+    this.deliver.push(group);
+  }
+
+  #refill(): void {
+    for (const g of this.#pull()) this.deliver.push(g);
+  }
+
+  /** xa_alloc(..., xa_limit_32b) on XA_FLAGS_ALLOC1: the lowest free index from 1. */
+  #cookie(): number {
+    let c = 1;
+    while (this.response.has(c)) c++;
+    return c;
+  }
+
+  /**
+   * iommufd_fault_fops_read: `count` not a multiple of 40 is ESPIPE; whole groups only
+   * (a group that does not fit stays queued and ends the read); a copy that faults puts
+   * the group back and is EFAULT when nothing was read. Returns the bytes read.
+   */
+  read(count: number, out: CopyOut): number {
+    if (count % PGFAULT_SIZE !== 0)
+      throw new IommuError("ESPIPE", `read of ${count} bytes is not whole records`);
+    this.#refill();
+    let done = 0;
+    let err: IommuError | null = null;
+    for (;;) {
+      const group = this.deliver[0];
+      if (group === undefined) break;
+      if (done >= count || group.faults.length * PGFAULT_SIZE > count - done) break;
+      this.deliver.shift();
+      const cookie = this.#cookie();
+      this.response.set(cookie, group);
+      let faulted = false;
+      for (const f of group.faults) {
+        try {
+          out(done, encodePgfault(f, cookie));
+        } catch (e) {
+          if (!isEfault(e)) throw e;
+          this.response.delete(cookie);
+          this.deliver.unshift(group);
+          err = e as IommuError;
+          faulted = true;
+          break;
+        }
+        done += PGFAULT_SIZE;
+      }
+      if (faulted) break;
+    }
+    if (done === 0 && err !== null) throw err;
+    return done;
+  }
+
+  /**
+   * iommufd_fault_fops_write: `count` not a multiple of 8 is ESPIPE; each response's code
+   * must be SUCCESS or INVALID and its cookie a group that was read (EINVAL); responses
+   * before a bad one are answered and counted. A response that cannot be copied stops
+   * the loop and, with nothing done, the kernel returns copy_from_user's count of bytes
+   * not copied (8: a positive value, not -EFAULT).
+   */
+  write(count: number, input: CopyIn): number {
+    if (count % PAGE_RESPONSE_SIZE !== 0)
+      throw new IommuError("ESPIPE", `write of ${count} bytes is not whole responses`);
+    let done = 0;
+    while (count > done) {
+      let b: Uint8Array;
+      try {
+        b = input(done, PAGE_RESPONSE_SIZE);
+      } catch (e) {
+        if (!isEfault(e)) throw e;
+        return done === 0 ? PAGE_RESPONSE_SIZE : done;
+      }
+      const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+      const cookie = v.getUint32(0, true);
+      const code = v.getUint32(4, true);
+      let bad: string | null = null;
+      if (code !== PAGE_RESP_SUCCESS && code !== PAGE_RESP_INVALID) bad = `response code ${code}`;
+      else if (!this.response.has(cookie)) bad = `no fault group with cookie ${cookie}`;
+      if (bad !== null) {
+        if (done === 0) throw new IommuError("EINVAL", bad);
+        return done;
+      }
+      const group = this.response.get(cookie)!;
+      this.response.delete(cookie);
+      group.respond(code);
+      done += PAGE_RESPONSE_SIZE;
+    }
+    return done;
+  }
+
+  /** iommufd_eventq_fops_poll of a FAULT: EPOLLOUT, and EPOLLIN | EPOLLRDNORM when a group is queued. */
+  poll(): number {
+    this.#refill();
+    return EPOLLOUT | (this.deliver.length > 0 ? EPOLLIN | EPOLLRDNORM : 0);
+  }
+
+  /** iommufd_fault_destroy: every group, read or not, is answered INVALID. */
+  release(): void {
+    for (const g of this.deliver.splice(0)) g.respond(PAGE_RESP_INVALID);
+    for (const g of this.response.values()) g.respond(PAGE_RESP_INVALID);
+    this.response.clear();
+  }
+}
+
+/** The descriptor of one vEVENTQ. */
+export class VeventqFile {
+  /** A record taken from the source and put back (the head of the kernel's deliver list). */
+  readonly #held: VeventSourceRecord[] = [];
+  readonly #pull: () => VeventSourceRecord | undefined;
+
+  constructor(pull: () => VeventSourceRecord | undefined) {
+    this.#pull = pull;
+  }
+
+  #fetch(): VeventSourceRecord | undefined {
+    return this.#held.shift() ?? this.#pull();
+  }
+
+  /**
+   * iommufd_veventq_fops_read: records in order, each an 8-byte header and its data; a
+   * record whose header (or, but for a LOST_EVENTS header, header and data) does not fit
+   * in what is left ends the read and stays queued, so a buffer too small for the first
+   * record reads 0 bytes. A copy that faults keeps the record and is EFAULT when nothing
+   * was read.
+   */
+  read(count: number, out: CopyOut): number {
+    let done = 0;
+    let err: IommuError | null = null;
+    for (;;) {
+      const cur = this.#fetch();
+      if (cur === undefined) break;
+      const lost = (cur.flags & VEVENTQ_FLAG_LOST_EVENTS) !== 0;
+      if (
+        done >= count ||
+        VEVENT_HEADER_SIZE > count - done ||
+        (!lost && VEVENT_HEADER_SIZE + cur.data.length > count - done)
+      ) {
+        this.#held.unshift(cur);
+        break;
+      }
+      const h = new DataView(new ArrayBuffer(VEVENT_HEADER_SIZE));
+      h.setUint32(0, cur.flags, true);
+      h.setUint32(4, cur.sequence, true);
+      try {
+        out(done, new Uint8Array(h.buffer));
+        if (cur.data.length > 0) out(done + VEVENT_HEADER_SIZE, cur.data);
+      } catch (e) {
+        if (!isEfault(e)) throw e;
+        this.#held.unshift(cur);
+        err = e as IommuError;
+        break;
+      }
+      done += VEVENT_HEADER_SIZE + cur.data.length;
+    }
+    if (done === 0 && err !== null) throw err;
+    return done;
+  }
+
+  /** iommufd_eventq_fops_poll of a vEVENTQ: EPOLLIN | EPOLLRDNORM when a record is queued (no EPOLLOUT). */
+  poll(): number {
+    if (this.#held.length === 0) {
+      const r = this.#pull();
+      if (r !== undefined) this.#held.push(r);
+    }
+    return this.#held.length > 0 ? EPOLLIN | EPOLLRDNORM : 0;
+  }
+}
