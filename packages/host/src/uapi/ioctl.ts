@@ -16,6 +16,7 @@
 import type { IovaRange } from "@iommu-kit/core";
 import { Errno, IommuError, isIommuError } from "@iommu-kit/core";
 import type { Host } from "../host.ts";
+import { SELFTEST, VEVENTQ_TYPE_SELFTEST, VIOMMU_TYPE_SELFTEST } from "../selftest-mock/viommu.ts";
 import type { PageFaultGroup, VeventSourceRecord } from "./eventq.ts";
 import { FaultFile, VeventqFile } from "./eventq.ts";
 import { builtinHwInfo } from "./hw-info.ts";
@@ -88,12 +89,12 @@ function checkEnd(iova: bigint, length: bigint): void {
 /** IOMMU_VIOMMU_TYPE_* -> the host's type names (iommufd_test.h: IOMMU_VIOMMU_TYPE_SELFTEST 0xdeadbeef). */
 const VIOMMU_TYPES: Readonly<Record<number, string>> = {
   [VIOMMU_TYPE_ARM_SMMUV3]: "arm-smmuv3",
-  0xdeadbeef: "selftest",
+  [VIOMMU_TYPE_SELFTEST]: SELFTEST,
 };
 /** IOMMU_VEVENTQ_TYPE_* -> the host's type names (iommufd_test.h: IOMMU_VEVENTQ_TYPE_SELFTEST 0xbeefbeef). */
 const VEVENTQ_TYPES: Readonly<Record<number, string>> = {
   [VEVENTQ_TYPE_ARM_SMMUV3]: "arm-smmuv3",
-  0xbeefbeef: "selftest",
+  [VEVENTQ_TYPE_SELFTEST]: SELFTEST,
 };
 /** A type number no table names: a name no backend knows, so it refuses it (EOPNOTSUPP). */
 const typeName = (table: Readonly<Record<number, string>>, n: number): string =>
