@@ -1,7 +1,7 @@
 /**
  * The id -> object table, as iommufd's `struct iommufd_ctx` xarray
  * (drivers/iommu/iommufd/main.c): every object the host hands out (device, IOAS,
- * HWPT, access, fault queue) has a number, ids start at 1 and are never reused, and
+ * HWPT, access, fault queue, vIOMMU, vDEVICE, vEVENTQ) has a number, ids start at 1 and are never reused, and
  * an object that something still refers to cannot be destroyed (EBUSY).
  *
  * Atomicity: an id is consumed only when an object is committed with
@@ -13,7 +13,16 @@ import type { Backend, FailNth, IovaRange, PhysicalMemory, TableAllocator } from
 import { IommuError } from "@iommu-kit/core";
 
 /** Object kinds, after enum iommufd_object_type (include/linux/iommufd.h). */
-export type ObjectKind = "device" | "ioas" | "hwpt-paging" | "hwpt-nested" | "access" | "fault";
+export type ObjectKind =
+  | "device"
+  | "ioas"
+  | "hwpt-paging"
+  | "hwpt-nested"
+  | "access"
+  | "fault"
+  | "viommu"
+  | "vdevice"
+  | "veventq";
 
 /** Anything the table holds. */
 export interface HostObject {
@@ -46,6 +55,8 @@ export interface HostCtx {
   readonly tables: TableAllocator;
   /** Reserved regions of every device whose RID attach reads IOAS `ioasId` (unmerged). */
   ridRegions(ioasId: number): IovaRange[];
+  /** Events the vEVENTQs received (counted by their sinks: a DMA fault that reached one is the guest's). */
+  readonly vevents: { reported: number };
 }
 
 /** Numbered objects with iommufd's lookup rules (unknown id or wrong kind: ENOENT). */

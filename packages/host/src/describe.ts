@@ -15,6 +15,11 @@ import type { HwptNested, HwptNestedInfo, HwptPaging, HwptPagingInfo } from "./h
 import { hwptNestedInfo, hwptPagingInfo } from "./hw-pagetable.ts";
 import type { Ioas, IoasInfo } from "./ioas.ts";
 import { ioasInfo } from "./ioas.ts";
+import type { VdeviceInfo, VdeviceObject } from "./vdevice.ts";
+import { vdeviceInfo } from "./vdevice.ts";
+import type { VeventqInfo, VeventqObject } from "./veventq.ts";
+import type { ViommuInfo, ViommuObject } from "./viommu.ts";
+import { viommuInfo } from "./viommu.ts";
 
 /** A plain, deep-equal comparable description of one object, by kind. */
 export type ObjectInfo =
@@ -23,7 +28,10 @@ export type ObjectInfo =
   | HwptPagingInfo
   | HwptNestedInfo
   | AccessInfo
-  | FaultQueueInfo;
+  | FaultQueueInfo
+  | ViommuInfo
+  | VdeviceInfo
+  | VeventqInfo;
 
 /** The plain description of any object. */
 export function describeObject(o: HostObject): ObjectInfo {
@@ -40,5 +48,11 @@ export function describeObject(o: HostObject): ObjectInfo {
       return accessInfo(o as AccessObject);
     case "fault":
       return faultQueueInfo(o as FaultQueueObject);
+    case "viommu":
+      return viommuInfo(o as ViommuObject);
+    case "vdevice":
+      return vdeviceInfo(o as VdeviceObject);
+    case "veventq":
+      return (o as VeventqObject).info();
   }
 }

@@ -16,8 +16,9 @@ import type { HostCtx } from "./context.ts";
 import type { HostDevice } from "./device.ts";
 import { getDevice } from "./device.ts";
 import { DmaEngine } from "./dma.ts";
-import type { FaultRecord } from "./fault.ts";
-import { FaultQueue, faultRecord } from "./fault.ts";
+import type { FaultRecord, HeldDma, PageResponse } from "./fault.ts";
+import { FaultQueue, faultRecord, faultRespondGroup } from "./fault.ts";
+import type { Hwpt } from "./hw-pagetable.ts";
 import { checkIova, checkLength, checkPasid, checkTransfer, MAX_IOVA, PASID_BITS } from "./io-pagetable.ts";
 
 /** A DMA issued by a device. */
@@ -34,10 +35,15 @@ export interface DmaRequest {
   readonly data?: Uint8Array;
 }
 
-/** The outcome of a DMA: bytes moved (and read), or the fault that stopped it before anything moved. */
+/**
+ * The outcome of a DMA: bytes moved (and read), the fault that stopped it before
+ * anything moved, or (`pending`) a page request a FAULT object holds: the DMA waits for
+ * `Host.faultRespond` with `cookie`, which retries or fails it.
+ */
 export type DmaResult =
   | { readonly ok: true; readonly pa: number; readonly data?: Uint8Array }
-  | { readonly ok: false; readonly fault: FaultRecord };
+  | { readonly ok: false; readonly fault: FaultRecord; readonly pending?: false }
+  | { readonly ok: false; readonly fault: FaultRecord; readonly pending: true; readonly cookie: number };
 
 /** A walk to explain (see `Host.explain`). */
 export interface ExplainRequest {
@@ -109,12 +115,40 @@ export class DeviceDma {
     const rid = this.#routeRid;
     const pasid = this.#routePasid;
     const access = accessFlags(req.access, req.priv === true);
+    return this.#issue(
+      dev,
+      backend,
+      rid,
+      pasid,
+      req.pasid ?? null,
+      req.iova,
+      access,
+      write ? data! : null,
+      length,
+    );
+  }
+
+  /** Translates and moves one routed DMA; a fault is delivered (a page request may hold it). */
+  #issue(
+    dev: HostDevice,
+    backend: Backend,
+    rid: number,
+    pasid: number,
+    reqPasid: number | null,
+    iova: number,
+    access: number,
+    data: Uint8Array | null,
+    length: number,
+  ): DmaResult {
+    const write = data !== null;
     const eng = this.#eng;
-    if (!eng.translate(backend, rid, pasid, req.iova, length, access)) {
-      return { ok: false, fault: this.#deliver(dev, pasid, eng.faultIova, access) };
+    const reported = this.#ctx.vevents.reported;
+    if (!eng.translate(backend, rid, pasid, iova, length, access)) {
+      const held: HeldDma = { device: dev.id, pasid: reqPasid, iova, access, data, length };
+      return this.#deliver(dev, backend, pasid, eng.faultIova, access, reported, held);
     }
     if (write) {
-      eng.write(this.#memory, data!);
+      eng.write(this.#memory, data);
       return { ok: true, pa: eng.firstPa };
     }
     const out = new Uint8Array(length);
@@ -136,8 +170,18 @@ export class DeviceDma {
     const backend = this.#route(dev, pasid);
     const p = this.#routePasid;
     const eng = this.#eng;
+    const reported = this.#ctx.vevents.reported;
     if (!eng.translate(backend, this.#routeRid, p, iova, buf.length, access)) {
-      this.#deliver(dev, p, eng.faultIova, access);
+      // A held write keeps a copy of the bytes: the caller may reuse `buf` before the answer.
+      const held: HeldDma = {
+        device: dev.id,
+        pasid,
+        iova,
+        access,
+        data: access & Access.WRITE ? buf.slice() : null,
+        length: buf.length,
+      };
+      this.#deliver(dev, backend, p, eng.faultIova, access, reported, held);
       return -1;
     }
     if (access & Access.WRITE) eng.write(this.#memory, buf);
@@ -145,20 +189,76 @@ export class DeviceDma {
     return eng.firstPa;
   }
 
-  /** Queues the engine's fault for the host and for the serving HWPT's fault queue. */
-  #deliver(dev: HostDevice, pasid: number, iova: number, access: number): FaultRecord {
-    const rec = faultRecord(dev.id, pasid, iova, access, this.#eng.fault!);
-    this.faults.push(rec);
-    const h =
-      pasid === NO_PASID
-        ? (dev.ridAttach?.hwpt ?? null)
-        : (dev.pasids.get(pasid) ??
+  /** The HWPT serving (`dev`, `pasid`): the RID's, the PASID's, or the mdev's that the parent issues for. */
+  #servingHwpt(dev: HostDevice, pasid: number): Hwpt | null {
+    return pasid === NO_PASID
+      ? (dev.ridAttach?.hwpt ?? null)
+      : (dev.pasids.get(pasid) ??
           // The parent issuing an mdev's PASID: that mdev's HWPT served it.
           dev.mdevPasids.get(pasid)?.pasids.get(pasid) ??
           dev.ridAttach?.hwpt ??
           null);
-    h?.faultQueue?.queue.push(rec);
-    return rec;
+  }
+
+  /**
+   * Delivers the engine's fault (see fault.ts). A page request (`Fault.pageRequest`) goes
+   * to the serving HWPT's FAULT object and holds the DMA (iommu_report_device_fault ->
+   * iommufd_fault_iopf_handler); with none it is answered Invalid at once
+   * (iopf_error_response when find_fault_handler finds no handler) and logged. Any other
+   * fault goes to the host-wide log unless a vEVENTQ took it during the translation
+   * (`reported`: the vEVENTQs' count before it).
+   */
+  #deliver(
+    dev: HostDevice,
+    backend: Backend,
+    pasid: number,
+    iova: number,
+    access: number,
+    reported: number,
+    held: HeldDma,
+  ): DmaResult {
+    const f = this.#eng.fault!;
+    const rec = faultRecord(dev.id, pasid, iova, access, f);
+    const req = f.pageRequest;
+    if (req !== undefined) {
+      const h = this.#servingHwpt(dev, pasid);
+      const fq = h?.faultQueue ?? null;
+      if (fq !== null && h !== null && backend.pageResponse !== undefined) {
+        const cookie = fq.nextCookie();
+        fq.deliver.push({ cookie, device: dev, backend, hwpt: h, request: req, record: rec, held });
+        return { ok: false, fault: rec, pending: true, cookie };
+      }
+      backend.pageResponse?.(req, "invalid");
+      this.faults.push(rec);
+      return { ok: false, fault: rec };
+    }
+    if (this.#ctx.vevents.reported === reported) this.faults.push(rec);
+    return { ok: false, fault: rec };
+  }
+
+  /**
+   * `Host.faultRespond`: answers the group (fault.ts faultRespondGroup) and re-issues the
+   * DMA held on it after success (it may be held again), or fails it after invalid.
+   */
+  respond(id: number, resp: PageResponse): DmaResult[] {
+    const g = faultRespondGroup(this.#ctx, id, resp);
+    if (resp.code === "invalid") return [{ ok: false, fault: g.record }];
+    const d = g.held;
+    const dev = getDevice(this.#ctx, d.device);
+    const backend = this.#route(dev, d.pasid);
+    return [
+      this.#issue(
+        dev,
+        backend,
+        this.#routeRid,
+        this.#routePasid,
+        d.pasid,
+        d.iova,
+        d.access,
+        d.data,
+        d.length,
+      ),
+    ];
   }
 
   /** `Host.explain`: the backend's walk of one request, routed like a DMA. */

@@ -17,6 +17,7 @@ import { assertIntentAllowed, HwInfoType, hwCapFlags, hwCapNames, IommuError } f
 import type { AccessObject } from "./access.ts";
 import { attachEmulated, detachEmulated } from "./access.ts";
 import type { HostCtx, HostObject } from "./context.ts";
+import { autoRespond } from "./fault.ts";
 import type { Hwpt } from "./hw-pagetable.ts";
 import { HwptPaging, pagingOf, releaseHwpt } from "./hw-pagetable.ts";
 import { fillDomain, unfillDomain } from "./io-pagetable.ts";
@@ -32,6 +33,10 @@ export interface DeviceOptions {
   /** PASID width; 0 (default) = no PASID. */
   readonly pasidBits?: number;
   readonly ats?: boolean;
+  /** PCIe PRI (needs `ats`): the device sends page requests (VT-d PRQ, recoverable faults). */
+  readonly pri?: boolean;
+  /** The device tolerates stalls (SMMUv3 stall model, firmware "dma-can-stall"). */
+  readonly canStall?: boolean;
 }
 
 /** A mediated device on a parent device. */
@@ -177,9 +182,14 @@ export function ridRegions(ctx: HostCtx, ioasId: number): IovaRange[] {
 export function bindDevice(ctx: HostCtx, backend: Backend, opts: DeviceOptions): number {
   const pasidBits = opts.pasidBits ?? 0;
   ctx.objects.reserve("device");
-  backend.addDevice(
-    opts.ats === undefined ? { rid: opts.rid, pasidBits } : { rid: opts.rid, pasidBits, ats: opts.ats },
-  );
+  const spec: { rid: number; pasidBits: number; ats?: boolean; pri?: boolean; canStall?: boolean } = {
+    rid: opts.rid,
+    pasidBits,
+  };
+  if (opts.ats !== undefined) spec.ats = opts.ats;
+  if (opts.pri !== undefined) spec.pri = opts.pri;
+  if (opts.canStall !== undefined) spec.canStall = opts.canStall;
+  backend.addDevice(spec);
   return ctx.objects.insert(
     new HostDevice(ctx.objects.nextId, opts.iommu, backend, opts.rid, pasidBits, null),
   ).id;
@@ -337,16 +347,24 @@ function attachRidIoas(
   return h.id;
 }
 
+/**
+ * An attach point of `dev` let go of `h`: its page requests still queued or outstanding
+ * are answered Invalid (iommufd_auto_response_faults, from iommufd_hwpt_detach_device and
+ * the replace path), then the HWPT is released. Never fails.
+ */
+function letGo(ctx: HostCtx, dev: HostDevice, h: Hwpt): void {
+  h.users--;
+  if (h.faultQueue !== null) autoRespond(h.faultQueue, (g) => g.device === dev && g.hwpt === h);
+  releaseHwpt(ctx, h);
+}
+
 /** Commits a RID attach after the backend took it: counts, the old HWPT's release, the layout. Never fails. */
 function commitRid(ctx: HostCtx, dev: HostDevice, kind: "rid" | "rid-all-pasids", h: Hwpt): void {
   const old = dev.ridAttach?.hwpt ?? null;
   dev.ridAttach = { kind, hwpt: h };
   if (old !== h) {
     h.users++;
-    if (old !== null) {
-      old.users--;
-      releaseHwpt(ctx, old);
-    }
+    if (old !== null) letGo(ctx, dev, old);
   }
   relayout(ctx, pagingOf(h).ioas);
 }
@@ -410,10 +428,7 @@ function attachPasid(
   dev.pasids.set(got, h);
   dev.parent?.mdevPasids.set(got, dev);
   h.users++;
-  if (old !== undefined) {
-    old.users--;
-    releaseHwpt(ctx, old);
-  }
+  if (old !== undefined) letGo(ctx, dev, old);
   return { hwpt: h.id, pasid: got };
 }
 
@@ -435,22 +450,26 @@ export function detachDevice(ctx: HostCtx, dev: HostDevice, it: AttachIntent): v
     dev.backend.detach(dev.rid, { kind: "pasid", pasid: key! });
     dev.pasids.delete(key!);
     dev.parent?.mdevPasids.delete(key!);
-    h.users--;
-    releaseHwpt(ctx, h);
+    letGo(ctx, dev, h);
     return;
   }
   const cur = dev.ridAttach;
   if (cur === null) return;
   dev.backend.detach(dev.rid, { kind: cur.kind });
   dev.ridAttach = null;
-  cur.hwpt.users--;
-  releaseHwpt(ctx, cur.hwpt);
+  letGo(ctx, dev, cur.hwpt);
 }
 
 /** IOMMU_DESTROY of a device (iommufd_device_unbind): EBUSY while attached or a parent of mdevs. */
 export function destroyDevice(ctx: HostCtx, d: HostDevice, busy: (why: string) => never): void {
   if (d.attached) busy("attached");
   if (d.children > 0) busy("parent of mediated devices");
+  // A vDEVICE holds its device (get_device in iommufd_vdevice_alloc_ioctl; the SMMU's
+  // removeDevice is EBUSY too): destroy the vDEVICE first.
+  const vdev = ctx.objects
+    .values()
+    .find((o) => o.kind === "vdevice" && (o as { device?: unknown }).device === d);
+  if (vdev !== undefined) busy(`has vDEVICE ${vdev.id}`);
   d.backend.removeDevice(d.rid);
   if (d.parent !== null) d.parent.children--;
   ctx.objects.remove(d.id);

@@ -22,7 +22,9 @@
  * VFIO_DEVICE_ATTACH_IOMMUFD_PT / DETACH (+ the access calls for `emulated`),
  * `hwInfo` IOMMU_GET_HW_INFO, `invalidate` IOMMU_HWPT_INVALIDATE, `dirtySet`
  * IOMMU_HWPT_SET_DIRTY_TRACKING, `dirtyRead` IOMMU_HWPT_GET_DIRTY_BITMAP,
- * `faultQueueAlloc` IOMMU_FAULT_QUEUE_ALLOC, `destroy` IOMMU_DESTROY.
+ * `faultQueueAlloc` IOMMU_FAULT_QUEUE_ALLOC (`faultQueueRead` / `faultRespond` read and
+ * write its fd), `viommuAlloc` IOMMU_VIOMMU_ALLOC, `vdeviceAlloc` IOMMU_VDEVICE_ALLOC,
+ * `veventqAlloc` IOMMU_VEVENTQ_ALLOC (`veventqRead` reads its fd), `destroy` IOMMU_DESTROY.
  *
  * Errors are {@link IommuError}s with iommufd's errno names. Every operation is
  * atomic: when it throws, {@link Host.state} is deep-equal to what it was before and
@@ -43,7 +45,8 @@
  *   id of the access object; `accessPin` / `accessUnpin` / `accessRw` use it.
  *
  * This file is the facade only: each rule lives in the file of its iommufd object
- * (ioas.ts, device.ts, hw-pagetable.ts, access.ts, fault.ts; device-dma.ts for DMA),
+ * (ioas.ts, device.ts, hw-pagetable.ts, access.ts, fault.ts, viommu.ts, vdevice.ts,
+ * veventq.ts; device-dma.ts for DMA),
  * all sharing one `HostCtx` (context.ts). The IOMMU instances (iommufd's main.c
  * registry of drivers, in spirit) stay here.
  */
@@ -85,11 +88,11 @@ import {
 } from "./device.ts";
 import type { DmaRequest, DmaResult, ExplainRequest } from "./device-dma.ts";
 import { DeviceDma } from "./device-dma.ts";
-import type { FaultQueueObject, FaultRecord } from "./fault.ts";
+import type { FaultQueueObject, FaultRecord, PageFaultRecord, PageResponse } from "./fault.ts";
 import { faultQueueAlloc, faultQueueRead } from "./fault.ts";
 import type { DirtyReadOptions, HwptAllocOptions, HwptNested, HwptPaging } from "./hw-pagetable.ts";
 import {
-  checkFaultQueueUnused,
+  destroyFaultQueue,
   destroyHwptNested,
   destroyHwptPaging,
   dirtyRead,
@@ -115,6 +118,12 @@ import {
 } from "./ioas.ts";
 import { addMdevDevice } from "./mdev.ts";
 import { loadBackend } from "./registry.ts";
+import type { VdeviceAllocOptions, VdeviceObject } from "./vdevice.ts";
+import { destroyVdevice, vdeviceAlloc } from "./vdevice.ts";
+import type { VeventqAllocOptions, VeventqObject, VeventRecord } from "./veventq.ts";
+import { destroyVeventq, veventqAlloc, veventqRead } from "./veventq.ts";
+import type { ViommuAllocOptions, ViommuObject } from "./viommu.ts";
+import { destroyViommu, viommuAlloc } from "./viommu.ts";
 
 export type { AccessInfo, AccessRwOptions } from "./access.ts";
 export type { ObjectInfo } from "./describe.ts";
@@ -127,7 +136,7 @@ export type {
   MdevOptions,
 } from "./device.ts";
 export type { DmaRequest, DmaResult, ExplainRequest } from "./device-dma.ts";
-export type { FaultQueueInfo } from "./fault.ts";
+export type { FaultQueueInfo, PageFaultRecord, PageResponse } from "./fault.ts";
 export type {
   DirtyReadOptions,
   HwptAllocOptions,
@@ -136,6 +145,9 @@ export type {
   HwptPagingInfo,
 } from "./hw-pagetable.ts";
 export type { AreaInfo, CopyOptions, IoasInfo, IovaRanges, MapOptions, ProtSpec } from "./ioas.ts";
+export type { VdeviceAllocOptions, VdeviceInfo } from "./vdevice.ts";
+export type { VeventqAllocOptions, VeventqInfo, VeventRecord } from "./veventq.ts";
+export type { ViommuAllocOptions, ViommuInfo } from "./viommu.ts";
 
 /** Default RAM: [0, 4 GiB). */
 export const DEFAULT_RAM: readonly RamRegion[] = [{ base: 0, size: 2 ** 32, name: "ram" }];
@@ -196,6 +208,7 @@ export class Host {
       memory: this.memory,
       tables: this.tables,
       ridRegions: (ioasId: number) => ridRegions(ctx, ioasId),
+      vevents: { reported: 0 },
     };
     this.#ctx = ctx;
     this.#dma = new DeviceDma(ctx);
@@ -377,10 +390,56 @@ export class Host {
    * nest_parent, dirty_tracking, pasid; vendor data is EOPNOTSUPP). On a nest-parent
    * paging HWPT: a nested HWPT with vendor `data` (none: EOPNOTSUPP; parent not a nest
    * parent, automatic, of another IOMMU, or nested: EINVAL; flags other than pasid:
-   * EOPNOTSUPP). Unknown or missing-feature flags EOPNOTSUPP; a `pt` naming no IOAS/HWPT EINVAL.
+   * EOPNOTSUPP; SMMUv3 refuses this form, EOPNOTSUPP: use a vIOMMU). On a vIOMMU: a
+   * nested HWPT through `Viommu.allocNested` (a device of another IOMMU EINVAL; any flag
+   * or no data EOPNOTSUPP). `faultQueue` (IOMMU_HWPT_FAULT_ID_VALID, ENOENT for no fault
+   * queue) on either type receives its page requests. Unknown or missing-feature flags
+   * EOPNOTSUPP; a `pt` naming no IOAS/HWPT/vIOMMU EINVAL.
    */
   hwptAlloc(opts: HwptAllocOptions): number {
     return hwptAlloc(this.#ctx, getDevice(this.#ctx, opts.device), opts);
+  }
+
+  // ---------------------------------------------------------------- vIOMMU, vDEVICE, vEVENTQ (viommu.ts, vdevice.ts, veventq.ts)
+
+  /**
+   * IOMMU_VIOMMU_ALLOC: a vIOMMU of `type` over the nest-parent paging HWPT `hwpt` for
+   * the IOMMU behind `device`. ENOENT for an unknown device or a `hwpt` that is no
+   * paging HWPT; EINVAL unless it is a nest parent; EOPNOTSUPP for an IOMMU without
+   * vIOMMUs or for a type it cannot host ("default" included). The parent is EBUSY
+   * while the vIOMMU holds it.
+   */
+  viommuAlloc(opts: ViommuAllocOptions): number {
+    return viommuAlloc(this.#ctx, getDevice(this.#ctx, opts.device), opts);
+  }
+
+  /**
+   * IOMMU_VDEVICE_ALLOC: device `device` is `virtId` (the SMMUv3 vSID) on vIOMMU
+   * `viommu`. EINVAL for a virtId outside [0, 2^32 - 1] or a device not behind the
+   * vIOMMU's IOMMU; ENOENT for unknown ids; EEXIST for a taken virtId or a device that
+   * has a vDEVICE. The device cannot be destroyed while it has one (EBUSY).
+   */
+  vdeviceAlloc(opts: VdeviceAllocOptions): number {
+    return vdeviceAlloc(this.#ctx, opts, (id) => getDevice(this.#ctx, id));
+  }
+
+  /**
+   * IOMMU_VEVENTQ_ALLOC: the vIOMMU's event queue of `type`, keeping at most `depth`
+   * unread records. EOPNOTSUPP for a type that is no IOMMU_VEVENTQ_TYPE_* ("default"
+   * included); EINVAL for depth 0 (or one that is no u32); ENOENT for an unknown vIOMMU;
+   * EEXIST when it has one of that type.
+   */
+  veventqAlloc(opts: VeventqAllocOptions): number {
+    return veventqAlloc(this.#ctx, opts);
+  }
+
+  /**
+   * read() on a vEVENTQ: up to `max` records (all when omitted), oldest first, each with
+   * its header (flags, sequence number); a LOST_EVENTS record (flags 1, no data) marks
+   * where events were lost to a full queue. ENOENT for an id that is no vEVENTQ.
+   */
+  veventqRead(id: number, max?: number): VeventRecord[] {
+    return veventqRead(this.#ctx, id, max);
   }
 
   // ---------------------------------------------------------------- attach (device.ts, access.ts)
@@ -416,9 +475,11 @@ export class Host {
   // ---------------------------------------------------------------- destroy
 
   /**
-   * IOMMU_DESTROY: destroys a device, IOAS, HWPT or fault queue. EBUSY while in use
-   * (attached, attached to, referenced by a HWPT, nest parent, parent of an mdev);
-   * accesses go away with `detach`, so destroying one is EBUSY. ENOENT for an unknown id.
+   * IOMMU_DESTROY: destroys a device, IOAS, HWPT, fault queue, vIOMMU, vDEVICE or
+   * vEVENTQ. EBUSY while in use (attached, attached to, referenced by a HWPT, nest
+   * parent, held by a vIOMMU, parent of an mdev, a device with a vDEVICE, a vIOMMU with
+   * vDEVICEs, nested HWPTs or vEVENTQs); accesses go away with `detach`, so destroying
+   * one is EBUSY. ENOENT for an unknown id.
    */
   destroy(id: number): void {
     const ctx = this.#ctx;
@@ -443,8 +504,16 @@ export class Host {
         busy("detach the device instead");
         break;
       case "fault":
-        checkFaultQueueUnused(ctx, o as FaultQueueObject, busy);
-        ctx.objects.remove(id);
+        destroyFaultQueue(ctx, o as FaultQueueObject, busy);
+        break;
+      case "viommu":
+        destroyViommu(ctx, o as ViommuObject, busy);
+        break;
+      case "vdevice":
+        destroyVdevice(ctx, o as VdeviceObject);
+        break;
+      case "veventq":
+        destroyVeventq(ctx, o as VeventqObject);
         break;
     }
   }
@@ -453,8 +522,11 @@ export class Host {
 
   /**
    * A device reads (`length`) or writes (`data`) bytes at an IOVA. Every page is
-   * translated first; only if all succeed do the bytes move. A fault is delivered to
-   * the device's queue (and its HWPT's fault queue) and returned; nothing moved.
+   * translated first; only if all succeed do the bytes move. A fault is returned and
+   * nothing moved: a page request on a HWPT with a fault queue holds the DMA
+   * (`pending`, `cookie`: answer it with {@link Host.faultRespond}); a nested fault a
+   * vEVENTQ took is the guest's; anything else goes to the host-wide log
+   * ({@link Host.faultsRead}).
    * EINVAL for a malformed request (bad IOVA, PASID over 20 bits), E2BIG for a read above
    * MAX_TRANSFER (64 MiB), EFAULT when a translation leads outside RAM.
    */
@@ -482,17 +554,33 @@ export class Host {
     return faultQueueAlloc(this.#ctx);
   }
 
-  /** Reads and clears a fault queue object. */
-  faultQueueRead(id: number): FaultRecord[] {
-    return faultQueueRead(this.#ctx, id);
+  /**
+   * read() on a fault queue's fd: up to `max` page requests (all when omitted) as
+   * `struct iommu_hwpt_pgfault`, oldest first; each becomes answerable by its cookie.
+   * ENOENT for an id that is no fault queue.
+   */
+  faultQueueRead(id: number, max?: number): PageFaultRecord[] {
+    return faultQueueRead(this.#ctx, id, max);
+  }
+
+  /**
+   * write() on a fault queue's fd (iommu_hwpt_page_response): answers the group read
+   * with `cookie` through the backend (SMMUv3 CMD_RESUME, VT-d page group response) and
+   * returns the results of the DMAs held on it: retried after success (and possibly
+   * held again), failed after invalid. EINVAL for a bad code or a cookie no read group has.
+   */
+  faultRespond(id: number, resp: PageResponse): DmaResult[] {
+    return this.#dma.respond(id, resp);
   }
 
   // ---------------------------------------------------------------- invalidation and dirty tracking (hw-pagetable.ts)
 
   /**
-   * IOMMU_HWPT_INVALIDATE on a nested HWPT: processes vendor entries in order and
-   * returns how many were handled (a bad entry throws with `details.handled`). ENOENT on
-   * a paging HWPT (iommufd_get_hwpt_nested), EOPNOTSUPP when the domain takes none.
+   * IOMMU_HWPT_INVALIDATE on a nested HWPT (vendor entries) or a vIOMMU (raw guest
+   * commands: SMMUv3 `[w0, w1]`, vSIDs translated, the VMID applied): processes them in
+   * order and returns how many were handled (an error carries the count in
+   * `details.handled`). EINVAL for any other object (a paging HWPT too), ENOENT for an
+   * unknown id, EOPNOTSUPP when the domain takes none.
    */
   invalidate(hwptId: number, entries: readonly unknown[]): number {
     return hwptInvalidate(this.#ctx, hwptId, entries);

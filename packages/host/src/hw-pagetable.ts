@@ -1,7 +1,9 @@
 /**
  * HW page tables, after iommufd's hw_pagetable.c: a paging HWPT owns a backend domain
  * filled from one IOAS (every area mapped into it, every later change propagated by
- * ioas.ts); a nested HWPT is a user table over a nest-parent paging HWPT. Allocation
+ * ioas.ts); a nested HWPT is a user table over a nest-parent paging HWPT, allocated
+ * on that parent (iommufd_hwpt_nested_alloc: VT-d) or on a vIOMMU over it
+ * (iommufd_viommu_alloc_hwpt_nested: SMMUv3, whose driver has no other way since 6.13). Allocation
  * (IOMMU_HWPT_ALLOC), invalidation (IOMMU_HWPT_INVALIDATE), dirty tracking
  * (IOMMU_HWPT_SET_DIRTY_TRACKING / GET_DIRTY_BITMAP) and destruction live here; the
  * automatic HWPTs an attach creates are made by device.ts and dropped here.
@@ -13,9 +15,12 @@ import type { Domain, DomainFlags } from "@iommu-kit/core";
 import { hex, IommuError } from "@iommu-kit/core";
 import type { DeviceRef, HostCtx, HostObject } from "./context.ts";
 import type { FaultQueueObject } from "./fault.ts";
+import { autoRespond } from "./fault.ts";
 import { checkEnd, checkIova, checkLength, fillDomain, lowestBit } from "./io-pagetable.ts";
 import type { Ioas, Layout } from "./ioas.ts";
 import { applyLayout, checkedLayout, relayout } from "./ioas.ts";
+import type { ViommuObject } from "./viommu.ts";
+import { viommuInvalidate } from "./viommu.ts";
 
 /** IOMMU_HWPT_ALLOC flag names. */
 export type HwptFlag = "nest_parent" | "dirty_tracking" | "pasid";
@@ -24,12 +29,12 @@ export type HwptFlag = "nest_parent" | "dirty_tracking" | "pasid";
 export interface HwptAllocOptions {
   /** The device the HWPT is allocated for (its IOMMU's format). */
   readonly device: number;
-  /** An IOAS (paging HWPT) or a nest-parent paging HWPT (nested HWPT). */
+  /** An IOAS (paging HWPT), a nest-parent paging HWPT or a vIOMMU (nested HWPT). */
   readonly pt: number;
   readonly flags?: readonly HwptFlag[] | DomainFlags;
   /** Vendor data of a nested HWPT (SMMUv3 `{ste: [w0, w1]}`, VT-d `{pgtblAddr, addrWidth, flags?}`). */
   readonly data?: unknown;
-  /** A fault queue object (IOMMU_HWPT_FAULT_ID_VALID) that also receives this HWPT's faults. */
+  /** A fault queue object (IOMMU_HWPT_FAULT_ID_VALID) that receives this HWPT's page requests. */
   readonly faultQueue?: number;
 }
 
@@ -55,8 +60,10 @@ export interface HwptPagingInfo {
   readonly auto: boolean;
   /** Attach points holding it. */
   readonly users: number;
-  /** Nested HWPTs over it. */
+  /** Nested HWPTs over it (allocated on it, not on a vIOMMU). */
   readonly children: number;
+  /** vIOMMUs holding it. */
+  readonly viommus: number;
   readonly faultQueue: number | null;
 }
 
@@ -65,6 +72,8 @@ export interface HwptNestedInfo {
   readonly id: number;
   readonly kind: "hwpt-nested";
   readonly parent: number;
+  /** The vIOMMU it was allocated on, or null (allocated on the parent). */
+  readonly viommu: number | null;
   readonly iommu: string;
   readonly format: string;
   readonly users: number;
@@ -82,8 +91,10 @@ export class HwptPaging implements HostObject {
   readonly faultQueue: FaultQueueObject | null;
   /** Attach points holding it. */
   users = 0;
-  /** Nested HWPTs over it. */
+  /** Nested HWPTs allocated on it. */
   children = 0;
+  /** vIOMMUs holding it (viommu->hwpt). */
+  viommus = 0;
 
   constructor(id: number, ioas: Ioas, domain: Domain, auto: boolean, faultQueue: FaultQueueObject | null) {
     this.id = id;
@@ -101,13 +112,22 @@ export class HwptNested implements HostObject {
   readonly parent: HwptPaging;
   readonly domain: Domain;
   readonly faultQueue: FaultQueueObject | null;
+  /** hwpt_nested->viommu, or null. */
+  readonly viommu: ViommuObject | null;
   users = 0;
 
-  constructor(id: number, parent: HwptPaging, domain: Domain, faultQueue: FaultQueueObject | null) {
+  constructor(
+    id: number,
+    parent: HwptPaging,
+    domain: Domain,
+    faultQueue: FaultQueueObject | null,
+    viommu: ViommuObject | null = null,
+  ) {
     this.id = id;
     this.parent = parent;
     this.domain = domain;
     this.faultQueue = faultQueue;
+    this.viommu = viommu;
   }
 }
 
@@ -152,20 +172,31 @@ export function parseFlags(flags: HwptAllocOptions["flags"]): DomainFlags {
   return { ...d };
 }
 
+/** IOMMU_HWPT_FAULT_ID_VALID: the fault queue, looked up after the type's own checks (ENOENT). */
+function faultQueueOf(ctx: HostCtx, opts: HwptAllocOptions): FaultQueueObject | null {
+  return opts.faultQueue === undefined
+    ? null
+    : (ctx.objects.get(opts.faultQueue, "fault") as FaultQueueObject);
+}
+
 /**
- * IOMMU_HWPT_ALLOC for `dev` (already looked up). On an IOAS: a paging HWPT filled
- * with every area (iommufd_hwpt_paging_alloc); on a paging HWPT: a nested one
- * (iommufd_hwpt_nested_alloc). See `Host.hwptAlloc` for the errnos.
+ * IOMMU_HWPT_ALLOC for `dev` (already looked up), as iommufd_hwpt_alloc (6.15): on an
+ * IOAS a paging HWPT filled with every area (iommufd_hwpt_paging_alloc); on a paging
+ * HWPT a nested one (iommufd_hwpt_nested_alloc); on a vIOMMU a nested one through
+ * `Viommu.allocNested` (iommufd_viommu_alloc_hwpt_nested); anything else EINVAL. Either
+ * type may take a fault queue (IOMMU_HWPT_FAULT_ID_VALID is in the paging valid_flags
+ * and masked by both nested paths). See `Host.hwptAlloc` for the errnos.
  */
 export function hwptAlloc(ctx: HostCtx, dev: DeviceRef, opts: HwptAllocOptions): number {
   const objects = ctx.objects;
   const flags = parseFlags(opts.flags);
   // iommufd_hwpt_alloc: a pt_id naming nothing (or a destroyed object) is EINVAL, not ENOENT.
   const pt = objects.find(opts.pt);
-  if (pt === undefined || (pt.kind !== "ioas" && pt.kind !== "hwpt-paging" && pt.kind !== "hwpt-nested"))
-    throw new IommuError("EINVAL", `pt ${opts.pt} is not an IOAS or a HWPT`, { pt: opts.pt });
-  const fq =
-    opts.faultQueue === undefined ? null : (objects.get(opts.faultQueue, "fault") as FaultQueueObject);
+  if (
+    pt === undefined ||
+    (pt.kind !== "ioas" && pt.kind !== "hwpt-paging" && pt.kind !== "hwpt-nested" && pt.kind !== "viommu")
+  )
+    throw new IommuError("EINVAL", `pt ${opts.pt} is not an IOAS, a HWPT or a vIOMMU`, { pt: opts.pt });
   const caps = dev.backend.capabilities(dev.rid);
   if (pt.kind === "ioas") {
     const ioas = pt as Ioas;
@@ -178,6 +209,7 @@ export function hwptAlloc(ctx: HostCtx, dev: DeviceRef, opts: HwptAllocOptions):
     if (flags.nestParent && !caps.features.nesting) {
       throw new IommuError("EOPNOTSUPP", `device ${dev.id} has no nesting`, { device: dev.id });
     }
+    const fq = faultQueueOf(ctx, opts);
     objects.reserve("hwpt-paging");
     const domain = dev.backend.allocDomain({ type: "paging", rid: dev.rid, flags });
     let layout: Layout;
@@ -196,6 +228,25 @@ export function hwptAlloc(ctx: HostCtx, dev: DeviceRef, opts: HwptAllocOptions):
   }
   if (pt.kind === "hwpt-nested")
     throw new IommuError("EINVAL", `HWPT ${pt.id} is nested: no nesting on nested`, { pt: pt.id });
+  if (pt.kind === "viommu") {
+    const v = pt as ViommuObject;
+    // iommufd_hwpt_alloc: viommu->iommu_dev != __iommu_get_iommu_dev(idev->dev) is EINVAL.
+    if (v.backend !== dev.backend)
+      throw new IommuError("EINVAL", `vIOMMU ${v.id} is not of device ${dev.id}'s IOMMU ${dev.iommu}`, {
+        pt: v.id,
+      });
+    // iommufd_viommu_alloc_hwpt_nested: flags other than FAULT_ID_VALID, then no data, EOPNOTSUPP.
+    if (flags.nestParent || flags.dirtyTracking || flags.pasid)
+      throw new IommuError("EOPNOTSUPP", "a nested HWPT on a vIOMMU takes no allocation flags");
+    if (opts.data === undefined || opts.data === null)
+      throw new IommuError("EOPNOTSUPP", "a nested HWPT needs vendor data (IOMMU_HWPT_DATA_NONE)");
+    const fq = faultQueueOf(ctx, opts);
+    objects.reserve("hwpt-nested");
+    const domain = v.viommu.allocNested(opts.data, flags);
+    const h = objects.insert(new HwptNested(objects.nextId, v.hwpt, domain, fq, v));
+    v.nested++;
+    return h.id;
+  }
   const parent = pt as HwptPaging;
   // iommufd_hwpt_nested_alloc: no vendor data (IOMMU_HWPT_DATA_NONE) is EOPNOTSUPP, before any parent check.
   if (opts.data === undefined || opts.data === null) {
@@ -212,6 +263,7 @@ export function hwptAlloc(ctx: HostCtx, dev: DeviceRef, opts: HwptAllocOptions):
       pt: parent.id,
     });
   }
+  const fq = faultQueueOf(ctx, opts);
   objects.reserve("hwpt-nested");
   const domain = dev.backend.allocDomain({
     type: "nested",
@@ -240,11 +292,19 @@ export function releaseHwpt(ctx: HostCtx, h: Hwpt): void {
   relayout(ctx, ioas);
 }
 
-/** IOMMU_HWPT_INVALIDATE on a nested HWPT (iommufd_hwpt_invalidate). See `Host.invalidate`. */
-export function hwptInvalidate(ctx: HostCtx, hwptId: number, entries: readonly unknown[]): number {
-  const h = getHwpt(ctx, hwptId);
-  // iommufd_get_hwpt_nested: any other object, a paging HWPT too, is ENOENT.
-  if (h.kind !== "hwpt-nested") throw new IommuError("ENOENT", `HWPT ${h.id} is not nested`, { hwpt: h.id });
+/**
+ * IOMMU_HWPT_INVALIDATE (iommufd_hwpt_invalidate, 6.15): on a nested HWPT the domain's
+ * cache_invalidate_user, on a vIOMMU viommu->ops->cache_invalidate (EOPNOTSUPP without
+ * one); any other object is EINVAL, an unknown id ENOENT. See `Host.invalidate`.
+ */
+export function hwptInvalidate(ctx: HostCtx, id: number, entries: readonly unknown[]): number {
+  const o = ctx.objects.get(id);
+  if (o.kind === "viommu") return viommuInvalidate(o as ViommuObject, entries);
+  if (o.kind !== "hwpt-nested")
+    throw new IommuError("EINVAL", `object ${o.id} (${o.kind}) is not a nested HWPT or a vIOMMU`, {
+      id: o.id,
+    });
+  const h = o as HwptNested;
   if (h.domain.invalidate === undefined)
     throw new IommuError("EOPNOTSUPP", `HWPT ${h.id} takes no invalidations`);
   return h.domain.invalidate(entries);
@@ -305,30 +365,38 @@ export function dirtyRead(ctx: HostCtx, hwptId: number, opts: DirtyReadOptions):
 export function destroyHwptPaging(ctx: HostCtx, h: HwptPaging, busy: (why: string) => never): void {
   if (h.users > 0) busy("attached");
   if (h.children > 0) busy("parent of nested HWPTs");
+  // iommufd_viommu_alloc_ioctl: refcount_inc(&viommu->hwpt->common.obj.users).
+  if (h.viommus > 0) busy("held by a vIOMMU");
   h.domain.free();
   h.ioas.hwpts.splice(h.ioas.hwpts.indexOf(h), 1);
   ctx.objects.remove(h.id);
   relayout(ctx, h.ioas);
 }
 
-/** IOMMU_DESTROY of a nested HWPT (iommufd_hwpt_nested_destroy): EBUSY while attached. */
+/**
+ * IOMMU_DESTROY of a nested HWPT (iommufd_hwpt_nested_destroy): EBUSY while attached;
+ * releases its vIOMMU (hwpt_nested->viommu) or its parent.
+ */
 export function destroyHwptNested(ctx: HostCtx, h: HwptNested, busy: (why: string) => never): void {
   if (h.users > 0) busy("attached");
   h.domain.free();
-  h.parent.children--;
+  if (h.viommu !== null) h.viommu.nested--;
+  else h.parent.children--;
   ctx.objects.remove(h.id);
 }
 
-/** EBUSY while a HWPT still reports to fault queue `fq` (the HWPT holds a reference on it). */
-export function checkFaultQueueUnused(
-  ctx: HostCtx,
-  fq: FaultQueueObject,
-  busy: (why: string) => never,
-): void {
+/**
+ * IOMMU_DESTROY of a fault queue: EBUSY while a HWPT still reports to it (the HWPT
+ * holds a reference on it); then iommufd_fault_destroy answers what is left Invalid.
+ */
+export function destroyFaultQueue(ctx: HostCtx, fq: FaultQueueObject, busy: (why: string) => never): void {
   const users = ctx.objects
     .values()
     .filter((x) => (x.kind === "hwpt-paging" || x.kind === "hwpt-nested") && (x as Hwpt).faultQueue === fq);
   if (users.length > 0) busy(`used by HWPT ${users[0]!.id}`);
+  // iommufd_fault_destroy: whatever is still queued or outstanding is answered Invalid.
+  autoRespond(fq, () => true);
+  ctx.objects.remove(fq.id);
 }
 
 /** The plain description of a paging HWPT. */
@@ -343,6 +411,7 @@ export function hwptPagingInfo(h: HwptPaging): HwptPagingInfo {
     auto: h.auto,
     users: h.users,
     children: h.children,
+    viommus: h.viommus,
     faultQueue: h.faultQueue?.id ?? null,
   };
 }
@@ -353,6 +422,7 @@ export function hwptNestedInfo(h: HwptNested): HwptNestedInfo {
     id: h.id,
     kind: h.kind,
     parent: h.parent.id,
+    viommu: h.viommu?.id ?? null,
     iommu: h.domain.backend.name,
     format: h.domain.format,
     users: h.users,

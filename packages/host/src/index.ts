@@ -5,8 +5,13 @@
  */
 
 export type { HostObject, ObjectKind } from "./context.ts";
-export type { FaultRecord } from "./fault.ts";
-export { FAULT_QUEUE_DEPTH } from "./fault.ts";
+export type { FaultRecord, HeldDma } from "./fault.ts";
+export {
+  FAULT_QUEUE_DEPTH,
+  PGFAULT_FLAGS_LAST_PAGE,
+  PGFAULT_FLAGS_PASID_VALID,
+  PGFAULT_PERM_PRIV,
+} from "./fault.ts";
 export type {
   AccessInfo,
   AccessRwOptions,
@@ -33,7 +38,16 @@ export type {
   MapOptions,
   MdevOptions,
   ObjectInfo,
+  PageFaultRecord,
+  PageResponse,
   ProtSpec,
+  VdeviceAllocOptions,
+  VdeviceInfo,
+  VeventqAllocOptions,
+  VeventqInfo,
+  VeventRecord,
+  ViommuAllocOptions,
+  ViommuInfo,
 } from "./host.ts";
 export { DEFAULT_RAM, DEFAULT_TABLES, Host } from "./host.ts";
 export { MAX_IOVA } from "./io-pagetable.ts";
@@ -49,3 +63,5 @@ export type { CapRow, FileReport, RunOptions, StepRecord } from "./scenario/runn
 export { runScenario } from "./scenario/runner.ts";
 export type { JsonSchema } from "./scenario/schema.ts";
 export { scenarioSchema } from "./scenario/schema.ts";
+export { MAX_VIRT_ID } from "./vdevice.ts";
+export { VEVENTQ_FLAG_LOST_EVENTS, VEVENTQ_TYPES } from "./veventq.ts";
