@@ -295,8 +295,9 @@ export class MockNestedDomain implements Domain {
  * struct iommu_hwpt_selftest {iotlb} (4 bytes, EINVAL otherwise).
  */
 function nestedIotlb(raw: unknown): number {
-  const data = raw as RawVendorData;
-  if (data.type !== HWPT_DATA_SELFTEST) throw new IommuError("EOPNOTSUPP", `data type ${hex(data.type)}`);
+  const data = raw as Partial<RawVendorData> | null;
+  if (data?.type !== HWPT_DATA_SELFTEST || !(data.bytes instanceof Uint8Array))
+    throw new IommuError("EOPNOTSUPP", `data type ${typeof data?.type === "number" ? hex(data.type) : "?"}`);
   // __iommu_copy_struct_from_user: shorter than min_last or longer than the struct is EINVAL.
   if (data.bytes.length !== 4) throw new IommuError("EINVAL", "selftest HWPT data is not 4 bytes");
   return new DataView(data.bytes.buffer, data.bytes.byteOffset, 4).getUint32(0, true);

@@ -304,7 +304,7 @@ export async function startServer(opts: ServeOptions): Promise<Server> {
           );
           reply([
             errno,
-            nf === undefined ? 0 : nf.kind === "fault" ? 1 : 2,
+            nf === undefined ? 0 : nf.kind === "fault" ? 1 : nf.kind === "access" ? 2 : 3,
             nf?.id ?? 0,
             nf?.offset ?? 0,
             file.token,

@@ -193,11 +193,20 @@ export class FaultFile {
     return EPOLLOUT | (this.deliver.length > 0 ? EPOLLIN | EPOLLRDNORM : 0);
   }
 
-  /** iommufd_fault_destroy: every group, read or not, is answered INVALID. */
+  /**
+   * iommufd_fault_destroy: every group, read or not, is answered INVALID. A group whose
+   * source is already gone (the host answered it when it destroyed its queue) is skipped.
+   */
   release(): void {
-    for (const g of this.deliver.splice(0)) g.respond(PAGE_RESP_INVALID);
-    for (const g of this.response.values()) g.respond(PAGE_RESP_INVALID);
+    const all = [...this.deliver.splice(0), ...this.response.values()];
     this.response.clear();
+    for (const g of all) {
+      try {
+        g.respond(PAGE_RESP_INVALID);
+      } catch (e) {
+        if (!(e instanceof IommuError)) throw e;
+      }
+    }
   }
 }
 
