@@ -51,15 +51,7 @@
  * registry of drivers, in spirit) stay here.
  */
 
-import type {
-  Backend,
-  BackendRegistry,
-  CacheCounters,
-  FailNth,
-  IovaRange,
-  RamRegion,
-  WalkStep,
-} from "@iommu-kit/core";
+import type { Backend, BackendRegistry, CacheCounters, FailNth, IovaRange, WalkStep } from "@iommu-kit/core";
 import { defaultRegistry, hex, IommuError, PhysicalMemory, TableAllocator } from "@iommu-kit/core";
 import type { AccessRwOptions } from "./access.ts";
 import { accessPin, accessRw, accessUnpin } from "./access.ts";
@@ -67,19 +59,12 @@ import type { HostCtx } from "./context.ts";
 import { ObjectTable } from "./context.ts";
 import type { ObjectInfo } from "./describe.ts";
 import { describeObject } from "./describe.ts";
-import type {
-  AttachOutcome,
-  DeviceOptions,
-  HostDevice,
-  HwInfoResult,
-  IntentSpec,
-  MdevOptions,
-} from "./device.ts";
+import { destroyObject } from "./destroy.ts";
+import type { AttachOutcome, DeviceOptions, HwInfoResult, IntentSpec, MdevOptions } from "./device.ts";
 import {
   allDevices,
   attachDevice,
   bindDevice,
-  destroyDevice,
   detachDevice,
   getDevice,
   hwInfo,
@@ -88,22 +73,15 @@ import {
 } from "./device.ts";
 import type { DmaRequest, DmaResult, ExplainRequest } from "./device-dma.ts";
 import { DeviceDma } from "./device-dma.ts";
-import type { FaultQueueObject, FaultRecord, PageFaultRecord, PageResponse } from "./fault.ts";
+import type { FaultRecord, PageFaultRecord, PageResponse } from "./fault.ts";
 import { faultQueueAlloc, faultQueueRead } from "./fault.ts";
-import type { DirtyReadOptions, HwptAllocOptions, HwptNested, HwptPaging } from "./hw-pagetable.ts";
-import {
-  destroyFaultQueue,
-  destroyHwptNested,
-  destroyHwptPaging,
-  dirtyRead,
-  dirtySet,
-  hwptAlloc,
-  hwptInvalidate,
-} from "./hw-pagetable.ts";
+import type { HostOptions, HostState } from "./host-options.ts";
+import { DEFAULT_RAM, DEFAULT_TABLES } from "./host-options.ts";
+import type { DirtyReadOptions, HwptAllocOptions } from "./hw-pagetable.ts";
+import { dirtyRead, dirtySet, hwptAlloc, hwptInvalidate } from "./hw-pagetable.ts";
 import { checkTransfer } from "./io-pagetable.ts";
-import type { CopyOptions, Ioas, IovaRanges, MapOptions } from "./ioas.ts";
+import type { CopyOptions, IovaRanges, MapOptions } from "./ioas.ts";
 import {
-  destroyIoas,
   ioasAlloc,
   ioasAllowIovas,
   ioasAreas,
@@ -118,12 +96,12 @@ import {
 } from "./ioas.ts";
 import { addMdevDevice } from "./mdev.ts";
 import { loadBackend } from "./registry.ts";
-import type { VdeviceAllocOptions, VdeviceObject } from "./vdevice.ts";
-import { destroyVdevice, vdeviceAlloc } from "./vdevice.ts";
-import type { VeventqAllocOptions, VeventqObject, VeventRecord } from "./veventq.ts";
-import { destroyVeventq, veventqAlloc, veventqRead } from "./veventq.ts";
-import type { ViommuAllocOptions, ViommuObject } from "./viommu.ts";
-import { destroyViommu, viommuAlloc } from "./viommu.ts";
+import type { VdeviceAllocOptions } from "./vdevice.ts";
+import { vdeviceAlloc } from "./vdevice.ts";
+import type { VeventqAllocOptions, VeventRecord } from "./veventq.ts";
+import { veventqAlloc, veventqRead } from "./veventq.ts";
+import type { ViommuAllocOptions } from "./viommu.ts";
+import { viommuAlloc } from "./viommu.ts";
 
 export type { AccessInfo, AccessRwOptions } from "./access.ts";
 export type { ObjectInfo } from "./describe.ts";
@@ -137,6 +115,8 @@ export type {
 } from "./device.ts";
 export type { DmaRequest, DmaResult, ExplainRequest } from "./device-dma.ts";
 export type { FaultQueueInfo, PageFaultRecord, PageResponse } from "./fault.ts";
+export type { HostOptions, HostState } from "./host-options.ts";
+export { DEFAULT_RAM, DEFAULT_TABLES } from "./host-options.ts";
 export type {
   DirtyReadOptions,
   HwptAllocOptions,
@@ -148,38 +128,6 @@ export type { AreaInfo, CopyOptions, IoasInfo, IovaRanges, MapOptions, ProtSpec 
 export type { VdeviceAllocOptions, VdeviceInfo } from "./vdevice.ts";
 export type { VeventqAllocOptions, VeventqInfo, VeventRecord } from "./veventq.ts";
 export type { ViommuAllocOptions, ViommuInfo } from "./viommu.ts";
-
-/** Default RAM: [0, 4 GiB). */
-export const DEFAULT_RAM: readonly RamRegion[] = [{ base: 0, size: 2 ** 32, name: "ram" }];
-/** Default table region: 256 MiB just above the default RAM. */
-export const DEFAULT_TABLES: { readonly base: number; readonly size: number } = {
-  base: 2 ** 32,
-  size: 2 ** 28,
-};
-
-/** Options of a {@link Host}. */
-export interface HostOptions {
-  /** RAM regions (default {@link DEFAULT_RAM}). */
-  readonly ram?: readonly RamRegion[];
-  /** The region table pages come from (default {@link DEFAULT_TABLES}); added as RAM when no region covers it. */
-  readonly tables?: { readonly base: number; readonly size: number };
-  /** Where backends are found by name (default core's `defaultRegistry`). */
-  readonly registry?: BackendRegistry;
-  /** The backend that hosts mediated devices when `addMdev` names none (default "mdev-emulated"). */
-  readonly mdevBackend?: string;
-}
-
-/** A deep-equal comparable snapshot of everything the host owns (for atomicity tests). */
-export interface HostState {
-  readonly nextId: number;
-  readonly iommus: readonly string[];
-  readonly objects: readonly ObjectInfo[];
-  readonly pendingFaults: number;
-  readonly tableBlocks: ReadonlyArray<readonly [number, number]>;
-  readonly tableBytes: number;
-  /** Non-zero pages of physical memory (tables and data). */
-  readonly memory: Map<number, Uint8Array>;
-}
 
 /** iommufd in miniature. See the file comment for the rules. */
 export class Host {
@@ -482,40 +430,7 @@ export class Host {
    * one is EBUSY. ENOENT for an unknown id.
    */
   destroy(id: number): void {
-    const ctx = this.#ctx;
-    const o = ctx.objects.get(id);
-    const busy = (why: string): never => {
-      throw new IommuError("EBUSY", `object ${id} (${o.kind}) is busy: ${why}`, { id });
-    };
-    switch (o.kind) {
-      case "device":
-        destroyDevice(ctx, o as HostDevice, busy);
-        break;
-      case "ioas":
-        destroyIoas(ctx, o as Ioas, busy);
-        break;
-      case "hwpt-paging":
-        destroyHwptPaging(ctx, o as HwptPaging, busy);
-        break;
-      case "hwpt-nested":
-        destroyHwptNested(ctx, o as HwptNested, busy);
-        break;
-      case "access":
-        busy("detach the device instead");
-        break;
-      case "fault":
-        destroyFaultQueue(ctx, o as FaultQueueObject, busy);
-        break;
-      case "viommu":
-        destroyViommu(ctx, o as ViommuObject, busy);
-        break;
-      case "vdevice":
-        destroyVdevice(ctx, o as VdeviceObject);
-        break;
-      case "veventq":
-        destroyVeventq(ctx, o as VeventqObject);
-        break;
-    }
+    destroyObject(this.#ctx, id);
   }
 
   // ---------------------------------------------------------------- DMA and faults (device-dma.ts, fault.ts)
@@ -579,8 +494,8 @@ export class Host {
    * IOMMU_HWPT_INVALIDATE on a nested HWPT (vendor entries) or a vIOMMU (raw guest
    * commands: SMMUv3 `[w0, w1]`, vSIDs translated, the VMID applied): processes them in
    * order and returns how many were handled (an error carries the count in
-   * `details.handled`). EINVAL for any other object (a paging HWPT too), ENOENT for an
-   * unknown id, EOPNOTSUPP when the domain takes none.
+   * `details.handled`). ENOENT for any other id (a paging HWPT too, as up to Linux 6.12;
+   * 6.13+ says EINVAL for an object of another kind), EOPNOTSUPP when the domain takes none.
    */
   invalidate(hwptId: number, entries: readonly unknown[]): number {
     return hwptInvalidate(this.#ctx, hwptId, entries);

@@ -7,14 +7,23 @@
  * and vEVENTQs (veventq.ts) each hold `viommu->obj.users`; the vIOMMU holds its
  * parent HWPT (`refcount_inc(&viommu->hwpt->common.obj.users)`).
  *
- * A vIOMMU takes its device as a `DeviceRef`, so this file does not import device.ts.
+ * A vIOMMU takes its device as a `DeviceRef` and its parent as a `ViommuParent`, so this
+ * file imports neither device.ts nor hw-pagetable.ts.
  */
 
-import type { Backend, Viommu } from "@iommu-kit/core";
+import type { Backend, Domain, Viommu } from "@iommu-kit/core";
 import { IommuError } from "@iommu-kit/core";
 import type { DeviceRef, HostCtx, HostObject } from "./context.ts";
-import type { HwptPaging } from "./hw-pagetable.ts";
-import type { VeventqObject } from "./veventq.ts";
+
+/**
+ * What a vIOMMU needs of its parent paging HWPT (hw-pagetable.ts's `HwptPaging` has
+ * it), so this file sits below hw-pagetable.ts, which allocates nested HWPTs on it.
+ */
+export interface ViommuParent extends HostObject {
+  readonly domain: Domain;
+  /** vIOMMUs holding it. */
+  viommus: number;
+}
 
 /** IOMMU_VIOMMU_ALLOC arguments. */
 export interface ViommuAllocOptions {
@@ -50,17 +59,17 @@ export class ViommuObject implements HostObject {
   readonly id: number;
   readonly viommu: Viommu;
   /** viommu->hwpt: the nest parent. */
-  readonly hwpt: HwptPaging;
+  readonly hwpt: ViommuParent;
   /** viommu->iommu_dev, in the model the IOMMU instance. */
   readonly backend: Backend;
   /** vDEVICEs holding it. */
   vdevices = 0;
   /** Nested HWPTs holding it. */
   nested = 0;
-  /** Its vEVENTQs by type (viommu->veventqs, one per type). */
-  readonly veventqs: Map<string, VeventqObject> = new Map();
+  /** Its vEVENTQs by type (viommu->veventqs, one per type; veventq.ts's objects). */
+  readonly veventqs: Map<string, HostObject> = new Map();
 
-  constructor(id: number, viommu: Viommu, hwpt: HwptPaging, backend: Backend) {
+  constructor(id: number, viommu: Viommu, hwpt: ViommuParent, backend: Backend) {
     this.id = id;
     this.viommu = viommu;
     this.hwpt = hwpt;
@@ -89,7 +98,7 @@ export function viommuAlloc(ctx: HostCtx, dev: DeviceRef, opts: ViommuAllocOptio
     throw new IommuError("EOPNOTSUPP", `IOMMU ${dev.iommu} has no vIOMMU (no viommu_alloc)`, {
       device: dev.id,
     });
-  const hwpt = objects.get(opts.hwpt, "hwpt-paging") as HwptPaging;
+  const hwpt = objects.get(opts.hwpt, "hwpt-paging") as ViommuParent;
   if (!hwpt.domain.flags.nestParent)
     throw new IommuError("EINVAL", `HWPT ${hwpt.id} is not a nest parent`, { hwpt: hwpt.id });
   objects.reserve("viommu");

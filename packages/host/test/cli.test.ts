@@ -134,7 +134,7 @@ describe("iommu-kit run (the default scenario)", () => {
       .trim()
       .split("\n")
       .map((l) => JSON.parse(l));
-    expect(rows.map((x) => x.device)).toEqual(["nic", "gpu", "ssd", "accel", "vnic", "vssd"]);
+    expect(rows.map((x) => x.device)).toEqual(["nic", "gpu", "ssd", "accel", "pri", "vnic", "vssd"]);
     expect(rows.find((x) => x.device === "vssd")).toMatchObject({
       pasidAssignment: "backend",
       intents: ["emulated", "pasid"],

@@ -11,9 +11,20 @@ import type {
   DomainFlags,
   DomainRequest,
   IovaRange,
+  PageRequest,
+  PageResponseCode,
   Translation,
 } from "@iommu-kit/core";
-import { assertIntentAllowed, BackendRegistry, Intent, IommuError, NO_PASID } from "@iommu-kit/core";
+import {
+  Access,
+  assertIntentAllowed,
+  BackendRegistry,
+  Intent,
+  IommuError,
+  makeFault,
+  NO_PASID,
+  permNeeded,
+} from "@iommu-kit/core";
 import { MockBackend, mockBackend } from "@iommu-kit/core/testing";
 import { mdevEmulatedBackend } from "@iommu-kit/mdev-emulated";
 import { expect } from "vitest";
@@ -43,6 +54,7 @@ export function mockHost(opts: HostOptions = {}): Host {
   registry.register(mdevEmulatedBackend);
   registry.register(noDirtyMock);
   registry.register(nestingMock);
+  registry.register(iopfMock);
   const host = new Host({
     ram: [{ base: 0, size: 2 ** 30 }],
     tables: { base: 2 ** 30, size: 2 ** 26 },
@@ -228,4 +240,51 @@ export const nestingMock: BackendFactory = {
   name: "mock-nest",
   description: "mock with nesting",
   create: (ctx: BackendContext): Backend => new NestingMock(ctx),
+};
+
+/**
+ * A mock IOMMU whose translation and permission faults are page requests (as an SMMUv3
+ * stall or a VT-d PRQ, in spirit): the request is held under the lowest free group
+ * index until `pageResponse`, which it records.
+ */
+export class IopfMock extends MockBackend {
+  /** Held requests by grpid. */
+  readonly held: Map<number, PageRequest> = new Map();
+  /** Every response, in order. */
+  readonly responses: Array<{ grpid: number; code: PageResponseCode }> = [];
+
+  override translate(rid: number, pasid: number, iova: number, access: number, out: Translation): boolean {
+    if (super.translate(rid, pasid, iova, access, out)) return true;
+    const f = out.fault!;
+    if (f.class !== "translation" && f.class !== "permission") return false;
+    let grpid = 0;
+    while (this.held.has(grpid)) grpid++;
+    const req: PageRequest = {
+      rid,
+      pasid,
+      addr: iova - (iova % 4096),
+      perm: permNeeded(access),
+      priv: (access & Access.PRIV) !== 0,
+      grpid,
+      last: true,
+    };
+    this.held.set(grpid, req);
+    out.fault = makeFault(f.class, true, f.vendor, req);
+    return false;
+  }
+
+  pageResponse(request: PageRequest, code: PageResponseCode): void {
+    const r = this.held.get(request.grpid);
+    if (r === undefined || r.rid !== request.rid)
+      throw new IommuError("ENOENT", `no page request ${request.grpid} held for rid ${request.rid}`);
+    this.held.delete(request.grpid);
+    this.responses.push({ grpid: request.grpid, code });
+  }
+}
+
+/** Factory of {@link IopfMock} ("mock-iopf"). */
+export const iopfMock: BackendFactory = {
+  name: "mock-iopf",
+  description: "mock whose faults are page requests",
+  create: (ctx: BackendContext): Backend => new IopfMock(ctx),
 };

@@ -66,15 +66,41 @@ async function world(): Promise<World> {
   h.attach(v, "rid", hwpt);
   h.attach(m, "emulated", ioas2);
   // Nesting on both vendors: an SMMUv3 bypass STE, a VT-d first stage at GPA 0x10000.
+  // SMMUv3 nests on a vIOMMU (arm_vsmmu_alloc_domain_nested), with a vDEVICE and a vEVENTQ.
   const sp = h.hwptAlloc({ device: s, pt: ioas, flags: ["nest_parent"] });
-  const sn = h.hwptAlloc({ device: s, pt: sp, data: { ste: ["0x9", "0x0"] } });
+  const vi = h.viommuAlloc({ device: s, hwpt: sp, type: "arm-smmuv3" });
+  const vd = h.vdeviceAlloc({ viommu: vi, device: s, virtId: 0x99 });
+  const vq = h.veventqAlloc({ viommu: vi, type: "arm-smmuv3", depth: 4 });
+  const sn = h.hwptAlloc({ device: s, pt: vi, data: { ste: ["0x9", "0x0"] } });
   const vp = h.hwptAlloc({ device: v, pt: ioas, flags: ["nest_parent"] });
   const vn = h.hwptAlloc({ device: v, pt: vp, data: { pgtblAddr: "0x10000", addrWidth: 48 } });
   const dead = h.ioasAlloc();
   h.destroy(dead);
   return {
     h,
-    valid: [s, v, m, ioas, ioas2, fq, hwpt, dead, sp, sn, vp, vn, 0, iova, iova + PAGE, 0x200000, PAGE, 16],
+    valid: [
+      s,
+      v,
+      m,
+      ioas,
+      ioas2,
+      fq,
+      hwpt,
+      dead,
+      sp,
+      sn,
+      vp,
+      vn,
+      vi,
+      vd,
+      vq,
+      0,
+      iova,
+      iova + PAGE,
+      0x200000,
+      PAGE,
+      16,
+    ],
   };
 }
 
@@ -129,7 +155,13 @@ const CALLS: Record<string, Call> = {
     h.dmaInto(n(), b ? null : n(), n(), b ? Access.READ : Access.WRITE, new Uint8Array(16)),
   faultsRead: (h, n) => h.faultsRead(n()),
   faultQueueAlloc: (h) => h.faultQueueAlloc(),
-  faultQueueRead: (h, n) => h.faultQueueRead(n()),
+  faultQueueRead: (h, n, b) => (b ? h.faultQueueRead(n()) : h.faultQueueRead(n(), n())),
+  faultRespond: (h, n, b) => h.faultRespond(n(), { cookie: n(), code: b ? "success" : "invalid" }),
+  viommuAlloc: (h, n, b) => h.viommuAlloc({ device: n(), hwpt: n(), type: b ? "arm-smmuv3" : "selftest" }),
+  vdeviceAlloc: (h, n) => h.vdeviceAlloc({ viommu: n(), device: n(), virtId: n() }),
+  veventqAlloc: (h, n, b) => h.veventqAlloc({ viommu: n(), type: b ? "arm-smmuv3" : "default", depth: n() }),
+  veventqRead: (h, n, b) => (b ? h.veventqRead(n()) : h.veventqRead(n(), n())),
+  invalidateViommu: (h, n) => h.invalidate(n(), [[n(), n()]]),
   invalidate: (h, n, b) => h.invalidate(n(), [b ? { cmd: [n(), n()] } : { addr: n(), npages: n() }]),
   dirtySet: (h, n, b) => h.dirtySet(n(), b),
   dirtyRead: (h, n, b) => h.dirtyRead(n(), { iova: n(), length: n(), pageSize: n(), noClear: b }),
@@ -206,7 +238,9 @@ describe("hostile calls to every Host method", () => {
     const methods = Object.getOwnPropertyNames(Host.prototype).filter(
       (k) => k !== "constructor" && k !== "loadBackend" && k !== "failNth",
     );
-    expect(NAMES.filter((k) => k !== "hwptAllocNested").sort()).toEqual(methods.sort());
+    expect(NAMES.filter((k) => k !== "hwptAllocNested" && k !== "invalidateViommu").sort()).toEqual(
+      methods.sort(),
+    );
   });
 });
 

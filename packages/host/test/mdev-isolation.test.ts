@@ -223,9 +223,12 @@ describe("Host.addMdev finds its backend", () => {
 });
 
 describe("faults on an mdev's PASID", () => {
-  it("go to the mdev's HWPT fault queue, whether the mdev or its parent issued them", () => {
+  it("page requests go to the mdev's HWPT fault queue, whether the mdev or its parent issued them", () => {
+    // The FAULT object carries page requests only (iommufd_fault_iopf_handler): a
+    // parent IOMMU whose faults are page requests.
     const h = mockHost();
-    const parent = h.addDevice({ iommu: "m0", rid: 0x10, pasidBits: 20 });
+    h.addIommu("p0", "mock-iopf");
+    const parent = h.addDevice({ iommu: "p0", rid: 0x10, pasidBits: 20 });
     const m = h.addMdev({ parent });
     const ioas = h.ioasAlloc();
     const fqRid = h.faultQueueAlloc();
@@ -233,11 +236,15 @@ describe("faults on an mdev's PASID", () => {
     h.attach(parent, "rid", h.hwptAlloc({ device: parent, pt: ioas, flags: ["pasid"], faultQueue: fqRid }));
     const hwM = h.hwptAlloc({ device: m, pt: ioas, flags: ["pasid"], faultQueue: fqM });
     const { pasid } = h.attach(m, { pasid: "auto" }, hwM);
-    expect(h.dma(m, { iova: 0x5000, access: "read", length: 1 }).ok).toBe(false);
-    expect(h.dma(parent, { pasid: pasid!, iova: 0x6000, access: "read", length: 1 }).ok).toBe(false);
-    expect(h.faultQueueRead(fqM)).toMatchObject([
-      { device: m, pasid, iova: 0x5000, class: "translation" },
-      { device: parent, pasid, iova: 0x6000, class: "translation" },
+    expect(h.dma(m, { iova: 0x5000, access: "read", length: 1 })).toMatchObject({ pending: true, cookie: 1 });
+    expect(h.dma(parent, { pasid: pasid!, iova: 0x6000, access: "read", length: 1 })).toMatchObject({
+      pending: true,
+      cookie: 2,
+    });
+    // flags PASID_VALID | LAST_PAGE; perm READ.
+    expect(h.faultQueueRead(fqM)).toEqual([
+      { flags: 3, devId: m, pasid, grpid: 0, perm: 1, addr: 0x5000, length: 0, cookie: 1 },
+      { flags: 3, devId: parent, pasid, grpid: 1, perm: 1, addr: 0x6000, length: 0, cookie: 2 },
     ]);
     expect(h.faultQueueRead(fqRid)).toEqual([]);
   });

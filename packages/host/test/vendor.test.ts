@@ -42,7 +42,12 @@ describe("SMMUv3 behind the host", () => {
     expect(sweepFailNth(h, () => h.attach(dev, { pasid: 77 }, hw), false).succeededAt).toBeGreaterThan(0);
     const p = sweepFailNth(h, () => h.hwptAlloc({ device: dev, pt: ioas, flags: ["nest_parent"] }), false)
       .result as number;
-    const n = sweepFailNth(h, () => h.hwptAlloc({ device: dev, pt: p, data: { ste: ["0x9", "0"] } }), false)
+    // SMMUv3 nested HWPTs live on a vIOMMU (arm_vsmmu_alloc_domain_nested; no release
+    // allocated one on the parent HWPT).
+    const v = sweepFailNth(h, () => h.viommuAlloc({ device: dev, hwpt: p, type: "arm-smmuv3" }), false)
+      .result as number;
+    sweepFailNth(h, () => h.vdeviceAlloc({ viommu: v, device: dev, virtId: 0x77 }), false);
+    const n = sweepFailNth(h, () => h.hwptAlloc({ device: dev, pt: v, data: { ste: ["0x9", "0"] } }), false)
       .result as number;
     h.detach(dev, { pasid: 77 });
     sweepFailNth(h, () => h.replace(dev, "rid-all-pasids", n), false);
@@ -115,21 +120,24 @@ describe("SMMUv3 behind the host", () => {
     });
   });
 
-  it("nested: a user STE (S1 bypass) over a nest-parent stage 2; invalidate with raw commands", async () => {
+  it("nested: a user STE (S1 bypass) on a vIOMMU over a nest-parent stage 2; invalidate with raw commands", async () => {
     const h = await vendorHost("smmuv3");
     h.addIommu("smmu0", "smmuv3");
     const dev = h.addDevice({ iommu: "smmu0", rid: 0x10, pasidBits: 20 });
     const ioas = h.ioasAlloc();
     h.ioasMap(ioas, { iova: 0x100000, length: 0x1000, pa: 0x3000, prot: "rw" });
     const parent = h.hwptAlloc({ device: dev, pt: ioas, flags: ["nest_parent"] });
+    // Nested on the parent itself is EOPNOTSUPP on SMMUv3 (no Linux release had it).
+    expectErrno(() => h.hwptAlloc({ device: dev, pt: parent, data: { ste: ["0x9", "0x0"] } }), "EOPNOTSUPP");
+    const viommu = h.viommuAlloc({ device: dev, hwpt: parent, type: "arm-smmuv3" });
     // STE word 0: V (bit 0) = 1, Config (bits 3:1) = 0b100 (bypass): IHI 0070 5.2.
-    const nested = h.hwptAlloc({ device: dev, pt: parent, data: { ste: ["0x9", "0x0"] } });
+    const nested = h.hwptAlloc({ device: dev, pt: viommu, data: { ste: ["0x9", "0x0"] } });
     h.attach(dev, "rid-all-pasids", nested);
     expect(h.dma(dev, { iova: 0x100040, access: "read", length: 4 })).toMatchObject({ ok: true, pa: 0x3040 });
-    // CMD_TLBI_NH_ALL (0x10), IHI 0070 4.4.2.
-    expect(h.invalidate(nested, [{ cmd: ["0x10", "0x0"] }])).toBe(1);
+    // CMD_TLBI_NH_ALL (0x10), IHI 0070 4.4.2, through the vIOMMU (arm_vsmmu_cache_invalidate).
+    expect(h.invalidate(viommu, [["0x10", "0x0"]])).toBe(1);
     // An abort STE (V=1, Config=0): blocked, nothing recorded.
-    const abort = h.hwptAlloc({ device: dev, pt: parent, data: { ste: ["0x1", "0x0"] } });
+    const abort = h.hwptAlloc({ device: dev, pt: viommu, data: { ste: ["0x1", "0x0"] } });
     h.replace(dev, "rid-all-pasids", abort);
     const r = h.dma(dev, { iova: 0x100040, access: "read", length: 4 });
     expect(r.ok).toBe(false);

@@ -4,10 +4,13 @@
  * code so the built binary finds it without reading package files.
  *
  * Tour: an SMMUv3 with a NIC (rid, pasid) and a GPU whose guest owns its whole CD
- * table (rid-all-pasids: a user STE nested over a stage-2 parent); a VT-d unit with an
- * SSD (rid, pasid) and an accelerator with a guest first-stage table (nested); two
- * mediated devices: one emulated (pin + read/write through the IOAS), one attached by
- * a PASID its backend assigns, issuing DMA through its parent.
+ * table (rid-all-pasids: a guest STE on a vIOMMU, nested over a stage-2 parent; the
+ * GPU is vSID 0x7 to the guest, whose TLBI goes through the vIOMMU and whose event comes
+ * back through a vEVENTQ with the vSID); a VT-d unit with an SSD (rid, pasid), an
+ * accelerator with a guest first-stage table (nested) and a PRI device whose page fault
+ * is read from a FAULT object, answered, and its DMA retried; two mediated devices: one
+ * emulated (pin + read/write through the IOAS), one attached by a PASID its backend
+ * assigns, issuing DMA through its parent.
  *
  * Guest structures are written as little-endian bytes at the physical address their
  * guest-physical (IPA) address maps to: the "guest" IOAS maps IPA [0, 2 MiB) to PA
@@ -68,6 +71,17 @@ const STE_S1_W1 = 0b10n | (1n << 2n) | (1n << 4n) | (3n << 6n);
 const STE_ABORT = 1n;
 // CMD_TLBI_NH_ALL (opcode 0x10): the guest's "invalidate all stage-1 entries".
 const CMD_TLBI_NH_ALL = 0x10n;
+// The GPU's virtual StreamID: the guest's name for it in STEs, commands and events.
+const GPU_VSID = 0x7n;
+// The guest's F_TRANSLATION record (IHI 0070 7.3.10) of PASID 3 at VA + 0x1000, as the
+// vEVENTQ returns it: EventID 0x10 [7:0], SSV [11], SubstreamID 3 [31:12], StreamID =
+// the vSID [63:32]; RnW [99] (a read), CLASS [105:104] = IN (0b10); InputAddr [191:128].
+const GPU_EVENT = le64(
+  0x10n | (1n << 11n) | (3n << 12n) | (GPU_VSID << 32n),
+  (1n << 35n) | (0b10n << 40n),
+  0x40001000n,
+  0n,
+);
 
 // --- VT-d first-stage table (VT-d spec 3.6, 9.7-9.9): P[0], R/W[1], U/S[2], address [51:12].
 // 4-level: PML4 index VA[47:39], PDPT VA[38:30], PD VA[29:21], PT VA[20:12].
@@ -193,12 +207,23 @@ const steps: StepDecl[] = [
   { op: "mem.write", pa: hex(GUEST_PA + 0x10000n), data: "a0a0a0a0", name: "guest page IPA 0x10000" },
   { op: "mem.write", pa: hex(GUEST_PA + 0x11000n), data: "b3b3b3b3", name: "guest page IPA 0x11000" },
   { op: "hwpt.alloc", device: "gpu", pt: "guest", flags: ["nest_parent"], as: "gpu_s2" },
+  { op: "viommu.alloc", device: "gpu", hwpt: "gpu_s2", type: "arm-smmuv3", as: "gpu_viommu" },
+  {
+    op: "vdevice.alloc",
+    viommu: "gpu_viommu",
+    device: "gpu",
+    virtId: hex(GPU_VSID),
+    as: "gpu_vdev",
+    name: "the guest knows the gpu as vSID 0x7",
+  },
+  { op: "veventq.alloc", viommu: "gpu_viommu", type: "arm-smmuv3", depth: 8, as: "gpu_events" },
   {
     op: "hwpt.alloc",
     device: "gpu",
-    pt: "gpu_s2",
+    pt: "gpu_viommu",
     data: { ste: [hex(STE_S1), hex(STE_S1_W1)] },
     as: "gpu_vste",
+    name: "guest STE through the vIOMMU",
   },
   { op: "attach", device: "gpu", target: "rid-all-pasids", pt: "gpu_vste", expect: { hwpt: "gpu_vste" } },
   {
@@ -227,6 +252,12 @@ const steps: StepDecl[] = [
     name: "gpu PASID 3, unmapped in the guest table",
     expect: { fault: "F_TRANSLATION" },
   },
+  {
+    op: "veventq.read",
+    veventq: "gpu_events",
+    name: "the guest's event, with the vSID in place of the StreamID",
+    expect: { events: [{ flags: 0, sequence: 0, data: GPU_EVENT }] },
+  },
   guestWrite(0x5000n, [0x11000n | VMSA_PAGE], "the guest remaps CD 0's page to IPA 0x11000"),
   {
     op: "dma",
@@ -238,8 +269,9 @@ const steps: StepDecl[] = [
   },
   {
     op: "invalidate",
-    hwpt: "gpu_vste",
-    data: [{ cmd: [hex(CMD_TLBI_NH_ALL), "0x0"] }],
+    hwpt: "gpu_viommu",
+    data: [[hex(CMD_TLBI_NH_ALL), "0x0"]],
+    name: "guest TLBI through the vIOMMU (the VMID applied)",
     expect: { handled: 1 },
   },
   {
@@ -250,7 +282,13 @@ const steps: StepDecl[] = [
     name: "fresh after CMD_TLBI_NH_ALL",
     expect: { pa: hex(GUEST_PA + 0x11000n) },
   },
-  { op: "hwpt.alloc", device: "gpu", pt: "gpu_s2", data: { ste: [hex(STE_ABORT), "0x0"] }, as: "gpu_abort" },
+  {
+    op: "hwpt.alloc",
+    device: "gpu",
+    pt: "gpu_viommu",
+    data: { ste: [hex(STE_ABORT), "0x0"] },
+    as: "gpu_abort",
+  },
   { op: "replace", device: "gpu", target: "rid-all-pasids", pt: "gpu_abort", name: "guest STE: abort" },
   {
     op: "dma",
@@ -357,6 +395,38 @@ const steps: StepDecl[] = [
     expect: { pa: hex(GUEST_PA + 0x11000n) },
   },
 
+  // ---- VT-d: a recoverable page fault (PRI page request), answered and retried.
+  { op: "fault.alloc", as: "pf" },
+  { op: "hwpt.alloc", device: "pri", pt: "dma", faultQueue: "pf", as: "pri_pt" },
+  { op: "attach", device: "pri", target: "rid", pt: "pri_pt" },
+  {
+    op: "dma",
+    device: "pri",
+    iova: "0x400010",
+    length: 4,
+    name: "pri reads an unmapped IOVA: a page request, the DMA is held",
+    expect: { fault: { class: "translation", recorded: false }, pending: true, cookie: 1 },
+  },
+  {
+    op: "fault.read",
+    fault: "pf",
+    name: "the page request (iommu_hwpt_pgfault: LAST_PAGE, READ)",
+    expect: {
+      faults: [
+        { flags: 2, devId: "pri", pasid: 0, grpid: 0, perm: 1, addr: "0x400000", length: 0, cookie: 1 },
+      ],
+    },
+  },
+  { op: "ioas.map", ioas: "dma", iova: "0x400000", length: "0x1000", pa: "0x1000000", prot: "rw" },
+  {
+    op: "fault.respond",
+    fault: "pf",
+    cookie: 1,
+    code: "success",
+    name: "answered success: the held DMA is retried and lands",
+    expect: { results: [{ pa: "0x1000010", data: "cafe0000" }] },
+  },
+
   // ---- mdev: emulated (software access through the IOAS) and PASID through a parent.
   { op: "attach", device: "vnic", target: "emulated", pt: "dma" },
   { op: "access.rw", device: "vnic", iova: "0x100000", length: 4, expect: { data: "00112233" } },
@@ -395,7 +465,7 @@ const steps: StepDecl[] = [
   },
   {
     op: "faults.read",
-    name: "every fault was delivered to its device's queue, oldest first",
+    name: "every host fault was delivered to its device's queue, oldest first (the guest's went to its vEVENTQ)",
     expect: {
       faults: [
         {
@@ -408,7 +478,6 @@ const steps: StepDecl[] = [
         },
         { device: "nic", pasid: null, iova: "0x300000", access: "read", name: "F_TRANSLATION" },
         { device: "nic", pasid: 1, iova: "0x100000" },
-        { device: "gpu", pasid: 3, iova: hex(VA + 0x1000n), name: "F_TRANSLATION" },
         { device: "gpu", pasid: null, class: "blocked", code: null, recorded: false },
         { device: "ssd", iova: "0x200000", access: "write", class: "permission", vendor: "intel-vtd" },
         { device: "ssd", iova: "0x300000", class: "translation" },
@@ -432,6 +501,7 @@ export const DEFAULT_SCENARIO: Scenario = {
     { name: "gpu", iommu: "smmu0", rid: "0x20", pasidBits: 20 },
     { name: "ssd", iommu: "dmar0", rid: "0x100", pasidBits: 20 },
     { name: "accel", iommu: "dmar0", rid: "0x200", pasidBits: 20 },
+    { name: "pri", iommu: "dmar0", rid: "0x300", pasidBits: 20, ats: true, pri: true },
     { name: "vnic", parent: "nic", iommu: "mdev" },
     { name: "vssd", parent: "ssd", iommu: "mdev" },
   ],

@@ -38,6 +38,11 @@ export interface HostFault {
   readonly [k: string]: unknown;
 }
 
+/** A DMA's outcome as the adapter returns it (a held page request: `pending`, `cookie`). */
+export type HostDmaResult =
+  | { ok: true; pa: number; data?: Uint8Array }
+  | { ok: false; fault: HostFault; pending?: boolean; cookie?: number };
+
 /** What the scenario runner needs of a host. */
 export interface HostAdapter {
   /** Host id of a scenario device name. */
@@ -58,7 +63,24 @@ export interface HostAdapter {
   }): number;
   ioasIovaRanges(ioas: number): { ranges: readonly IovaRange[]; alignment: number };
   ioasAllowIovas(ioas: number, ranges: readonly IovaRange[]): void;
-  hwptAlloc(a: { device: number; pt: number; flags: DomainFlags; data: unknown }): number;
+  hwptAlloc(a: {
+    device: number;
+    pt: number;
+    flags: DomainFlags;
+    data: unknown;
+    faultQueue?: number | undefined;
+  }): number;
+  viommuAlloc(a: { device: number; hwpt: number; type: string }): number;
+  vdeviceAlloc(a: { viommu: number; device: number; virtId: number }): number;
+  veventqAlloc(a: { viommu: number; type: string; depth: number }): number;
+  veventqRead(
+    id: number,
+    max: number | undefined,
+  ): Array<{ flags: number; sequence: number; data: Uint8Array }>;
+  faultQueueAlloc(): number;
+  /** Page requests read from a fault queue (devId as the device's scenario name). */
+  faultQueueRead(id: number, max: number | undefined): Array<Record<string, unknown>>;
+  faultRespond(id: number, cookie: number, code: "success" | "invalid"): HostDmaResult[];
   attach(device: number, intent: AttachIntent, pt: number): { hwpt: number; pasid?: number };
   replace(device: number, intent: AttachIntent, pt: number): { hwpt: number; pasid?: number };
   detach(device: number, intent: AttachIntent): void;
@@ -73,7 +95,7 @@ export interface HostAdapter {
       length: number;
       data: Uint8Array | undefined;
     },
-  ): { ok: true; pa: number; data?: Uint8Array } | { ok: false; fault: HostFault };
+  ): HostDmaResult;
   faultsRead(device: number | undefined): HostFault[];
   invalidate(hwpt: number, entries: readonly unknown[]): number;
   dirtySet(hwpt: number, enable: boolean): void;

@@ -7,9 +7,10 @@
 
 import type { Backend, CacheCounters, WalkStep } from "@iommu-kit/core";
 import { IommuError } from "@iommu-kit/core";
+import type { DmaResult } from "../host.ts";
 import { Host } from "../host.ts";
 import { isModulePath, loadPlugin, registerExports } from "../registry.ts";
-import type { CapRow, HostAdapter, HostFault } from "./host-adapter.ts";
+import type { CapRow, HostAdapter, HostDmaResult, HostFault } from "./host-adapter.ts";
 import type { Scenario } from "./load.ts";
 import { capRow } from "./runner.ts";
 import { toNum } from "./values.ts";
@@ -88,6 +89,8 @@ export async function createScenarioHost(
             rid: toNum(d.rid),
             pasidBits: d.pasidBits ?? 0,
             ...(d.ats !== undefined ? { ats: d.ats } : {}),
+            ...(d.pri !== undefined ? { pri: d.pri } : {}),
+            ...(d.canStall !== undefined ? { canStall: d.canStall } : {}),
           });
     ids.set(d.name, id);
     names.set(id, d.name);
@@ -100,6 +103,13 @@ export async function createScenarioHost(
   const fault = (f: HostFault): HostFault => {
     const dev = typeof f.device === "number" ? (names.get(f.device) ?? f.device) : f.device;
     return { ...f, device: dev };
+  };
+  const dmaOut = (r: DmaResult): HostDmaResult => {
+    if (r.ok) return r.data !== undefined ? { ok: true, pa: r.pa, data: r.data } : { ok: true, pa: r.pa };
+    const f = fault(r.fault as unknown as HostFault);
+    return r.pending === true
+      ? { ok: false, fault: f, pending: true, cookie: r.cookie }
+      : { ok: false, fault: f };
   };
   const info = (name: string) => host.describe(devId(name)) as { iommu?: string; rid?: number };
   const adapter: ScenarioHost = {
@@ -150,7 +160,16 @@ export async function createScenarioHost(
         pt: a.pt,
         flags: a.flags,
         ...(a.data !== undefined ? { data: a.data } : {}),
+        ...(a.faultQueue !== undefined ? { faultQueue: a.faultQueue } : {}),
       }),
+    viommuAlloc: (a) => host.viommuAlloc(a),
+    vdeviceAlloc: (a) => host.vdeviceAlloc(a),
+    veventqAlloc: (a) => host.veventqAlloc(a),
+    veventqRead: (id, max) => host.veventqRead(id, max),
+    faultQueueAlloc: () => host.faultQueueAlloc(),
+    faultQueueRead: (id, max) =>
+      host.faultQueueRead(id, max).map((r) => ({ ...r, devId: names.get(r.devId) ?? r.devId })),
+    faultRespond: (id, cookie, code) => host.faultRespond(id, { cookie, code }).map(dmaOut),
     attach: (device, intent, pt) => host.attach(device, intent, pt),
     replace: (device, intent, pt) => host.replace(device, intent, pt),
     detach: (device, intent) => host.detach(device, intent),
@@ -173,8 +192,7 @@ export async function createScenarioHost(
         priv: a.priv,
         ...(a.access === "write" ? { data: a.data ?? new Uint8Array(0) } : { length: a.length }),
       });
-      if (r.ok) return r.data !== undefined ? { ok: true, pa: r.pa, data: r.data } : { ok: true, pa: r.pa };
-      return { ok: false, fault: fault(r.fault as unknown as HostFault) };
+      return dmaOut(r);
     },
     faultsRead: (device) => host.faultsRead(device).map((f) => fault(f as unknown as HostFault)),
     invalidate: (hwpt, entries) => host.invalidate(hwpt, entries),

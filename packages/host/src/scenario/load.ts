@@ -40,6 +40,10 @@ export type DeviceDecl =
       readonly rid: number | string;
       readonly pasidBits?: number;
       readonly ats?: boolean;
+      /** PCIe PRI: the device sends page requests (needs ats). */
+      readonly pri?: boolean;
+      /** The device tolerates stalls (SMMUv3 stall model). */
+      readonly canStall?: boolean;
     }
   | { readonly name: string; readonly parent: string; readonly iommu?: string };
 /** One step: an op, its arguments, an optional name (`as`) and expectation. */
@@ -316,7 +320,18 @@ export function loadScenario(
 }
 
 /** Step fields that name an earlier object (`as`) and those that name a device. */
-const OBJECT_REFS = ["ioas", "src", "dst", "pt", "hwpt", "id"] as const;
+const OBJECT_REFS = [
+  "ioas",
+  "src",
+  "dst",
+  "pt",
+  "hwpt",
+  "id",
+  "viommu",
+  "veventq",
+  "fault",
+  "faultQueue",
+] as const;
 
 function checkNames(s: Scenario, file: string): void {
   const iommus = new Set<string>();

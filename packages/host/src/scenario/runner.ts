@@ -8,7 +8,7 @@
 
 import type { AttachIntent, CacheCounters, Capabilities, FaultClass, VendorFault } from "@iommu-kit/core";
 import { hwCapNames, isIommuError, parsePerm } from "@iommu-kit/core";
-import type { CapRow, HostAdapter } from "./host-adapter.ts";
+import type { CapRow, HostAdapter, HostDmaResult } from "./host-adapter.ts";
 import type { Scenario, StepDecl } from "./load.ts";
 import type { FaultJson, Outcome } from "./matcher.ts";
 import { checkExpect } from "./matcher.ts";
@@ -109,7 +109,7 @@ function intentOf(target: unknown): AttachIntent {
 function label(st: StepDecl): string {
   if (st.name !== undefined) return st.name;
   const parts: string[] = [st.op];
-  for (const k of ["device", "ioas", "hwpt", "pt", "id", "src", "dst"]) {
+  for (const k of ["device", "ioas", "hwpt", "pt", "viommu", "veventq", "fault", "id", "src", "dst"]) {
     if (typeof st[k] === "string") parts.push(`${k}=${st[k] as string}`);
   }
   if (st.target !== undefined)
@@ -169,6 +169,13 @@ export async function runScenario(
     }
   }
   return { file, name: scenario.name ?? file, caps, steps, counters: host.counters(), pass };
+}
+
+/** A DMA result as steps report it: pa and data, or the fault (and `pending`, `cookie` when held). */
+function dmaJson(r: HostDmaResult): Record<string, unknown> {
+  if (r.ok) return { pa: toHex(r.pa), ...(r.data !== undefined ? { data: jsonable(r.data) } : {}) };
+  const f = faultJson(r.fault);
+  return r.pending === true ? { fault: f, pending: true, cookie: r.cookie } : { fault: f };
 }
 
 function num(v: unknown): number {
@@ -260,9 +267,43 @@ function execStep(
           ...(flags.includes("pasid") ? { pasid: true } : {}),
         },
         data: st.data,
+        faultQueue: st.faultQueue === undefined ? undefined : obj("faultQueue"),
       });
       bind(id);
       return ok({ hwpt: name(id) });
+    }
+    case "viommu.alloc": {
+      const id = host.viommuAlloc({ device: dev(), hwpt: obj("hwpt"), type: st.type as string });
+      bind(id);
+      return ok({ viommu: name(id) });
+    }
+    case "vdevice.alloc": {
+      const id = host.vdeviceAlloc({ viommu: obj("viommu"), device: dev(), virtId: num(st.virtId) });
+      bind(id);
+      return ok({ vdevice: name(id) });
+    }
+    case "veventq.alloc": {
+      const id = host.veventqAlloc({ viommu: obj("viommu"), type: st.type as string, depth: num(st.depth) });
+      bind(id);
+      return ok({ veventq: name(id) });
+    }
+    case "veventq.read": {
+      const events = host.veventqRead(obj("veventq"), opt(st.max));
+      return ok({
+        events: events.map((e) => ({ flags: e.flags, sequence: e.sequence, data: jsonable(e.data) })),
+      });
+    }
+    case "fault.alloc": {
+      bind(host.faultQueueAlloc());
+      return ok();
+    }
+    case "fault.read": {
+      const faults = host.faultQueueRead(obj("fault"), opt(st.max));
+      return ok({ faults: faults.map((f) => ({ ...f, addr: toHex(f.addr as number) })) });
+    }
+    case "fault.respond": {
+      const rs = host.faultRespond(obj("fault"), num(st.cookie), st.code as "success" | "invalid");
+      return ok({ results: rs.map(dmaJson) });
     }
     case "attach":
     case "replace": {
@@ -292,7 +333,7 @@ function execStep(
       });
       if (r.ok) return ok({ pa: toHex(r.pa), ...(r.data !== undefined ? { data: jsonable(r.data) } : {}) });
       const f = faultJson(r.fault);
-      return { kind: "fault", fault: f, result: { fault: f } };
+      return { kind: "fault", fault: f, result: dmaJson(r) };
     }
     case "faults.read": {
       const faults = host.faultsRead(st.device === undefined ? undefined : dev());

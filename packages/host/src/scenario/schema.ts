@@ -53,11 +53,13 @@ export const OP_ARGS: Readonly<
   },
   "hwpt.alloc": {
     description:
-      "IOMMU_HWPT_ALLOC: paging (pt = IOAS) or nested (pt = nest-parent HWPT, data = vendor data).",
+      "IOMMU_HWPT_ALLOC: paging (pt = IOAS) or nested (pt = nest-parent HWPT or, on SMMUv3, a vIOMMU; " +
+      "data = vendor data). faultQueue (a fault.alloc object) receives its page requests.",
     required: ["as", "device", "pt"],
     properties: {
       device: name,
       pt: name,
+      faultQueue: name,
       flags: {
         type: "array",
         items: { enum: ["nest_parent", "dirty_tracking", "pasid"] },
@@ -113,10 +115,52 @@ export const OP_ARGS: Readonly<
   },
   invalidate: {
     description:
-      "IOMMU_HWPT_INVALIDATE on a nested HWPT. Entries: SMMUv3 {cmd: [w0, w1]} (raw 128-bit commands); " +
-      "VT-d {addr, npages, flags? (LEAF=1)}. Result: handled.",
+      "IOMMU_HWPT_INVALIDATE on a nested HWPT or a vIOMMU (hwpt names either). Entries: on an SMMUv3 vIOMMU " +
+      "[w0, w1] (the guest's raw 128-bit commands; vSIDs translated, the VMID applied); VT-d " +
+      "{addr, npages, flags? (LEAF=1)}. Result: handled.",
     required: ["hwpt", "data"],
     properties: { hwpt: name, data: { type: "array" } },
+  },
+  "viommu.alloc": {
+    description:
+      "IOMMU_VIOMMU_ALLOC: a vIOMMU of type (arm-smmuv3) over the nest-parent HWPT hwpt, for the device's IOMMU.",
+    required: ["as", "device", "hwpt", "type"],
+    properties: { device: name, hwpt: name, type: { type: "string", examples: ["arm-smmuv3", "selftest"] } },
+  },
+  "vdevice.alloc": {
+    description: "IOMMU_VDEVICE_ALLOC: the device is virtId (the SMMUv3 vSID, 32 bits) on the vIOMMU.",
+    required: ["as", "viommu", "device", "virtId"],
+    properties: { viommu: name, device: name, virtId: num },
+  },
+  "veventq.alloc": {
+    description: "IOMMU_VEVENTQ_ALLOC: the vIOMMU's event queue of type (arm-smmuv3), keeping depth records.",
+    required: ["as", "viommu", "type", "depth"],
+    properties: { viommu: name, type: { type: "string", examples: ["arm-smmuv3"] }, depth: num },
+  },
+  "veventq.read": {
+    description:
+      "Reads a vEVENTQ (at most max records). Result: events [{flags (LOST_EVENTS = 1), sequence, data (hex)}].",
+    required: ["veventq"],
+    properties: { veventq: name, max: num },
+  },
+  "fault.alloc": {
+    description: "IOMMU_FAULT_QUEUE_ALLOC: a FAULT object for hwpt.alloc's faultQueue (page requests only).",
+    required: ["as"],
+    properties: {},
+  },
+  "fault.read": {
+    description:
+      "Reads page requests from a FAULT object (at most max). Result: faults [iommu_hwpt_pgfault: flags, " +
+      "devId (device name), pasid, grpid, perm, addr, length, cookie].",
+    required: ["fault"],
+    properties: { fault: name, max: num },
+  },
+  "fault.respond": {
+    description:
+      "iommu_hwpt_page_response: answers the group read with cookie; the DMA held on it is retried (success) " +
+      "or failed (invalid). Result: results [DMA results].",
+    required: ["fault", "cookie", "code"],
+    properties: { fault: name, cookie: num, code: { enum: ["success", "invalid"] } },
   },
   "dirty.set": {
     description: "IOMMU_HWPT_SET_DIRTY_TRACKING.",
@@ -278,6 +322,14 @@ export function scenarioSchema(backends: Readonly<Record<string, JsonSchema | un
                 rid: num,
                 pasidBits: { type: "integer", minimum: 0, maximum: 20, description: "0 = no PASID." },
                 ats: { type: "boolean" },
+                pri: {
+                  type: "boolean",
+                  description: "PCIe PRI: the device sends page requests (needs ats).",
+                },
+                canStall: {
+                  type: "boolean",
+                  description: "The device tolerates stalls (SMMUv3 stall model).",
+                },
               },
             },
             {
