@@ -1014,3 +1014,34 @@ describe("SMMUv3 through the uAPI (IOMMU_VIOMMU_TYPE_ARM_SMMUV3)", () => {
     expect(viommuAlloc(file, mem, dev, parent)[0]).toBe(Errno.EOPNOTSUPP);
   });
 });
+
+describe("a FAULT descriptor over the host's page requests (VT-d PRI)", () => {
+  it("read gives the held DMA's iommu_hwpt_pgfault with the descriptor's cookie; a SUCCESS write retries it", async () => {
+    const host = new Host({ ram: [{ base: 0, size: 2 ** 30 }], tables: { base: 2 ** 30, size: 2 ** 24 } });
+    await host.loadBackend("vtd");
+    host.addIommu("dmar0", "vtd");
+    const dev = host.addDevice({ iommu: "dmar0", rid: 0x300, pasidBits: 20, ats: true, pri: true });
+    const file = new IommufdFile(host);
+    const mem = new FlatMemory();
+    put(mem, 16, []);
+    expect(run(file, mem, 0x8e)).toBe(0);
+    const fault = mem.view(ARG).getUint32(8, true);
+    const ioas = host.ioasAlloc();
+    const hwpt = host.hwptAlloc({ device: dev, pt: ioas, faultQueue: fault });
+    host.attach(dev, "rid", hwpt);
+    host.memWrite(0x1000010, new Uint8Array([0xca, 0xfe, 0, 0]));
+    const held = host.dma(dev, { iova: 0x400010, access: "read", length: 4 });
+    expect(held).toMatchObject({ ok: false, pending: true });
+    expect(file.fdPoll("fault", fault)).toBe(0x45);
+    expect(file.fdRead("fault", fault, RW, 40, mem)).toBe(40);
+    // LAST_PAGE, no PASID, grpid 0, READ, the page address, length 0, cookie 1.
+    expect([...mem.read(RW, 40)]).toEqual([...u32s(2, dev, 0, 0, 1, 0), ...u64s(0x400000n), ...u32s(0, 1)]);
+    expect(host.describe(fault)).toMatchObject({ pending: 0 });
+    host.ioasMap(ioas, { iova: 0x400000, length: 0x1000, pa: 0x1000000, prot: "rw" });
+    mem.write(RW, u32s(1, 0));
+    expect(file.fdWrite("fault", fault, RW, 8, mem)).toBe(8);
+    expect(host.describe(fault)).toMatchObject({ pending: 0, outstanding: [] });
+    // The same cookie again: nothing read with it any more (EINVAL).
+    expect(errnoOf(() => file.fdWrite("fault", fault, RW, 8, mem))).toBe(Errno.EINVAL);
+  });
+});
