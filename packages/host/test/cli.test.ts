@@ -152,6 +152,40 @@ describe("iommu-kit run (the default scenario)", () => {
     expect(dump.status).toBe(0);
     expect(() => JSON.parse(dump.stdout)).not.toThrow();
   });
+
+  it("caps and dump show the tour's vIOMMU and vDEVICE (after its steps ran)", () => {
+    const caps = cli(["caps", "--json"]);
+    expect(caps.status).toBe(0);
+    const rows = caps.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    expect(rows.find((x) => x.device === "gpu").vdevice).toEqual({
+      viommu: "gpu_viommu",
+      type: "arm-smmuv3",
+      virtId: 7,
+      vendor: { vmid: 1, parent: 2 },
+    });
+    expect(rows.find((x) => x.device === "nic").vdevice).toBe(null);
+    const text = cli(["caps"]);
+    expect(text.stdout).toContain("vIOMMUs");
+    expect(text.stdout).toMatch(
+      /gpu_viommu +arm-smmuv3 +smmu0 +gpu_s2 +vmid=1 parent=2 +gpu=0x7 +gpu_events \(arm-smmuv3, 0\/8\)/,
+    );
+    const dump = cli(["dump", "--json"]);
+    expect(dump.status).toBe(0);
+    expect(JSON.parse(dump.stdout).vIOMMUs).toEqual([
+      {
+        viommu: "gpu_viommu",
+        type: "arm-smmuv3",
+        iommu: "smmu0",
+        hwpt: "gpu_s2",
+        vendor: { vmid: 1, parent: 2 },
+        vdevices: [{ vdevice: "gpu_vdev", device: "gpu", virtId: 7 }],
+        veventqs: [{ veventq: "gpu_events", type: "arm-smmuv3", depth: 8, pending: 0 }],
+      },
+    ]);
+  });
 });
 
 describe("iommu-kit run", () => {

@@ -14,7 +14,7 @@ import type { StepOut } from "./format.ts";
 import { hex, jsonLine, jsonOut, stepOut, table, termWidth, wrapLine } from "./format.ts";
 import { progress } from "./images.ts";
 import { hostFor, loadPlugins, parseNum, readText, scenarioFrom } from "./input.ts";
-import { capTable, humanReport, stepJson } from "./report.ts";
+import { capTable, humanReport, stepJson, vdeviceOf, viommuTable } from "./report.ts";
 import type { SnapshotOpts, TargetOpts } from "./target.ts";
 import { PASID_LIMIT, snapshotFrom, targetOf } from "./target.ts";
 import { checkOne, outcomeOf, parseRequests, translateOne } from "./translate.ts";
@@ -190,7 +190,15 @@ export async function cmdCaps(
   const { scenario, file: name, baseDir } = await scenarioFrom(file);
   const host = await hostFor(scenario, name, baseDir);
   const rows = host.capTable();
-  if (opts.json) for (const r of rows) process.stdout.write(`${jsonLine(r)}\n`);
-  else process.stdout.write(`${capTable(rows)}\n`);
+  // The vIOMMUs and vDEVICEs exist once the steps ran (they are iommufd objects).
+  await runScenario(scenario, name, async () => host);
+  const viommus = host.viommuTable();
+  if (opts.json) {
+    for (const r of rows)
+      process.stdout.write(`${jsonLine({ ...r, vdevice: vdeviceOf(viommus, r.device) })}\n`);
+  } else {
+    process.stdout.write(`${capTable(rows)}\n`);
+    if (viommus.length > 0) process.stdout.write(`\nvIOMMUs\n${viommuTable(viommus)}\n`);
+  }
   return ExitCode.OK;
 }

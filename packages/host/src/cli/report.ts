@@ -5,6 +5,7 @@
  * fault, expect, pass}.
  */
 
+import type { ViommuRow } from "../scenario/host-adapter.ts";
 import type { FaultJson } from "../scenario/matcher.ts";
 import { faultLine } from "../scenario/matcher.ts";
 import type { CapRow, FileReport, StepRecord } from "../scenario/runner.ts";
@@ -46,6 +47,35 @@ export function capTable(rows: readonly CapRow[]): string {
       c.hwInfo,
     ]),
   );
+}
+
+/** The vIOMMU table of `caps`: each vIOMMU, its vendor ids, vDEVICEs (device = virtual id) and vEVENTQs. */
+export function viommuTable(rows: readonly ViommuRow[]): string {
+  return table(
+    ["viommu", "type", "iommu", "parent", "ids", "vdevices", "veventqs"],
+    rows.map((v) => [
+      v.viommu,
+      v.type,
+      v.iommu,
+      v.hwpt,
+      Object.entries(v.vendor)
+        .map(([k, x]) => `${k}=${String(x)}`)
+        .join(" ") || "-",
+      v.vdevices.map((d) => `${d.device}=${hex(d.virtId)}`).join(",") || "-",
+      v.veventqs.map((q) => `${q.veventq} (${q.type}, ${q.pending}/${q.depth})`).join(",") || "-",
+    ]),
+  );
+}
+
+/** The vDEVICE of scenario device `device` as `caps --json` shows it, or null. */
+export function vdeviceOf(
+  rows: readonly ViommuRow[],
+  device: string,
+): { viommu: string; type: string; virtId: number; vendor: Readonly<Record<string, unknown>> } | null {
+  for (const v of rows)
+    for (const d of v.vdevices)
+      if (d.device === device) return { viommu: v.viommu, type: v.type, virtId: d.virtId, vendor: v.vendor };
+  return null;
 }
 
 function short(v: unknown): string {

@@ -30,6 +30,28 @@ export interface CapRow {
   readonly hwInfo: string;
 }
 
+/** A vIOMMU as `caps` and `dump` show it, by scenario names. */
+export interface ViommuRow {
+  readonly viommu: string;
+  readonly type: string;
+  readonly iommu: string;
+  /** The nest-parent HWPT it holds. */
+  readonly hwpt: string;
+  /** The backend's ids ({ vmid } on SMMUv3). */
+  readonly vendor: Readonly<Record<string, number | string | boolean>>;
+  readonly vdevices: ReadonlyArray<{
+    readonly vdevice: string;
+    readonly device: string;
+    readonly virtId: number;
+  }>;
+  readonly veventqs: ReadonlyArray<{
+    readonly veventq: string;
+    readonly type: string;
+    readonly depth: number;
+    readonly pending: number;
+  }>;
+}
+
 /** A fault as the host delivers it. */
 export interface HostFault {
   readonly class: FaultClass;
@@ -47,6 +69,8 @@ export type HostDmaResult =
 export interface HostAdapter {
   /** Host id of a scenario device name. */
   deviceId(name: string): number;
+  /** Tells the host the scenario's name (`as`) of object `id`. */
+  nameObject?(id: number, name: string): void;
   capTable(): CapRow[];
   counters(): Record<string, CacheCounters>;
   ioasAlloc(): number;

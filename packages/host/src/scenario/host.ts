@@ -10,7 +10,7 @@ import { IommuError } from "@iommu-kit/core";
 import type { DmaResult } from "../host.ts";
 import { Host } from "../host.ts";
 import { isModulePath, loadPlugin, registerExports } from "../registry.ts";
-import type { CapRow, HostAdapter, HostDmaResult, HostFault } from "./host-adapter.ts";
+import type { CapRow, HostAdapter, HostDmaResult, HostFault, ViommuRow } from "./host-adapter.ts";
 import type { Scenario } from "./load.ts";
 import { capRow } from "./runner.ts";
 import { toNum } from "./values.ts";
@@ -18,6 +18,8 @@ import { toNum } from "./values.ts";
 /** A host adapter plus what `explain`, `dump` and `caps` need. */
 export interface ScenarioHost extends HostAdapter {
   readonly host: Host;
+  /** The vIOMMUs with their vDEVICEs and vEVENTQs, by scenario names (after steps ran). */
+  viommuTable(): ViommuRow[];
   /** The IOMMU instance and rid of a scenario device. */
   backendOf(device: string): { backend: Backend; rid: number };
   /**
@@ -112,9 +114,39 @@ export async function createScenarioHost(
       : { ok: false, fault: f };
   };
   const info = (name: string) => host.describe(devId(name)) as { iommu?: string; rid?: number };
+  const objNames = new Map<number, string>();
+  const objName = (id: number): string => names.get(id) ?? objNames.get(id) ?? String(id);
   const adapter: ScenarioHost = {
     host,
     deviceId: devId,
+    nameObject(id, name) {
+      objNames.set(id, name);
+    },
+    viommuTable(): ViommuRow[] {
+      const all = host.objects();
+      return all.flatMap((o) => {
+        if (o.kind !== "viommu") return [];
+        return [
+          {
+            viommu: objName(o.id),
+            type: o.type,
+            iommu: o.iommu,
+            hwpt: objName(o.hwpt),
+            vendor: o.vendor,
+            vdevices: all.flatMap((d) =>
+              d.kind === "vdevice" && d.viommu === o.id
+                ? [{ vdevice: objName(d.id), device: objName(d.device), virtId: d.virtId }]
+                : [],
+            ),
+            veventqs: all.flatMap((q) =>
+              q.kind === "veventq" && q.viommu === o.id
+                ? [{ veventq: objName(q.id), type: q.type, depth: q.depth, pending: q.pending }]
+                : [],
+            ),
+          },
+        ];
+      });
+    },
     capTable(): CapRow[] {
       return (s.devices ?? []).map((d) => {
         const id = devId(d.name);
@@ -243,6 +275,9 @@ export async function createScenarioHost(
         const b = host.iommu(m.name);
         out[m.name] = b.dump === undefined ? `(${m.backend} cannot dump)` : b.dump();
       }
+      // iommufd's own objects over them: vIOMMUs with their vDEVICEs and vEVENTQs.
+      const viommus = adapter.viommuTable();
+      if (viommus.length > 0) out.vIOMMUs = viommus;
       return out;
     },
   };

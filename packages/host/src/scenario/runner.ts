@@ -207,6 +207,7 @@ function execStep(
     if (st.as === undefined) return;
     names.set(st.as, id);
     byId.set(id, st.as);
+    host.nameObject?.(id, st.as);
   };
   const ok = (result: Record<string, unknown> = {}): Outcome => ({ kind: "result", result });
   switch (st.op) {
