@@ -11,6 +11,7 @@ import { Host } from "../src/index.ts";
 import { SelftestContext } from "../src/selftest-mock/test-cmd.ts";
 import type { UserMemory } from "../src/uapi/index.ts";
 import { builtinHwInfo, IommufdFile, selftestMockFactory, uapi } from "../src/uapi/index.ts";
+import { smmuRig, VSTE0, VSTE1 } from "./viommu-rig.ts";
 
 const BASE = 0x10000n;
 const SIZE = 1 << 20;
@@ -1043,5 +1044,42 @@ describe("a FAULT descriptor over the host's page requests (VT-d PRI)", () => {
     expect(host.describe(fault)).toMatchObject({ pending: 0, outstanding: [] });
     // The same cookie again: nothing read with it any more (EINVAL).
     expect(errnoOf(() => file.fdWrite("fault", fault, RW, 8, mem))).toBe(Errno.EINVAL);
+  });
+});
+
+describe("an SMMUv3 vEVENTQ descriptor (arm_vmaster_report_event through iommufd_veventq_fops_read)", () => {
+  it("a guest stage-1 fault reads as header {0, 0} + the 32-byte event with the vSID in place of the StreamID", async () => {
+    const { h, dev, parent } = await smmuRig();
+    const viommu = h.viommuAlloc({ device: dev, hwpt: parent, type: "arm-smmuv3" });
+    h.vdeviceAlloc({ viommu, device: dev, virtId: 0x99 });
+    const nested = h.hwptAlloc({ device: dev, pt: viommu, data: { ste: [VSTE0, VSTE1] } });
+    h.attach(dev, "rid-all-pasids", nested);
+    const file = new IommufdFile(h);
+    const mem = new FlatMemory();
+    put(mem, 32, [
+      [8, 32, viommu],
+      [12, 32, 1],
+      [16, 32, 2],
+    ]);
+    const r = file.ioctl(io(0x93), ARG, mem);
+    expect(r.errno).toBe(0);
+    const q = mem.view(ARG).getUint32(20, true);
+    expect(r.newFd).toEqual({ kind: "veventq", id: q, offset: 24 });
+    expect(h.dma(dev, { iova: 0x2000, access: "read", length: 4 })).toMatchObject({ ok: false });
+    expect(file.fdPoll("veventq", q)).toBe(0x41);
+    // 8 + 32 bytes; 39 is too few for the record and reads nothing.
+    expect(file.fdRead("veventq", q, RW, 39, mem)).toBe(0);
+    expect(file.fdRead("veventq", q, RW, 64, mem)).toBe(40);
+    // EventID F_TRANSLATION (0x10), StreamID = vSID 0x99, RnW, CLASS = IN, InputAddr 0x2000.
+    expect([...mem.read(RW, 40)]).toEqual([
+      ...u32s(0, 0),
+      ...u64s(0x10n | (0x99n << 32n), (1n << 35n) | (0b10n << 40n), 0x2000n, 0n),
+    ]);
+    // Depth 2: two more faults fill it, a third leaves the LOST_EVENTS header (sequence 3).
+    for (let i = 0; i < 3; i++) h.dma(dev, { iova: 0x2000, access: "read", length: 4 });
+    expect(file.fdRead("veventq", q, RW, 128, mem)).toBe(40 + 40 + 8);
+    const v = mem.view(RW);
+    expect([v.getUint32(0, true), v.getUint32(4, true), v.getUint32(44, true)]).toEqual([0, 1, 2]);
+    expect([v.getUint32(80, true), v.getUint32(84, true)]).toEqual([1, 3]);
   });
 });
