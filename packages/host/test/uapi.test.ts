@@ -46,7 +46,7 @@ function setup(): { file: IommufdFile; mem: FlatMemory; st: SelftestContext } {
   const host = new Host({ ram: [{ base: WINDOW, size: WINDOW, name: "user" }], registry });
   let file: IommufdFile | undefined;
   const st = new SelftestContext(host, {
-    pushFault: (id, group) => file!.faultInject(id, group),
+    pushFault: (id, group) => file!.eventqs.inject(id, group),
     accessByFd: () => undefined,
     pin: () => {},
   });
@@ -848,11 +848,11 @@ describe("vEVENTQ and FAULT descriptors (drivers/iommu/iommufd/eventq.c, 6.15)",
     // No vEVENTQ of the selftest type: iommufd_viommu_report_event EOPNOTSUPP.
     expect(testCmd(file, mem, 17, 0, [idev])).toBe(Errno.EOPNOTSUPP);
     const q = veventqAlloc(file, mem, { viommu }).id;
-    const read = (count: number): number => file.fdRead("veventq", q, RW, count, mem);
-    expect(file.fdPoll("veventq", q)).toBe(0);
+    const read = (count: number): number => file.eventqs.read("veventq", q, RW, count, mem);
+    expect(file.eventqs.poll("veventq", q)).toBe(0);
     expect(read(64)).toBe(0);
     expect(testCmd(file, mem, 17, 0, [idev])).toBe(0);
-    expect(file.fdPoll("veventq", q)).toBe(0x41);
+    expect(file.eventqs.poll("veventq", q)).toBe(0x41);
     expect(read(11)).toBe(0);
     mem.bytes.fill(0xcc, Number(RW - BASE), Number(RW - BASE) + 64);
     expect(read(12)).toBe(12);
@@ -867,18 +867,18 @@ describe("vEVENTQ and FAULT descriptors (drivers/iommu/iommufd/eventq.c, 6.15)",
       0, 0, 0, 0, 2, 0, 0, 0, 0x99, 0, 0, 0, 1, 0, 0, 0, 3, 0, 0, 0, 0xcc, 0xcc, 0xcc, 0xcc,
     ]);
     expect(read(64)).toBe(0);
-    expect(errnoOf(() => file.fdWrite("veventq", q, RW, 8, mem))).toBe(Errno.EINVAL);
+    expect(errnoOf(() => file.eventqs.write("veventq", q, RW, 8, mem))).toBe(Errno.EINVAL);
     // A bad buffer with nothing read: EFAULT, the record stays.
     expect(testCmd(file, mem, 17, 0, [idev])).toBe(0);
-    expect(errnoOf(() => file.fdRead("veventq", q, 8n, 64, mem))).toBe(Errno.EFAULT);
+    expect(errnoOf(() => file.eventqs.read("veventq", q, 8n, 64, mem))).toBe(Errno.EFAULT);
     expect(read(64)).toBe(12);
     // An open descriptor holds the vEVENTQ; the vEVENTQ holds the vIOMMU.
-    file.fdRef(q, 1);
+    file.eventqs.ref(q, 1);
     put(mem, 8, [[4, 32, q]]);
     expect(run(file, mem, 0x80)).toBe(Errno.EBUSY);
     put(mem, 8, [[4, 32, viommu]]);
     expect(run(file, mem, 0x80)).toBe(Errno.EBUSY);
-    file.fdRef(q, -1);
+    file.eventqs.ref(q, -1);
     put(mem, 8, [[4, 32, q]]);
     expect(run(file, mem, 0x80)).toBe(0);
     expect(errnoOf(() => read(64))).toBe(Errno.EBADFD);
@@ -916,15 +916,15 @@ describe("vEVENTQ and FAULT descriptors (drivers/iommu/iommufd/eventq.c, 6.15)",
       ]);
       return run(file, mem, uapi.Cmd.TEST);
     };
-    const read = (count: number): number => file.fdRead("fault", fault, RW, count, mem);
+    const read = (count: number): number => file.eventqs.read("fault", fault, RW, count, mem);
     const write = (bytes: Uint8Array): number => {
       mem.write(RW, bytes);
-      return file.fdWrite("fault", fault, RW, bytes.length, mem);
+      return file.eventqs.write("fault", fault, RW, bytes.length, mem);
     };
-    expect(file.fdPoll("fault", fault)).toBe(0x4);
+    expect(file.eventqs.poll("fault", fault)).toBe(0x4);
     expect(read(40)).toBe(0);
     expect(trigger()).toBe(0);
-    expect(file.fdPoll("fault", fault)).toBe(0x45);
+    expect(file.eventqs.poll("fault", fault)).toBe(0x45);
     expect(errnoOf(() => read(39))).toBe(Errno.ESPIPE);
     expect(read(0)).toBe(0);
     expect(read(80)).toBe(40);
@@ -933,13 +933,13 @@ describe("vEVENTQ and FAULT descriptors (drivers/iommu/iommufd/eventq.c, 6.15)",
       ...u64s(0xdeadbeafn),
       ...u32s(0, 1),
     ]);
-    expect(file.fdPoll("fault", fault)).toBe(0x4);
+    expect(file.eventqs.poll("fault", fault)).toBe(0x4);
     // write: ESPIPE for a partial response; bad code or unknown cookie EINVAL; the kernel's
     // count of uncopied bytes (8) for a buffer it cannot read.
     expect(errnoOf(() => write(u32s(1, 0).subarray(0, 7)))).toBe(Errno.ESPIPE);
     expect(errnoOf(() => write(u32s(1, 2)))).toBe(Errno.EINVAL);
     expect(errnoOf(() => write(u32s(9, 0)))).toBe(Errno.EINVAL);
-    expect(file.fdWrite("fault", fault, 8n, 8, mem)).toBe(8);
+    expect(file.eventqs.write("fault", fault, 8n, 8, mem)).toBe(8);
     expect(st.responses).toEqual([]);
     expect(write(u32s(1, 1, 1, 0))).toBe(8);
     expect(st.responses).toEqual([{ device: idev, grpid: 2, code: 1 }]);
@@ -953,10 +953,10 @@ describe("vEVENTQ and FAULT descriptors (drivers/iommu/iommufd/eventq.c, 6.15)",
     expect(testCmd(file, mem, 10, stdev, [file.host.objects().find((o) => o.kind === "ioas")!.id])).toBe(0);
     put(mem, 8, [[4, 32, nested]]);
     expect(run(file, mem, 0x80)).toBe(0);
-    file.fdRef(fault, 1);
+    file.eventqs.ref(fault, 1);
     put(mem, 8, [[4, 32, fault]]);
     expect(run(file, mem, 0x80)).toBe(Errno.EBUSY);
-    file.fdRef(fault, -1);
+    file.eventqs.ref(fault, -1);
     expect(run(file, mem, 0x80)).toBe(0);
     expect(st.responses.slice(1)).toEqual([
       { device: idev, grpid: 2, code: 1 },
@@ -1033,17 +1033,17 @@ describe("a FAULT descriptor over the host's page requests (VT-d PRI)", () => {
     host.memWrite(0x1000010, new Uint8Array([0xca, 0xfe, 0, 0]));
     const held = host.dma(dev, { iova: 0x400010, access: "read", length: 4 });
     expect(held).toMatchObject({ ok: false, pending: true });
-    expect(file.fdPoll("fault", fault)).toBe(0x45);
-    expect(file.fdRead("fault", fault, RW, 40, mem)).toBe(40);
+    expect(file.eventqs.poll("fault", fault)).toBe(0x45);
+    expect(file.eventqs.read("fault", fault, RW, 40, mem)).toBe(40);
     // LAST_PAGE, no PASID, grpid 0, READ, the page address, length 0, cookie 1.
     expect([...mem.read(RW, 40)]).toEqual([...u32s(2, dev, 0, 0, 1, 0), ...u64s(0x400000n), ...u32s(0, 1)]);
     expect(host.describe(fault)).toMatchObject({ pending: 0 });
     host.ioasMap(ioas, { iova: 0x400000, length: 0x1000, pa: 0x1000000, prot: "rw" });
     mem.write(RW, u32s(1, 0));
-    expect(file.fdWrite("fault", fault, RW, 8, mem)).toBe(8);
+    expect(file.eventqs.write("fault", fault, RW, 8, mem)).toBe(8);
     expect(host.describe(fault)).toMatchObject({ pending: 0, outstanding: [] });
     // The same cookie again: nothing read with it any more (EINVAL).
-    expect(errnoOf(() => file.fdWrite("fault", fault, RW, 8, mem))).toBe(Errno.EINVAL);
+    expect(errnoOf(() => file.eventqs.write("fault", fault, RW, 8, mem))).toBe(Errno.EINVAL);
   });
 });
 
@@ -1066,10 +1066,10 @@ describe("an SMMUv3 vEVENTQ descriptor (arm_vmaster_report_event through iommufd
     const q = mem.view(ARG).getUint32(20, true);
     expect(r.newFd).toEqual({ kind: "veventq", id: q, offset: 24 });
     expect(h.dma(dev, { iova: 0x2000, access: "read", length: 4 })).toMatchObject({ ok: false });
-    expect(file.fdPoll("veventq", q)).toBe(0x41);
+    expect(file.eventqs.poll("veventq", q)).toBe(0x41);
     // 8 + 32 bytes; 39 is too few for the record and reads nothing.
-    expect(file.fdRead("veventq", q, RW, 39, mem)).toBe(0);
-    expect(file.fdRead("veventq", q, RW, 64, mem)).toBe(40);
+    expect(file.eventqs.read("veventq", q, RW, 39, mem)).toBe(0);
+    expect(file.eventqs.read("veventq", q, RW, 64, mem)).toBe(40);
     // EventID F_TRANSLATION (0x10), StreamID = vSID 0x99, RnW, CLASS = IN, InputAddr 0x2000.
     expect([...mem.read(RW, 40)]).toEqual([
       ...u32s(0, 0),
@@ -1077,7 +1077,7 @@ describe("an SMMUv3 vEVENTQ descriptor (arm_vmaster_report_event through iommufd
     ]);
     // Depth 2: two more faults fill it, a third leaves the LOST_EVENTS header (sequence 3).
     for (let i = 0; i < 3; i++) h.dma(dev, { iova: 0x2000, access: "read", length: 4 });
-    expect(file.fdRead("veventq", q, RW, 128, mem)).toBe(40 + 40 + 8);
+    expect(file.eventqs.read("veventq", q, RW, 128, mem)).toBe(40 + 40 + 8);
     const v = mem.view(RW);
     expect([v.getUint32(0, true), v.getUint32(4, true), v.getUint32(44, true)]).toEqual([0, 1, 2]);
     expect([v.getUint32(80, true), v.getUint32(84, true)]).toEqual([1, 3]);

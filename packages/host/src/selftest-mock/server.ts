@@ -148,7 +148,7 @@ class ServedFile {
     this.token = token;
     this.host = new Host({ ram: [{ base: WINDOW, size: WINDOW * WINDOWS, name: "user" }] });
     this.selftest = new SelftestContext(this.host, {
-      pushFault: (id, group) => this.file.faultInject(id, group),
+      pushFault: (id, group) => this.file.eventqs.inject(id, group),
       accessByFd: (fd) => this.accessFds.get(fd),
       pin: (pa, length) => {
         const m = [...this.#mems.values()].find((x) => x.base === Math.floor(pa / WINDOW) * WINDOW);
@@ -232,11 +232,11 @@ export async function startServer(opts: ServeOptions): Promise<Server> {
             try {
               ret =
                 op === 4
-                  ? f.file.fdRead(kind, r.obj, ptr, count, f.mem(pid))
+                  ? f.file.eventqs.read(kind, r.obj, ptr, count, f.mem(pid))
                   : op === 5
-                    ? f.file.fdWrite(kind, r.obj, ptr, count, f.mem(pid))
+                    ? f.file.eventqs.write(kind, r.obj, ptr, count, f.mem(pid))
                     : op === 6
-                      ? f.file.fdPoll(kind, r.obj)
+                      ? f.file.eventqs.poll(kind, r.obj)
                       : -Errno.EINVAL;
             } catch (e) {
               if (!(e instanceof IommuError)) opts.trace?.(`internal error: ${(e as Error).stack ?? e}`);
@@ -273,7 +273,7 @@ export async function startServer(opts: ServeOptions): Promise<Server> {
               const acc = file.selftest.accesses.get(obj);
               if (acc !== undefined) file.accessFds.set(fd, acc);
             } else {
-              file.file.fdRef(obj, 1);
+              file.file.eventqs.ref(obj, 1);
             }
           }
           reply([0]);
@@ -320,7 +320,7 @@ export async function startServer(opts: ServeOptions): Promise<Server> {
     function release(f: ServedFile, r: { obj: number; released: boolean }): void {
       if (r.released) return;
       r.released = true;
-      f.file.fdRef(r.obj, -1);
+      f.file.eventqs.ref(r.obj, -1);
     }
     function drop(): void {
       const f = file;

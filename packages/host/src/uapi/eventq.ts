@@ -27,6 +27,7 @@ import {
   VEVENT_HEADER_SIZE,
   VEVENTQ_FLAG_LOST_EVENTS,
 } from "./layout.ts";
+import type { UserMemory } from "./types.ts";
 
 /** poll(2) bits (include/uapi/asm-generic/poll.h). */
 export const EPOLLIN = 0x1;
@@ -271,5 +272,82 @@ export class VeventqFile {
       if (r !== undefined) this.#held.push(r);
     }
     return this.#held.length > 0 ? EPOLLIN | EPOLLRDNORM : 0;
+  }
+}
+
+/** FAULT or vEVENTQ. */
+export type EventQueueKind = "fault" | "veventq";
+
+/**
+ * The event-queue descriptors of one open /dev/iommu: each FAULT and vEVENTQ object's
+ * file state by id, and how many descriptors are open on each (iommufd_eventq_init
+ * takes an obj.users reference per file, so IOMMU_DESTROY is EBUSY while one is open).
+ */
+export class EventQueues {
+  readonly #faults = new Map<number, FaultFile>();
+  readonly #veventqs = new Map<number, VeventqFile>();
+  readonly #open = new Map<number, number>();
+
+  /** A FAULT object was allocated (IOMMU_FAULT_QUEUE_ALLOC). */
+  addFault(id: number, f: FaultFile): void {
+    this.#faults.set(id, f);
+  }
+
+  /** A vEVENTQ was allocated (IOMMU_VEVENTQ_ALLOC). */
+  addVeventq(id: number, f: VeventqFile): void {
+    this.#veventqs.set(id, f);
+  }
+
+  #fd(kind: EventQueueKind, id: number): FaultFile | VeventqFile {
+    const f = kind === "fault" ? this.#faults.get(id) : this.#veventqs.get(id);
+    if (f === undefined) throw new IommuError("EBADFD", `${kind} ${id} is gone`);
+    return f;
+  }
+
+  /**
+   * read(2) on the descriptor of `id` into the caller's `buf` (iommufd_fault_fops_read /
+   * iommufd_veventq_fops_read). Returns the bytes read; throws an {@link IommuError}
+   * (ESPIPE, EFAULT, EBADFD for an object that is gone).
+   */
+  read(kind: EventQueueKind, id: number, buf: bigint, count: number, mem: UserMemory): number {
+    return this.#fd(kind, id).read(count, (off, b) => mem.write(buf + BigInt(off), b));
+  }
+
+  /** write(2) (iommufd_fault_fops_write); a vEVENTQ has no write op (EINVAL, as vfs_write). */
+  write(kind: EventQueueKind, id: number, buf: bigint, count: number, mem: UserMemory): number {
+    const f = this.#fd(kind, id);
+    if (!(f instanceof FaultFile)) throw new IommuError("EINVAL", "a vEVENTQ is not writable");
+    return f.write(count, (off, len) => mem.read(buf + BigInt(off), len));
+  }
+
+  /** poll(2) mask (iommufd_eventq_fops_poll). */
+  poll(kind: EventQueueKind, id: number): number {
+    return this.#fd(kind, id).poll();
+  }
+
+  /** A descriptor of `id` was opened (+1) or its last reference closed (-1). */
+  ref(id: number, delta: 1 | -1): void {
+    const n = (this.#open.get(id) ?? 0) + delta;
+    if (n > 0) this.#open.set(id, n);
+    else this.#open.delete(id);
+  }
+
+  /** True while a descriptor of `id` is open. */
+  isOpen(id: number): boolean {
+    return (this.#open.get(id) ?? 0) > 0;
+  }
+
+  /** iommufd_fault_iopf_handler: a group of page requests for FAULT `id` (the selftest's TRIGGER_IOPF). */
+  inject(id: number, group: PageFaultGroup): void {
+    const f = this.#faults.get(id);
+    if (f === undefined) throw new IommuError("ENOENT", `no fault object ${id}`);
+    f.inject(group);
+  }
+
+  /** `id` was destroyed: its file state goes (iommufd_fault_destroy answers every group INVALID). */
+  forget(id: number): void {
+    this.#faults.get(id)?.release();
+    this.#faults.delete(id);
+    this.#veventqs.delete(id);
   }
 }

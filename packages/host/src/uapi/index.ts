@@ -22,8 +22,23 @@ export {
   VIOMMU_INVALIDATE_DATA_SELFTEST,
   VIOMMU_TYPE_SELFTEST,
 } from "../selftest-mock/viommu.ts";
-export type { CopyIn, CopyOut, PageFault, PageFaultGroup, VeventSourceRecord } from "./eventq.ts";
-export { EPOLLIN, EPOLLOUT, EPOLLRDNORM, encodePgfault, FaultFile, VeventqFile } from "./eventq.ts";
+export type {
+  CopyIn,
+  CopyOut,
+  EventQueueKind,
+  PageFault,
+  PageFaultGroup,
+  VeventSourceRecord,
+} from "./eventq.ts";
+export {
+  EPOLLIN,
+  EPOLLOUT,
+  EPOLLRDNORM,
+  EventQueues,
+  encodePgfault,
+  FaultFile,
+  VeventqFile,
+} from "./eventq.ts";
 export { builtinHwInfo } from "./hw-info.ts";
 export { IommufdFile } from "./ioctl.ts";
 export * as uapi from "./layout.ts";

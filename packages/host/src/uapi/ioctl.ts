@@ -16,9 +16,7 @@
 import type { IovaRange } from "@iommu-kit/core";
 import { Errno, IommuError, isIommuError } from "@iommu-kit/core";
 import type { Host } from "../host.ts";
-import { SELFTEST, VEVENTQ_TYPE_SELFTEST, VIOMMU_TYPE_SELFTEST } from "../selftest-mock/viommu.ts";
-import type { PageFaultGroup } from "./eventq.ts";
-import { FaultFile, VeventqFile } from "./eventq.ts";
+import { EventQueues, FaultFile, VeventqFile } from "./eventq.ts";
 import { builtinHwInfo } from "./hw-info.ts";
 import {
   Cmd,
@@ -42,20 +40,23 @@ import {
   OPTION_OP_GET,
   OPTION_OP_SET,
   OPTION_RLIMIT_MODE,
-  PAGE_RESP_SUCCESS,
   U64_MAX,
   ULONG_MAX,
-  VEVENTQ_TYPE_ARM_SMMUV3,
-  VEVENTQ_TYPE_DEFAULT,
   VFIO_IOAS_CLEAR,
   VFIO_IOAS_GET,
   VFIO_IOAS_SET,
   VIOMMU_INVALIDATE_DATA_ARM_SMMUV3,
-  VIOMMU_TYPE_ARM_SMMUV3,
-  VIOMMU_TYPE_DEFAULT,
 } from "./layout.ts";
 import type { IoctlContext, IoctlResult, NewFd, UapiExtensions, UapiState, UserMemory } from "./types.ts";
 import { vfioIoctl } from "./vfio-compat.ts";
+import {
+  hostPageFaults,
+  smmuv3Commands,
+  smmuv3Ste,
+  vdeviceAlloc,
+  veventqAlloc,
+  viommuAlloc,
+} from "./viommu.ts";
 
 function fail(code: keyof typeof Errno, msg: string): never {
   throw new IommuError(code, msg);
@@ -79,32 +80,6 @@ function checkEnd(iova: bigint, length: bigint): void {
   if (length > 0n && iova + length - 1n > U64_MAX) fail("EOVERFLOW", "iova + length overflows");
 }
 
-/** IOMMU_VIOMMU_TYPE_* -> the host's type names (iommufd_test.h: IOMMU_VIOMMU_TYPE_SELFTEST 0xdeadbeef). */
-const VIOMMU_TYPES: Readonly<Record<number, string>> = {
-  [VIOMMU_TYPE_ARM_SMMUV3]: "arm-smmuv3",
-  [VIOMMU_TYPE_SELFTEST]: SELFTEST,
-};
-/** IOMMU_VEVENTQ_TYPE_* -> the host's type names (iommufd_test.h: IOMMU_VEVENTQ_TYPE_SELFTEST 0xbeefbeef). */
-const VEVENTQ_TYPES: Readonly<Record<number, string>> = {
-  [VEVENTQ_TYPE_ARM_SMMUV3]: "arm-smmuv3",
-  [VEVENTQ_TYPE_SELFTEST]: SELFTEST,
-};
-/** A type number no table names: a name no backend knows, so it refuses it (EOPNOTSUPP). */
-const typeName = (table: Readonly<Record<number, string>>, n: number): string =>
-  table[n] ?? `type-0x${n.toString(16)}`;
-
-/**
- * copy_struct_from_user of `size` bytes from `b` (include/linux/uaccess.h): a shorter
- * source is zero-extended, a longer one must have an all-zero tail (E2BIG).
- */
-function copyStruct(b: Uint8Array, size: number): DataView {
-  if (b.length > size && b.subarray(size).some((x) => x !== 0))
-    fail("E2BIG", `${b.length} bytes with non-zero bytes past ${size}`);
-  const out = new Uint8Array(size);
-  out.set(b.subarray(0, Math.min(size, b.length)));
-  return new DataView(out.buffer);
-}
-
 function protOf(flags: number): string {
   return `${flags & IOAS_MAP_READABLE ? "r" : ""}${flags & IOAS_MAP_WRITEABLE ? "w" : ""}`;
 }
@@ -119,11 +94,8 @@ export class IommufdFile {
   readonly #ext: UapiExtensions;
   /** The message of the last failed ioctl (for tracing). */
   lastError = "";
-  /** FAULT and vEVENTQ objects by id, with their file state (eventq.c). */
-  readonly #faults = new Map<number, FaultFile>();
-  readonly #veventqs = new Map<number, VeventqFile>();
-  /** Open descriptors per object: iommufd_eventq_init takes an obj.users reference per file. */
-  readonly #open = new Map<number, number>();
+  /** The descriptors of this file's FAULT and vEVENTQ objects (read / write / poll). */
+  readonly eventqs: EventQueues = new EventQueues();
 
   constructor(host: Host, ext: UapiExtensions = {}) {
     this.host = host;
@@ -176,82 +148,6 @@ export class IommufdFile {
     }
   }
 
-  /**
-   * read(2) on the descriptor of FAULT or vEVENTQ `id` into the caller's `buf`
-   * (iommufd_fault_fops_read / iommufd_veventq_fops_read). Returns the bytes read;
-   * throws an {@link IommuError} (ESPIPE, EFAULT, EBADFD for an object that is gone).
-   */
-  fdRead(kind: "fault" | "veventq", id: number, buf: bigint, count: number, mem: UserMemory): number {
-    const out = (off: number, b: Uint8Array): void => mem.write(buf + BigInt(off), b);
-    return this.#fd(kind, id).read(count, out);
-  }
-
-  /** write(2) on a FAULT descriptor (iommufd_fault_fops_write); a vEVENTQ has no write (EINVAL, as vfs_write). */
-  fdWrite(kind: "fault" | "veventq", id: number, buf: bigint, count: number, mem: UserMemory): number {
-    const f = this.#fd(kind, id);
-    if (!(f instanceof FaultFile)) fail("EINVAL", "a vEVENTQ is not writable");
-    return (f as FaultFile).write(count, (off, len) => mem.read(buf + BigInt(off), len));
-  }
-
-  /** poll(2) mask of a FAULT or vEVENTQ descriptor (iommufd_eventq_fops_poll). */
-  fdPoll(kind: "fault" | "veventq", id: number): number {
-    return this.#fd(kind, id).poll();
-  }
-
-  /** A descriptor of object `id` was created (`open`) or released (close of its last reference). */
-  fdRef(id: number, delta: 1 | -1): void {
-    const n = (this.#open.get(id) ?? 0) + delta;
-    if (n > 0) this.#open.set(id, n);
-    else this.#open.delete(id);
-  }
-
-  /** iommufd_fault_iopf_handler: a group of page requests for FAULT `id` (the selftest's TRIGGER_IOPF). */
-  faultInject(id: number, group: PageFaultGroup): void {
-    const f = this.#faults.get(id);
-    if (f === undefined) throw new IommuError("ENOENT", `no fault object ${id}`);
-    f.inject(group);
-  }
-
-  #fd(kind: "fault" | "veventq", id: number): FaultFile | VeventqFile {
-    const f = kind === "fault" ? this.#faults.get(id) : this.#veventqs.get(id);
-    if (f === undefined) throw new IommuError("EBADFD", `${kind} ${id} is gone`);
-    return f;
-  }
-
-  /** An object was destroyed: its file state goes (iommufd_fault_destroy answers every group INVALID). */
-  #forget(id: number): void {
-    this.#faults.get(id)?.release();
-    this.#faults.delete(id);
-    this.#veventqs.delete(id);
-  }
-
-  /**
-   * Page requests the host delivered to FAULT `id` (recoverable faults of DMAs on HWPTs
-   * with that fault queue), each a group of one. The host names them by its own cookie;
-   * the descriptor hands out its own at read time (as the kernel's xa_alloc) and answers
-   * the host's when user space answers it.
-   */
-  #pullFaults(id: number): PageFaultGroup[] {
-    return this.host.faultQueueRead(id).map((r) => ({
-      faults: [
-        {
-          flags: r.flags,
-          devId: r.devId,
-          pasid: r.pasid,
-          grpid: r.grpid,
-          perm: r.perm,
-          addr: BigInt(r.addr),
-        },
-      ],
-      respond: (code: number) => {
-        this.host.faultRespond(id, {
-          cookie: r.cookie,
-          code: code === PAGE_RESP_SUCCESS ? "success" : "invalid",
-        });
-      },
-    }));
-  }
-
   #run(nr: number, c: IoctlContext): void {
     const v = c.cmd;
     const h = this.host;
@@ -260,9 +156,9 @@ export class IommufdFile {
         // iommufd_destroy -> iommufd_object_remove: an event queue whose file is still open
         // holds a reference (iommufd_eventq_init), so it is EBUSY until the file is released.
         const id = u32(v, 4);
-        if ((this.#open.get(id) ?? 0) > 0) fail("EBUSY", `object ${id} has an open descriptor`);
+        if (this.eventqs.isOpen(id)) fail("EBUSY", `object ${id} has an open descriptor`);
         if (this.#ext.destroy?.(id) !== true) h.destroy(id);
-        this.#forget(id);
+        this.eventqs.forget(id);
         return;
       }
       case Cmd.IOAS_ALLOC: {
@@ -316,48 +212,21 @@ export class IommufdFile {
         // iommufd_fault_alloc: flags must be 0.
         if (u32(v, 4) !== 0) fail("EOPNOTSUPP", "FAULT_QUEUE_ALLOC flags");
         const id = h.faultQueueAlloc();
-        this.#faults.set(id, new FaultFile(() => this.#pullFaults(id)));
+        this.eventqs.addFault(id, new FaultFile(() => hostPageFaults(this.host, id)));
         v.setUint32(8, id, true);
         c.respond();
         c.newFd({ kind: "fault", id, offset: 12 });
         return;
       }
-      case Cmd.VIOMMU_ALLOC: {
-        // iommufd_viommu_alloc_ioctl: flags or IOMMU_VIOMMU_TYPE_DEFAULT EOPNOTSUPP; the
-        // device, the nest-parent HWPT and the driver's type are the host's.
-        const type = u32(v, 8);
-        if (u32(v, 4) !== 0 || type === VIOMMU_TYPE_DEFAULT) fail("EOPNOTSUPP", "VIOMMU_ALLOC flags / type");
-        const id = this.host.viommuAlloc({
-          device: u32(v, 12),
-          hwpt: u32(v, 16),
-          type: typeName(VIOMMU_TYPES, type),
-        });
-        v.setUint32(20, id, true);
-        c.respond();
+      case Cmd.VIOMMU_ALLOC:
+        viommuAlloc(c);
         return;
-      }
-      case Cmd.VDEVICE_ALLOC: {
-        // iommufd_vdevice_alloc_ioctl: virt_id is a u64 (an xarray index); the host holds
-        // ids below 2^53 and refuses the ones it cannot take (EINVAL).
-        const virtId = u64(v, 16);
-        if (virtId > BigInt(Number.MAX_SAFE_INTEGER)) fail("EINVAL", `virt_id ${virtId}`);
-        const id = this.host.vdeviceAlloc({ viommu: u32(v, 4), device: u32(v, 8), virtId: Number(virtId) });
-        v.setUint32(12, id, true);
-        c.respond();
+      case Cmd.VDEVICE_ALLOC:
+        vdeviceAlloc(c);
         return;
-      }
       case Cmd.VEVENTQ_ALLOC: {
-        // iommufd_veventq_alloc: flags, __reserved or IOMMU_VEVENTQ_TYPE_DEFAULT EOPNOTSUPP,
-        // depth 0 EINVAL, then the vIOMMU (ENOENT) and one queue per type (EEXIST).
-        const type = u32(v, 12);
-        const depth = u32(v, 16);
-        if (u32(v, 4) !== 0 || u32(v, 28) !== 0 || type === VEVENTQ_TYPE_DEFAULT)
-          fail("EOPNOTSUPP", "VEVENTQ_ALLOC flags / __reserved / type");
-        if (depth === 0) fail("EINVAL", "veventq_depth 0");
-        const id = this.host.veventqAlloc({ viommu: u32(v, 8), type: typeName(VEVENTQ_TYPES, type), depth });
-        this.#veventqs.set(id, new VeventqFile(() => this.host.veventqRead(id, 1)[0]));
-        v.setUint32(20, id, true);
-        c.respond();
+        const id = veventqAlloc(c);
+        this.eventqs.addVeventq(id, new VeventqFile(() => this.host.veventqRead(id, 1)[0]));
         c.newFd({ kind: "veventq", id, offset: 24 });
         return;
       }
@@ -575,7 +444,7 @@ export class IommufdFile {
       len === 0 || pt === undefined
         ? undefined
         : onViommu && type === HWPT_DATA_ARM_SMMUV3
-          ? this.#smmuv3Ste(c, len)
+          ? smmuv3Ste(c, len)
           : this.#vendorData(c, type, len);
     const faultQueue = flags & HWPT_FAULT_ID_VALID ? u32(v, 40) : undefined;
     const names: ("nest_parent" | "dirty_tracking")[] = [];
@@ -610,18 +479,6 @@ export class IommufdFile {
       pgtblAddr: Number(d.getBigUint64(8, true)),
       addrWidth: d.getUint32(16, true),
     };
-  }
-
-  /**
-   * struct iommu_hwpt_arm_smmuv3 {ste[2]} for arm_vsmmu_alloc_domain_nested, copied by
-   * iommu_copy_struct_from_user(..., IOMMU_HWPT_DATA_ARM_SMMUV3, ste): shorter than
-   * offsetofend(ste) = 16 EINVAL, longer with a non-zero tail E2BIG. The vSTE checks
-   * (arm_smmu_validate_vste) are the backend's.
-   */
-  #smmuv3Ste(c: IoctlContext, len: number): { ste: [bigint, bigint] } {
-    if (len < 16) fail("EINVAL", `iommu_hwpt_arm_smmuv3 of ${len} bytes`);
-    const d = copyStruct(c.mem.read(c.cmd.getBigUint64(32, true), len), 16);
-    return { ste: [d.getBigUint64(0, true), d.getBigUint64(8, true)] };
   }
 
   /** iommufd_get_hw_info: partial copy, zeroed tail, data_len = the driver's size. */
@@ -702,15 +559,7 @@ export class IommufdFile {
       if (target !== undefined && target.kind !== "hwpt-nested" && target.kind !== "viommu")
         fail("ENOENT", `object ${hwpt} is neither a nested HWPT nor a vIOMMU`);
       if (target?.kind === "viommu" && type === VIOMMU_INVALIDATE_DATA_ARM_SMMUV3) {
-        // arm_vsmmu_cache_invalidate -> iommu_copy_struct_from_full_user_array: no entries
-        // EINVAL; each struct iommu_viommu_arm_smmuv3_invalidate {cmd[2]} is copied with
-        // copy_struct_from_user (shorter zero-extended, non-zero tail E2BIG), all before any
-        // command is issued (handled 0).
-        if (n === 0) fail("EINVAL", "no SMMUv3 commands");
-        for (let i = 0; i < n; i++) {
-          const d = copyStruct(c.mem.read(ptr + BigInt(i * entryLen), entryLen), 16);
-          entries.push([d.getBigUint64(0, true), d.getBigUint64(8, true)]);
-        }
+        entries.push(...smmuv3Commands(c, ptr, entryLen, n));
       } else {
         for (let i = 0; i < n; i++)
           entries.push({ type, bytes: c.mem.read(ptr + BigInt(i * entryLen), entryLen) });
