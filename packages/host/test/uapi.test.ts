@@ -1067,6 +1067,8 @@ describe("an SMMUv3 vEVENTQ descriptor (arm_vmaster_report_event through iommufd
     expect(r.newFd).toEqual({ kind: "veventq", id: q, offset: 24 });
     expect(h.dma(dev, { iova: 0x2000, access: "read", length: 4 })).toMatchObject({ ok: false });
     expect(file.eventqs.poll("veventq", q)).toBe(0x41);
+    // poll takes nothing out of the queue: the record still counts against the depth.
+    expect(h.describe(q)).toMatchObject({ pending: 1 });
     // 8 + 32 bytes; 39 is too few for the record and reads nothing.
     expect(file.eventqs.read("veventq", q, RW, 39, mem)).toBe(0);
     expect(file.eventqs.read("veventq", q, RW, 64, mem)).toBe(40);

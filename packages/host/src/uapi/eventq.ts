@@ -61,6 +61,16 @@ export interface VeventSourceRecord {
   readonly data: Uint8Array;
 }
 
+/**
+ * Where a descriptor's records come from besides what is injected: `pending` says
+ * whether one is waiting (poll), `pull` takes the oldest (read), so a record leaves its
+ * source only when a read hands it out.
+ */
+export interface EventSource<T> {
+  pending(): boolean;
+  pull(): T | undefined;
+}
+
 /** Copies `bytes` to the reader's buffer at `offset` (copy_to_user); throws EFAULT. */
 export type CopyOut = (offset: number, bytes: Uint8Array) => void;
 /** Copies `length` bytes of the writer's buffer at `offset` (copy_from_user); throws EFAULT. */
@@ -91,10 +101,10 @@ export class FaultFile {
   readonly deliver: PageFaultGroup[] = [];
   /** fault->response: groups read and not answered, by cookie. */
   readonly response: Map<number, PageFaultGroup> = new Map();
-  readonly #pull: () => readonly PageFaultGroup[];
+  readonly #src: EventSource<PageFaultGroup> | undefined;
 
-  constructor(pull: () => readonly PageFaultGroup[] = () => []) {
-    this.#pull = pull;
+  constructor(source?: EventSource<PageFaultGroup>) {
+    this.#src = source;
   }
 
   /** iommufd_fault_iopf_handler: a group joins the tail of the deliver list. */
@@ -102,8 +112,13 @@ export class FaultFile {
     this.deliver.push(group);
   }
 
-  #refill(): void {
-    for (const g of this.#pull()) this.deliver.push(g);
+  /** The head of the deliver list, taken from the source when the list is empty. */
+  #head(): PageFaultGroup | undefined {
+    if (this.deliver.length === 0) {
+      const g = this.#src?.pull();
+      if (g !== undefined) this.deliver.push(g);
+    }
+    return this.deliver[0];
   }
 
   /** xa_alloc(..., xa_limit_32b) on XA_FLAGS_ALLOC1: the lowest free index from 1. */
@@ -121,13 +136,13 @@ export class FaultFile {
   read(count: number, out: CopyOut): number {
     if (count % PGFAULT_SIZE !== 0)
       throw new IommuError("ESPIPE", `read of ${count} bytes is not whole records`);
-    this.#refill();
     let done = 0;
     let err: IommuError | null = null;
     for (;;) {
-      const group = this.deliver[0];
+      if (done >= count) break;
+      const group = this.#head();
       if (group === undefined) break;
-      if (done >= count || group.faults.length * PGFAULT_SIZE > count - done) break;
+      if (group.faults.length * PGFAULT_SIZE > count - done) break;
       this.deliver.shift();
       const cookie = this.#cookie();
       this.response.set(cookie, group);
@@ -182,7 +197,15 @@ export class FaultFile {
       }
       const group = this.response.get(cookie)!;
       this.response.delete(cookie);
-      group.respond(code);
+      try {
+        group.respond(code);
+      } catch (e) {
+        // The source already answered the group (the host's auto-response on detach):
+        // as a cookie xa_erase no longer finds.
+        if (!(e instanceof IommuError)) throw e;
+        if (done === 0) throw new IommuError("EINVAL", `fault group ${cookie} was already answered`);
+        return done;
+      }
       done += PAGE_RESPONSE_SIZE;
     }
     return done;
@@ -190,8 +213,8 @@ export class FaultFile {
 
   /** iommufd_eventq_fops_poll of a FAULT: EPOLLOUT, and EPOLLIN | EPOLLRDNORM when a group is queued. */
   poll(): number {
-    this.#refill();
-    return EPOLLOUT | (this.deliver.length > 0 ? EPOLLIN | EPOLLRDNORM : 0);
+    const queued = this.deliver.length > 0 || this.#src?.pending() === true;
+    return EPOLLOUT | (queued ? EPOLLIN | EPOLLRDNORM : 0);
   }
 
   /**
@@ -215,14 +238,14 @@ export class FaultFile {
 export class VeventqFile {
   /** A record taken from the source and put back (the head of the kernel's deliver list). */
   readonly #held: VeventSourceRecord[] = [];
-  readonly #pull: () => VeventSourceRecord | undefined;
+  readonly #src: EventSource<VeventSourceRecord>;
 
-  constructor(pull: () => VeventSourceRecord | undefined) {
-    this.#pull = pull;
+  constructor(source: EventSource<VeventSourceRecord>) {
+    this.#src = source;
   }
 
   #fetch(): VeventSourceRecord | undefined {
-    return this.#held.shift() ?? this.#pull();
+    return this.#held.shift() ?? this.#src.pull();
   }
 
   /**
@@ -267,11 +290,7 @@ export class VeventqFile {
 
   /** iommufd_eventq_fops_poll of a vEVENTQ: EPOLLIN | EPOLLRDNORM when a record is queued (no EPOLLOUT). */
   poll(): number {
-    if (this.#held.length === 0) {
-      const r = this.#pull();
-      if (r !== undefined) this.#held.push(r);
-    }
-    return this.#held.length > 0 ? EPOLLIN | EPOLLRDNORM : 0;
+    return this.#held.length > 0 || this.#src.pending() ? EPOLLIN | EPOLLRDNORM : 0;
   }
 }
 

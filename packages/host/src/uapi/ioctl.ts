@@ -51,6 +51,7 @@ import type { IoctlContext, IoctlResult, NewFd, UapiExtensions, UapiState, UserM
 import { vfioIoctl } from "./vfio-compat.ts";
 import {
   hostPageFaults,
+  hostVevents,
   smmuv3Commands,
   smmuv3Ste,
   vdeviceAlloc,
@@ -212,7 +213,7 @@ export class IommufdFile {
         // iommufd_fault_alloc: flags must be 0.
         if (u32(v, 4) !== 0) fail("EOPNOTSUPP", "FAULT_QUEUE_ALLOC flags");
         const id = h.faultQueueAlloc();
-        this.eventqs.addFault(id, new FaultFile(() => hostPageFaults(this.host, id)));
+        this.eventqs.addFault(id, new FaultFile(hostPageFaults(this.host, id)));
         v.setUint32(8, id, true);
         c.respond();
         c.newFd({ kind: "fault", id, offset: 12 });
@@ -226,7 +227,7 @@ export class IommufdFile {
         return;
       case Cmd.VEVENTQ_ALLOC: {
         const id = veventqAlloc(c);
-        this.eventqs.addVeventq(id, new VeventqFile(() => this.host.veventqRead(id, 1)[0]));
+        this.eventqs.addVeventq(id, new VeventqFile(hostVevents(this.host, id)));
         c.newFd({ kind: "veventq", id, offset: 24 });
         return;
       }

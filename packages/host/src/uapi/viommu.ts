@@ -11,7 +11,7 @@ import type { ErrnoCode } from "@iommu-kit/core";
 import { IommuError } from "@iommu-kit/core";
 import type { Host } from "../host.ts";
 import { SELFTEST, VEVENTQ_TYPE_SELFTEST, VIOMMU_TYPE_SELFTEST } from "../selftest-mock/viommu.ts";
-import type { PageFaultGroup } from "./eventq.ts";
+import type { EventSource, PageFaultGroup, VeventSourceRecord } from "./eventq.ts";
 import {
   PAGE_RESP_SUCCESS,
   VEVENTQ_TYPE_ARM_SMMUV3,
@@ -138,17 +138,50 @@ export function smmuv3Commands(
 
 /**
  * Page requests the host delivered to FAULT `id` (recoverable faults of DMAs on HWPTs
- * with that fault queue), each a group of one. The host names them by its own cookie;
- * the descriptor hands out its own at read time (as the kernel's xa_alloc) and answers
- * the host's when user space answers it.
+ * with that fault queue), each a group of one, taken from the host one at a time as a
+ * read hands them out. The host names them by its own cookie; the descriptor hands out
+ * its own at read time (as the kernel's xa_alloc) and answers the host's when user
+ * space answers it.
  */
-export function hostPageFaults(host: Host, id: number): PageFaultGroup[] {
-  return host.faultQueueRead(id).map((r) => ({
-    faults: [
-      { flags: r.flags, devId: r.devId, pasid: r.pasid, grpid: r.grpid, perm: r.perm, addr: BigInt(r.addr) },
-    ],
-    respond: (code: number) => {
-      host.faultRespond(id, { cookie: r.cookie, code: code === PAGE_RESP_SUCCESS ? "success" : "invalid" });
+export function hostPageFaults(host: Host, id: number): EventSource<PageFaultGroup> {
+  return {
+    pending: () => (host.describe(id) as { pending?: number }).pending !== 0,
+    pull: () => {
+      const r = host.faultQueueRead(id, 1)[0];
+      if (r === undefined) return undefined;
+      return {
+        faults: [
+          {
+            flags: r.flags,
+            devId: r.devId,
+            pasid: r.pasid,
+            grpid: r.grpid,
+            perm: r.perm,
+            addr: BigInt(r.addr),
+          },
+        ],
+        respond: (code: number) => {
+          host.faultRespond(id, {
+            cookie: r.cookie,
+            code: code === PAGE_RESP_SUCCESS ? "success" : "invalid",
+          });
+        },
+      };
     },
-  }));
+  };
+}
+
+/**
+ * The host's records of vEVENTQ `id`, one at a time as a read takes them (so the host's
+ * num_events counts what user space has not read, as the kernel's does); `pending`
+ * includes the LOST_EVENTS record.
+ */
+export function hostVevents(host: Host, id: number): EventSource<VeventSourceRecord> {
+  return {
+    pending: () => {
+      const d = host.describe(id) as { pending?: number; lost?: boolean };
+      return (d.pending ?? 0) > 0 || d.lost === true;
+    },
+    pull: () => host.veventqRead(id, 1)[0],
+  };
 }
