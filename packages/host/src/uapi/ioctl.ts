@@ -1,8 +1,9 @@
 /**
  * The iommufd uAPI as bytes: one ioctl number and the address of its argument struct
  * in a process's memory, decoded exactly as Linux 6.12's iommufd_fops_ioctl
- * (drivers/iommu/iommufd/main.c) does, handed to the {@link Host}, and the out-fields
- * written back. Thin on purpose: the checks here are the ones the kernel makes on the
+ * (drivers/iommu/iommufd/main.c) does (plus the 6.13-6.15 vIOMMU ioctls, `viommu.ts`,
+ * and the FAULT / vEVENTQ descriptors, `eventq.ts`), handed to the {@link Host}, and the
+ * out-fields written back. Thin on purpose: the checks here are the ones the kernel makes on the
  * raw struct before any object is looked up (size, reserved fields, unknown flags,
  * `>= ULONG_MAX` overflows, unmap-all); every other rule lives in `Host`.
  *
