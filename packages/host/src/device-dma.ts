@@ -225,7 +225,10 @@ export class DeviceDma {
       const fq = h?.faultQueue ?? null;
       if (fq !== null && h !== null && backend.pageResponse !== undefined) {
         const cookie = fq.nextCookie();
-        fq.deliver.push({ cookie, device: dev, backend, hwpt: h, request: req, record: rec, held });
+        // The attach handle the group belongs to (group->attach_handle): the mdev's when
+        // its parent issued for its PASID.
+        const owner = pasid !== NO_PASID && !dev.pasids.has(pasid) ? (dev.mdevPasids.get(pasid) ?? dev) : dev;
+        fq.deliver.push({ cookie, device: dev, owner, backend, hwpt: h, request: req, record: rec, held });
         return { ok: false, fault: rec, pending: true, cookie };
       }
       backend.pageResponse?.(req, "invalid");

@@ -354,7 +354,7 @@ function attachRidIoas(
  */
 function letGo(ctx: HostCtx, dev: HostDevice, h: Hwpt): void {
   h.users--;
-  if (h.faultQueue !== null) autoRespond(h.faultQueue, (g) => g.device === dev && g.hwpt === h);
+  if (h.faultQueue !== null) autoRespond(h.faultQueue, (g) => g.owner === dev && g.hwpt === h);
   releaseHwpt(ctx, h);
 }
 

@@ -168,7 +168,10 @@ export interface HeldDma {
 /** An iopf_group: one page request, who raised it and the DMA waiting on it. */
 export interface PageGroup {
   readonly cookie: number;
+  /** The device that issued the DMA (dev_id of the record). */
   readonly device: DeviceRef;
+  /** The device whose attach point holds `hwpt` (an mdev when its parent issued for its PASID). */
+  readonly owner: DeviceRef;
   /** The backend holding the request (the one the DMA went out through). */
   readonly backend: Backend;
   /** The HWPT that served the request (group->attach_handle->domain->iommufd_hwpt). */
@@ -236,14 +239,15 @@ export function pgfaultOf(g: PageGroup): PageFaultRecord {
 
 /**
  * read() on the fault fd (iommufd_fault_fops_read): up to `max` groups (all when
- * omitted; EINVAL for a count that is not a positive integer, the model's -ESPIPE for a
- * size that is no multiple of the record), oldest first; each moves to the response
- * table, answerable by its cookie. ENOENT for an id that is no fault queue.
+ * omitted; 0 reads nothing, as a zero-byte read; EINVAL for a count that is not a
+ * non-negative integer, where the kernel's -ESPIPE refuses a size that is no multiple of
+ * the record), oldest first; each moves to the response table, answerable by its cookie.
+ * ENOENT for an id that is no fault queue.
  */
 export function faultQueueRead(ctx: HostCtx, id: number, max?: number): PageFaultRecord[] {
   const fq = getFaultQueue(ctx, id);
-  if (max !== undefined && (!Number.isInteger(max) || max <= 0))
-    throw new IommuError("EINVAL", `read count ${max} is not a positive integer`);
+  if (max !== undefined && (!Number.isInteger(max) || max < 0))
+    throw new IommuError("EINVAL", `read count ${max} is not a non-negative integer`);
   const groups = fq.deliver.splice(0, Math.min(max ?? fq.deliver.length, fq.deliver.length));
   for (const g of groups) fq.response.set(g.cookie, g);
   return groups.map(pgfaultOf);

@@ -452,7 +452,8 @@ export class Host {
   /**
    * The DMA fast path, allocation-free on success: reads into or writes from `buf`
    * (by `access`) at `iova`. Returns the physical address of the first byte, or -1 after
-   * delivering a fault (read it with {@link Host.faultsRead}). EINVAL / EOVERFLOW as `dma`.
+   * delivering a fault (read it with {@link Host.faultsRead}; a page request a FAULT object
+   * holds keeps a copy of a write's bytes for the retry). EINVAL / EOVERFLOW as `dma`.
    */
   dmaInto(device: number, pasid: number | null, iova: number, access: number, buf: Uint8Array): number {
     return this.#dma.dmaInto(device, pasid, iova, access, buf);

@@ -55,7 +55,7 @@ export { isBackendFactory, isModulePath, loadBackend, loadPlugin, registerExport
 export { DEFAULT_SCENARIO } from "./scenario/default-scenario.ts";
 export type { ScenarioHost, ScenarioHostOptions } from "./scenario/host.ts";
 export { createScenarioHost } from "./scenario/host.ts";
-export type { HostAdapter, HostFault } from "./scenario/host-adapter.ts";
+export type { HostAdapter, HostDmaResult, HostFault, ViommuRow } from "./scenario/host-adapter.ts";
 export type { DeviceDecl, IommuDecl, RegionDecl, Scenario, StepDecl } from "./scenario/load.ts";
 export { loadScenario, validateScenario } from "./scenario/load.ts";
 export type { FaultJson, Outcome } from "./scenario/matcher.ts";

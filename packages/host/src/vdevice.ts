@@ -47,6 +47,12 @@ export class VdeviceObject implements HostObject {
 /** The largest virt_id: the SMMUv3 vSID is 32 bits (EVTQ_0_SID, CMDQ_CFGI_0_SID). */
 export const MAX_VIRT_ID: number = 2 ** 32 - 1;
 
+/** EINVAL unless `virtId` is an integer in [0, 2^32 - 1] (see {@link vdeviceAlloc}). */
+export function checkVirtId(virtId: number): void {
+  if (!Number.isInteger(virtId) || virtId < 0 || virtId > MAX_VIRT_ID)
+    throw new IommuError("EINVAL", `virt_id ${virtId} is not a 32-bit id`, { virtId: String(virtId) });
+}
+
 /**
  * IOMMU_VDEVICE_ALLOC (iommufd_vdevice_alloc_ioctl, in its order): EINVAL for a virt_id
  * that is not an integer in [0, 2^32 - 1] (6.15 checks virt_id > ULONG_MAX; no SMMUv3
@@ -54,13 +60,8 @@ export const MAX_VIRT_ID: number = 2 ** 32 - 1;
  * (`getDevice` is the caller's); EINVAL for a device not behind the vIOMMU's IOMMU
  * (viommu->iommu_dev != __iommu_get_iommu_dev(idev->dev)); then the object, and EEXIST
  * from the backend for a taken virt_id (xa_cmpxchg) or a device that has one.
+ * `getDevice` looks the device up.
  */
-export function checkVirtId(virtId: number): void {
-  if (!Number.isInteger(virtId) || virtId < 0 || virtId > MAX_VIRT_ID)
-    throw new IommuError("EINVAL", `virt_id ${virtId} is not a 32-bit id`, { virtId: String(virtId) });
-}
-
-/** See {@link checkVirtId} for the rules; `getDevice` looks the device up (ENOENT). */
 export function vdeviceAlloc(
   ctx: HostCtx,
   opts: VdeviceAllocOptions,

@@ -77,11 +77,13 @@ export class VeventqObject implements HostObject {
   #lostAt = -1;
   #sequence = 0;
 
-  constructor(id: number, viommu: ViommuObject, type: string, depth: number) {
+  /** `sequence`: @internal the first sequence number (0, as kzalloc leaves it; tests start near the wrap). */
+  constructor(id: number, viommu: ViommuObject, type: string, depth: number, sequence = 0) {
     this.id = id;
     this.viommu = viommu;
     this.type = type;
     this.depth = depth;
+    this.#sequence = sequence & SEQUENCE_MASK;
   }
 
   /**
@@ -172,11 +174,15 @@ export function veventqAlloc(ctx: HostCtx, opts: VeventqAllocOptions): number {
   return q.id;
 }
 
-/** Reads vEVENTQ `id` (ENOENT otherwise); `max` must be a positive integer when given (EINVAL). */
+/**
+ * Reads vEVENTQ `id` (ENOENT otherwise): at most `max` records (0 reads nothing, as a
+ * zero-byte read of iommufd_veventq_fops_read); EINVAL for a `max` that is not a
+ * non-negative integer.
+ */
 export function veventqRead(ctx: HostCtx, id: number, max?: number): VeventRecord[] {
   const q = getVeventq(ctx, id);
-  if (max !== undefined && (!Number.isInteger(max) || max <= 0))
-    throw new IommuError("EINVAL", `read count ${max} is not a positive integer`);
+  if (max !== undefined && (!Number.isInteger(max) || max < 0))
+    throw new IommuError("EINVAL", `read count ${max} is not a non-negative integer`);
   return q.read(max);
 }
 

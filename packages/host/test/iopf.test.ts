@@ -10,11 +10,11 @@
 
 import { BackendRegistry, Perm } from "@iommu-kit/core";
 import { mockBackend } from "@iommu-kit/core/testing";
-import { CmdOp, ResumeResp } from "@iommu-kit/smmuv3";
+import { CmdOp, encodeCd, encodeLeafPte, ResumeResp } from "@iommu-kit/smmuv3";
 import { describe, expect, it } from "vitest";
 import { Host, PGFAULT_FLAGS_LAST_PAGE, PGFAULT_FLAGS_PASID_VALID, PGFAULT_PERM_PRIV } from "../src/index.ts";
 import { expectErrno, mockHost, sweepFailNth } from "./helpers.ts";
-import { smmuRig } from "./viommu-rig.ts";
+import { guestWrite64, hpa, smmuRig, VSTE0, VSTE1 } from "./viommu-rig.ts";
 
 /** CMD_RESUME as arm_smmu_page_response builds it (IHI 0070 4.7.1): StreamID, STAG, Resp. */
 const resume = (sid: number, stag: number, resp: number): [bigint, bigint] => [
@@ -93,11 +93,12 @@ describe("SMMUv3 stall model: a stalled DMA held on the FAULT object", () => {
   it("a retried DMA that faults again is held again under a new request", async () => {
     const { h, dev, fq } = await stalling();
     h.dma(dev, { iova: 0x200_0000, access: "read", length: 1 });
+    expect(h.faultQueueRead(fq, 0)).toEqual([]); // a zero-byte read takes nothing
     h.faultQueueRead(fq);
     const again = h.faultRespond(fq, { cookie: 1, code: "success" }); // nothing mapped: stalls again
     expect(again).toMatchObject([{ ok: false, pending: true, cookie: 1 }]);
     expect(h.faultQueueRead(fq, 5)).toMatchObject([{ addr: 0x200_0000, grpid: 0, cookie: 1 }]);
-    expectErrno(() => h.faultQueueRead(fq, 0), "EINVAL");
+    expectErrno(() => h.faultQueueRead(fq, -1), "EINVAL");
     expectErrno(() => h.faultQueueRead(fq, 1.5), "EINVAL");
     expectErrno(() => h.faultQueueRead(dev), "ENOENT");
   });
@@ -142,6 +143,60 @@ describe("SMMUv3 stall model: a stalled DMA held on the FAULT object", () => {
     expectErrno(() => h.faultRespond(fq, { cookie: 1, code: "success" }), "EINVAL");
     h.destroy(hwpt);
     h.destroy(fq);
+  });
+});
+
+describe("a nested HWPT on a vIOMMU with a FAULT object (IOMMU_HWPT_FAULT_ID_VALID on nested)", () => {
+  it("the guest's CD.S stall is a page request of the nested HWPT, not a vEVENTQ event; the guest maps, SUCCESS retries", async () => {
+    const r = await smmuRig({ stallModel: "both" }, true);
+    const { h, dev, parent, trace } = r;
+    // The guest's CD 0 with S = 1 (stall, IHI 0070 5.4); STE.S1STALLD = 0 in the vSTE.
+    const cd = encodeCd({
+      V: 1,
+      T0SZ: 16,
+      EPD1: 1,
+      IPS: 5,
+      AA64: 1,
+      R: 1,
+      A: 1,
+      S: 1,
+      ASID: 42,
+      TTB0: 0x10_0000,
+    });
+    for (let i = 0; i < 8; i++) guestWrite64(h, 0x1000 + i * 8, cd[i]!);
+    const v = h.viommuAlloc({ device: dev, hwpt: parent, type: "arm-smmuv3" });
+    h.vdeviceAlloc({ viommu: v, device: dev, virtId: 0x99 });
+    const q = h.veventqAlloc({ viommu: v, type: "arm-smmuv3", depth: 4 });
+    const fq = h.faultQueueAlloc();
+    const n = h.hwptAlloc({ device: dev, pt: v, data: { ste: [VSTE0, VSTE1] }, faultQueue: fq });
+    expect(h.describe(n)).toMatchObject({ viommu: v, faultQueue: fq });
+    h.attach(dev, "rid-all-pasids", n);
+    trace();
+    expect(h.dma(dev, { iova: 0x2004, access: "read", length: 4 })).toMatchObject({
+      pending: true,
+      cookie: 1,
+    });
+    expect(h.faultQueueRead(fq)).toEqual([
+      {
+        flags: PGFAULT_FLAGS_LAST_PAGE,
+        devId: dev,
+        pasid: 0,
+        grpid: 0,
+        perm: Perm.R,
+        addr: 0x2000,
+        length: 0,
+        cookie: 1,
+      },
+    ]);
+    expect(h.veventqRead(q)).toEqual([]);
+    expect(h.faultsRead()).toEqual([]);
+    // The guest maps IOVA 0x2000 -> IPA 0x51_0000 (L3 index 2), then answers.
+    guestWrite64(h, 0x10_3000 + 16, encodeLeafPte(0x51_0000n, 3, { ap: 1, ng: 1 }));
+    h.memWrite(hpa(0x51_0004), new Uint8Array([5, 6, 7, 8]));
+    expect(h.faultRespond(fq, { cookie: 1, code: "success" })).toEqual([
+      { ok: true, pa: hpa(0x51_0004), data: new Uint8Array([5, 6, 7, 8]) },
+    ]);
+    expect(trace()).toEqual([resume(0x10, 0, ResumeResp.RETRY)]);
   });
 });
 

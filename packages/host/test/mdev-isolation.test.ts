@@ -9,6 +9,7 @@ import { mdevEmulatedBackend } from "@iommu-kit/mdev-emulated";
 import { vtdBackend } from "@iommu-kit/vtd";
 import { describe, expect, it } from "vitest";
 import { Host } from "../src/index.ts";
+import type { IopfMock } from "./helpers.ts";
 import { expectErrno, mockHost, pattern } from "./helpers.ts";
 
 /** A parent (m0 rid 0x10, 20-bit PASIDs), two mdevs a and b on it, each on its own IOAS by PASID. */
@@ -247,5 +248,14 @@ describe("faults on an mdev's PASID", () => {
       { flags: 3, devId: parent, pasid, grpid: 1, perm: 1, addr: 0x6000, length: 0, cookie: 2 },
     ]);
     expect(h.faultQueueRead(fqRid)).toEqual([]);
+    // The mdev's detach answers both Invalid, the one its parent issued too
+    // (iommufd_auto_response_faults matches the attach handle, the mdev's).
+    h.detach(m, { pasid: "auto" });
+    expect(h.describe(fqM)).toEqual({ id: fqM, kind: "fault", pending: 0, outstanding: [] });
+    expectErrno(() => h.faultRespond(fqM, { cookie: 2, code: "success" }), "EINVAL");
+    expect((h.iommu("p0") as IopfMock).responses).toEqual([
+      { grpid: 0, code: "invalid" },
+      { grpid: 1, code: "invalid" },
+    ]);
   });
 });

@@ -117,6 +117,50 @@ describe("scenario files", () => {
     );
   });
 
+  it("vIOMMU and fault ops: required fields, names of earlier objects, code values", () => {
+    const pre = [
+      { op: "ioas.alloc", as: "i" },
+      { op: "hwpt.alloc", device: "nic", pt: "i", flags: ["nest_parent"], as: "s2" },
+    ];
+    const at = (steps: unknown[]) => errorOf({ ...base, steps: [...pre, ...steps] }).pointer;
+    expect(at([{ op: "viommu.alloc", device: "nic", hwpt: "s2", as: "v" }])).toBe("/steps/2/type");
+    expect(at([{ op: "viommu.alloc", device: "nic", hwpt: "zz", type: "arm-smmuv3", as: "v" }])).toBe(
+      "/steps/2/hwpt",
+    );
+    expect(at([{ op: "vdevice.alloc", viommu: "nope", device: "nic", virtId: 1, as: "vd" }])).toBe(
+      "/steps/2/viommu",
+    );
+    expect(at([{ op: "veventq.read", veventq: "q" }])).toBe("/steps/2/veventq");
+    expect(at([{ op: "hwpt.alloc", device: "nic", pt: "i", faultQueue: "f", as: "h" }])).toBe(
+      "/steps/2/faultQueue",
+    );
+    expect(
+      at([
+        { op: "fault.alloc", as: "f" },
+        { op: "fault.respond", fault: "f", cookie: 1, code: "retry" },
+      ]),
+    ).toBe("/steps/3/code");
+    expect(
+      validateScenario(
+        {
+          ...base,
+          steps: [
+            ...pre,
+            { op: "viommu.alloc", device: "nic", hwpt: "s2", type: "arm-smmuv3", as: "v" },
+            { op: "vdevice.alloc", viommu: "v", device: "nic", virtId: "0x99", as: "vd" },
+            { op: "veventq.alloc", viommu: "v", type: "arm-smmuv3", depth: 4, as: "q" },
+            { op: "veventq.read", veventq: "q", max: 2 },
+            { op: "fault.alloc", as: "f" },
+            { op: "fault.read", fault: "f" },
+            { op: "fault.respond", fault: "f", cookie: 1, code: "success" },
+            { op: "invalidate", hwpt: "v", data: [["0x10", "0x0"]] },
+          ],
+        },
+        "t.json",
+      ).steps.length,
+    ).toBe(10);
+  });
+
   it("requires iova and length for a partial unmap, data for a write", () => {
     expect(
       errorOf({

@@ -9,6 +9,8 @@
 
 import { CmdOp, encodeCommand } from "@iommu-kit/smmuv3";
 import { describe, expect, it } from "vitest";
+import { VeventqObject } from "../src/veventq.ts";
+import type { ViommuObject } from "../src/viommu.ts";
 import { expectErrno, sweepFailNth } from "./helpers.ts";
 import { err, guestWrite64, hpa, le64, smmuRig, VSTE0, VSTE1 } from "./viommu-rig.ts";
 
@@ -120,7 +122,8 @@ describe("IOMMU_VEVENTQ_ALLOC (iommufd_veventq_alloc)", () => {
     });
     expect(h.describe(v)).toMatchObject({ veventqs: { "arm-smmuv3": q } });
     expectErrno(() => h.veventqRead(v), "ENOENT");
-    expectErrno(() => h.veventqRead(q, 0), "EINVAL");
+    expect(h.veventqRead(q, 0)).toEqual([]);
+    expectErrno(() => h.veventqRead(q, -1), "EINVAL");
   });
 });
 
@@ -264,6 +267,13 @@ describe("vEVENTQ: the guest's events (arm_vmaster_report_event, iommufd_viommu_
       { flags: 0, sequence: 7, data: fTranslation(0x99, 0x9000) },
     ]);
     expect(h.describe(q!)).toMatchObject({ pending: 0, lost: false, sequence: 8 });
+  });
+
+  it("sequence numbers wrap at 2^31: (sequence + 1) & INT_MAX", () => {
+    const q = new VeventqObject(1, { id: 9 } as ViommuObject, "arm-smmuv3", 4, 0x7fff_fffe);
+    for (const b of [1, 2, 3]) q.report(new Uint8Array([b]));
+    expect(q.read().map((r) => r.sequence)).toEqual([0x7fff_fffe, 0x7fff_ffff, 0]);
+    expect(q.info()).toMatchObject({ sequence: 1, pending: 0 });
   });
 
   it("a destroyed vEVENTQ takes no more events; a new one starts at sequence 0", async () => {
