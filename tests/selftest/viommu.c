@@ -13,6 +13,7 @@
  */
 #include <poll.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 
 #include "iommufd_utils.h"
 
@@ -480,6 +481,49 @@ TEST_F(viommu, veventq)
 	test_ioctl_destroy(nested);
 	test_ioctl_destroy(vdev);
 	test_ioctl_destroy(self->viommu_id);
+}
+
+/* poll(2) sleeps until an event arrives (wake_up_interruptible in iommufd_vevent_handler) or times out. */
+TEST_F(viommu, veventq_poll_wait)
+{
+	struct iommu_hwpt_selftest data = { .iotlb = IOMMU_TEST_IOTLB_DEFAULT };
+	struct iommufd_vevent_header hdr[2];
+	struct pollfd p;
+	__u32 vdev, nested, q;
+	int qfd, status;
+	pid_t child;
+
+	ASSERT_EQ(0, _test_cmd_veventq_alloc(self->fd, 0, self->viommu_id,
+					     IOMMU_VEVENTQ_TYPE_SELFTEST, 4, 0, &q, &qfd));
+	ASSERT_EQ(0, _test_cmd_vdevice_alloc(self->fd, self->viommu_id, self->device_id, 0x99, &vdev));
+	test_cmd_hwpt_alloc_nested(self->device_id, self->viommu_id, 0, &nested,
+				   IOMMU_HWPT_DATA_SELFTEST, &data, sizeof(data));
+	test_cmd_mock_domain_replace(self->stdev_id, nested);
+
+	/* Nothing queued: a 20 ms poll times out with 0. */
+	p = (struct pollfd){ .fd = qfd, .events = POLLIN };
+	EXPECT_EQ(0, poll(&p, 1, 20));
+	EXPECT_EQ(0, p.revents);
+
+	/* Another process (sharing the iommufd) triggers an event while this one waits. */
+	child = fork();
+	ASSERT_NE(-1, child);
+	if (child == 0) {
+		usleep(50000);
+		_exit(_test_cmd_trigger_vevent(self->fd, self->device_id) ? 1 : 0);
+	}
+	p = (struct pollfd){ .fd = qfd, .events = POLLIN };
+	EXPECT_EQ(1, poll(&p, 1, 5000));
+	EXPECT_EQ(POLLIN, p.revents);
+	ASSERT_EQ(child, waitpid(child, &status, 0));
+	EXPECT_EQ(0, WEXITSTATUS(status));
+	EXPECT_EQ(12, read(qfd, hdr, sizeof(hdr)));
+	EXPECT_EQ(0, hdr[0].sequence);
+	close(qfd);
+	test_cmd_mock_domain_replace(self->stdev_id, self->ioas_id);
+	test_ioctl_destroy(q);
+	test_ioctl_destroy(nested);
+	test_ioctl_destroy(vdev);
 }
 
 /* IOMMU_FAULT_QUEUE_ALLOC's file: iommufd_fault_fops_read / _write / poll. */
