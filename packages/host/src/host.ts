@@ -358,7 +358,7 @@ export class Host {
    * while the vIOMMU holds it.
    */
   viommuAlloc(opts: ViommuAllocOptions): number {
-    return viommuAlloc(this.#ctx, getDevice(this.#ctx, opts.device), opts);
+    return viommuAlloc(this.#ctx, opts, (id) => getDevice(this.#ctx, id));
   }
 
   /**

@@ -89,10 +89,15 @@ export function getViommu(ctx: HostCtx, id: number): ViommuObject {
  * HWPT (iommufd_get_hwpt_paging); EINVAL unless it is a nest parent; then the driver's
  * rules (arm_vsmmu_alloc: EOPNOTSUPP for another type, EINVAL for a parent of another IOMMU).
  */
-export function viommuAlloc(ctx: HostCtx, dev: DeviceRef, opts: ViommuAllocOptions): number {
+export function viommuAlloc(
+  ctx: HostCtx,
+  opts: ViommuAllocOptions,
+  getDevice: (id: number) => DeviceRef,
+): number {
   const objects = ctx.objects;
   if (typeof opts.type !== "string" || opts.type === "" || opts.type === "default")
     throw new IommuError("EOPNOTSUPP", `vIOMMU type ${JSON.stringify(opts.type)} is not a type`);
+  const dev = getDevice(opts.device);
   const backend = dev.backend;
   if (backend.allocViommu === undefined)
     throw new IommuError("EOPNOTSUPP", `IOMMU ${dev.iommu} has no vIOMMU (no viommu_alloc)`, {

@@ -48,6 +48,8 @@ describe("IOMMU_VIOMMU_ALLOC (iommufd_viommu_alloc_ioctl, arm_vsmmu_alloc)", () 
     const { h, dev, ioas, parent } = await smmuRig();
     const plain = h.hwptAlloc({ device: dev, pt: ioas });
     refused(h, () => h.viommuAlloc({ device: dev, hwpt: parent, type: "default" }), "EOPNOTSUPP");
+    // IOMMU_VIOMMU_TYPE_DEFAULT is refused before the device is looked up.
+    refused(h, () => h.viommuAlloc({ device: 99, hwpt: parent, type: "default" }), "EOPNOTSUPP");
     refused(h, () => h.viommuAlloc({ device: 99, hwpt: parent, type: "arm-smmuv3" }), "ENOENT");
     // iommufd_get_hwpt_paging: an IOAS id is no paging HWPT.
     refused(h, () => h.viommuAlloc({ device: dev, hwpt: ioas, type: "arm-smmuv3" }), "ENOENT");
