@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# pnpm test:selftest — the Linux 6.12 iommufd selftest against iommu-kit's host.
+# pnpm test:selftest — the Linux 6.12 iommufd selftest against iommu-kit's host, then
+# tests/selftest/viommu.c (the 6.13-6.15 vIOMMU / vEVENTQ / FAULT-file uAPI, which the 6.12
+# selftest predates) in the same harness through the same preload library.
 #
 # 1. Installs what is missing (gcc, make, Debian's linux-source-6.12) with apt-get.
 # 2. Extracts the selftest and the headers it includes from /usr/src/linux-source-6.12.tar.xz
@@ -9,8 +11,9 @@
 #    IOMMU_HW_INFO_FLAG_INPUT_TYPE, iommu_hw_info.in_data_type, MOCK_FLAGS_DEVICE_PASID,
 #    MOCK_PASID_WIDTH): the installed header gets them with their upstream values, the two
 #    mock names come as -D flags. The selftest source itself is built as shipped.
-# 4. Builds the preload library and the selftest, starts the server, runs every test
-#    through the preload, prints "N passed, N failed, N skipped" and each failing test.
+# 4. Builds the preload library, the selftest and viommu.c, starts the server, runs every
+#    test through the preload, prints one "N passed, N failed, N skipped" line over both
+#    programs and each failing test.
 # Exit status: 0 when nothing failed.
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -73,6 +76,12 @@ if ! make -s -C "$src/tools/testing/selftests/iommu" OUTPUT="$out" KHDR_INCLUDES
   cat "$out/make.log" >&2
   die "building tools/testing/selftests/iommu/iommufd failed"
 fi
+# viommu.c includes the selftest's iommufd_utils.h (and through it kselftest_harness.h).
+if ! gcc $cflags -Wno-unused-variable -I "$src/tools/testing/selftests/iommu" -o "$out/viommu" \
+  "$here/viommu.c" >"$out/viommu-build.log" 2>&1; then
+  cat "$out/viommu-build.log" >&2
+  die "building tests/selftest/viommu.c failed"
+fi
 
 sock="$cache/iommu.sock"
 rm -f "$sock"
@@ -99,4 +108,10 @@ filter=()
 [ -n "${IOMMU_KIT_SELFTEST_ARGS:-}" ] && read -r -a filter <<<"$IOMMU_KIT_SELFTEST_ARGS"
 (cd "$out" && IOMMU_KIT_SOCKET="$sock" LD_PRELOAD="$out/libiommu-kit-preload.so" \
   timeout 600 ./iommufd "${filter[@]}") >"$log" 2>&1
-node "$here/summary.mjs" "$log"
+vlog="$cache/viommu.log"
+echo "selftest: running viommu (Linux 6.15 vIOMMU uAPI) through the preload library"
+vfilter=()
+[ -n "${IOMMU_KIT_VIOMMU_ARGS:-}" ] && read -r -a vfilter <<<"$IOMMU_KIT_VIOMMU_ARGS"
+(cd "$out" && IOMMU_KIT_SOCKET="$sock" LD_PRELOAD="$out/libiommu-kit-preload.so" \
+  timeout 120 ./viommu "${vfilter[@]}") >"$vlog" 2>&1
+node "$here/summary.mjs" "$log" "$vlog"

@@ -2,13 +2,15 @@
  * The selftest mock driver (src/selftest-mock): the mock domain's IO pages, huge IOVA
  * entries and dirty read (mock_domain_map_pages, mock_domain_read_and_clear_dirty),
  * the nested domain's IOTLB and invalidation (mock_domain_cache_invalidate_user), and
- * the access domain's pin / rw / unmap callback.
+ * the access domain's pin / rw / unmap callback, and the 6.15 mock vIOMMU.
  */
 
 import { PhysicalMemory } from "@iommu-kit/core";
 import { describe, expect, it } from "vitest";
 import { MockAccessDomain } from "../src/selftest-mock/access.ts";
+import type { MockNestedDomain } from "../src/selftest-mock/backend.ts";
 import { SelftestMockBackend } from "../src/selftest-mock/backend.ts";
+import type { MockViommu } from "../src/selftest-mock/viommu.ts";
 import { expectErrno } from "./helpers.ts";
 
 const mem = (): PhysicalMemory => new PhysicalMemory([{ base: 0, size: 2 ** 32, name: "ram" }]);
@@ -131,5 +133,102 @@ describe("selftest access domain", () => {
     expect(seen).toEqual([0x1000, 0x1000]);
     expect(a.pinCount()).toBe(0);
     expectErrno(() => a.unpin(0x2000, 1), "EINVAL");
+  });
+});
+
+describe("mock vIOMMU (mock_viommu_alloc, mock_viommu_cache_invalidate, 6.15)", () => {
+  const inv = (flags: number, vdev: number, cache: number, extra: number[] = []) => {
+    const v = new DataView(new ArrayBuffer(12 + 4 * extra.length));
+    v.setUint32(0, flags, true);
+    v.setUint32(4, vdev, true);
+    v.setUint32(8, cache, true);
+    for (let i = 0; i < extra.length; i++) v.setUint32(12 + 4 * i, extra[i]!, true);
+    return { type: 0xdeadbeef, bytes: new Uint8Array(v.buffer) };
+  };
+
+  function rig() {
+    const b = new SelftestMockBackend("mock", mem());
+    b.addDevice({ rid: 0, pasidBits: 0 });
+    b.addDevice({ rid: 1, pasidBits: 0 });
+    const parent = b.allocDomain({ type: "paging", rid: 0, flags: { nestParent: true } });
+    const v = b.allocViommu({ type: "selftest", rid: 0, parent }) as MockViommu;
+    return { b, parent, v };
+  }
+
+  it("selftest type only, a mock device, a mock parent", () => {
+    const { b, parent, v } = rig();
+    expect(v).toMatchObject({ type: "selftest", parent, id: 1 });
+    expectErrno(() => b.allocViommu({ type: "arm-smmuv3", rid: 0, parent }), "EOPNOTSUPP");
+    expectErrno(() => b.allocViommu({ type: "selftest", rid: 7, parent }), "ENOENT");
+    const other = new SelftestMockBackend("m2", mem());
+    other.addDevice({ rid: 0, pasidBits: 0 });
+    const foreign = other.allocDomain({ type: "paging", rid: 0 });
+    expectErrno(() => b.allocViommu({ type: "selftest", rid: 0, parent: foreign }), "EINVAL");
+  });
+
+  it("vDEVICEs, nested domains and the attach rule of mock_domain_nop_attach", () => {
+    const { b, v } = rig();
+    v.addVdevice(0, 0x99);
+    expectErrno(() => v.addVdevice(1, 0x99), "EEXIST");
+    expectErrno(() => v.addVdevice(0, 0x98), "EEXIST");
+    expectErrno(() => v.addVdevice(5, 0x98), "EINVAL");
+    expect([v.virtId(0), v.virtId(1)]).toEqual([0x99, -1]);
+    expectErrno(
+      () => v.allocNested({ type: 0xdead, bytes: new Uint8Array(4) }, { nestParent: true }),
+      "EOPNOTSUPP",
+    );
+    expectErrno(() => v.allocNested({ ste: [1n, 0n] }, {}), "EOPNOTSUPP");
+    const n = v.allocNested({ type: 0xdead, bytes: new Uint8Array([1, 0, 0, 0]) }, {}) as MockNestedDomain;
+    expect(n.iotlb).toEqual([1, 1, 1, 1]);
+    expect(n.viommu).toBe(v);
+    // A device without a vDEVICE on the vIOMMU cannot attach its nested domain (ENOENT).
+    expectErrno(() => b.attach(1, { kind: "rid" }, n), "ENOENT");
+    b.attach(0, { kind: "rid" }, n);
+    expect(b.deviceViommu(0)).toEqual({ viommu: v, vdevId: 0x99 });
+    expectErrno(() => v.free(), "EBUSY");
+    b.detach(0, { kind: "rid" });
+    expect(b.deviceViommu(0)).toBe(null);
+    n.free();
+    expectErrno(() => v.free(), "EBUSY");
+    v.removeVdevice(0);
+    expectErrno(() => v.removeVdevice(0), "ENOENT");
+    v.free();
+    expectErrno(() => v.addVdevice(0, 1), "ENOENT");
+  });
+
+  it("invalidation: the zero-length probe, type and size rules, per-entry errnos with handled, FLAG_ALL", () => {
+    const { b, v } = rig();
+    v.addVdevice(0, 0x99);
+    const cache = b.deviceCache(0)!;
+    expect(cache).toEqual([0xbaddad, 0xbaddad, 0xbaddad, 0xbaddad]);
+    expect(v.invalidate([{ type: 0xdeadbeef, bytes: null }])).toBe(0);
+    const fails = (entries: unknown[], code: string, handled: number) =>
+      expect(() => v.invalidate(entries)).toThrow(expect.objectContaining({ code, details: { handled } }));
+    fails([{ type: 0xdadbeef, bytes: null }], "EINVAL", 0);
+    fails([inv(0, 0x99, 1), { type: 0xdadbeef, bytes: new Uint8Array(12) }], "EINVAL", 0);
+    fails([inv(0, 0x99, 1, [1])], "E2BIG", 0);
+    fails([inv(0, 0x99, 1), inv(2, 0x99, 0)], "EOPNOTSUPP", 1);
+    expect(cache).toEqual([0xbaddad, 0, 0xbaddad, 0xbaddad]);
+    fails([inv(0, 0x99, 4)], "EINVAL", 0);
+    fails([inv(1, 0x99, 4)], "EINVAL", 0);
+    fails([inv(0, 0x98, 0)], "EINVAL", 0);
+    // A shorter entry is zero-extended (copy_struct_from_user): cache_id 0.
+    expect(v.invalidate([{ type: 0xdeadbeef, bytes: inv(0, 0x99, 0).bytes.subarray(0, 8) }])).toBe(1);
+    expect(cache).toEqual([0, 0, 0xbaddad, 0xbaddad]);
+    expect(v.invalidate([inv(1, 0x99, 0, [0])])).toBe(1);
+    expect(cache).toEqual([0, 0, 0, 0]);
+    expect(b.deviceCache(1)).toEqual([0xbaddad, 0xbaddad, 0xbaddad, 0xbaddad]);
+  });
+
+  it("events: one sink per type; the selftest event carries the virt_id; no sink EOPNOTSUPP", () => {
+    const { v } = rig();
+    const got: Array<{ type: string; data: number[] }> = [];
+    expectErrno(() => v.reportSelftest(0x99), "EOPNOTSUPP");
+    v.setEventSink("selftest", (e) => got.push({ type: e.type, data: [...e.data] }));
+    expectErrno(() => v.setEventSink("selftest", () => {}), "EEXIST");
+    v.reportSelftest(0x1234);
+    expect(got).toEqual([{ type: "selftest", data: [0x34, 0x12, 0, 0] }]);
+    v.setEventSink("selftest", null);
+    expectErrno(() => v.reportSelftest(1), "EOPNOTSUPP");
   });
 });

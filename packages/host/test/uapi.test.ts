@@ -11,6 +11,7 @@ import { Host } from "../src/index.ts";
 import { SelftestContext } from "../src/selftest-mock/test-cmd.ts";
 import type { UserMemory } from "../src/uapi/index.ts";
 import { builtinHwInfo, IommufdFile, selftestMockFactory, uapi } from "../src/uapi/index.ts";
+import { smmuRig, VSTE0, VSTE1 } from "./viommu-rig.ts";
 
 const BASE = 0x10000n;
 const SIZE = 1 << 20;
@@ -39,18 +40,18 @@ class FlatMemory implements UserMemory {
   }
 }
 
-const fds: Array<{ id: number; bytes: Uint8Array }> = [];
-
 function setup(): { file: IommufdFile; mem: FlatMemory; st: SelftestContext } {
   const registry = new BackendRegistry();
   registry.register(selftestMockFactory);
   const host = new Host({ ram: [{ base: WINDOW, size: WINDOW, name: "user" }], registry });
+  let file: IommufdFile | undefined;
   const st = new SelftestContext(host, {
-    pushFault: (id, bytes) => fds.push({ id, bytes }),
+    pushFault: (id, group) => file!.eventqs.inject(id, group),
     accessByFd: () => undefined,
     pin: () => {},
   });
-  return { file: new IommufdFile(host, st.extensions()), mem: new FlatMemory(), st };
+  file = new IommufdFile(host, st.extensions());
+  return { file, mem: new FlatMemory(), st };
 }
 
 const io = (nr: number): number => (0x3b << 8) | nr;
@@ -529,5 +530,558 @@ describe("HWPT ioctls", () => {
     put(mem, 32, []);
     expect(file.ioctl(io(113), ARG, mem).errno).toBe(Errno.ENODEV);
     expect(file.ioctl(io(120), ARG, mem).errno).toBe(Errno.ENOTTY);
+  });
+});
+
+// ---------------------------------------------------------------- the vIOMMU uAPI (6.13-6.15)
+
+const VIOMMU_TYPE_SELFTEST = 0xdeadbeef;
+const VEVENTQ_TYPE_SELFTEST = 0xbeefbeef;
+const HWPT_DATA_SELFTEST = 0xdead;
+const VIOMMU_INV_SELFTEST = 0xdeadbeef;
+const DATA = BASE + 0x4000n;
+/** Where read(2) / write(2) buffers live in these tests. */
+const RW = BASE + 0x6000n;
+
+/** IOMMU_TEST_CMD op on `id` with u32 fields at union offsets. */
+function testCmd(file: IommufdFile, mem: FlatMemory, op: number, id: number, words: number[] = []): number {
+  put(mem, 72, [[4, 32, op], [8, 32, id], ...words.map((w, i): [number, 32, number] => [16 + 4 * i, 32, w])]);
+  return run(file, mem, uapi.Cmd.TEST);
+}
+
+/** IOMMU_VIOMMU_ALLOC of `size` bytes: [errno, out_viommu_id]. */
+function viommuAlloc(
+  file: IommufdFile,
+  mem: FlatMemory,
+  dev: number,
+  hwpt: number,
+  type = VIOMMU_TYPE_SELFTEST,
+  flags = 0,
+  size = 24,
+): [number, number] {
+  put(mem, size, [
+    [4, 32, flags],
+    [8, 32, type],
+    [12, 32, dev],
+    [16, 32, hwpt],
+  ]);
+  const e = run(file, mem, 0x90);
+  return [e, mem.view(ARG).getUint32(20, true)];
+}
+
+function vdeviceAlloc(
+  file: IommufdFile,
+  mem: FlatMemory,
+  viommu: number,
+  dev: number,
+  virt: bigint,
+): [number, number] {
+  put(mem, 24, [
+    [4, 32, viommu],
+    [8, 32, dev],
+    [16, 64, virt],
+  ]);
+  const e = run(file, mem, 0x91);
+  return [e, mem.view(ARG).getUint32(12, true)];
+}
+
+/** HWPT_ALLOC of a nested HWPT on `pt` with `data` at DATA: [errno, out_hwpt_id]. */
+function hwptNested(
+  file: IommufdFile,
+  mem: FlatMemory,
+  dev: number,
+  pt: number,
+  type: number,
+  data: Uint8Array,
+  flags = 0,
+  faultId = 0,
+): [number, number] {
+  mem.write(DATA, data);
+  put(mem, 48, [
+    [4, 32, flags],
+    [8, 32, dev],
+    [12, 32, pt],
+    [24, 32, type],
+    [28, 32, data.length],
+    [32, 64, DATA],
+    [40, 32, faultId],
+  ]);
+  const e = run(file, mem, 0x89);
+  return [e, mem.view(ARG).getUint32(16, true)];
+}
+
+/** HWPT_INVALIDATE: [errno, entry_num written back]. */
+function invalidate(
+  file: IommufdFile,
+  mem: FlatMemory,
+  id: number,
+  type: number,
+  entryLen: number,
+  entries: Uint8Array,
+  num: number,
+): [number, number] {
+  mem.write(DATA, entries);
+  put(mem, 32, [
+    [4, 32, id],
+    [8, 64, DATA],
+    [16, 32, type],
+    [20, 32, entryLen],
+    [24, 32, num],
+  ]);
+  const e = run(file, mem, 0x8d);
+  return [e, mem.view(ARG).getUint32(24, true)];
+}
+
+const u32s = (...w: number[]): Uint8Array => {
+  const v = new DataView(new ArrayBuffer(4 * w.length));
+  for (let i = 0; i < w.length; i++) v.setUint32(4 * i, w[i]! >>> 0, true);
+  return new Uint8Array(v.buffer);
+};
+const u64s = (...w: bigint[]): Uint8Array => {
+  const v = new DataView(new ArrayBuffer(8 * w.length));
+  for (let i = 0; i < w.length; i++) v.setBigUint64(8 * i, w[i]!, true);
+  return new Uint8Array(v.buffer);
+};
+const errnoOf = (fn: () => unknown): number => {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof IommuError) return e.errno;
+    throw e;
+  }
+  return 0;
+};
+
+/** A mock device on an IOAS, a nest parent and a selftest vIOMMU over it. */
+function viommuSetup(): ReturnType<typeof setup> & {
+  ioas: number;
+  stdev: number;
+  idev: number;
+  parent: number;
+  viommu: number;
+} {
+  const s = setup();
+  const ioas = ioasAlloc(s.file, s.mem);
+  const [stdev, , idev] = mockDomain(s.file, s.mem, ioas);
+  put(s.mem, 48, [
+    [4, 32, uapi.HWPT_ALLOC_NEST_PARENT],
+    [8, 32, idev],
+    [12, 32, ioas],
+  ]);
+  expect(run(s.file, s.mem, 0x89)).toBe(0);
+  const parent = s.mem.view(ARG).getUint32(16, true);
+  const [e, viommu] = viommuAlloc(s.file, s.mem, idev, parent);
+  expect(e).toBe(0);
+  return { ...s, ioas, stdev, idev, parent, viommu };
+}
+
+describe("vIOMMU ioctls (include/uapi/linux/iommufd.h, 6.15)", () => {
+  it("numbers, sizes and min sizes: VIOMMU_ALLOC 0x90 24/24, VDEVICE_ALLOC 0x91 24/24, VEVENTQ_ALLOC 0x93 32/28", () => {
+    expect([uapi.Cmd.VIOMMU_ALLOC, uapi.Cmd.VDEVICE_ALLOC, uapi.Cmd.VEVENTQ_ALLOC]).toEqual([
+      0x90, 0x91, 0x93,
+    ]);
+    expect(uapi.Layout[0x90]).toEqual({ size: 24, min: 24 });
+    expect(uapi.Layout[0x91]).toEqual({ size: 24, min: 24 });
+    expect(uapi.Layout[0x93]).toEqual({ size: 32, min: 28 });
+    // IOAS_MAP_FILE (0x8f) and IOAS_CHANGE_PROCESS (0x92) are not served.
+    const { file, mem } = setup();
+    put(mem, 64, []);
+    expect(run(file, mem, 0x8f)).toBe(Errno.ENOTTY);
+    expect(run(file, mem, 0x92)).toBe(Errno.ENOTTY);
+  });
+
+  it("VIOMMU_ALLOC: flags / DEFAULT type EOPNOTSUPP, size rules, out_viommu_id at 20 and nothing past size", () => {
+    const { file, mem, idev, parent, ioas } = viommuSetup();
+    const auto = file.host.objects().find((o) => o.kind === "hwpt-paging" && o.id !== parent)!.id;
+    expect(viommuAlloc(file, mem, idev, parent, VIOMMU_TYPE_SELFTEST, 1)[0]).toBe(Errno.EOPNOTSUPP);
+    expect(viommuAlloc(file, mem, idev, parent, 0)[0]).toBe(Errno.EOPNOTSUPP);
+    // The mock driver has only the selftest type (mock_viommu_alloc).
+    expect(viommuAlloc(file, mem, idev, parent, 1)[0]).toBe(Errno.EOPNOTSUPP);
+    // iommufd_get_hwpt_paging: not a paging HWPT (an IOAS) ENOENT; one without NEST_PARENT EINVAL.
+    expect(viommuAlloc(file, mem, idev, ioas)[0]).toBe(Errno.ENOENT);
+    expect(viommuAlloc(file, mem, idev, auto)[0]).toBe(Errno.EINVAL);
+    expect(viommuAlloc(file, mem, ioas, parent)[0]).toBe(Errno.ENOENT);
+    expect(viommuAlloc(file, mem, idev, parent, VIOMMU_TYPE_SELFTEST, 0, 20)[0]).toBe(Errno.EINVAL);
+    // 6.16's data_len / data_uptr are not 6.15's: a non-zero tail is E2BIG.
+    put(mem, 32, [
+      [8, 32, VIOMMU_TYPE_SELFTEST],
+      [12, 32, idev],
+      [16, 32, parent],
+      [24, 32, 8],
+    ]);
+    expect(run(file, mem, 0x90)).toBe(Errno.E2BIG);
+    put(mem, 24, [
+      [8, 32, VIOMMU_TYPE_SELFTEST],
+      [12, 32, idev],
+      [16, 32, parent],
+    ]);
+    mem.bytes.fill(0xaa, Number(ARG - BASE) + 24, Number(ARG - BASE) + 32);
+    expect(run(file, mem, 0x90)).toBe(0);
+    const id = mem.view(ARG).getUint32(20, true);
+    expect(file.host.describe(id)).toMatchObject({ kind: "viommu", type: "selftest", hwpt: parent });
+    expect([...mem.read(ARG + 24n, 8)]).toEqual(new Array(8).fill(0xaa));
+  });
+
+  it("VDEVICE_ALLOC: out_vdevice_id at 12; virt_id above 2^53 EINVAL; EEXIST for a taken virt_id or a device with one", () => {
+    const { file, mem, idev, viommu, ioas } = viommuSetup();
+    const [, , idev2] = mockDomain(file, mem, ioas);
+    expect(vdeviceAlloc(file, mem, viommu, idev, 1n << 60n)[0]).toBe(Errno.EINVAL);
+    const [e, vdev] = vdeviceAlloc(file, mem, viommu, idev, 0x99n);
+    expect(e).toBe(0);
+    expect(file.host.describe(vdev)).toMatchObject({ kind: "vdevice", viommu, device: idev, virtId: 0x99 });
+    expect(vdeviceAlloc(file, mem, viommu, idev2, 0x99n)[0]).toBe(Errno.EEXIST);
+    expect(vdeviceAlloc(file, mem, viommu, idev, 0x98n)[0]).toBe(Errno.EEXIST);
+    expect(vdeviceAlloc(file, mem, ioas, idev2, 0x98n)[0]).toBe(Errno.ENOENT);
+  });
+
+  it("HWPT_ALLOC on a vIOMMU: FAULT_ID_VALID only, data required (EOPNOTSUPP), selftest data gives a nested mock HWPT", () => {
+    const { file, mem, idev, viommu, st } = viommuSetup();
+    const data = u32s(0xbadbeef);
+    expect(
+      hwptNested(file, mem, idev, viommu, HWPT_DATA_SELFTEST, data, uapi.HWPT_ALLOC_NEST_PARENT)[0],
+    ).toBe(Errno.EOPNOTSUPP);
+    expect(hwptNested(file, mem, idev, viommu, 0, new Uint8Array(0))[0]).toBe(Errno.EOPNOTSUPP);
+    // SMMUv3 data is decoded for the driver, which here is the mock: not its type.
+    expect(hwptNested(file, mem, idev, viommu, 2, u64s(1n, 0n))[0]).toBe(Errno.EOPNOTSUPP);
+    const [e, nested] = hwptNested(file, mem, idev, viommu, HWPT_DATA_SELFTEST, data);
+    expect(e).toBe(0);
+    expect(file.host.describe(nested)).toMatchObject({ kind: "hwpt-nested", viommu });
+    // IOMMU_TEST_OP_MD_CHECK_IOTLB sees the nested mock domain.
+    expect(testCmd(file, mem, 14, nested, [3, 0xbadbeef])).toBe(0);
+    expect(st.domains.get(nested)).toBeDefined();
+  });
+
+  it("HWPT_INVALIDATE on a vIOMMU: mock_viommu_cache_invalidate, entry_num written back; a paging HWPT is 6.12's ENOENT", () => {
+    const { file, mem, idev, viommu, parent } = viommuSetup();
+    expect(vdeviceAlloc(file, mem, viommu, idev, 0x99n)[0]).toBe(0);
+    const check = (slot: number, value: number): number => testCmd(file, mem, 16, idev, [slot, value]);
+    for (let i = 0; i < 4; i++) expect(check(i, 0xbaddad)).toBe(0);
+    expect(check(4, 0xbaddad)).toBe(Errno.EINVAL);
+    expect(invalidate(file, mem, viommu, VIOMMU_INV_SELFTEST, 12, new Uint8Array(0), 0)).toEqual([0, 0]);
+    expect(invalidate(file, mem, viommu, 0xdadbeef, 12, new Uint8Array(0), 0)).toEqual([Errno.EINVAL, 0]);
+    // Entry 0 clears cache[1]; entry 1 names cache_id 4: EINVAL with 1 handled.
+    expect(invalidate(file, mem, viommu, VIOMMU_INV_SELFTEST, 12, u32s(0, 0x99, 1, 0, 0x99, 4), 2)).toEqual([
+      Errno.EINVAL,
+      1,
+    ]);
+    expect([check(0, 0xbaddad), check(1, 0), check(2, 0xbaddad)]).toEqual([0, 0, 0]);
+    expect(invalidate(file, mem, viommu, VIOMMU_INV_SELFTEST, 12, u32s(2, 0x99, 0), 1)).toEqual([
+      Errno.EOPNOTSUPP,
+      0,
+    ]);
+    expect(invalidate(file, mem, viommu, VIOMMU_INV_SELFTEST, 12, u32s(0, 0x98, 0), 1)).toEqual([
+      Errno.EINVAL,
+      0,
+    ]);
+    // A 16-byte entry: copy_struct_from_user takes a zero tail, refuses a non-zero one before any entry runs.
+    expect(invalidate(file, mem, viommu, VIOMMU_INV_SELFTEST, 16, u32s(0, 0x99, 2, 1), 1)).toEqual([
+      Errno.E2BIG,
+      0,
+    ]);
+    expect(check(2, 0xbaddad)).toBe(0);
+    expect(invalidate(file, mem, viommu, VIOMMU_INV_SELFTEST, 16, u32s(1, 0x99, 3, 0), 1)).toEqual([0, 1]);
+    for (let i = 0; i < 4; i++) expect(check(i, 0)).toBe(0);
+    // SMMUv3 commands to the mock vIOMMU: none is EINVAL (full_user_array), some EINVAL handled 0.
+    expect(invalidate(file, mem, viommu, 1, 16, new Uint8Array(0), 0)).toEqual([Errno.EINVAL, 0]);
+    expect(invalidate(file, mem, viommu, 1, 16, u64s(5n, 0n), 1)).toEqual([Errno.EINVAL, 0]);
+    expect(invalidate(file, mem, parent, VIOMMU_INV_SELFTEST, 12, u32s(0, 0x99, 0), 1)).toEqual([
+      Errno.ENOENT,
+      0,
+    ]);
+  });
+});
+
+describe("vEVENTQ and FAULT descriptors (drivers/iommu/iommufd/eventq.c, 6.15)", () => {
+  /** A vIOMMU whose device sits on a nested HWPT of it with virt_id 0x99. */
+  function onNested(faultId = 0): ReturnType<typeof viommuSetup> & { nested: number; vdev: number } {
+    const s = viommuSetup();
+    const [, vdev] = vdeviceAlloc(s.file, s.mem, s.viommu, s.idev, 0x99n);
+    const [e, nested] = hwptNested(
+      s.file,
+      s.mem,
+      s.idev,
+      s.viommu,
+      HWPT_DATA_SELFTEST,
+      u32s(0),
+      faultId === 0 ? 0 : uapi.HWPT_FAULT_ID_VALID,
+      faultId,
+    );
+    expect(e).toBe(0);
+    expect(testCmd(s.file, s.mem, 10, s.stdev, [nested])).toBe(0);
+    return { ...s, nested, vdev };
+  }
+
+  function veventqAlloc(
+    file: IommufdFile,
+    mem: FlatMemory,
+    fields: { flags?: number; viommu: number; type?: number; depth?: number; reserved?: number },
+    size = 32,
+  ): { errno: number; id: number; newFd?: unknown } {
+    put(mem, size, [
+      [4, 32, fields.flags ?? 0],
+      [8, 32, fields.viommu],
+      [12, 32, fields.type ?? VEVENTQ_TYPE_SELFTEST],
+      [16, 32, fields.depth ?? 2],
+      [28, 32, fields.reserved ?? 0],
+    ]);
+    const r = file.ioctl(io(0x93), ARG, mem);
+    return { errno: r.errno, id: mem.view(ARG).getUint32(20, true), newFd: r.newFd };
+  }
+
+  it("VEVENTQ_ALLOC: flags, __reserved, DEFAULT type EOPNOTSUPP; depth 0 EINVAL; min size 28; one per type (EEXIST)", () => {
+    const { file, mem, viommu, ioas } = viommuSetup();
+    expect(veventqAlloc(file, mem, { viommu, flags: 1 }).errno).toBe(Errno.EOPNOTSUPP);
+    expect(veventqAlloc(file, mem, { viommu, reserved: 1 }).errno).toBe(Errno.EOPNOTSUPP);
+    expect(veventqAlloc(file, mem, { viommu, type: 0 }).errno).toBe(Errno.EOPNOTSUPP);
+    expect(veventqAlloc(file, mem, { viommu, depth: 0 }).errno).toBe(Errno.EINVAL);
+    expect(veventqAlloc(file, mem, { viommu: ioas }).errno).toBe(Errno.ENOENT);
+    expect(veventqAlloc(file, mem, { viommu }, 27).errno).toBe(Errno.EINVAL);
+    const q = veventqAlloc(file, mem, { viommu }, 28);
+    expect(q.errno).toBe(0);
+    expect(q.newFd).toEqual({ kind: "veventq", id: q.id, offset: 24 });
+    expect(file.host.describe(q.id)).toMatchObject({ kind: "veventq", viommu, type: "selftest", depth: 2 });
+    expect(veventqAlloc(file, mem, { viommu, depth: 4 }).errno).toBe(Errno.EEXIST);
+  });
+
+  it("read: header {flags, sequence} + virt_id; too small reads 0 and keeps it; LOST_EVENTS past depth; poll; no write", () => {
+    const { file, mem, viommu, idev, nested, vdev } = onNested();
+    // No vEVENTQ of the selftest type: iommufd_viommu_report_event EOPNOTSUPP.
+    expect(testCmd(file, mem, 17, 0, [idev])).toBe(Errno.EOPNOTSUPP);
+    const q = veventqAlloc(file, mem, { viommu }).id;
+    const read = (count: number): number => file.eventqs.read("veventq", q, RW, count, mem);
+    expect(file.eventqs.poll("veventq", q)).toBe(0);
+    expect(read(64)).toBe(0);
+    expect(testCmd(file, mem, 17, 0, [idev])).toBe(0);
+    expect(file.eventqs.poll("veventq", q)).toBe(0x41);
+    expect(read(11)).toBe(0);
+    mem.bytes.fill(0xcc, Number(RW - BASE), Number(RW - BASE) + 64);
+    expect(read(12)).toBe(12);
+    expect([...mem.read(RW, 16)]).toEqual([0, 0, 0, 0, 0, 0, 0, 0, 0x99, 0, 0, 0, 0xcc, 0xcc, 0xcc, 0xcc]);
+    for (let i = 0; i < 3; i++) expect(testCmd(file, mem, 17, 0, [idev])).toBe(0);
+    // A buffer of 12 + 8 holds the first record only: the second (12 bytes) does not fit.
+    expect(read(20)).toBe(12);
+    expect([...mem.read(RW, 12)]).toEqual([0, 0, 0, 0, 1, 0, 0, 0, 0x99, 0, 0, 0]);
+    mem.bytes.fill(0xcc, Number(RW - BASE), Number(RW - BASE) + 64);
+    expect(read(64)).toBe(20);
+    expect([...mem.read(RW, 24)]).toEqual([
+      0, 0, 0, 0, 2, 0, 0, 0, 0x99, 0, 0, 0, 1, 0, 0, 0, 3, 0, 0, 0, 0xcc, 0xcc, 0xcc, 0xcc,
+    ]);
+    expect(read(64)).toBe(0);
+    expect(errnoOf(() => file.eventqs.write("veventq", q, RW, 8, mem))).toBe(Errno.EINVAL);
+    // A bad buffer with nothing read: EFAULT, the record stays.
+    expect(testCmd(file, mem, 17, 0, [idev])).toBe(0);
+    expect(errnoOf(() => file.eventqs.read("veventq", q, 8n, 64, mem))).toBe(Errno.EFAULT);
+    expect(read(64)).toBe(12);
+    // An open descriptor holds the vEVENTQ; the vEVENTQ holds the vIOMMU.
+    file.eventqs.ref(q, 1);
+    put(mem, 8, [[4, 32, q]]);
+    expect(run(file, mem, 0x80)).toBe(Errno.EBUSY);
+    put(mem, 8, [[4, 32, viommu]]);
+    expect(run(file, mem, 0x80)).toBe(Errno.EBUSY);
+    file.eventqs.ref(q, -1);
+    put(mem, 8, [[4, 32, q]]);
+    expect(run(file, mem, 0x80)).toBe(0);
+    expect(errnoOf(() => read(64))).toBe(Errno.EBADFD);
+    void nested;
+    void vdev;
+  });
+
+  it("FAULT read: whole iommu_hwpt_pgfault records (ESPIPE otherwise), cookie from 1 at read time, length 0", () => {
+    const { file, mem, idev, st, viommu } = viommuSetup();
+    put(mem, 16, []);
+    expect(run(file, mem, 0x8e)).toBe(0);
+    const fault = mem.view(ARG).getUint32(8, true);
+    expect(vdeviceAlloc(file, mem, viommu, idev, 7n)[0]).toBe(0);
+    const [e, nested] = hwptNested(
+      file,
+      mem,
+      idev,
+      viommu,
+      HWPT_DATA_SELFTEST,
+      u32s(0),
+      uapi.HWPT_FAULT_ID_VALID,
+      fault,
+    );
+    expect(e).toBe(0);
+    const stdev = [...st.stdevs.keys()][0]!;
+    expect(testCmd(file, mem, 10, stdev, [nested])).toBe(0);
+    const trigger = (): number => {
+      put(mem, 72, [
+        [4, 32, 15],
+        [16, 32, idev],
+        [20, 32, 1],
+        [24, 32, 2],
+        [28, 32, 3],
+        [32, 64, 0xdeadbeafn],
+      ]);
+      return run(file, mem, uapi.Cmd.TEST);
+    };
+    const read = (count: number): number => file.eventqs.read("fault", fault, RW, count, mem);
+    const write = (bytes: Uint8Array): number => {
+      mem.write(RW, bytes);
+      return file.eventqs.write("fault", fault, RW, bytes.length, mem);
+    };
+    expect(file.eventqs.poll("fault", fault)).toBe(0x4);
+    expect(read(40)).toBe(0);
+    expect(trigger()).toBe(0);
+    expect(file.eventqs.poll("fault", fault)).toBe(0x45);
+    expect(errnoOf(() => read(39))).toBe(Errno.ESPIPE);
+    expect(read(0)).toBe(0);
+    expect(read(80)).toBe(40);
+    expect([...mem.read(RW, 40)]).toEqual([
+      ...u32s(3, idev, 1, 2, 3, 0),
+      ...u64s(0xdeadbeafn),
+      ...u32s(0, 1),
+    ]);
+    expect(file.eventqs.poll("fault", fault)).toBe(0x4);
+    // write: ESPIPE for a partial response; bad code or unknown cookie EINVAL; the kernel's
+    // count of uncopied bytes (8) for a buffer it cannot read.
+    expect(errnoOf(() => write(u32s(1, 0).subarray(0, 7)))).toBe(Errno.ESPIPE);
+    expect(errnoOf(() => write(u32s(1, 2)))).toBe(Errno.EINVAL);
+    expect(errnoOf(() => write(u32s(9, 0)))).toBe(Errno.EINVAL);
+    expect(file.eventqs.write("fault", fault, 8n, 8, mem)).toBe(8);
+    expect(st.responses).toEqual([]);
+    expect(write(u32s(1, 1, 1, 0))).toBe(8);
+    expect(st.responses).toEqual([{ device: idev, grpid: 2, code: 1 }]);
+    // Two groups read at once get cookies 1 and 2 (the lowest free ids).
+    expect(trigger()).toBe(0);
+    expect(trigger()).toBe(0);
+    expect(read(80)).toBe(80);
+    expect([mem.view(RW).getUint32(36, true), mem.view(RW).getUint32(76, true)]).toEqual([1, 2]);
+    // Destroying the FAULT answers what is outstanding INVALID (iommufd_fault_destroy); an
+    // open descriptor makes it EBUSY first.
+    expect(testCmd(file, mem, 10, stdev, [file.host.objects().find((o) => o.kind === "ioas")!.id])).toBe(0);
+    put(mem, 8, [[4, 32, nested]]);
+    expect(run(file, mem, 0x80)).toBe(0);
+    file.eventqs.ref(fault, 1);
+    put(mem, 8, [[4, 32, fault]]);
+    expect(run(file, mem, 0x80)).toBe(Errno.EBUSY);
+    file.eventqs.ref(fault, -1);
+    expect(run(file, mem, 0x80)).toBe(0);
+    expect(st.responses.slice(1)).toEqual([
+      { device: idev, grpid: 2, code: 1 },
+      { device: idev, grpid: 2, code: 1 },
+    ]);
+    expect(errnoOf(() => read(40))).toBe(Errno.EBADFD);
+  });
+});
+
+describe("SMMUv3 through the uAPI (IOMMU_VIOMMU_TYPE_ARM_SMMUV3)", () => {
+  async function smmu(): Promise<{ file: IommufdFile; mem: FlatMemory; dev: number; ioas: number }> {
+    const host = new Host({ ram: [{ base: 0, size: 2 ** 30 }], tables: { base: 2 ** 30, size: 2 ** 24 } });
+    await host.loadBackend("smmuv3");
+    host.addIommu("smmu0", "smmuv3");
+    const dev = host.addDevice({ iommu: "smmu0", rid: 8 });
+    const file = new IommufdFile(host);
+    const mem = new FlatMemory();
+    return { file, mem, dev, ioas: ioasAlloc(file, mem) };
+  }
+
+  it("vIOMMU, vSTE data decoding (16 bytes, E2BIG tail), raw commands with vSIDs and entry_num", async () => {
+    const { file, mem, dev, ioas } = await smmu();
+    put(mem, 48, [
+      [4, 32, uapi.HWPT_ALLOC_NEST_PARENT],
+      [8, 32, dev],
+      [12, 32, ioas],
+    ]);
+    expect(run(file, mem, 0x89)).toBe(0);
+    const parent = mem.view(ARG).getUint32(16, true);
+    const [e, viommu] = viommuAlloc(file, mem, dev, parent, 1);
+    expect(e).toBe(0);
+    expect(file.host.describe(viommu)).toMatchObject({ kind: "viommu", type: "arm-smmuv3", hwpt: parent });
+    expect(vdeviceAlloc(file, mem, viommu, dev, 0x20n)[0]).toBe(0);
+    // iommu_copy_struct_from_user(..., ste): below 16 bytes EINVAL, a non-zero tail E2BIG.
+    const ste = u64s(1n | (4n << 1n), 0n); // V = 1, Config = bypass (0b100)
+    expect(hwptNested(file, mem, dev, viommu, 2, ste.subarray(0, 8))[0]).toBe(Errno.EINVAL);
+    expect(hwptNested(file, mem, dev, viommu, 2, new Uint8Array([...ste, 0, 0, 0, 1]))[0]).toBe(Errno.E2BIG);
+    // arm_smmu_validate_vste: a bit a guest may not set (word 0 bit 55, between S1ContextPtr and S1CDMax) is EIO.
+    expect(hwptNested(file, mem, dev, viommu, 2, u64s(1n | (4n << 1n) | (1n << 55n), 0n))[0]).toBe(Errno.EIO);
+    const [ok, nested] = hwptNested(file, mem, dev, viommu, 2, new Uint8Array([...ste, 0, 0, 0, 0]));
+    expect(ok).toBe(0);
+    expect(file.host.describe(nested)).toMatchObject({ kind: "hwpt-nested", viommu });
+    // CMD_CFGI_CD (0x05) with vSID 0x20, then TLBI_NH_ALL (0x10).
+    const cfgi = 0x05n | (0x20n << 32n);
+    expect(invalidate(file, mem, viommu, 1, 16, u64s(cfgi, 0n, 0x10n, 0n), 2)).toEqual([0, 2]);
+    // A shorter entry is zero-extended: 8 bytes of TLBI_NH_ALL.
+    expect(invalidate(file, mem, viommu, 1, 8, u64s(0x10n), 1)).toEqual([0, 1]);
+    // Unknown vSID: EIO at its index (arm_vsmmu_vsid_to_sid); none: EINVAL; a non-zero tail E2BIG.
+    expect(invalidate(file, mem, viommu, 1, 16, u64s(0x10n, 0n, 0x05n | (0x21n << 32n), 0n), 2)).toEqual([
+      Errno.EIO,
+      1,
+    ]);
+    expect(invalidate(file, mem, viommu, 1, 16, new Uint8Array(0), 0)).toEqual([Errno.EINVAL, 0]);
+    expect(invalidate(file, mem, viommu, 1, 24, u64s(0x10n, 0n, 1n), 1)).toEqual([Errno.E2BIG, 0]);
+    // The vIOMMU's type is arm-smmuv3: the selftest vIOMMU type is EOPNOTSUPP on an SMMU.
+    expect(viommuAlloc(file, mem, dev, parent)[0]).toBe(Errno.EOPNOTSUPP);
+  });
+});
+
+describe("a FAULT descriptor over the host's page requests (VT-d PRI)", () => {
+  it("read gives the held DMA's iommu_hwpt_pgfault with the descriptor's cookie; a SUCCESS write retries it", async () => {
+    const host = new Host({ ram: [{ base: 0, size: 2 ** 30 }], tables: { base: 2 ** 30, size: 2 ** 24 } });
+    await host.loadBackend("vtd");
+    host.addIommu("dmar0", "vtd");
+    const dev = host.addDevice({ iommu: "dmar0", rid: 0x300, pasidBits: 20, ats: true, pri: true });
+    const file = new IommufdFile(host);
+    const mem = new FlatMemory();
+    put(mem, 16, []);
+    expect(run(file, mem, 0x8e)).toBe(0);
+    const fault = mem.view(ARG).getUint32(8, true);
+    const ioas = host.ioasAlloc();
+    const hwpt = host.hwptAlloc({ device: dev, pt: ioas, faultQueue: fault });
+    host.attach(dev, "rid", hwpt);
+    host.memWrite(0x1000010, new Uint8Array([0xca, 0xfe, 0, 0]));
+    const held = host.dma(dev, { iova: 0x400010, access: "read", length: 4 });
+    expect(held).toMatchObject({ ok: false, pending: true });
+    expect(file.eventqs.poll("fault", fault)).toBe(0x45);
+    expect(file.eventqs.read("fault", fault, RW, 40, mem)).toBe(40);
+    // LAST_PAGE, no PASID, grpid 0, READ, the page address, length 0, cookie 1.
+    expect([...mem.read(RW, 40)]).toEqual([...u32s(2, dev, 0, 0, 1, 0), ...u64s(0x400000n), ...u32s(0, 1)]);
+    expect(host.describe(fault)).toMatchObject({ pending: 0 });
+    host.ioasMap(ioas, { iova: 0x400000, length: 0x1000, pa: 0x1000000, prot: "rw" });
+    mem.write(RW, u32s(1, 0));
+    expect(file.eventqs.write("fault", fault, RW, 8, mem)).toBe(8);
+    expect(host.describe(fault)).toMatchObject({ pending: 0, outstanding: [] });
+    // The same cookie again: nothing read with it any more (EINVAL).
+    expect(errnoOf(() => file.eventqs.write("fault", fault, RW, 8, mem))).toBe(Errno.EINVAL);
+  });
+});
+
+describe("an SMMUv3 vEVENTQ descriptor (arm_vmaster_report_event through iommufd_veventq_fops_read)", () => {
+  it("a guest stage-1 fault reads as header {0, 0} + the 32-byte event with the vSID in place of the StreamID", async () => {
+    const { h, dev, parent } = await smmuRig();
+    const viommu = h.viommuAlloc({ device: dev, hwpt: parent, type: "arm-smmuv3" });
+    h.vdeviceAlloc({ viommu, device: dev, virtId: 0x99 });
+    const nested = h.hwptAlloc({ device: dev, pt: viommu, data: { ste: [VSTE0, VSTE1] } });
+    h.attach(dev, "rid-all-pasids", nested);
+    const file = new IommufdFile(h);
+    const mem = new FlatMemory();
+    put(mem, 32, [
+      [8, 32, viommu],
+      [12, 32, 1],
+      [16, 32, 2],
+    ]);
+    const r = file.ioctl(io(0x93), ARG, mem);
+    expect(r.errno).toBe(0);
+    const q = mem.view(ARG).getUint32(20, true);
+    expect(r.newFd).toEqual({ kind: "veventq", id: q, offset: 24 });
+    expect(h.dma(dev, { iova: 0x2000, access: "read", length: 4 })).toMatchObject({ ok: false });
+    expect(file.eventqs.poll("veventq", q)).toBe(0x41);
+    // poll takes nothing out of the queue: the record still counts against the depth.
+    expect(h.describe(q)).toMatchObject({ pending: 1 });
+    // 8 + 32 bytes; 39 is too few for the record and reads nothing.
+    expect(file.eventqs.read("veventq", q, RW, 39, mem)).toBe(0);
+    expect(file.eventqs.read("veventq", q, RW, 64, mem)).toBe(40);
+    // EventID F_TRANSLATION (0x10), StreamID = vSID 0x99, RnW, CLASS = IN, InputAddr 0x2000.
+    expect([...mem.read(RW, 40)]).toEqual([
+      ...u32s(0, 0),
+      ...u64s(0x10n | (0x99n << 32n), (1n << 35n) | (0b10n << 40n), 0x2000n, 0n),
+    ]);
+    // Depth 2: two more faults fill it, a third leaves the LOST_EVENTS header (sequence 3).
+    for (let i = 0; i < 3; i++) h.dma(dev, { iova: 0x2000, access: "read", length: 4 });
+    expect(file.eventqs.read("veventq", q, RW, 128, mem)).toBe(40 + 40 + 8);
+    const v = mem.view(RW);
+    expect([v.getUint32(0, true), v.getUint32(4, true), v.getUint32(44, true)]).toEqual([0, 1, 2]);
+    expect([v.getUint32(80, true), v.getUint32(84, true)]).toEqual([1, 3]);
   });
 });

@@ -1,6 +1,7 @@
 /**
  * The iommufd selftest's mock driver as a backend (drivers/iommu/iommufd/selftest.c,
- * Linux 6.12): mock devices, the mock paging domain and the nested mock domain.
+ * Linux 6.12; the vIOMMU of 6.15 in `viommu.ts`): mock devices, the mock paging domain and
+ * the nested mock domain.
  *
  * - Mock paging domain (mock_domain_alloc_paging): an IO page of MOCK_IO_PAGE_SIZE =
  *   PAGE_SIZE / 2 = 2048 bytes, aperture [MOCK_APERTURE_START, MOCK_APERTURE_LAST] =
@@ -30,11 +31,17 @@ import type {
   DomainRequest,
   DomainType,
   IovaRange,
+  PageRequest,
+  PageResponseCode,
   PhysicalMemory,
   Translation,
+  Viommu,
+  ViommuRequest,
 } from "@iommu-kit/core";
 import { Access, hex, IommuError, NO_PASID, Perm, permNeeded } from "@iommu-kit/core";
 import { MockAccessDomain } from "./access.ts";
+import type { MockViommuHost } from "./viommu.ts";
+import { MOCK_DEV_CACHE_NUM, MockViommu, SELFTEST, TEST_DEV_CACHE_DEFAULT } from "./viommu.ts";
 
 /** MOCK_IO_PAGE_SIZE: PAGE_SIZE / 2. */
 export const MOCK_IO_PAGE_SIZE = 2048;
@@ -81,6 +88,11 @@ interface MockDev {
   readonly flags: number;
   rid: Domain | null;
   readonly pasids: Map<number, Domain>;
+  /** mock_dev->cache, IOMMU_TEST_DEV_CACHE_DEFAULT at mock_dev_create. */
+  readonly cache: number[];
+  /** mock_dev->viommu / vdev_id: set by attaching a nested domain of a vIOMMU (mock_domain_nop_attach). */
+  viommu: MockViommu | null;
+  vdevId: number;
 }
 
 /** A mock paging domain (struct mock_iommu_domain). */
@@ -209,12 +221,21 @@ export class MockNestedDomain implements Domain {
   readonly pageSizeBitmap: bigint;
   readonly parent: MockPagingDomain;
   readonly iotlb: number[];
+  /** mock_nested->mock_viommu: the vIOMMU it was allocated on (6.13+), or null (nested on the parent HWPT). */
+  readonly viommu: MockViommu | null;
   users = 0;
 
-  constructor(backend: SelftestMockBackend, id: number, parent: MockPagingDomain, iotlb: number) {
+  constructor(
+    backend: SelftestMockBackend,
+    id: number,
+    parent: MockPagingDomain,
+    iotlb: number,
+    viommu: MockViommu | null = null,
+  ) {
     this.backend = backend;
     this.id = id;
     this.parent = parent;
+    this.viommu = viommu;
     this.aperture = parent.aperture;
     this.pageSizeBitmap = parent.pageSizeBitmap;
     this.iotlb = new Array<number>(MOCK_NESTED_DOMAIN_IOTLB_NUM).fill(iotlb);
@@ -234,6 +255,7 @@ export class MockNestedDomain implements Domain {
 
   free(): void {
     if (this.users > 0) throw new IommuError("EBUSY", `nested mock domain ${this.id} is attached`);
+    if (this.viommu !== null) this.viommu.nested--;
   }
 
   /**
@@ -268,6 +290,19 @@ export class MockNestedDomain implements Domain {
   }
 }
 
+/**
+ * __mock_domain_alloc_nested's data: IOMMU_HWPT_DATA_SELFTEST only (EOPNOTSUPP), exactly
+ * struct iommu_hwpt_selftest {iotlb} (4 bytes, EINVAL otherwise).
+ */
+function nestedIotlb(raw: unknown): number {
+  const data = raw as Partial<RawVendorData> | null;
+  if (data?.type !== HWPT_DATA_SELFTEST || !(data.bytes instanceof Uint8Array))
+    throw new IommuError("EOPNOTSUPP", `data type ${typeof data?.type === "number" ? hex(data.type) : "?"}`);
+  // __iommu_copy_struct_from_user: shorter than min_last or longer than the struct is EINVAL.
+  if (data.bytes.length !== 4) throw new IommuError("EINVAL", "selftest HWPT data is not 4 bytes");
+  return new DataView(data.bytes.buffer, data.bytes.byteOffset, 4).getUint32(0, true);
+}
+
 /** The PASID of a pasid intent (the caller picks it: the mock assigns none). */
 function pasidOf(intent: AttachIntent): number {
   if (intent.kind !== "pasid" || typeof intent.pasid !== "number")
@@ -276,7 +311,7 @@ function pasidOf(intent: AttachIntent): number {
 }
 
 /** The mock driver: devices by rid, the selftest's domains. */
-export class SelftestMockBackend implements Backend {
+export class SelftestMockBackend implements Backend, MockViommuHost {
   readonly kind = "selftest-mock";
   readonly name: string;
   readonly #devices = new Map<number, MockDev>();
@@ -285,6 +320,7 @@ export class SelftestMockBackend implements Backend {
   /** The domain allocated last (the selftest layer ties it to the HWPT id the host returns). */
   lastDomain: Domain | null = null;
   #nextDomain = 1;
+  #nextViommu = 1;
 
   readonly #memory: PhysicalMemory;
 
@@ -295,7 +331,14 @@ export class SelftestMockBackend implements Backend {
 
   addDevice(spec: DeviceSpec): void {
     if (this.#devices.has(spec.rid)) throw new IommuError("EEXIST", `mock device ${spec.rid} exists`);
-    this.#devices.set(spec.rid, { flags: this.nextFlags, rid: null, pasids: new Map() });
+    this.#devices.set(spec.rid, {
+      flags: this.nextFlags,
+      rid: null,
+      pasids: new Map(),
+      cache: new Array<number>(MOCK_DEV_CACHE_NUM).fill(TEST_DEV_CACHE_DEFAULT),
+      viommu: null,
+      vdevId: 0,
+    });
     this.nextFlags = 0;
   }
 
@@ -355,13 +398,7 @@ export class SelftestMockBackend implements Backend {
       const parent = request.parent;
       if (!(parent instanceof MockPagingDomain) || parent.backend !== this)
         throw new IommuError("EINVAL", "nested mock domain needs a mock parent");
-      const data = request.data as RawVendorData;
-      // mock_domain_alloc_nested: only IOMMU_HWPT_DATA_SELFTEST.
-      if (data.type !== HWPT_DATA_SELFTEST) throw new IommuError("EOPNOTSUPP", `data type ${hex(data.type)}`);
-      // __iommu_copy_struct_from_user: shorter than min_last or longer than the struct is EINVAL.
-      if (data.bytes.length !== 4) throw new IommuError("EINVAL", "selftest HWPT data is not 4 bytes");
-      const iotlb = new DataView(data.bytes.buffer, data.bytes.byteOffset, 4).getUint32(0, true);
-      this.lastDomain = new MockNestedDomain(this, this.#nextDomain++, parent, iotlb);
+      this.lastDomain = new MockNestedDomain(this, this.#nextDomain++, parent, nestedIotlb(request.data));
       return this.lastDomain;
     }
     if (dev !== undefined && dev.flags & DEVICE_ACCESS) {
@@ -380,6 +417,50 @@ export class SelftestMockBackend implements Backend {
     this.lastDomain = new MockPagingDomain(this, this.#nextDomain++, { ...flags }, huge);
     return this.lastDomain;
   }
+
+  /**
+   * mock_viommu_alloc: IOMMU_VIOMMU_TYPE_SELFTEST only (EOPNOTSUPP), for a mock device
+   * (ENOENT) over a mock paging domain of this driver (EINVAL; the nest-parent flag is
+   * iommufd_viommu_alloc_ioctl's check).
+   */
+  allocViommu(request: ViommuRequest): Viommu {
+    if (request.type !== SELFTEST) throw new IommuError("EOPNOTSUPP", `mock vIOMMU type ${request.type}`);
+    this.#dev(request.rid);
+    const parent = request.parent;
+    if (!(parent instanceof MockPagingDomain) || parent.backend !== this)
+      throw new IommuError("EINVAL", "a mock vIOMMU needs a mock parent domain");
+    return new MockViommu(this, this, this.#nextViommu++, parent);
+  }
+
+  /** @internal MockViommuHost: mock_dev->cache. */
+  deviceCache(rid: number): number[] | undefined {
+    return this.#devices.get(rid)?.cache;
+  }
+
+  /** @internal MockViommuHost: __mock_domain_alloc_nested with mock_viommu and its s2_parent. */
+  allocNestedFor(viommu: MockViommu, data: unknown): Domain {
+    const iotlb = nestedIotlb(data);
+    this.lastDomain = new MockNestedDomain(
+      this,
+      this.#nextDomain++,
+      viommu.parent as MockPagingDomain,
+      iotlb,
+      viommu,
+    );
+    return this.lastDomain;
+  }
+
+  /** @internal MockViommuHost. */
+  viommuFreed(_v: MockViommu): void {}
+
+  /** mock_dev->viommu and vdev_id (IOMMU_TEST_OP_TRIGGER_VEVENT), or null. */
+  deviceViommu(rid: number): { readonly viommu: MockViommu; readonly vdevId: number } | null {
+    const d = this.#dev(rid);
+    return d.viommu === null ? null : { viommu: d.viommu, vdevId: d.vdevId };
+  }
+
+  /** mock_domain_page_response: the mock has nothing to resume. */
+  pageResponse(_request: PageRequest, _code: PageResponseCode): void {}
 
   attach(rid: number, intent: AttachIntent, domain: Domain): AttachResult {
     const d = this.#dev(rid);
@@ -404,9 +485,16 @@ export class SelftestMockBackend implements Backend {
       domain.users++;
       return { pasid: p };
     }
+    // mock_domain_nop_attach: a nested domain of a vIOMMU needs the device's vDEVICE
+    // (iommufd_viommu_get_vdev_id, ENOENT) and records the vIOMMU and virt_id.
+    const viommu = domain instanceof MockNestedDomain ? domain.viommu : null;
+    const vdevId = viommu === null ? 0 : viommu.virtId(rid);
+    if (vdevId < 0) throw new IommuError("ENOENT", `device ${rid} has no vDEVICE on vIOMMU ${viommu!.id}`);
     if (d.rid !== null) (d.rid as MockPagingDomain).users--;
     d.rid = domain;
     domain.users++;
+    d.viommu = viommu;
+    d.vdevId = vdevId;
     return {};
   }
 
@@ -421,6 +509,8 @@ export class SelftestMockBackend implements Backend {
     }
     if (d.rid !== null && !(d.rid instanceof MockAccessDomain)) (d.rid as MockPagingDomain).users--;
     d.rid = null;
+    d.viommu = null;
+    d.vdevId = 0;
   }
 
   attached(rid: number, intent: AttachIntent): Domain | null {

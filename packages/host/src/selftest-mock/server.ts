@@ -9,12 +9,14 @@
  * Wire format (little-endian u32 words):
  * - open:   [1, pid]                          -> [fileToken]
  * - ioctl:  [3, pid, cmd, 0, arg lo, arg hi]  -> [errno, fdKind, objId, offset, fileToken, ret]
- *   fdKind 1 = fault, 2 = access: the caller connects again and sends
+ *   fdKind 1 = fault, 2 = access, 3 = vEVENTQ: the caller connects again and sends
  * - attach: [2, pid, fileToken, fdKind, objId, fdNumber] -> [0]
- *   after which that connection is the descriptor: fault records are pushed to it
- *   (read(2) sees struct iommu_hwpt_pgfault), responses written to it are consumed,
- *   and closing it releases the object (an access is destroyed, as
- *   iommufd_test_staccess_release does).
+ *   after which that connection is the descriptor. An access is released by one 0xff
+ *   byte (answered 0xff) or the connection closing (iommufd_test_staccess_release). A
+ *   FAULT or vEVENTQ descriptor takes
+ *   [op, pid, count, 0, buf lo, buf hi] -> [int32 ret]   (ret < 0: -errno)
+ *   op 4 read(2), 5 write(2), 6 poll(2) (ret = the mask), 7 close (the file's
+ *   reference released, as iommufd_eventq_fops_release).
  *
  * User memory: a process's virtual address `va` is host physical address
  * `window(pid) + va` (a 2^47-byte window per process and file), so a contiguous
@@ -22,9 +24,9 @@
  */
 
 import { closeSync, openSync, readFileSync, readSync, writeSync } from "node:fs";
-import type { Server, Socket } from "node:net";
+import type { Server } from "node:net";
 import { createServer } from "node:net";
-import { IommuError } from "@iommu-kit/core";
+import { Errno, IommuError } from "@iommu-kit/core";
 import { Host } from "../host.ts";
 import { IommufdFile } from "../uapi/ioctl.ts";
 import type { UserMemory } from "../uapi/types.ts";
@@ -138,9 +140,7 @@ class ServedFile {
   readonly file: IommufdFile;
   readonly selftest: SelftestContext;
   readonly #mems = new Map<number, ProcMemory>();
-  /** Fault object id -> sockets of its descriptors. */
-  readonly faultSockets = new Map<number, Set<Socket>>();
-  /** Pending records of fault objects with no descriptor reader yet. */
+  /** Selftest accesses by the caller's descriptor number. */
   readonly accessFds = new Map<number, SelftestAccess>();
   refs = 0;
 
@@ -148,9 +148,7 @@ class ServedFile {
     this.token = token;
     this.host = new Host({ ram: [{ base: WINDOW, size: WINDOW * WINDOWS, name: "user" }] });
     this.selftest = new SelftestContext(this.host, {
-      pushFault: (id, rec) => {
-        for (const s of this.faultSockets.get(id) ?? []) s.write(rec);
-      },
+      pushFault: (id, group) => this.file.eventqs.inject(id, group),
       accessByFd: (fd) => this.accessFds.get(fd),
       pin: (pa, length) => {
         const m = [...this.#mems.values()].find((x) => x.base === Math.floor(pa / WINDOW) * WINDOW);
@@ -198,7 +196,7 @@ export async function startServer(opts: ServeOptions): Promise<Server> {
   const server = createServer((sock) => {
     let buf = Buffer.alloc(0);
     let file: ServedFile | null = null;
-    let role: { kind: number; obj: number; fd: number } | null = null;
+    let role: { kind: number; obj: number; fd: number; released: boolean } | null = null;
     const reply = (words: number[]): void => {
       const b = Buffer.alloc(words.length * 4);
       for (let i = 0; i < words.length; i++) b.writeUInt32LE(words[i]! >>> 0, i * 4);
@@ -215,9 +213,41 @@ export async function startServer(opts: ServeOptions): Promise<Server> {
             sock.write(Buffer.from([0xff]));
             return;
           }
-          // A fault descriptor: responses (8 bytes each) are consumed.
-          buf = buf.subarray(buf.length - (buf.length % 8));
-          return;
+          // A FAULT or vEVENTQ descriptor: read / write / poll / close requests.
+          if (buf.length < 24) return;
+          const op = buf.readUInt32LE(0);
+          const pid = buf.readUInt32LE(4);
+          const count = buf.readUInt32LE(8);
+          const ptr = buf.readBigUInt64LE(16);
+          buf = buf.subarray(24);
+          const f = file;
+          const r = role;
+          let ret: number;
+          if (f === null) ret = -Errno.EBADFD;
+          else if (op === 7) {
+            release(f, r);
+            ret = 0;
+          } else {
+            const kind = r.kind === 1 ? "fault" : "veventq";
+            try {
+              ret =
+                op === 4
+                  ? f.file.eventqs.read(kind, r.obj, ptr, count, f.mem(pid))
+                  : op === 5
+                    ? f.file.eventqs.write(kind, r.obj, ptr, count, f.mem(pid))
+                    : op === 6
+                      ? f.file.eventqs.poll(kind, r.obj)
+                      : -Errno.EINVAL;
+            } catch (e) {
+              if (!(e instanceof IommuError)) opts.trace?.(`internal error: ${(e as Error).stack ?? e}`);
+              ret = -(e instanceof IommuError ? e.errno : Errno.EIO);
+            }
+            opts.trace?.(`pid ${pid} ${kind} ${r.obj} op ${op} count ${count} -> ${ret}`);
+          }
+          const b = Buffer.alloc(4);
+          b.writeInt32LE(ret, 0);
+          sock.write(b);
+          continue;
         }
         if (buf.length < 8) return;
         const op = buf.readUInt32LE(0);
@@ -238,14 +268,12 @@ export async function startServer(opts: ServeOptions): Promise<Server> {
           file = files.get(token) ?? null;
           if (file !== null) {
             file.refs++;
-            role = { kind, obj, fd };
-            if (kind === 1) {
-              const set = file.faultSockets.get(obj) ?? new Set();
-              set.add(sock);
-              file.faultSockets.set(obj, set);
-            } else {
+            role = { kind, obj, fd, released: false };
+            if (kind === 2) {
               const acc = file.selftest.accesses.get(obj);
               if (acc !== undefined) file.accessFds.set(fd, acc);
+            } else {
+              file.file.eventqs.ref(obj, 1);
             }
           }
           reply([0]);
@@ -276,7 +304,7 @@ export async function startServer(opts: ServeOptions): Promise<Server> {
           );
           reply([
             errno,
-            nf === undefined ? 0 : nf.kind === "fault" ? 1 : 2,
+            nf === undefined ? 0 : nf.kind === "fault" ? 1 : nf.kind === "access" ? 2 : 3,
             nf?.id ?? 0,
             nf?.offset ?? 0,
             file.token,
@@ -288,12 +316,18 @@ export async function startServer(opts: ServeOptions): Promise<Server> {
         }
       }
     });
+    /** An event queue descriptor's reference goes (once: close request or end of connection). */
+    function release(f: ServedFile, r: { obj: number; released: boolean }): void {
+      if (r.released) return;
+      r.released = true;
+      f.file.eventqs.ref(r.obj, -1);
+    }
     function drop(): void {
       const f = file;
       file = null;
       if (f === null) return;
       if (role !== null) {
-        if (role.kind === 1) f.faultSockets.get(role.obj)?.delete(sock);
+        if (role.kind !== 2) release(f, role);
         else {
           f.accessFds.delete(role.fd);
           try {

@@ -10,6 +10,7 @@
 import type { Domain } from "@iommu-kit/core";
 import { hex, IommuError } from "@iommu-kit/core";
 import type { Host } from "../host.ts";
+import type { PageFaultGroup } from "../uapi/eventq.ts";
 import type { ExtraIoctl, IoctlContext, UapiExtensions, UserMemory } from "../uapi/types.ts";
 import { MockAccessDomain } from "./access.ts";
 import {
@@ -23,6 +24,7 @@ import {
   type SelftestMockBackend,
   selftestMockFactory,
 } from "./backend.ts";
+import { MOCK_DEV_CACHE_ID_MAX } from "./viommu.ts";
 
 /** enum of IOMMU_TEST_OP_* (iommufd_test.h). */
 export const TestOp = {
@@ -41,6 +43,10 @@ export const TestOp = {
   DIRTY: 13,
   MD_CHECK_IOTLB: 14,
   TRIGGER_IOPF: 15,
+  /** Linux 6.14. */
+  DEV_CHECK_CACHE: 16,
+  /** Linux 6.15. */
+  TRIGGER_VEVENT: 17,
 } as const;
 
 /** sizeof(struct iommu_test_cmd) and offsetofend(last). */
@@ -66,8 +72,8 @@ export interface SelftestAccess {
 
 /** Services the server gives the selftest layer. */
 export interface SelftestServices {
-  /** Delivers a fault record to the readers of fault object `faultId`. */
-  pushFault(faultId: number, record: Uint8Array): void;
+  /** Delivers a group of page requests to fault object `faultId` (iommufd_fault_iopf_handler). */
+  pushFault(faultId: number, group: PageFaultGroup): void;
   /** The access behind descriptor `fd` of the caller (iommufd_access_get), or undefined (EBADF). */
   accessByFd(fd: number): SelftestAccess | undefined;
   /** Pins the user pages behind physical [pa, pa + length): EFAULT when they are gone. */
@@ -94,7 +100,8 @@ export class SelftestContext {
   readonly accesses: Map<number, SelftestAccess> = new Map();
   #nextRid = 0;
   memoryLimit = 65536;
-  #faultCookie = 0;
+  /** Responses the mock received (mock_domain_page_response ignores them; kept for tests). */
+  readonly responses: Array<{ readonly device: number; readonly grpid: number; readonly code: number }> = [];
 
   constructor(host: Host, svc: SelftestServices) {
     this.host = host;
@@ -233,6 +240,23 @@ export class SelftestContext {
       case TestOp.TRIGGER_IOPF:
         this.#triggerIopf(c);
         return;
+      case TestOp.DEV_CHECK_CACHE: {
+        // iommufd_test_dev_check_cache: cache_id > MOCK_DEV_CACHE_ID_MAX or a mismatch EINVAL.
+        const cache = this.backend.deviceCache(this.#mockRid(id));
+        const slot = w(0);
+        if (slot > MOCK_DEV_CACHE_ID_MAX || cache?.[slot] !== w(4))
+          fail("EINVAL", `dev cache[${slot}] = ${cache?.[slot]}, not ${w(4)}`);
+        return;
+      }
+      case TestOp.TRIGGER_VEVENT: {
+        // iommufd_test_trigger_vevent: ENOENT unless the device sits on a nested domain of a
+        // vIOMMU with a non-zero virt_id; iommufd_viommu_report_event EOPNOTSUPP without a
+        // vEVENTQ of IOMMU_VEVENTQ_TYPE_SELFTEST.
+        const at = this.backend.deviceViommu(this.#mockRid(w(0)));
+        if (at === null || at.vdevId === 0) fail("ENOENT", `device ${w(0)} is on no vIOMMU with a virt_id`);
+        at!.viommu.reportSelftest(at!.vdevId);
+        return;
+      }
     }
     fail("EOPNOTSUPP", `test op ${op}`);
   }
@@ -506,7 +530,20 @@ export class SelftestContext {
     c.respond();
   }
 
-  /** iommufd_test_trigger_iopf: a page request reported on the device, delivered to its HWPT's fault object. */
+  /** The mock rid of iommufd device `dev` (iommufd_get_device: ENOENT; not a mock device EINVAL). */
+  #mockRid(dev: number): number {
+    const info = this.host.objects().find((o) => o.id === dev);
+    if (info === undefined || info.kind !== "device") fail("ENOENT", `no device ${dev}`);
+    if (info!.kind === "device" && info!.iommu !== "mock") fail("EINVAL", "not a mock device");
+    return (info as { rid: number }).rid;
+  }
+
+  /**
+   * iommufd_test_trigger_iopf + iommu_report_device_fault: one page request (a group of
+   * one, LAST_PAGE, PASID_VALID unless IOMMU_NO_PASID) to the fault object of the HWPT on
+   * the device's RID (mock_ops.user_pasid_table: a PASID request goes to the RID's domain);
+   * none there: dropped. The response goes to mock_domain_page_response (recorded).
+   */
   #triggerIopf(c: IoctlContext): void {
     const v = c.cmd;
     const dev = v.getUint32(16, true);
@@ -522,16 +559,12 @@ export class SelftestContext {
     const h = this.host.describe(hwptId);
     const fq = h.kind === "hwpt-paging" || h.kind === "hwpt-nested" ? h.faultQueue : null;
     if (fq === null) return;
-    // struct iommu_hwpt_pgfault; LAST_PAGE always, PASID_VALID unless IOMMU_NO_PASID.
-    const r = new DataView(new ArrayBuffer(40));
-    r.setUint32(0, 2 | (pasid !== IOMMU_NO_PASID ? 1 : 0), true);
-    r.setUint32(4, dev, true);
-    r.setUint32(8, pasid, true);
-    r.setUint32(12, grpid, true);
-    r.setUint32(16, perm, true);
-    r.setBigUint64(24, addr, true);
-    r.setUint32(32, PAGE_SIZE, true);
-    r.setUint32(36, this.#faultCookie++, true);
-    this.#svc.pushFault(fq, new Uint8Array(r.buffer));
+    const flags = 2 | (pasid !== IOMMU_NO_PASID ? 1 : 0);
+    this.#svc.pushFault(fq, {
+      faults: [{ flags, devId: dev, pasid, grpid, perm, addr }],
+      respond: (code) => {
+        this.responses.push({ device: dev, grpid, code });
+      },
+    });
   }
 }

@@ -1,5 +1,5 @@
 /**
- * The iommufd uAPI of Linux 6.12 as numbers: ioctl numbers, struct sizes, the offset
+ * The iommufd uAPI of Linux 6.12, plus the 6.13-6.15 vIOMMU ioctls, as numbers: ioctl numbers, struct sizes, the offset
  * of the last mandatory field (`min_size` of drivers/iommu/iommufd/main.c IOCTL_OP,
  * `offsetofend(struct, last)`), flags and errno numbers. Layouts are
  * include/uapi/linux/iommufd.h of 6.12 (little-endian, `__aligned_u64`), field offsets
@@ -31,6 +31,16 @@ export const Cmd = {
   HWPT_GET_DIRTY_BITMAP: 0x8c,
   HWPT_INVALIDATE: 0x8d,
   FAULT_QUEUE_ALLOC: 0x8e,
+  /** Linux 6.13 (IOMMUFD_CMD_IOAS_MAP_FILE, not served). */
+  IOAS_MAP_FILE: 0x8f,
+  /** Linux 6.13. */
+  VIOMMU_ALLOC: 0x90,
+  /** Linux 6.13. */
+  VDEVICE_ALLOC: 0x91,
+  /** Linux 6.14 (IOMMUFD_CMD_IOAS_CHANGE_PROCESS, not served). */
+  IOAS_CHANGE_PROCESS: 0x92,
+  /** Linux 6.15. */
+  VEVENTQ_ALLOC: 0x93,
   TEST: 0xa0,
 } as const;
 
@@ -53,6 +63,13 @@ export const Layout: Readonly<Record<number, { readonly size: number; readonly m
   [Cmd.HWPT_GET_DIRTY_BITMAP]: { size: 48, min: 48 },
   [Cmd.HWPT_INVALIDATE]: { size: 32, min: 32 },
   [Cmd.FAULT_QUEUE_ALLOC]: { size: 16, min: 16 },
+  // 6.15 main.c IOCTL_OP(IOMMU_VIOMMU_ALLOC, ..., struct iommu_viommu_alloc, out_viommu_id):
+  // {size, flags, type, dev_id, hwpt_id, out_viommu_id} (data_len / data_uptr are 6.16).
+  [Cmd.VIOMMU_ALLOC]: { size: 24, min: 24 },
+  // IOCTL_OP(IOMMU_VDEVICE_ALLOC, ..., struct iommu_vdevice_alloc, virt_id).
+  [Cmd.VDEVICE_ALLOC]: { size: 24, min: 24 },
+  // IOCTL_OP(IOMMU_VEVENTQ_ALLOC, ..., struct iommu_veventq_alloc, out_veventq_fd).
+  [Cmd.VEVENTQ_ALLOC]: { size: 32, min: 28 },
 };
 
 export const IOAS_MAP_FIXED_IOVA = 1;
@@ -63,6 +80,29 @@ export const HWPT_ALLOC_DIRTY_TRACKING = 2;
 export const HWPT_FAULT_ID_VALID = 4;
 export const HWPT_DATA_NONE = 0;
 export const HWPT_DATA_VTD_S1 = 1;
+/** IOMMU_HWPT_DATA_ARM_SMMUV3: struct iommu_hwpt_arm_smmuv3 {ste[2]} (16 bytes). */
+export const HWPT_DATA_ARM_SMMUV3 = 2;
+/** IOMMU_VIOMMU_TYPE_DEFAULT (reserved: EOPNOTSUPP) and IOMMU_VIOMMU_TYPE_ARM_SMMUV3. */
+export const VIOMMU_TYPE_DEFAULT = 0;
+export const VIOMMU_TYPE_ARM_SMMUV3 = 1;
+/** IOMMU_VIOMMU_INVALIDATE_DATA_ARM_SMMUV3: struct iommu_viommu_arm_smmuv3_invalidate {cmd[2]}. */
+export const VIOMMU_INVALIDATE_DATA_ARM_SMMUV3 = 1;
+/** IOMMU_VEVENTQ_TYPE_DEFAULT (reserved: EOPNOTSUPP) and IOMMU_VEVENTQ_TYPE_ARM_SMMUV3. */
+export const VEVENTQ_TYPE_DEFAULT = 0;
+export const VEVENTQ_TYPE_ARM_SMMUV3 = 1;
+/** IOMMU_VEVENTQ_FLAG_LOST_EVENTS of struct iommufd_vevent_header. */
+export const VEVENTQ_FLAG_LOST_EVENTS = 1;
+/** sizeof(struct iommufd_vevent_header) {flags, sequence}. */
+export const VEVENT_HEADER_SIZE = 8;
+/** sizeof(struct iommu_hwpt_pgfault) and sizeof(struct iommu_hwpt_page_response). */
+export const PGFAULT_SIZE = 40;
+export const PAGE_RESPONSE_SIZE = 8;
+/** IOMMU_PGFAULT_FLAGS_PASID_VALID / _LAST_PAGE. */
+export const PGFAULT_FLAGS_PASID_VALID = 1;
+export const PGFAULT_FLAGS_LAST_PAGE = 2;
+/** IOMMUFD_PAGE_RESP_SUCCESS / _INVALID. */
+export const PAGE_RESP_SUCCESS = 0;
+export const PAGE_RESP_INVALID = 1;
 export const HW_INFO_TYPE_NONE = 0;
 export const HW_INFO_TYPE_INTEL_VTD = 1;
 export const HW_INFO_TYPE_ARM_SMMUV3 = 2;

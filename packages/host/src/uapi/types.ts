@@ -21,7 +21,7 @@ export interface UserMemory {
 
 /** A file descriptor the caller must create (fault queue, selftest access) and store at `offset` of the struct. */
 export interface NewFd {
-  readonly kind: "fault" | "access";
+  readonly kind: "fault" | "access" | "veventq";
   /** The object behind the descriptor. */
   readonly id: number;
   /** Byte offset of the u32 fd field in the argument struct. */
