@@ -54,6 +54,10 @@ const RWX = Perm.R | Perm.W | Perm.X;
 const NO_PASID_L: number = NO_PASID;
 const SIZE_SHIFT: number = Meta.SIZE_SHIFT;
 const MICRO_MASK: number = IOTLB_MICRO_MASK;
+const KIND_SS: number = Kind.SECOND_STAGE;
+/** The interrupt address range (spec 3.15): 0xFEE0_0000 - 0xFEEF_FFFF. */
+const INTR_BASE = 0xfee00000;
+const INTR_END = 0xfef00000;
 /** Where a lane meta word keeps the entry's rights for its privilege (see laneMeta). */
 const LANE_PERM_SHIFT = 8;
 
@@ -305,13 +309,21 @@ export class FastPath {
   ): boolean {
     this.walks++;
     const w = this.walker;
-    const fr = w.walk(cfg, iova, access, priv, upper);
+    const fr =
+      cfg.kind === KIND_SS && cfg.ssLevels === 4 && !cfg.ssade && w.trace === null
+        ? w.walkSs4(cfg, iova, access)
+        : w.walk(cfg, iova, access, priv, upper);
     if (fr !== 0)
       return this.fault(out, fr, cfg.fpd, sid, pasid, iova, access, w.notPresent ? "translation" : undefined);
     const perm = priv ? w.permSup : w.permUser;
-    const pf = w.permissionFault(cfg, access, priv, perm);
-    if (pf !== 0) return this.fault(out, pf, cfg.fpd, sid, pasid, iova, access);
-    if (PageWalker.inInterruptRange(w.pa))
+    const need = NEED[access & 7]!;
+    if ((perm & need) !== need) {
+      const pf = w.permissionFault(cfg, access, priv, perm);
+      if (pf !== 0) return this.fault(out, pf, cfg.fpd, sid, pasid, iova, access);
+    }
+    const pa = w.pa;
+    // The interrupt address range (spec 3.15) is not memory.
+    if (pa >= INTR_BASE && pa < INTR_END)
       return this.fault(
         out,
         cfg.legacy ? Fr.INTERRUPT_RANGE : Fr.SM_INTERRUPT_RANGE,
@@ -321,14 +333,16 @@ export class FastPath {
         iova,
         access,
       );
+    const sizeLg2 = w.sizeLg2;
     if (fill) {
-      const pagePa = Math.floor(w.pa / PAGE) * PAGE;
-      const meta = fillMeta(w.permUser, w.permSup, w.writeNeedsWalk, cfg.kind, w.sizeLg2);
-      this.iotlb.insert(cfg.tag, Math.floor(iova / PAGE), pagePa, meta);
+      // Every leaf is 4 KiB aligned or larger: the PA's page offset is the IOVA's.
+      const vpn = Math.floor(iova / PAGE);
+      const meta = fillMeta(w.permUser, w.permSup, w.writeNeedsWalk, cfg.kind, sizeLg2);
+      this.iotlb.insert(cfg.tag, vpn, pa - (iova - vpn * PAGE), meta);
     }
-    out.pa = w.pa;
+    out.pa = pa;
     out.perm = perm;
-    out.sizeLg2 = w.sizeLg2;
+    out.sizeLg2 = sizeLg2;
     out.fault = null;
     return true;
   }
