@@ -348,9 +348,43 @@ export class FastPath extends RegisterFile {
             return true;
           }
         }
+        // An IOTLB miss of a cached translating configuration: the common walk, filled.
+        if (this.#walkAndFill(sid, ssid, iova, access, need, out)) return true;
       }
     }
     return this.#translateSlow(sid, ssid, iova, null, access, out);
+  }
+
+  /**
+   * #translateSlow's walk for a request whose configuration is cached (the last one
+   * used or the StreamID's slot), translates at stage 1 only, and walks through
+   * Walker.walkS1Quick: the result of the full path, without its misuse checks (the
+   * caller made them) or its fault scratch. False, having changed nothing, for
+   * anything else: #translateSlow then does it all.
+   */
+  #walkAndFill(sid: number, ssid: number, iova: number, access: number, need: number, out: Translation): boolean {
+    const key = sid * SID_SPAN + ssid + 1;
+    let cfg: TransCfg | undefined;
+    if (key === this.#lastKey) cfg = this.#lastCfg;
+    else if (this.#slotKT[(sid & this.#slotMask) * 2] === key) cfg = this.#slotCfgs[sid & this.#slotMask];
+    if (cfg === undefined || cfg.mode !== MODE_TRANSLATE || !cfg.s1 || cfg.epd0) return false;
+    // TTB0's range (a number is below 2^53, so VA[55] = 0).
+    if (iova >= (POW2[64 - cfg.t0sz] ?? 2 ** (64 - cfg.t0sz))) return false;
+    const w = this.#w;
+    if (!w.walkS1Quick(cfg, iova, access, need)) return false;
+    const c = this.counters;
+    c.configHits++;
+    c.iotlbMisses++;
+    c.walks++;
+    this.#lastKey = key;
+    this.#lastCfg = cfg;
+    this.#lastTag = cfg.tag;
+    this.tlb.insert(cfg.tag, iova, w.oa, w.permP, w.permU, w.lg2, w.global);
+    out.pa = w.oa;
+    out.perm = access & A_PRIV ? w.permP : w.permU;
+    out.sizeLg2 = w.lg2;
+    out.fault = null;
+    return true;
   }
 
   /** Translates an address of any width (TTB1 VAs); never uses the IOTLB. */

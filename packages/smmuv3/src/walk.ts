@@ -214,16 +214,7 @@ export class Walker {
    */
   walkS1(cfg: TransCfg, half: number, va: number, access: number, need: number): boolean {
     // The common case first: TTB0, 4K granule, 48-bit input (start level 0), no stage 2.
-    if (
-      half === 0 &&
-      cfg.tg0 === 12 &&
-      cfg.t0sz === 16 &&
-      !cfg.s2 &&
-      cfg.ips <= 48 &&
-      this.#n.steps === null &&
-      this.#walkS1Fast(cfg, va, access, need)
-    )
-      return true;
+    if (half === 0 && this.walkS1Quick(cfg, va, access, need)) return true;
     const rec = cfg.r;
     const tsz = half === 0 ? cfg.t0sz : cfg.t1sz;
     const g = half === 0 ? cfg.tg0 : cfg.tg1;
@@ -337,6 +328,21 @@ export class Walker {
       return true;
     }
     return this.#f.set(EventId.F_TRANSLATION, 0, EventClass.IN, 0, rec);
+  }
+
+  /**
+   * walkS1 of TTB0 for the common configuration (see #walkS1Fast), or false with
+   * nothing changed: the caller then walks with walkS1.
+   */
+  walkS1Quick(cfg: TransCfg, va: number, access: number, need: number): boolean {
+    return (
+      cfg.tg0 === 12 &&
+      cfg.t0sz === 16 &&
+      !cfg.s2 &&
+      cfg.ips <= 48 &&
+      this.#n.steps === null &&
+      this.#walkS1Fast(cfg, va, access, need)
+    );
   }
 
   /**
