@@ -243,7 +243,7 @@ export class PageWalker {
    * the next frame number is (ADDR 51:32) * 2^20 + ADDR 31:12. Anything else (a bus
    * error, a not-present or reserved entry, a superpage) is left to #ssWalk, which
    * walks again from the root and reports it: reads have no side effects, so the
-   * result is #ssWalk's.
+   * result is #ssWalk's. Records no path: its caller (walkSs4) does no A/D updates.
    */
   #ssWalk4(root: number, addr: number, legacy: boolean, write: boolean): number {
     const aLo = addr >>> 0;
@@ -280,11 +280,8 @@ export class PageWalker {
                   const hi0 = p0[w0 + 1]!;
                   const leafLo = legacy ? this.#ssLoRsvdLeaf[0]! : 0;
                   if ((lo0 & SS_RW) !== 0 && ((hi0 & this.#ssHiRsvdLeaf) | (lo0 & leafLo)) === 0) {
-                    const n = this.#ssNote(0, pfn3, w3, lo3);
-                    this.#ssNote(n, pfn2, w2, lo2);
-                    this.#ssNote(n + 1, pfn1, w1, lo1);
-                    this.#ssNote(n + 2, pfn0, w0, lo0);
-                    this.#ssCount = 4;
+                    // No A/D updates follow (walkSs4 serves SSADE = 0 only): no path to record.
+                    this.#ssCount = 0;
                     // Rights are cumulative over the levels (spec 3.7.1); R/W/X are bits 0-2, as Perm.
                     this.#ssPerm = lo3 & lo2 & lo1 & lo0 & RWX;
                     this.#ssPa = (hi0 & 0xfffff) * 4294967296 + (((lo0 & 0xfffff000) | (aLo & 0xfff)) >>> 0);
@@ -300,14 +297,6 @@ export class PageWalker {
       }
     }
     return this.#ssWalk(root, 4, addr, legacy, write, "SS");
-  }
-
-  /** Records entry `i` of the last second-stage path (for A/D updates); returns i + 1. */
-  #ssNote(i: number, pfn: number, w: number, lo: number): number {
-    this.#ssPfns[i] = pfn;
-    this.#ssWords[i] = w;
-    this.#ssLos[i] = lo;
-    return i + 1;
   }
 
   /** Sets A on the last second-stage path (and D on its leaf for writes). 0 or 0x7C. */
@@ -351,10 +340,7 @@ export class PageWalker {
       return cfg.legacy ? Fr.PTE_RESERVED : Fr.SS_RESERVED;
     if (cfg.kind === Kind.SECOND_STAGE) {
       if (iova >= POW2[12 + 9 * cfg.ssLevels]!) return cfg.legacy ? Fr.BEYOND_AGAW : Fr.SM_BEYOND_AGAW;
-      const fr =
-        cfg.ssLevels === 4 && this.trace === null
-          ? this.#ssWalk4(cfg.ssRoot, iova, cfg.legacy, write)
-          : this.#ssWalk(cfg.ssRoot, cfg.ssLevels, iova, cfg.legacy, write, "SS");
+      const fr = this.#ssWalk(cfg.ssRoot, cfg.ssLevels, iova, cfg.legacy, write, "SS");
       if (fr !== 0) return fr;
       const perm = this.#ssRights(this.#ssPerm, cfg.ssee);
       if (cfg.ssade && (perm & permFor(access)) === permFor(access)) {
