@@ -362,7 +362,14 @@ export class FastPath extends RegisterFile {
    * caller made them) or its fault scratch. False, having changed nothing, for
    * anything else: #translateSlow then does it all.
    */
-  #walkAndFill(sid: number, ssid: number, iova: number, access: number, need: number, out: Translation): boolean {
+  #walkAndFill(
+    sid: number,
+    ssid: number,
+    iova: number,
+    access: number,
+    need: number,
+    out: Translation,
+  ): boolean {
     const key = sid * SID_SPAN + ssid + 1;
     let cfg: TransCfg | undefined;
     if (key === this.#lastKey) cfg = this.#lastCfg;
