@@ -42,6 +42,27 @@ const A_WRITE = 2;
 const A_EXEC = 4;
 const A_PRIV = 8;
 
+/** Where a lane meta word keeps the unprivileged rights (the privileged ones are 4 below). */
+const LANE_UNPRIV = 20;
+
+/**
+ * The micro-TLB meta of an IOTLB entry (the fast lane's word): the leaf size in 31:26
+ * as the IOTLB meta, the privileged rights in 18:16 and the unprivileged ones in 22:20,
+ * and in 15:0 a bit per access value a = access & 15 (WRITE 2, EXEC 4, PRIV 8) set when
+ * that privilege's rights hold what it needs (W for writes, X for fetches, R otherwise).
+ */
+export function laneMeta(packed: number): number {
+  const permP = packed & 7;
+  const permU = (packed >>> 4) & 7;
+  let allowed = 0;
+  for (let a = 0; a < 16; a++) {
+    const perm = a & A_PRIV ? permP : permU;
+    const need = a & A_WRITE ? Perm.W : a & A_EXEC ? Perm.X : Perm.R;
+    if ((perm & need) === need) allowed |= 1 << a;
+  }
+  return ((packed & ~0x3ff_ffff) | (permP << (LANE_UNPRIV - 4)) | (permU << LANE_UNPRIV) | allowed) >>> 0;
+}
+
 /** The hardware's cache and walk counters. */
 export interface HwCounters {
   iotlbHits: number;
@@ -240,9 +261,9 @@ export class FastPath extends RegisterFile {
    */
   translate(sid: number, ssid: number, iova: number, access: number, out: Translation): boolean {
     // Kept small so it inlines into callers: the config's tag (last used, else the StreamID's
-    // slot) and a micro-TLB hit; the rest (main IOTLB, walk) is #translateMiss.
-    // (a fractional iova would hit its page: integers only, the rest is refused by the slow path)
-    if (this.smmuen && Number.isSafeInteger(iova) && iova >= 0) {
+    // slot) and a micro-TLB hit; the rest (main IOTLB, walk) is #translateMiss. `=== true`:
+    // a compare, where a bare field test is a generic ToBoolean.
+    if (this.smmuen === true) {
       let tag: number;
       // No SSID: the StreamID indexes its tag directly (undefined for a bad sid: slow path).
       if (ssid === -1 && sid <= this.#slotMask) tag = this.#ridTag[sid]!;
@@ -256,16 +277,19 @@ export class FastPath extends RegisterFile {
       }
       const vpn = Math.floor(iova / 4096);
       const u = this.#micro;
-      const x = (vpn & MICRO_MASK) * 4;
-      if (tag >= 0 && u[x] === vpn && u[x + 1] === tag) {
-        const packed = u[x + 3]!;
-        const perm = access & A_PRIV ? packed & 7 : (packed >>> 4) & 0xf;
-        const need = access & A_WRITE ? 2 : access & A_EXEC ? 4 : 1; // Perm.W / X / R
-        if ((perm & need) === need) {
+      const x = (vpn & MICRO_MASK) << 2;
+      const off = iova - vpn * 4096;
+      // Live micro slots hold pages of checked addresses (integers in [0, 2^53)), so a
+      // negative or huge IOVA misses; a fractional one is caught by its offset.
+      if (u[x] === vpn && u[x + 1] === tag && tag >= 0 && (off | 0) === off) {
+        // The lane meta (laneMeta): bit a of 15:0 allows access a = access & 15.
+        const meta = u[x + 3]!;
+        if (((meta >>> (access & 15)) & 1) !== 0) {
           this.#fastHits++;
-          out.pa = u[x + 2]! + (iova - vpn * 4096);
-          out.perm = perm;
-          out.sizeLg2 = packed >>> SIZE_SHIFT;
+          out.pa = u[x + 2]! + off;
+          // Rights of the request's privilege: 18:16 privileged, 22:20 unprivileged.
+          out.perm = (meta >>> (LANE_UNPRIV - ((access & A_PRIV) >>> 1))) & 7;
+          out.sizeLg2 = meta >>> SIZE_SHIFT;
           out.fault = null;
           return true;
         }
@@ -297,13 +321,12 @@ export class FastPath extends RegisterFile {
         const u = this.#micro;
         const x = (vpn & MICRO_MASK) * 4;
         if (u[x] === vpn && u[x + 1] === tag) {
-          const packed = u[x + 3]!;
-          const perm = access & A_PRIV ? packed & 7 : (packed >>> 4) & 0xf;
-          if ((perm & need) === need) {
+          const meta = u[x + 3]!;
+          if (((meta >>> (access & 15)) & 1) !== 0) {
             this.#fastHits++;
             out.pa = u[x + 2]! + (iova - vpn * 4096);
-            out.perm = perm;
-            out.sizeLg2 = packed >>> SIZE_SHIFT;
+            out.perm = (meta >>> (LANE_UNPRIV - ((access & A_PRIV) >>> 1))) & 7;
+            out.sizeLg2 = meta >>> SIZE_SHIFT;
             out.fault = null;
             return true;
           }
@@ -317,7 +340,7 @@ export class FastPath extends RegisterFile {
           const perm = access & A_PRIV ? packed & 7 : (packed >>> 4) & 0xf;
           if ((perm & need) === need) {
             this.#fastHits++;
-            iotlb.remember(slot, vpn, tag, packed); // both privileges' rights: one key per tag
+            iotlb.remember(slot, vpn, tag, laneMeta(packed)); // both privileges' rights: one key per tag
             out.pa = d[b + 2]! + (iova - vpn * 4096);
             out.perm = perm;
             out.sizeLg2 = packed >>> SIZE_SHIFT;
@@ -325,9 +348,50 @@ export class FastPath extends RegisterFile {
             return true;
           }
         }
+        // An IOTLB miss of a cached translating configuration: the common walk, filled.
+        if (this.#walkAndFill(sid, ssid, iova, access, need, out)) return true;
       }
     }
     return this.#translateSlow(sid, ssid, iova, null, access, out);
+  }
+
+  /**
+   * #translateSlow's walk for a request whose configuration is cached (the last one
+   * used or the StreamID's slot), translates at stage 1 only, and walks through
+   * Walker.walkS1Quick: the result of the full path, without its misuse checks (the
+   * caller made them) or its fault scratch. False, having changed nothing, for
+   * anything else: #translateSlow then does it all.
+   */
+  #walkAndFill(
+    sid: number,
+    ssid: number,
+    iova: number,
+    access: number,
+    need: number,
+    out: Translation,
+  ): boolean {
+    const key = sid * SID_SPAN + ssid + 1;
+    let cfg: TransCfg | undefined;
+    if (key === this.#lastKey) cfg = this.#lastCfg;
+    else if (this.#slotKT[(sid & this.#slotMask) * 2] === key) cfg = this.#slotCfgs[sid & this.#slotMask];
+    if (cfg === undefined || cfg.mode !== MODE_TRANSLATE || !cfg.s1 || cfg.epd0) return false;
+    // TTB0's range (a number is below 2^53, so VA[55] = 0).
+    if (iova >= (POW2[64 - cfg.t0sz] ?? 2 ** (64 - cfg.t0sz))) return false;
+    const w = this.#w;
+    if (!w.walkS1Quick(cfg, iova, access, need)) return false;
+    const c = this.counters;
+    c.configHits++;
+    c.iotlbMisses++;
+    c.walks++;
+    this.#lastKey = key;
+    this.#lastCfg = cfg;
+    this.#lastTag = cfg.tag;
+    this.tlb.insert(cfg.tag, iova, w.oa, w.permP, w.permU, w.lg2, w.global);
+    out.pa = w.oa;
+    out.perm = access & A_PRIV ? w.permP : w.permU;
+    out.sizeLg2 = w.lg2;
+    out.fault = null;
+    return true;
   }
 
   /** Translates an address of any width (TTB1 VAs); never uses the IOTLB. */

@@ -37,7 +37,6 @@ import {
   invalidatePasidIotlb,
   Meta,
   microKey,
-  microMeta,
   PASID_SPAN,
 } from "./iotlb.ts";
 import type { PageRequester } from "./prq.ts";
@@ -53,9 +52,31 @@ const RWX = Perm.R | Perm.W | Perm.X;
 // Module-local copies of imported constants the fast lane reads: an imported binding can
 // cost a getter call per read when the module is loaded through a CommonJS transform.
 const NO_PASID_L: number = NO_PASID;
-const ACCESS_WRITE: number = Access.WRITE;
 const SIZE_SHIFT: number = Meta.SIZE_SHIFT;
 const MICRO_MASK: number = IOTLB_MICRO_MASK;
+const KIND_SS: number = Kind.SECOND_STAGE;
+/** The interrupt address range (spec 3.15): 0xFEE0_0000 - 0xFEEF_FFFF. */
+const INTR_BASE = 0xfee00000;
+const INTR_END = 0xfef00000;
+/** Where a lane meta word keeps the entry's rights for its privilege (see laneMeta). */
+const LANE_PERM_SHIFT = 8;
+
+/**
+ * The micro-TLB meta of an IOTLB entry for requests of one privilege (the fast lane's
+ * word): the leaf size in 31:26 as the IOTLB meta, that privilege's rights in 10:8, and
+ * in 7:0 a bit per access value a = access & 7 (READ 1, WRITE 2, EXEC 4) set when the
+ * rights allow it (permFor) and, for writes, no D bit is left to set (WRITE_WALK).
+ */
+export function laneMeta(meta: number, priv: boolean): number {
+  const perm = priv ? (meta >>> Meta.SUP_SHIFT) & 7 : meta & 7;
+  let allowed = 0;
+  for (let a = 0; a < 8; a++) {
+    const need = NEED[a]!;
+    if ((perm & need) === need && !((a & Access.WRITE) !== 0 && (meta & Meta.WRITE_WALK) !== 0))
+      allowed |= 1 << a;
+  }
+  return ((meta & ~0x3ff_ffff) | (perm << LANE_PERM_SHIFT) | allowed) >>> 0;
+}
 
 /** The caches and the hot path of one VT-d unit. The hardware model extends it. */
 export class FastPath {
@@ -140,27 +161,26 @@ export class FastPath {
   translate(sid: number, pasid: number, iova: number, access: number, out: Translation): boolean {
     // Fast lane (kept small so it inlines into callers): a request without PASID whose
     // source-id has a resolved key, served by the micro-TLB; translateSlow for the rest
-    // (too big to inline, so this stays small in callers).
-    if (pasid === NO_PASID_L && this.enabled) {
-      const key = this.ridKey[sid]!;
+    // (too big to inline, so this stays small in callers). `=== true`: a compare, where
+    // a bare field test is a generic ToBoolean.
+    if (pasid === NO_PASID_L && this.enabled === true) {
       const vpn = Math.floor(iova / PAGE);
       const u = this.micro;
       const x = (vpn & MICRO_MASK) << 2;
+      const key = this.ridKey[sid]!;
       // iova - vpn * 4096, not iova % 4096: % on doubles above 2^31 is a slow fmod. A
       // fractional offset is misuse (translateSlow refuses it); live micro slots hold
       // only pages of checked addresses, so a negative or huge IOVA misses.
       const off = iova - vpn * PAGE;
-      if (key >= 0 && u[x] === vpn && u[x + 1] === key && (off | 0) === off) {
-        // The key carries RID_PRIV, so the entry holds the rights of that privilege already.
+      if (u[x] === vpn && u[x + 1] === key && key >= 0 && (off | 0) === off) {
+        // The key carries RID_PRIV and the lane meta the rights of that privilege: bit a
+        // of its low byte allows access a (laneMeta), one shift and test.
         const meta = u[x + 3]!;
-        const perm = meta & 7;
-        const need = NEED[access & 7]!;
-        // A write through an entry whose D bit is still clear must walk (WRITE 2 << 5 = WRITE_WALK).
-        if ((perm & need) === need && (meta & ((access & ACCESS_WRITE) << 5)) === 0) {
+        if (((meta >>> (access & 7)) & 1) !== 0) {
           // One counter on the fast lane: each of its hits is also a configuration hit.
           this.fastHits++;
           out.pa = u[x + 2]! + off;
-          out.perm = perm;
+          out.perm = (meta >>> LANE_PERM_SHIFT) & 7;
           out.sizeLg2 = meta >>> SIZE_SHIFT;
           out.fault = null;
           return true;
@@ -212,7 +232,7 @@ export class FastPath {
       const need = permFor(access);
       if ((perm & need) === need && !(access & Access.WRITE && meta & Meta.WRITE_WALK)) {
         this.iotlbHits++;
-        if (pasid === NO_PASID) iotlb.remember(slot, vpn, microKey(cfg.tag, priv), microMeta(meta, priv));
+        if (pasid === NO_PASID) iotlb.remember(slot, vpn, microKey(cfg.tag, priv), laneMeta(meta, priv));
         out.pa = d[(slot << 2) + 2]! + (iova - vpn * PAGE);
         out.perm = perm;
         out.sizeLg2 = meta >>> Meta.SIZE_SHIFT;
@@ -289,13 +309,21 @@ export class FastPath {
   ): boolean {
     this.walks++;
     const w = this.walker;
-    const fr = w.walk(cfg, iova, access, priv, upper);
+    const fr =
+      cfg.kind === KIND_SS && cfg.ssLevels === 4 && !cfg.ssade && w.trace === null
+        ? w.walkSs4(cfg, iova, access)
+        : w.walk(cfg, iova, access, priv, upper);
     if (fr !== 0)
       return this.fault(out, fr, cfg.fpd, sid, pasid, iova, access, w.notPresent ? "translation" : undefined);
     const perm = priv ? w.permSup : w.permUser;
-    const pf = w.permissionFault(cfg, access, priv, perm);
-    if (pf !== 0) return this.fault(out, pf, cfg.fpd, sid, pasid, iova, access);
-    if (PageWalker.inInterruptRange(w.pa))
+    const need = NEED[access & 7]!;
+    if ((perm & need) !== need) {
+      const pf = w.permissionFault(cfg, access, priv, perm);
+      if (pf !== 0) return this.fault(out, pf, cfg.fpd, sid, pasid, iova, access);
+    }
+    const pa = w.pa;
+    // The interrupt address range (spec 3.15) is not memory.
+    if (pa >= INTR_BASE && pa < INTR_END)
       return this.fault(
         out,
         cfg.legacy ? Fr.INTERRUPT_RANGE : Fr.SM_INTERRUPT_RANGE,
@@ -305,14 +333,16 @@ export class FastPath {
         iova,
         access,
       );
+    const sizeLg2 = w.sizeLg2;
     if (fill) {
-      const pagePa = Math.floor(w.pa / PAGE) * PAGE;
-      const meta = fillMeta(w.permUser, w.permSup, w.writeNeedsWalk, cfg.kind, w.sizeLg2);
-      this.iotlb.insert(cfg.tag, Math.floor(iova / PAGE), pagePa, meta);
+      // Every leaf is 4 KiB aligned or larger: the PA's page offset is the IOVA's.
+      const vpn = Math.floor(iova / PAGE);
+      const meta = fillMeta(w.permUser, w.permSup, w.writeNeedsWalk, cfg.kind, sizeLg2);
+      this.iotlb.insert(cfg.tag, vpn, pa - (iova - vpn * PAGE), meta);
     }
-    out.pa = w.pa;
+    out.pa = pa;
     out.perm = perm;
-    out.sizeLg2 = w.sizeLg2;
+    out.sizeLg2 = sizeLg2;
     out.fault = null;
     return true;
   }

@@ -65,6 +65,11 @@ const INTR_END = 0xfef00000;
 const SS_TM_HI = 0x40000000;
 /** PAT (bit 12) of a first-stage 2 MiB / 1 GiB leaf (spec 9.7): not an address bit there. */
 const FS_PAT_LARGE = 0x1000;
+const RWX = Perm.R | Perm.W | Perm.X;
+const ACCESS_WRITE: number = Access.WRITE;
+const SS_RW = SsPte.R | SsPte.W;
+const SS_PS = SsPte.PS;
+const SS_D = SsPte.D;
 /** The spec's deepest tables: 5 levels (spec 3.6 five-level first stage, 3.7 AW = 3). */
 const MAX_LEVELS = 5;
 
@@ -114,7 +119,10 @@ export class PageWalker {
   #ssSizeLg2 = 12;
   #ssPerm = 0;
   #ssNeedsD = false;
-  readonly #ssEntries = new Float64Array(5);
+  /** The last second-stage path: each entry's page frame, word index and low word. */
+  readonly #ssPfns = new Float64Array(5);
+  readonly #ssWords = new Int32Array(5);
+  readonly #ssLos = new Int32Array(5);
   #ssCount = 0;
   // First-stage path (entry HPAs) for A/D updates.
   readonly #fsEntries = new Float64Array(5);
@@ -157,80 +165,153 @@ export class PageWalker {
    * Walks a second-stage table for `addr` (below 2^(12+9*levels), checked by the
    * caller). Returns 0 or a fault reason: fetch error, not present, reserved, using
    * the legacy or scalable-mode codes. Leaves #ssPa/#ssSizeLg2/#ssPerm.
+   *
+   * Hot path: the address is split into 32-bit halves once; each level's index
+   * (address bits 12+9*level up) and the next table's frame number (ADDR 51:12) come
+   * from 32-bit halves with integer ops, and the entry's two words are read from its
+   * page once. Tables are 4 KiB aligned (SLPTPTR and ADDR are bits 63:12), so an
+   * entry is word 2 * index of its table's page.
    */
   #ssWalk(root: number, levels: number, addr: number, legacy: boolean, write: boolean, what: string): number {
-    let table = root;
-    let perm = Perm.R | Perm.W | Perm.X;
-    this.#ssCount = 0;
+    const aLo = addr >>> 0;
+    const aHi = (addr - aLo) / 4294967296;
+    const memory = this.memory;
+    const tracing = this.trace !== null;
+    const loRsvdLeaf = legacy ? this.#ssLoRsvdLeaf : this.#ssLoRsvdLeafSm;
+    let pfn = Math.floor(root / 4096);
+    let perm = RWX;
+    let n = 0;
     for (let level = levels - 1; level >= 0; level--) {
-      const span = POW2[12 + 9 * level]!;
-      const idx = Math.floor(addr / span) & 511;
-      const ea = table + idx * 8;
-      const page = this.memory.readPage(Math.floor(ea / 4096));
+      const shift = 12 + 9 * level;
+      const idx = shift < 32 ? ((aLo >>> shift) | (aHi << (32 - shift))) & 511 : (aHi >>> (shift - 32)) & 511;
+      const page = memory.readPage(pfn);
       if (page === null) {
+        this.#ssCount = n;
         this.faultLevel = level;
-        if (this.trace !== null) this.#step(`${what} L${level}`, ea, 0, 0, "bus error", idx);
+        if (tracing) this.#step(`${what} L${level}`, pfn * 4096 + idx * 8, 0, 0, "bus error", idx);
         return legacy ? Fr.PTE_FETCH : Fr.SS_FETCH;
       }
-      const w = (ea & 0xfff) >>> 2;
+      const w = idx << 1;
       const lo = page[w]!;
       const hi = page[w + 1]!;
-      this.#ssEntries[this.#ssCount++] = ea;
-      if ((lo & (SsPte.R | SsPte.W)) === 0) {
+      this.#ssPfns[n] = pfn;
+      this.#ssWords[n] = w;
+      this.#ssLos[n++] = lo;
+      if ((lo & SS_RW) === 0) {
+        this.#ssCount = n;
         this.faultLevel = level;
-        if (this.trace !== null) this.#step(`${what} L${level}`, ea, lo, hi, "not present (R=W=0)", idx);
+        if (tracing)
+          this.#step(`${what} L${level}`, pfn * 4096 + idx * 8, lo, hi, "not present (R=W=0)", idx);
         // Legacy has no not-present reason: the request's missing right is reported (spec 7.1.3).
         this.notPresent = true;
         return legacy ? (write ? Fr.NO_WRITE : Fr.NO_READ) : Fr.SS_NOT_PRESENT;
       }
-      const leaf = level === 0 || (lo & SsPte.PS) !== 0;
-      const rsvd =
-        (hi & (leaf ? this.#ssHiRsvdLeaf : this.#hiRsvd)) !== 0 ||
-        (lo &
-          (leaf
-            ? (legacy ? this.#ssLoRsvdLeaf : this.#ssLoRsvdLeafSm)[level]!
-            : this.#ssLoRsvdNonLeaf[level]!)) !==
-          0 ||
-        (leaf && this.#ssLeafOk[level] === 0);
+      const leaf = level === 0 || (lo & SS_PS) !== 0;
+      const rsvd = leaf
+        ? (hi & this.#ssHiRsvdLeaf) !== 0 || (lo & loRsvdLeaf[level]!) !== 0 || this.#ssLeafOk[level] === 0
+        : (hi & this.#hiRsvd) !== 0 || (lo & this.#ssLoRsvdNonLeaf[level]!) !== 0;
       if (rsvd) {
+        this.#ssCount = n;
         this.faultLevel = level;
-        if (this.trace !== null) this.#step(`${what} L${level}`, ea, lo, hi, "reserved bit set", idx);
+        if (tracing) this.#step(`${what} L${level}`, pfn * 4096 + idx * 8, lo, hi, "reserved bit set", idx);
         return legacy ? Fr.PTE_RESERVED : Fr.SS_RESERVED;
       }
-      // Rights are cumulative over the levels (spec 3.7.1).
-      perm &= (lo & SsPte.R ? Perm.R : 0) | (lo & SsPte.W ? Perm.W : 0) | (lo & SsPte.X ? Perm.X : 0);
-      const next = entryAddr(lo, hi);
+      // Rights are cumulative over the levels (spec 3.7.1); R/W/X are bits 0-2, as Perm.
+      perm &= lo & RWX;
       if (leaf) {
-        const sizeLg2 = 12 + 9 * level;
-        if (this.trace !== null) this.#step(`${what} L${level}`, ea, lo, hi, `leaf 2^${sizeLg2}`, idx);
-        this.#ssPa = next + (addr - Math.floor(addr / POW2[sizeLg2]!) * POW2[sizeLg2]!);
-        this.#ssSizeLg2 = sizeLg2;
+        this.#ssCount = n;
+        if (tracing) this.#step(`${what} L${level}`, pfn * 4096 + idx * 8, lo, hi, `leaf 2^${shift}`, idx);
+        // A leaf's address bits below its size were checked zero (reserved): OR in the offset.
+        this.#ssPa = (hi & 0xfffff) * 4294967296 + (((lo & 0xfffff000) | (aLo & ((1 << shift) - 1))) >>> 0);
+        this.#ssSizeLg2 = shift;
         this.#ssPerm = perm;
-        this.#ssNeedsD = (lo & SsPte.D) === 0;
+        this.#ssNeedsD = (lo & SS_D) === 0;
         return 0;
       }
-      if (this.trace !== null) this.#step(`${what} L${level}`, ea, lo, hi, "table", idx);
-      table = next;
+      if (tracing) this.#step(`${what} L${level}`, pfn * 4096 + idx * 8, lo, hi, "table", idx);
+      pfn = (hi & 0xfffff) * 1048576 + (lo >>> 12);
     }
+    this.#ssCount = n;
     return legacy ? Fr.PTE_RESERVED : Fr.SS_RESERVED;
+  }
+
+  /**
+   * The common second-stage walk unrolled: four levels of 4 KiB tables to a 4 KiB
+   * leaf, no trace. Each level's index comes from the address's 32-bit halves with
+   * constant shifts (bits 47:39 from the high half, 38:30 across both, 29:21 and
+   * 20:12 from the low half), each entry's two words are read from its page once, and
+   * the next frame number is (ADDR 51:32) * 2^20 + ADDR 31:12. Anything else (a bus
+   * error, a not-present or reserved entry, a superpage) is left to #ssWalk, which
+   * walks again from the root and reports it: reads have no side effects, so the
+   * result is #ssWalk's. Records no path: its caller (walkSs4) does no A/D updates.
+   */
+  #ssWalk4(root: number, addr: number, legacy: boolean, write: boolean): number {
+    const aLo = addr >>> 0;
+    const aHi = (addr - aLo) / 4294967296;
+    const memory = this.memory;
+    const hiRsvd = this.#hiRsvd;
+    const nonLeaf = this.#ssLoRsvdNonLeaf;
+    const pfn3 = Math.floor(root / 4096);
+    const p3 = memory.readPage(pfn3);
+    if (p3 !== null) {
+      const w3 = (aHi >>> 6) & 0x3fe;
+      const lo3 = p3[w3]!;
+      const hi3 = p3[w3 + 1]!;
+      if ((lo3 & SS_RW) !== 0 && ((hi3 & hiRsvd) | (lo3 & nonLeaf[3]!)) === 0) {
+        const pfn2 = (hi3 & 0xfffff) * 1048576 + (lo3 >>> 12);
+        const p2 = memory.readPage(pfn2);
+        if (p2 !== null) {
+          const w2 = (((aHi << 2) | (aLo >>> 30)) & 511) << 1;
+          const lo2 = p2[w2]!;
+          const hi2 = p2[w2 + 1]!;
+          if ((lo2 & SS_RW) !== 0 && ((hi2 & hiRsvd) | (lo2 & (nonLeaf[2]! | SS_PS))) === 0) {
+            const pfn1 = (hi2 & 0xfffff) * 1048576 + (lo2 >>> 12);
+            const p1 = memory.readPage(pfn1);
+            if (p1 !== null) {
+              const w1 = (aLo >>> 20) & 0x3fe;
+              const lo1 = p1[w1]!;
+              const hi1 = p1[w1 + 1]!;
+              if ((lo1 & SS_RW) !== 0 && ((hi1 & hiRsvd) | (lo1 & (nonLeaf[1]! | SS_PS))) === 0) {
+                const pfn0 = (hi1 & 0xfffff) * 1048576 + (lo1 >>> 12);
+                const p0 = memory.readPage(pfn0);
+                if (p0 !== null) {
+                  const w0 = (aLo >>> 11) & 0x3fe;
+                  const lo0 = p0[w0]!;
+                  const hi0 = p0[w0 + 1]!;
+                  const leafLo = legacy ? this.#ssLoRsvdLeaf[0]! : 0;
+                  if ((lo0 & SS_RW) !== 0 && ((hi0 & this.#ssHiRsvdLeaf) | (lo0 & leafLo)) === 0) {
+                    // No A/D updates follow (walkSs4 serves SSADE = 0 only): no path to record.
+                    this.#ssCount = 0;
+                    // Rights are cumulative over the levels (spec 3.7.1); R/W/X are bits 0-2, as Perm.
+                    this.#ssPerm = lo3 & lo2 & lo1 & lo0 & RWX;
+                    this.#ssPa = (hi0 & 0xfffff) * 4294967296 + (((lo0 & 0xfffff000) | (aLo & 0xfff)) >>> 0);
+                    this.#ssSizeLg2 = 12;
+                    this.#ssNeedsD = (lo0 & SS_D) === 0;
+                    return 0;
+                  }
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+    return this.#ssWalk(root, 4, addr, legacy, write, "SS");
   }
 
   /** Sets A on the last second-stage path (and D on its leaf for writes). 0 or 0x7C. */
   #ssSetAd(write: boolean, pwsnp: boolean): number {
     const n = this.#ssCount;
     for (let i = 0; i < n; i++) {
-      const ea = this.#ssEntries[i]!;
-      const page = this.memory.writePage(Math.floor(ea / 4096));
-      if (page === null) continue;
-      const w = (ea & 0xfff) >>> 2;
-      let lo = page[w]!;
+      // The words the walk read: only an entry that changes is written (or faults).
+      const lo = this.#ssLos[i]!;
       let want = lo | SsPte.A;
       if (write && i === n - 1) want |= SsPte.D;
-      if (want !== lo) {
-        if (!pwsnp) return Fr.SS_AD_NO_SNOOP;
-        lo = want;
-        if (!this.dryRun) page[w] = lo >>> 0;
-      }
+      if (want === lo) continue;
+      if (!pwsnp) return Fr.SS_AD_NO_SNOOP;
+      const page = this.memory.writePage(this.#ssPfns[i]!);
+      if (page === null) continue;
+      if (!this.dryRun) page[this.#ssWords[i]!] = want >>> 0;
     }
     return 0;
   }
@@ -249,6 +330,8 @@ export class PageWalker {
    * Permissions are not checked here; A/D updates are done for `access`.
    */
   walk(cfg: Cfg, iova: number, access: number, priv: boolean, upper: boolean): number {
+    if (cfg.kind === Kind.SECOND_STAGE && cfg.ssLevels === 4 && !cfg.ssade && this.trace === null)
+      return this.walkSs4(cfg, iova, access);
     const write = (access & Access.WRITE) !== 0;
     this.faultLevel = -1;
     this.notPresent = false;
@@ -272,6 +355,25 @@ export class PageWalker {
       return 0;
     }
     return this.#fsWalk(cfg, iova, access, priv, upper);
+  }
+
+  /**
+   * walk() for the common case, a 4-level second-stage table without A/D updates and
+   * without a trace (the IOTLB miss of a request without PASID): the same results.
+   */
+  walkSs4(cfg: Cfg, iova: number, access: number): number {
+    this.faultLevel = -1;
+    this.notPresent = false;
+    if (iova >= 2 ** 48) return cfg.legacy ? Fr.BEYOND_AGAW : Fr.SM_BEYOND_AGAW;
+    const fr = this.#ssWalk4(cfg.ssRoot, iova, cfg.legacy, (access & ACCESS_WRITE) !== 0);
+    if (fr !== 0) return fr;
+    const perm = this.#ssRights(this.#ssPerm, cfg.ssee);
+    this.pa = this.#ssPa;
+    this.sizeLg2 = this.#ssSizeLg2;
+    this.permUser = perm;
+    this.permSup = perm;
+    this.writeNeedsWalk = false;
+    return 0;
   }
 
   /** First-stage (and nested) walk. */

@@ -59,10 +59,15 @@ export function iotlbMeta(vendor: number, sizeLg2: number, scan = false): number
 
 /** What the IOTLB holds for one group: live entries per tag, and the ones a page probe cannot find. */
 interface GroupInfo {
-  readonly tags: Map<number, number>;
+  readonly tags: Map<number, TagCount>;
   count: number;
   /** Entries with a leaf above 4 KiB or the SCAN bit. */
   scan: number;
+}
+
+/** Live entries of one tag (a box, so the last tag's count is updated without a Map lookup). */
+interface TagCount {
+  n: number;
 }
 
 /**
@@ -102,6 +107,10 @@ export class FastIotlb {
   #deleted = 0;
   #microLive = false;
   readonly #groups = new Map<number, GroupInfo>();
+  /** The tag #account saw last, with its group and count (null: none). */
+  #lastTag = -1;
+  #lastInfo: GroupInfo | null = null;
+  #lastCount: TagCount | null = null;
 
   /**
    * @param capacityLg2 log2 of the slot count (4..24).
@@ -171,7 +180,10 @@ export class FastIotlb {
       } else if (v === vpn && d[(i << 2) + 1] === tag) {
         // Replacing an entry: a micro-TLB copy of it may sit in its page's micro slot.
         const x = (vpn & IOTLB_MICRO_MASK) << 2;
-        if (this.micro[x] === vpn) this.micro[x] = EMPTY;
+        if (this.micro[x] === vpn) {
+          this.micro[x] = EMPTY;
+          this.micro[x + 1] = EMPTY;
+        }
         this.#account(tag, d[(i << 2) + 3]!, -1);
         this.#account(tag, meta, 1);
         break;
@@ -185,20 +197,44 @@ export class FastIotlb {
     d[b + 3] = meta;
   }
 
-  /** Adds (d = 1) or removes (d = -1) one entry of `tag` with `meta` from the group counts. */
+  /**
+   * Adds (d = 1) or removes (d = -1) one entry of `tag` with `meta` from the group
+   * counts. The last tag's group and count are kept, so a run of fills (a walk per
+   * miss) of one tag costs no Map lookup.
+   */
   #account(tag: number, meta: number, d: number): void {
-    const g = Math.floor(tag / this.groupSpan);
-    let info = this.#groups.get(g);
-    if (info === undefined) {
-      info = { tags: new Map(), count: 0, scan: 0 };
-      this.#groups.set(g, info);
+    let info = this.#lastInfo;
+    let count = this.#lastCount;
+    if (tag !== this.#lastTag || info === null || count === null) {
+      const g = Math.floor(tag / this.groupSpan);
+      info = this.#groups.get(g) ?? null;
+      if (info === null) {
+        info = { tags: new Map(), count: 0, scan: 0 };
+        this.#groups.set(g, info);
+      }
+      count = info.tags.get(tag) ?? null;
+      if (count === null) {
+        count = { n: 0 };
+        info.tags.set(tag, count);
+      }
+      this.#lastTag = tag;
+      this.#lastInfo = info;
+      this.#lastCount = count;
     }
-    const n = (info.tags.get(tag) ?? 0) + d;
-    if (n === 0) info.tags.delete(tag);
-    else info.tags.set(tag, n);
+    count.n += d;
     info.count += d;
     if (meta >>> IotlbMeta.SIZE_SHIFT > 12 || (meta & IotlbMeta.SCAN) !== 0) info.scan += d;
-    if (info.count === 0) this.#groups.delete(g);
+    if (count.n === 0) {
+      info.tags.delete(tag);
+      if (info.count === 0) this.#groups.delete(Math.floor(tag / this.groupSpan));
+      this.#forgetLast();
+    }
+  }
+
+  #forgetLast(): void {
+    this.#lastTag = -1;
+    this.#lastInfo = null;
+    this.#lastCount = null;
   }
 
   /**
@@ -231,6 +267,7 @@ export class FastIotlb {
     this.#count = 0;
     this.#deleted = 0;
     this.#groups.clear();
+    this.#forgetLast();
   }
 
   /** True when some entry's tag is in group `group`. */
@@ -386,6 +423,7 @@ export class FastIotlb {
     this.#count = 0;
     this.#deleted = 0;
     this.#groups.clear();
+    this.#forgetLast();
     for (let i = 0; i < this.capacity; i++) {
       const b = i * 4;
       if (copy[b]! >= 0) this.insert(copy[b + 1]!, copy[b]!, copy[b + 2]!, copy[b + 3]!);

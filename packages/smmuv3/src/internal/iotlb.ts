@@ -31,6 +31,8 @@ export class SmmuTlb {
    * empty): without any, TLBI_NH_VA of one ASID is a range invalidation of one tag.
    */
   readonly #globalVmids = new Set<number>();
+  /** The VMID insert added to #globalVmids last (-1: none since the set was emptied). */
+  #lastGlobal = -1;
 
   constructor(capacityLg2: number) {
     this.iotlb = new FastIotlb(capacityLg2, SLOT_SPAN);
@@ -57,7 +59,14 @@ export class SmmuTlb {
     global: boolean,
   ): void {
     const vpn = Math.floor(iova / PAGE);
-    if (global) this.#globalVmids.add(Math.floor(tag / SLOT_SPAN));
+    if (global) {
+      // The VMID added last is not added again (a Set.add per fill otherwise).
+      const vmid = Math.floor(tag / SLOT_SPAN);
+      if (vmid !== this.#lastGlobal) {
+        this.#globalVmids.add(vmid);
+        this.#lastGlobal = vmid;
+      }
+    }
     this.iotlb.insert(
       tag,
       vpn,
@@ -101,7 +110,10 @@ export class SmmuTlb {
    */
   invalidateVa(vmid: number, asid: number, addr: number, length: number): number {
     const t = this.iotlb;
-    if (t.size === 0) this.#globalVmids.clear();
+    if (t.size === 0) {
+      this.#globalVmids.clear();
+      this.#lastGlobal = -1;
+    }
     const tag = tlbTag(vmid, asid);
     const end = addr + length;
     // One ASID and no global entries in the VMID: the entries to drop are that tag's.
