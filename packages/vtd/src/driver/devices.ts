@@ -378,19 +378,10 @@ export class VtdDriver {
    * 32-bit halves: no descriptor objects on this path.
    */
   flushRange(d: VtdDomain, iova: number, length: number, ih = false): void {
-    // psiRange without its result object: halve both page numbers until they meet.
-    let first = Math.floor(iova / 4096);
-    let last = Math.floor((iova + Math.max(length, 1) - 1) / 4096);
-    let am = 0;
-    let block = 4096;
-    while (first !== last) {
-      first = Math.floor(first / 2);
-      last = Math.floor(last / 2);
-      am++;
-      block *= 2;
-    }
+    const am = psiAm(iova, length);
     const psi = am <= this.hw.cap.mamv;
-    const addr = psi ? first * block : 0;
+    const block = psi ? 4096 * 2 ** am : 0;
+    const addr = psi ? Math.floor(iova / block) * block : 0;
     // High qword: ADDR 63:12, IH 6, AM 5:0; the DSI fallback clears all three (cache_tag_flush_iotlb).
     const w2 = psi ? ((addr % 4294967296) & 0xfffff000) | (ih ? 0x40 : 0) | am : 0;
     const w3 = psi ? Math.floor(addr / 4294967296) : 0;
@@ -491,16 +482,21 @@ function devTlbAll(sid: number): InvDescriptor {
 
 /** The smallest naturally aligned power-of-two block (addr, AM) covering [iova, iova + length). */
 export function psiRange(iova: number, length: number): { addr: number; am: number } {
-  // Halve both page numbers until they meet (no 2 ** am: a Math.pow call per step).
+  const am = psiAm(iova, length);
+  const block = 4096 * 2 ** am;
+  return { addr: Math.floor(iova / block) * block, am };
+}
+
+/** The AM of {@link psiRange} alone (no result object, for the flush path). */
+export function psiAm(iova: number, length: number): number {
+  // Halve both page numbers until they meet (no 2 ** am per step).
   let first = Math.floor(iova / 4096);
   let last = Math.floor((iova + Math.max(length, 1) - 1) / 4096);
   let am = 0;
-  let block = 4096;
   while (first !== last) {
     first = Math.floor(first / 2);
     last = Math.floor(last / 2);
     am++;
-    block *= 2;
   }
-  return { addr: first * block, am };
+  return am;
 }
