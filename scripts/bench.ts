@@ -17,8 +17,16 @@
  * Tasks are timed by the process's CPU time (process.cpuUsage, user + system), so the
  * time a shared machine gives other processes does not count against either side;
  * `--wall` times by performance.now instead. results.json names the clock.
+ *
+ * Every case runs in a process of its own (this script with `--child FILE INDEX`), as
+ * JMH forks per benchmark: closures made by one helper share type feedback in V8, so in
+ * one process the cases measured earlier left a later case's code (and its baseline's)
+ * compiled for other objects, and a case's ratio depended on its place in the list
+ * (measured: 1.46 first, 3.04 after five others). The child builds its file's cases and
+ * measures one.
  */
 
+import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { join } from "node:path";
@@ -43,8 +51,14 @@ const packages: string[] = [];
 let filter = "";
 let quick = false;
 let wall = false;
+/** Set in a child: the bench file and the index of the one case it measures. */
+let child: { file: string; index: number } | null = null;
 for (let i = 0; i < args.length; i++) {
   const a = args[i]!;
+  if (a === "--child") {
+    child = { file: args[++i] ?? "", index: Number(args[++i]) };
+    continue;
+  }
   if (a === "--package" || a === "-p") packages.push(args[++i] ?? "");
   else if (a === "--filter" || a === "-f") filter = args[++i] ?? "";
   else if (a === "--quick") quick = true;
@@ -158,6 +172,53 @@ async function measure(c: BenchCase): Promise<Measured> {
   };
 }
 
+/** What a child prints as its last stdout line. */
+interface ChildReport {
+  count: number;
+  name?: string;
+  baseline?: string;
+  target?: number | null;
+  measured?: Measured;
+}
+
+async function runChild(file: string, index: number): Promise<void> {
+  const mod = (await import(pathToFileURL(file).href)) as { cases?: BenchCases };
+  const cases =
+    mod.cases === undefined ? [] : typeof mod.cases === "function" ? await mod.cases() : mod.cases;
+  const c = cases[index];
+  const report: ChildReport = { count: cases.length };
+  if (c !== undefined) {
+    report.name = c.name;
+    report.baseline = c.baseline;
+    report.target = c.target ?? null;
+    if (filter === "" || c.name.includes(filter)) report.measured = await measure(c);
+  }
+  process.stdout.write(`${JSON.stringify(report)}\n`);
+}
+
+if (child !== null) {
+  await runChild(child.file, child.index);
+  process.exit(0);
+}
+
+/** Runs case `index` of `file` in a fresh process (same node flags, so the same loader). */
+function spawnCase(file: string, index: number): ChildReport {
+  const pass = [
+    ...(quick ? ["--quick"] : []),
+    ...(wall ? ["--wall"] : []),
+    ...(filter !== "" ? ["--filter", filter] : []),
+  ];
+  const r = spawnSync(
+    process.execPath,
+    [...process.execArgv, new URL(import.meta.url).pathname, "--child", file, String(index), ...pass],
+    { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], maxBuffer: 1 << 24 },
+  );
+  const last = r.stdout.trim().split("\n").pop() ?? "";
+  if (r.status !== 0 || last === "")
+    throw new Error(`bench: ${file} case ${index} failed (exit ${r.status})`);
+  return JSON.parse(last) as ChildReport;
+}
+
 const rows: Row[] = [];
 const pkgDirs = readdirSync(join(root, "packages")).filter(
   (d) => packages.length === 0 || packages.includes(d),
@@ -172,25 +233,24 @@ for (const pkg of pkgDirs) {
   for (const file of readdirSync(dir)
     .filter((f) => f.endsWith(".bench.ts"))
     .sort()) {
-    const mod = (await import(pathToFileURL(join(dir, file)).href)) as { cases?: BenchCases };
-    if (mod.cases === undefined) continue;
-    const cases = typeof mod.cases === "function" ? await mod.cases() : mod.cases;
-    for (const c of cases) {
-      if (filter !== "" && !c.name.includes(filter)) continue;
-      process.stderr.write(`  ${pkg}: ${c.name} ...\r`);
-      const m = await measure(c);
+    for (let index = 0; ; index++) {
+      process.stderr.write(`  ${pkg}: ${file} case ${index + 1} ...\r`);
+      const rep = spawnCase(join(dir, file), index);
+      process.stderr.write(`${" ".repeat(100)}\r`);
+      if (index >= rep.count) break;
+      const m = rep.measured;
+      if (m === undefined) continue;
       rows.push({
         package: pkg,
-        name: c.name,
+        name: rep.name!,
         opsPerSec: Math.round(m.ops),
-        baseline: c.baseline,
+        baseline: rep.baseline!,
         baselineOpsPerSec: Math.round(m.baseOps),
         ratio: Number(m.ratio.toFixed(3)),
         ratioMin: Number(m.ratioMin.toFixed(3)),
         ratioMax: Number(m.ratioMax.toFixed(3)),
-        target: c.target ?? null,
+        target: rep.target ?? null,
       });
-      process.stderr.write(`${" ".repeat(100)}\r`);
     }
   }
 }

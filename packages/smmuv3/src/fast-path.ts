@@ -35,6 +35,10 @@ import { RegisterFile } from "./registers.ts";
 import { MODE_ABORT, MODE_BYPASS, MODE_TRANSLATE, TransCfg, Walker } from "./walk.ts";
 
 const MICRO_MASK = IOTLB_MICRO_MASK;
+/** The micro-TLB slot's word index ((vpn & IOTLB_MICRO_MASK) * 4) from IOVA bits 21:10. */
+const MICRO_X_MASK: number = IOTLB_MICRO_MASK << 2;
+/** 1 / 4096: a page number by an exact multiply. */
+const PAGE_INV = 1 / 4096;
 /** A meta word's leaf size log2 is `meta >>> SIZE_SHIFT` (core's IotlbMeta). */
 const SIZE_SHIFT = IotlbMeta.SIZE_SHIFT;
 // Access flags as literals for the hit path (core's Access.WRITE / EXEC / PRIV).
@@ -46,20 +50,31 @@ const A_PRIV = 8;
 const LANE_UNPRIV = 20;
 
 /**
+ * The access bits 15:0 of a lane meta word for privileged rights `i & 7` and
+ * unprivileged rights `i >>> 3`: bit a set when access a = access & 15 (WRITE 2, EXEC
+ * 4, PRIV 8) is allowed (W for writes, X for fetches, R otherwise).
+ */
+const LANE_ALLOWED: Uint16Array = Uint16Array.from({ length: 64 }, (_, i) => {
+  let allowed = 0;
+  for (let a = 0; a < 16; a++) {
+    const perm = a & A_PRIV ? i & 7 : i >>> 3;
+    const need = a & A_WRITE ? Perm.W : a & A_EXEC ? Perm.X : Perm.R;
+    if ((perm & need) === need) allowed |= 1 << a;
+  }
+  return allowed;
+});
+
+/**
  * The micro-TLB meta of an IOTLB entry (the fast lane's word): the leaf size in 31:26
  * as the IOTLB meta, the privileged rights in 18:16 and the unprivileged ones in 22:20,
  * and in 15:0 a bit per access value a = access & 15 (WRITE 2, EXEC 4, PRIV 8) set when
  * that privilege's rights hold what it needs (W for writes, X for fetches, R otherwise).
+ * One table read (it runs on every main-IOTLB hit).
  */
 export function laneMeta(packed: number): number {
   const permP = packed & 7;
   const permU = (packed >>> 4) & 7;
-  let allowed = 0;
-  for (let a = 0; a < 16; a++) {
-    const perm = a & A_PRIV ? permP : permU;
-    const need = a & A_WRITE ? Perm.W : a & A_EXEC ? Perm.X : Perm.R;
-    if ((perm & need) === need) allowed |= 1 << a;
-  }
+  const allowed = LANE_ALLOWED[permP | (permU << 3)]!;
   return ((packed & ~0x3ff_ffff) | (permP << (LANE_UNPRIV - 4)) | (permU << LANE_UNPRIV) | allowed) >>> 0;
 }
 
@@ -104,8 +119,12 @@ export class FastPath extends RegisterFile {
   // The core IOTLB's micro-TLB in front of it (as a TBU's): direct-mapped by 4K page, emptied
   // by every drop. Entry i is [vpn, tag, pa of the page, the IOTLB meta] at 4i; vpn -1 = empty.
   readonly #micro: Float64Array;
-  /** IOTLB hits served by the fast path (each is also a config-cache hit). */
-  #fastHits = 0;
+  /**
+   * IOTLB hits served by the fast path (each is also a config-cache hit). -0, not 0: a
+   * double from the start, so the hit path's increment is one float add (no small-integer
+   * overflow check or retagging).
+   */
+  #fastHits = -0;
 
   constructor(memory: PhysicalMemory, registers: RegisterValues, tlbLg2: number) {
     super(registers);
@@ -260,28 +279,21 @@ export class FastPath extends RegisterFile {
    * compare, one hash probe and a few typed-array reads.
    */
   translate(sid: number, ssid: number, iova: number, access: number, out: Translation): boolean {
-    // Kept small so it inlines into callers: the config's tag (last used, else the StreamID's
-    // slot) and a micro-TLB hit; the rest (main IOTLB, walk) is #translateMiss. `=== true`:
-    // a compare, where a bare field test is a generic ToBoolean.
-    if (this.smmuen === true) {
-      let tag: number;
-      // No SSID: the StreamID indexes its tag directly (undefined for a bad sid: slow path).
-      if (ssid === -1 && sid <= this.#slotMask) tag = this.#ridTag[sid]!;
-      else {
-        const key = sid * SID_SPAN + ssid + 1;
-        tag = this.#lastTag;
-        if (key !== this.#lastKey) {
-          const at = (sid & this.#slotMask) * 2;
-          tag = this.#slotKT[at] === key ? this.#slotKT[at + 1]! : -1;
-        }
-      }
-      const vpn = Math.floor(iova / 4096);
+    // Kept small so it inlines into callers: a request without SSID, its config's tag by
+    // StreamID (undefined past the table, a miss), and a micro-TLB hit; the rest (SSIDs,
+    // the main IOTLB, walks) is #translateMiss. `=== true`: a compare, where a bare field
+    // test is a generic ToBoolean.
+    if (ssid === -1 && this.smmuen === true) {
+      // Page offset and micro slot from the IOVA's low 32 bits (ToInt32 keeps them for an
+      // integer below 2^53), the page number as (iova - offset) / 4096, exact. No integer
+      // test is needed: a fractional IOVA gives a fractional page number, and a negative,
+      // huge or non-finite one a page no live slot holds (live slots hold pages of checked
+      // addresses; an empty slot's key is NaN, which no tag, -1 included, equals).
+      const lo = iova | 0;
+      const off = lo & 4095;
+      const x = (lo >>> 10) & MICRO_X_MASK;
       const u = this.#micro;
-      const x = (vpn & MICRO_MASK) << 2;
-      const off = iova - vpn * 4096;
-      // Live micro slots hold pages of checked addresses (integers in [0, 2^53)), so a
-      // negative or huge IOVA misses; a fractional one is caught by its offset.
-      if (u[x] === vpn && u[x + 1] === tag && tag >= 0 && (off | 0) === off) {
+      if (u[x] === (iova - off) * PAGE_INV && u[x + 1] === this.#ridTag[sid]) {
         // The lane meta (laneMeta): bit a of 15:0 allows access a = access & 15.
         const meta = u[x + 3]!;
         if (((meta >>> (access & 15)) & 1) !== 0) {

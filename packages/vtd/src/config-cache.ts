@@ -34,13 +34,27 @@ export class ConfigCaches {
   /**
    * The hot part of ridCfg: the micro-TLB key of each source-id (its IOTLB tag with
    * RID_PRIV folded in, see microKey), or -1 to take the general path (nothing cached,
-   * pass-through, or a request SRE would block).
+   * pass-through, a request SRE would block, or translation disabled).
    */
   readonly ridKey: Float64Array = new Float64Array(65536).fill(-1);
   /** Resolved configurations for requests with PASID, by source-id * 2^20 + PASID. */
   readonly pasidCfg: Map<number, Cfg> = new Map();
   /** Non-null entries of ridCfg (a drop with none to drop skips the 65,536-entry scan). */
   #ridCount = 0;
+  /** True while translation is enabled (GSTS.TES): ridKey holds keys only then (see setLane). */
+  #lane = false;
+
+  /**
+   * Turns the fast lane on or off with GSTS.TES: off, every ridKey is -1; on, each is
+   * derived from ridCfg again. So the lane serves only while translation is enabled
+   * and its hit path needs no test of TES.
+   */
+  setLane(on: boolean): void {
+    if (on === this.#lane) return;
+    this.#lane = on;
+    this.ridKey.fill(-1);
+    if (on) for (let i = 0; i < 65536 && this.#ridCount > 0; i++) this.#setKey(i, this.ridCfg[i] ?? null);
+  }
 
   /** Remembers the resolved configuration of (sid, pasid); NO_PASID requests pass `rid` true. */
   remember(sid: number, pasid: number, rid: boolean, cfg: Cfg): void {
@@ -53,7 +67,15 @@ export class ConfigCaches {
     const had = this.ridCfg[sid] !== null && this.ridCfg[sid] !== undefined;
     this.#ridCount += (cfg !== null ? 1 : 0) - (had ? 1 : 0);
     this.ridCfg[sid] = cfg;
-    const fast = cfg !== null && cfg.kind !== Kind.PASS_THROUGH && !(cfg.ridPriv && !cfg.sre && !cfg.legacy);
+    this.#setKey(sid, cfg);
+  }
+
+  #setKey(sid: number, cfg: Cfg | null): void {
+    const fast =
+      this.#lane &&
+      cfg !== null &&
+      cfg.kind !== Kind.PASS_THROUGH &&
+      !(cfg.ridPriv && !cfg.sre && !cfg.legacy);
     this.ridKey[sid] = fast ? microKey(cfg.tag, cfg.ridPriv) : -1;
   }
 

@@ -53,8 +53,11 @@ const RWX = Perm.R | Perm.W | Perm.X;
 // cost a getter call per read when the module is loaded through a CommonJS transform.
 const NO_PASID_L: number = NO_PASID;
 const SIZE_SHIFT: number = Meta.SIZE_SHIFT;
-const MICRO_MASK: number = IOTLB_MICRO_MASK;
 const KIND_SS: number = Kind.SECOND_STAGE;
+/** 1 / 4096: a page number by an exact multiply. */
+const PAGE_INV = 1 / PAGE;
+/** The micro-TLB slot's word index ((vpn & IOTLB_MICRO_MASK) * 4) from IOVA bits 21:10. */
+const MICRO_X_MASK: number = IOTLB_MICRO_MASK << 2;
 /** The interrupt address range (spec 3.15): 0xFEE0_0000 - 0xFEEF_FFFF. */
 const INTR_BASE = 0xfee00000;
 const INTR_END = 0xfef00000;
@@ -62,19 +65,29 @@ const INTR_END = 0xfef00000;
 const LANE_PERM_SHIFT = 8;
 
 /**
- * The micro-TLB meta of an IOTLB entry for requests of one privilege (the fast lane's
- * word): the leaf size in 31:26 as the IOTLB meta, that privilege's rights in 10:8, and
- * in 7:0 a bit per access value a = access & 7 (READ 1, WRITE 2, EXEC 4) set when the
- * rights allow it (permFor) and, for writes, no D bit is left to set (WRITE_WALK).
+ * The access bits of a lane meta word (bit a set when access a = access & 7 is allowed)
+ * for rights `perm` (2:0) with WRITE_WALK in bit 3: a write needs W and no D bit left
+ * to set (permFor).
  */
-export function laneMeta(meta: number, priv: boolean): number {
-  const perm = priv ? (meta >>> Meta.SUP_SHIFT) & 7 : meta & 7;
+const LANE_ALLOWED: Uint8Array = Uint8Array.from({ length: 16 }, (_, i) => {
   let allowed = 0;
   for (let a = 0; a < 8; a++) {
     const need = NEED[a]!;
-    if ((perm & need) === need && !((a & Access.WRITE) !== 0 && (meta & Meta.WRITE_WALK) !== 0))
-      allowed |= 1 << a;
+    if ((i & need) === need && !((a & Access.WRITE) !== 0 && (i & 8) !== 0)) allowed |= 1 << a;
   }
+  return allowed;
+});
+
+/**
+ * The micro-TLB meta of an IOTLB entry for requests of one privilege (the fast lane's
+ * word): the leaf size in 31:26 as the IOTLB meta, that privilege's rights in 10:8, and
+ * in 7:0 a bit per access value a = access & 7 (READ 1, WRITE 2, EXEC 4) set when the
+ * rights allow it (permFor) and, for writes, no D bit is left to set (WRITE_WALK). One
+ * table read (it runs on every main-IOTLB hit).
+ */
+export function laneMeta(meta: number, priv: boolean): number {
+  const perm = priv ? (meta >>> Meta.SUP_SHIFT) & 7 : meta & 7;
+  const allowed = LANE_ALLOWED[perm | ((meta & Meta.WRITE_WALK) !== 0 ? 8 : 0)]!;
   return ((meta & ~0x3ff_ffff) | (perm << LANE_PERM_SHIFT) | allowed) >>> 0;
 }
 
@@ -105,15 +118,26 @@ export class FastPath {
   /** Resolved configurations for requests with PASID, by source-id * 2^20 + PASID. */
   readonly pasidCfg: Map<number, Cfg> = this.configs.pasidCfg;
 
-  /** GSTS.TES. */
-  enabled = false;
+  #enabled = false;
+  /** GSTS.TES. While it is clear every fast-lane key is -1 (ConfigCaches.setLane): the lane misses. */
+  get enabled(): boolean {
+    return this.#enabled;
+  }
+  set enabled(on: boolean) {
+    this.#enabled = on;
+    this.configs.setLane(on);
+  }
   /** Translation table mode latched by SRTP. */
   ttm: number = Ttm.LEGACY;
   /** Root table address latched by SRTP. */
   rta = 0;
 
-  /** Hits served by the source-id fast lane (IOTLB and configuration hits both). */
-  fastHits = 0;
+  /**
+   * Hits served by the source-id fast lane (IOTLB and configuration hits both). Starts
+   * at -0, not 0, so the field holds a double from the start: the hit path's increment
+   * is one float add, with no small-integer overflow check or retagging.
+   */
+  fastHits = -0;
   iotlbHits = 0;
   iotlbMisses = 0;
   configHits = 0;
@@ -160,19 +184,20 @@ export class FastPath {
    */
   translate(sid: number, pasid: number, iova: number, access: number, out: Translation): boolean {
     // Fast lane (kept small so it inlines into callers): a request without PASID whose
-    // source-id has a resolved key, served by the micro-TLB; translateSlow for the rest
-    // (too big to inline, so this stays small in callers). `=== true`: a compare, where
-    // a bare field test is a generic ToBoolean.
-    if (pasid === NO_PASID_L && this.enabled === true) {
-      const vpn = Math.floor(iova / PAGE);
+    // source-id has a key (ridKey is -1 while translation is disabled), served by the
+    // micro-TLB; translateSlow for the rest (too big to inline, so this stays small in
+    // callers).
+    if (pasid === NO_PASID_L) {
+      // Page offset and micro slot from the IOVA's low 32 bits (ToInt32 keeps them for an
+      // integer below 2^53), the page number as (iova - offset) / 4096, exact. No
+      // integer test is needed: a fractional IOVA gives a fractional page number, and a
+      // negative, huge or non-finite one a page no live slot holds (live slots hold pages
+      // of checked addresses; an empty slot's key, NaN, equals no key, -1 included).
+      const lo = iova | 0;
+      const off = lo & 4095;
+      const x = (lo >>> 10) & MICRO_X_MASK;
       const u = this.micro;
-      const x = (vpn & MICRO_MASK) << 2;
-      const key = this.ridKey[sid]!;
-      // iova - vpn * 4096, not iova % 4096: % on doubles above 2^31 is a slow fmod. A
-      // fractional offset is misuse (translateSlow refuses it); live micro slots hold
-      // only pages of checked addresses, so a negative or huge IOVA misses.
-      const off = iova - vpn * PAGE;
-      if (u[x] === vpn && u[x + 1] === key && key >= 0 && (off | 0) === off) {
+      if (u[x] === (iova - off) * PAGE_INV && u[x + 1] === this.ridKey[sid]) {
         // The key carries RID_PRIV and the lane meta the rights of that privilege: bit a
         // of its low byte allows access a (laneMeta), one shift and test.
         const meta = u[x + 3]!;

@@ -57,6 +57,15 @@ export function iotlbMeta(vendor: number, sizeLg2: number, scan = false): number
   );
 }
 
+/** Empties every micro-TLB slot (vpn -1, key NaN); returns `u`. */
+function emptyMicro(u: Float64Array): Float64Array {
+  for (let x = 0; x < u.length; x += 4) {
+    u[x] = EMPTY;
+    u[x + 1] = Number.NaN;
+  }
+  return u;
+}
+
 /** What the IOTLB holds for one group: live entries per tag, and the ones a page probe cannot find. */
 interface GroupInfo {
   readonly tags: Map<number, TagCount>;
@@ -99,9 +108,11 @@ export class FastIotlb {
   readonly data: Float64Array;
   /**
    * The micro-TLB: [vpn, key, pa, meta] at (vpn & IOTLB_MICRO_MASK) * 4, filled by
-   * {@link FastIotlb.remember} with a vendor-chosen key and meta; vpn -1 = empty.
+   * {@link FastIotlb.remember} with a vendor-chosen key and meta; an empty slot is vpn
+   * -1 with key NaN, which equals nothing, so a vendor's "no key" (-1) or a negative
+   * page never hits it and the hit path needs no sign test.
    */
-  readonly micro: Float64Array = new Float64Array((IOTLB_MICRO_MASK + 1) * 4).fill(EMPTY);
+  readonly micro: Float64Array = emptyMicro(new Float64Array((IOTLB_MICRO_MASK + 1) * 4));
   readonly #limit: number;
   #count = 0;
   #deleted = 0;
@@ -182,7 +193,7 @@ export class FastIotlb {
         const x = (vpn & IOTLB_MICRO_MASK) << 2;
         if (this.micro[x] === vpn) {
           this.micro[x] = EMPTY;
-          this.micro[x + 1] = EMPTY;
+          this.micro[x + 1] = Number.NaN;
         }
         this.#account(tag, d[(i << 2) + 3]!, -1);
         this.#account(tag, meta, 1);
@@ -255,7 +266,7 @@ export class FastIotlb {
 
   #forgetMicro(): void {
     if (!this.#microLive) return;
-    this.micro.fill(EMPTY);
+    emptyMicro(this.micro);
     this.#microLive = false;
   }
 
