@@ -266,7 +266,31 @@ export class FastPath {
       }
     }
     this.iotlbMisses++;
-    return this.walkAndFill(cfg, sid, pasid, iova, access, priv, false, out);
+    // The common miss (a 4-level second-stage table, no A/D, no trace: walkSs4) walked and
+    // filled here, one call fewer; a fault, or any other table, goes to walkAndFill, which
+    // walks again (these walks have no side effects) and reports it.
+    const w = this.walker;
+    if (cfg.kind === KIND_SS && cfg.ssLevels === 4 && !cfg.ssade && w.trace === null) {
+      if (w.walkSs4(cfg, iova, access) === 0) {
+        // Second stage: both privileges get the same rights.
+        const perm = w.permUser;
+        const pa = w.pa;
+        const need = NEED[access & 7]!;
+        if ((perm & need) === need && (pa < INTR_BASE || pa >= INTR_END)) {
+          this.walks++;
+          // Every leaf is 4 KiB aligned or larger: the PA's page offset is the IOVA's.
+          const off = iova - vpn * PAGE;
+          const sizeLg2 = w.sizeLg2;
+          this.iotlb.insert(cfg.tag, vpn, pa - off, fillMeta(perm, perm, false, KIND_SS, sizeLg2));
+          out.pa = pa;
+          out.perm = perm;
+          out.sizeLg2 = sizeLg2;
+          out.fault = null;
+          return true;
+        }
+      }
+    }
+    return this.walkAndFill(cfg, sid, pasid, iova, access, priv, false, out, true);
   }
 
   /**

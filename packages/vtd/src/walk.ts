@@ -66,7 +66,6 @@ const SS_TM_HI = 0x40000000;
 /** PAT (bit 12) of a first-stage 2 MiB / 1 GiB leaf (spec 9.7): not an address bit there. */
 const FS_PAT_LARGE = 0x1000;
 const RWX = Perm.R | Perm.W | Perm.X;
-const ACCESS_WRITE: number = Access.WRITE;
 const SS_RW = SsPte.R | SsPte.W;
 const SS_PS = SsPte.PS;
 const SS_D = SsPte.D;
@@ -108,6 +107,10 @@ export class PageWalker {
   /** #hiRsvd plus TM (bit 62 = bit 30 of the high half): reserved in leaves (spec 9.8). */
   readonly #ssHiRsvdLeaf: number;
   readonly #ssLoRsvdNonLeaf: Int32Array;
+  /** walkSs4's non-leaf mask: SNP when reserved, and PS (a superpage goes to walk()). */
+  readonly #ssTableRsvd: number;
+  /** walkSs4's legacy 4 KiB leaf mask (scalable-mode leaves ignore bit 11). */
+  readonly #ssLeafRsvdLegacy: number;
   readonly #ssLoRsvdLeaf: Int32Array;
   /** Scalable-mode leaves: bit 11 is ignored (snooping is the PASID entry's PGSNP, spec 9.6). */
   readonly #ssLoRsvdLeafSm: Int32Array;
@@ -145,6 +148,8 @@ export class PageWalker {
     this.#fsLeafOk = Uint8Array.of(1, 1, p.fs1G ? 1 : 0, 0, 0);
     // Non-leaf: PS must be 0 where no page size is allowed (PML4E/PML5E always).
     this.#ssLoRsvdNonLeaf = Int32Array.of(snp, snp, snp, snp | SsPte.PS, snp | SsPte.PS);
+    this.#ssTableRsvd = snp | SsPte.PS;
+    this.#ssLeafRsvdLegacy = snp;
     // Superpage leaves: address bits below the page size are reserved (9.8).
     this.#ssLoRsvdLeaf = Int32Array.of(snp, snp | 0x1ff000, snp | 0x3ffff000, 0, 0);
     // Scalable-mode leaves (spec 9.8): bit 11 is ignored whatever ECAP.SC says. QEMU agrees
@@ -235,70 +240,6 @@ export class PageWalker {
     return legacy ? Fr.PTE_RESERVED : Fr.SS_RESERVED;
   }
 
-  /**
-   * The common second-stage walk unrolled: four levels of 4 KiB tables to a 4 KiB
-   * leaf, no trace. Each level's index comes from the address's 32-bit halves with
-   * constant shifts (bits 47:39 from the high half, 38:30 across both, 29:21 and
-   * 20:12 from the low half), each entry's two words are read from its page once, and
-   * the next frame number is (ADDR 51:32) * 2^20 + ADDR 31:12. Anything else (a bus
-   * error, a not-present or reserved entry, a superpage) is left to #ssWalk, which
-   * walks again from the root and reports it: reads have no side effects, so the
-   * result is #ssWalk's. Records no path: its caller (walkSs4) does no A/D updates.
-   */
-  #ssWalk4(root: number, addr: number, legacy: boolean, write: boolean): number {
-    const aLo = addr >>> 0;
-    const aHi = (addr - aLo) / 4294967296;
-    const memory = this.memory;
-    const hiRsvd = this.#hiRsvd;
-    const nonLeaf = this.#ssLoRsvdNonLeaf;
-    const pfn3 = Math.floor(root / 4096);
-    const p3 = memory.readPage(pfn3);
-    if (p3 !== null) {
-      const w3 = (aHi >>> 6) & 0x3fe;
-      const lo3 = p3[w3]!;
-      const hi3 = p3[w3 + 1]!;
-      if ((lo3 & SS_RW) !== 0 && ((hi3 & hiRsvd) | (lo3 & nonLeaf[3]!)) === 0) {
-        const pfn2 = (hi3 & 0xfffff) * 1048576 + (lo3 >>> 12);
-        const p2 = memory.readPage(pfn2);
-        if (p2 !== null) {
-          const w2 = (((aHi << 2) | (aLo >>> 30)) & 511) << 1;
-          const lo2 = p2[w2]!;
-          const hi2 = p2[w2 + 1]!;
-          if ((lo2 & SS_RW) !== 0 && ((hi2 & hiRsvd) | (lo2 & (nonLeaf[2]! | SS_PS))) === 0) {
-            const pfn1 = (hi2 & 0xfffff) * 1048576 + (lo2 >>> 12);
-            const p1 = memory.readPage(pfn1);
-            if (p1 !== null) {
-              const w1 = (aLo >>> 20) & 0x3fe;
-              const lo1 = p1[w1]!;
-              const hi1 = p1[w1 + 1]!;
-              if ((lo1 & SS_RW) !== 0 && ((hi1 & hiRsvd) | (lo1 & (nonLeaf[1]! | SS_PS))) === 0) {
-                const pfn0 = (hi1 & 0xfffff) * 1048576 + (lo1 >>> 12);
-                const p0 = memory.readPage(pfn0);
-                if (p0 !== null) {
-                  const w0 = (aLo >>> 11) & 0x3fe;
-                  const lo0 = p0[w0]!;
-                  const hi0 = p0[w0 + 1]!;
-                  const leafLo = legacy ? this.#ssLoRsvdLeaf[0]! : 0;
-                  if ((lo0 & SS_RW) !== 0 && ((hi0 & this.#ssHiRsvdLeaf) | (lo0 & leafLo)) === 0) {
-                    // No A/D updates follow (walkSs4 serves SSADE = 0 only): no path to record.
-                    this.#ssCount = 0;
-                    // Rights are cumulative over the levels (spec 3.7.1); R/W/X are bits 0-2, as Perm.
-                    this.#ssPerm = lo3 & lo2 & lo1 & lo0 & RWX;
-                    this.#ssPa = (hi0 & 0xfffff) * 4294967296 + (((lo0 & 0xfffff000) | (aLo & 0xfff)) >>> 0);
-                    this.#ssSizeLg2 = 12;
-                    this.#ssNeedsD = (lo0 & SS_D) === 0;
-                    return 0;
-                  }
-                }
-              }
-            }
-          }
-        }
-      }
-    }
-    return this.#ssWalk(root, 4, addr, legacy, write, "SS");
-  }
-
   /** Sets A on the last second-stage path (and D on its leaf for writes). 0 or 0x7C. */
   #ssSetAd(write: boolean, pwsnp: boolean): number {
     const n = this.#ssCount;
@@ -332,6 +273,11 @@ export class PageWalker {
   walk(cfg: Cfg, iova: number, access: number, priv: boolean, upper: boolean): number {
     if (cfg.kind === Kind.SECOND_STAGE && cfg.ssLevels === 4 && !cfg.ssade && this.trace === null)
       return this.walkSs4(cfg, iova, access);
+    return this.#walkGeneral(cfg, iova, access, priv, upper);
+  }
+
+  /** walk() level by level: every table shape, A/D updates and traces. */
+  #walkGeneral(cfg: Cfg, iova: number, access: number, priv: boolean, upper: boolean): number {
     const write = (access & Access.WRITE) !== 0;
     this.faultLevel = -1;
     this.notPresent = false;
@@ -359,21 +305,68 @@ export class PageWalker {
 
   /**
    * walk() for the common case, a 4-level second-stage table without A/D updates and
-   * without a trace (the IOTLB miss of a request without PASID): the same results.
+   * without a trace (the IOTLB miss of a request without PASID): the same results,
+   * unrolled. Each level's index comes from the address's 32-bit halves with constant
+   * shifts (bits 47:39 from the high half, 38:30 across both, 29:21 and 20:12 from the
+   * low half), each entry's two words are read from its page once, and the next frame
+   * number is (ADDR 51:32) * 2^20 + ADDR 31:12. Anything else (a bus error, a
+   * not-present or reserved entry, a superpage) is left to walk(), which walks again
+   * from the root and reports it: reads have no side effects, so the result is walk()'s.
    */
   walkSs4(cfg: Cfg, iova: number, access: number): number {
-    this.faultLevel = -1;
-    this.notPresent = false;
-    if (iova >= 2 ** 48) return cfg.legacy ? Fr.BEYOND_AGAW : Fr.SM_BEYOND_AGAW;
-    const fr = this.#ssWalk4(cfg.ssRoot, iova, cfg.legacy, (access & ACCESS_WRITE) !== 0);
-    if (fr !== 0) return fr;
-    const perm = this.#ssRights(this.#ssPerm, cfg.ssee);
-    this.pa = this.#ssPa;
-    this.sizeLg2 = this.#ssSizeLg2;
-    this.permUser = perm;
-    this.permSup = perm;
-    this.writeNeedsWalk = false;
-    return 0;
+    if (iova < 281474976710656) {
+      // 2^48: the 4-level input width (above it: walk() reports BEYOND_AGAW).
+      const aLo = iova >>> 0;
+      const aHi = (iova - aLo) * 2.3283064365386963e-10; // / 2^32, exact
+      const memory = this.memory;
+      const hiRsvd = this.#hiRsvd;
+      // Non-leaf levels: SNP (when not snoop-controlled) reserved, PS a superpage (walk()).
+      const tbl = this.#ssTableRsvd;
+      const p3 = memory.readPage(Math.floor(cfg.ssRoot * 0.000244140625));
+      if (p3 !== null) {
+        const w3 = (aHi >>> 6) & 0x3fe;
+        const lo3 = p3[w3]!;
+        const hi3 = p3[w3 + 1]!;
+        if ((lo3 & SS_RW) !== 0 && ((hi3 & hiRsvd) | (lo3 & tbl)) === 0) {
+          const p2 = memory.readPage((hi3 & 0xfffff) * 1048576 + (lo3 >>> 12));
+          if (p2 !== null) {
+            const w2 = (((aHi << 2) | (aLo >>> 30)) & 511) << 1;
+            const lo2 = p2[w2]!;
+            const hi2 = p2[w2 + 1]!;
+            if ((lo2 & SS_RW) !== 0 && ((hi2 & hiRsvd) | (lo2 & tbl)) === 0) {
+              const p1 = memory.readPage((hi2 & 0xfffff) * 1048576 + (lo2 >>> 12));
+              if (p1 !== null) {
+                const w1 = (aLo >>> 20) & 0x3fe;
+                const lo1 = p1[w1]!;
+                const hi1 = p1[w1 + 1]!;
+                if ((lo1 & SS_RW) !== 0 && ((hi1 & hiRsvd) | (lo1 & tbl)) === 0) {
+                  const p0 = memory.readPage((hi1 & 0xfffff) * 1048576 + (lo1 >>> 12));
+                  if (p0 !== null) {
+                    const w0 = (aLo >>> 11) & 0x3fe;
+                    const lo0 = p0[w0]!;
+                    const hi0 = p0[w0 + 1]!;
+                    const leaf = cfg.legacy ? this.#ssLeafRsvdLegacy : 0;
+                    if ((lo0 & SS_RW) !== 0 && ((hi0 & this.#ssHiRsvdLeaf) | (lo0 & leaf)) === 0) {
+                      // Rights are cumulative over the levels (spec 3.7.1); R/W/X are bits 0-2, as Perm.
+                      const perm = this.#ssRights(lo3 & lo2 & lo1 & lo0 & RWX, cfg.ssee);
+                      this.faultLevel = -1;
+                      this.notPresent = false;
+                      this.pa = (hi0 & 0xfffff) * 4294967296 + (((lo0 & 0xfffff000) | (aLo & 0xfff)) >>> 0);
+                      this.sizeLg2 = 12;
+                      this.permUser = perm;
+                      this.permSup = perm;
+                      this.writeNeedsWalk = false;
+                      return 0;
+                    }
+                  }
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+    return this.#walkGeneral(cfg, iova, access, false, false);
   }
 
   /** First-stage (and nested) walk. */

@@ -26,6 +26,8 @@ const EMPTY = -1;
 /** A dropped slot: lookups probe past it, inserts may reuse it. */
 const DELETED = -2;
 const PAGE = 4096;
+/** meta >>> 25 of a plain 4 KiB leaf (size 12, SCAN clear): counted in no scan total. */
+const PLAIN_META_TOP = 12 << 1;
 /** A range of at most this many pages is invalidated by probing each page (when it can be). */
 const PROBE_PAGES = 64;
 
@@ -183,7 +185,14 @@ export class FastIotlb {
           this.#deleted--;
         }
         this.#count++;
-        this.#account(tag, meta, 1);
+        // The common fill (the last tag again, a plain 4 KiB leaf) counts in place.
+        const last = this.#lastCount;
+        if (tag === this.#lastTag && last !== null && meta >>> 25 === PLAIN_META_TOP) {
+          last.n++;
+          this.#lastInfo!.count++;
+        } else {
+          this.#account(tag, meta, 1);
+        }
         break;
       }
       if (v === DELETED) {
@@ -277,18 +286,37 @@ export class FastIotlb {
     for (let i = 0; i < this.capacity; i++) this.data[i * 4] = EMPTY;
     this.#count = 0;
     this.#deleted = 0;
-    this.#groups.clear();
-    this.#forgetLast();
+    const info = this.#lastInfo;
+    const count = this.#lastCount;
+    if (info === null || count === null) {
+      this.#groups.clear();
+      return;
+    }
+    // The last tag's group and count stay, emptied (count 0 reads as absent), so the fills
+    // that follow a full cache's emptying allocate nothing; every other group goes.
+    const tag = this.#lastTag;
+    const g = Math.floor(tag / this.groupSpan);
+    for (const k of this.#groups.keys()) if (k !== g) this.#groups.delete(k);
+    for (const t of info.tags.keys()) if (t !== tag) info.tags.delete(t);
+    info.count = 0;
+    info.scan = 0;
+    count.n = 0;
+  }
+
+  /** The group's counts when it holds some entry, else undefined. */
+  #live(group: number): GroupInfo | undefined {
+    const info = this.#groups.get(group);
+    return info !== undefined && info.count > 0 ? info : undefined;
   }
 
   /** True when some entry's tag is in group `group`. */
   hasGroup(group: number): boolean {
-    return this.#groups.has(group);
+    return this.#live(group) !== undefined;
   }
 
   /** True when some entry carries `tag`. */
   hasTag(tag: number): boolean {
-    return this.#groups.get(Math.floor(tag / this.groupSpan))?.tags.has(tag) ?? false;
+    return (this.#groups.get(Math.floor(tag / this.groupSpan))?.tags.get(tag)?.n ?? 0) > 0;
   }
 
   /** Page number of a live slot. */
@@ -354,7 +382,7 @@ export class FastIotlb {
 
   /** Drops every entry of group `group`. Returns how many. */
   invalidateGroup(group: number): number {
-    if (!this.#groups.has(group)) return 0;
+    if (!this.hasGroup(group)) return 0;
     const lo = group * this.groupSpan;
     const hi = lo + this.groupSpan;
     const d = this.data;
@@ -401,7 +429,7 @@ export class FastIotlb {
     if (this.#count === 0) return 0;
     const first = Math.floor(start / PAGE);
     const pages = Math.ceil(end / PAGE) - first;
-    const info = group < 0 ? undefined : this.#groups.get(group);
+    const info = group < 0 ? undefined : this.#live(group);
     if (group >= 0 && info === undefined) return 0;
     if (info === undefined || pages > PROBE_PAGES || info.scan > 0) {
       const span = this.groupSpan;
