@@ -138,11 +138,12 @@ export class FastPath {
    * is one float add, with no small-integer overflow check or retagging.
    */
   fastHits = -0;
-  iotlbHits = 0;
-  iotlbMisses = 0;
-  configHits = 0;
-  configMisses = 0;
-  walks = 0;
+  // Doubles from the start (-0) as fastHits; counters() reports them + 0 (never -0).
+  iotlbHits = -0;
+  iotlbMisses = -0;
+  configHits = -0;
+  configMisses = -0;
+  walks = -0;
   invalidations = 0;
   /** Turns recoverable faults into page requests (prq.ts; set by the hardware model when ECAP.PRS). */
   pageRequester: PageRequester | null = null;
@@ -168,11 +169,11 @@ export class FastPath {
   /** Cache and walk counters. */
   counters(): CacheCounters {
     return {
-      iotlbHits: this.iotlbHits + this.fastHits,
-      iotlbMisses: this.iotlbMisses,
-      configHits: this.configHits + this.fastHits,
-      configMisses: this.configMisses,
-      walks: this.walks,
+      iotlbHits: this.iotlbHits + this.fastHits + 0,
+      iotlbMisses: this.iotlbMisses + 0,
+      configHits: this.configHits + this.fastHits + 0,
+      configMisses: this.configMisses + 0,
+      walks: this.walks + 0,
       invalidations: this.invalidations,
     };
   }
