@@ -2,28 +2,33 @@
  * `pnpm bench [--package NAME]... [--filter TEXT] [--quick]`: runs every package's
  * bench/*.bench.ts cases against their same-run baselines (tinybench), prints a table,
  * marks every case over its target and writes bench/results.json:
- * { machine: { cpu, cpus, node, v8, platform, arch, date }, rounds,
+ * { machine: { cpu, cpus, node, v8, platform, arch, date }, rounds, processes,
  *   results: [{ package, name, opsPerSec, baseline, baselineOpsPerSec, ratio, ratioMin,
  *   ratioMax, target }] }
  * where ratio = baseline ops/s / case ops/s (the case's cost relative to its baseline).
  *
  * Fast operations are run in calibrated batches inside each tinybench task so the
  * timer's own cost does not swamp them. Case and baseline are interleaved in one
- * process: each of the 21 rounds (5 with --quick) times both, alternating which goes
- * first, and a case's ratio is the median of its rounds' ratios (each round's pair ran
- * back to back, so load that drifts between rounds cancels); ops/s are the medians of
- * the rounds. ratioMin / ratioMax are the extremes over the rounds.
+ * process: each round times both, alternating which goes first. A case runs 21 rounds
+ * (5 with --quick) in all, spread over 3 processes (1 with --quick), and its ratio is
+ * the median of all its rounds' ratios (each round's pair ran back to back, so load that
+ * drifts between rounds cancels); ops/s are the medians of the rounds. ratioMin /
+ * ratioMax are the extremes over the rounds.
  *
  * Tasks are timed by the process's CPU time (process.cpuUsage, user + system), so the
  * time a shared machine gives other processes does not count against either side;
  * `--wall` times by performance.now instead. results.json names the clock.
  *
- * Every case runs in a process of its own (this script with `--child FILE INDEX`), as
- * JMH forks per benchmark: closures made by one helper share type feedback in V8, so in
- * one process the cases measured earlier left a later case's code (and its baseline's)
- * compiled for other objects, and a case's ratio depended on its place in the list
- * (measured: 1.46 first, 3.04 after five others). The child builds its file's cases and
- * measures one.
+ * Every case runs in processes of its own (this script with `--child FILE INDEX
+ * FIRST COUNT`), as JMH forks per benchmark: closures made by one helper share type feedback
+ * in V8, so in one process the cases measured earlier left a later case's code (and its
+ * baseline's) compiled for other objects, and a case's ratio depended on its place in
+ * the list (measured: 1.46 first, 3.04 after five others). A process's own state still
+ * matters: the same code runs at one of two speeds per process (a 64 KiB Buffer.copy at
+ * 1.34M/s or 1.84M/s; a VT-d IOTLB hit at 210M/s or 110M/s, every hit served by the
+ * micro-TLB and both loops optimized either way), hence several processes per case. A
+ * child builds only its case (an entry may be a function building it) and prints its
+ * rounds.
  */
 
 import { spawnSync } from "node:child_process";
@@ -52,11 +57,16 @@ let filter = "";
 let quick = false;
 let wall = false;
 /** Set in a child: the bench file and the index of the one case it measures. */
-let child: { file: string; index: number } | null = null;
+let child: { file: string; index: number; first: number; rounds: number } | null = null;
 for (let i = 0; i < args.length; i++) {
   const a = args[i]!;
   if (a === "--child") {
-    child = { file: args[++i] ?? "", index: Number(args[++i]) };
+    child = {
+      file: args[++i] ?? "",
+      index: Number(args[++i]),
+      first: Number(args[++i]),
+      rounds: Number(args[++i]),
+    };
     continue;
   }
   if (a === "--package" || a === "-p") packages.push(args[++i] ?? "");
@@ -75,6 +85,8 @@ for (let i = 0; i < args.length; i++) {
 
 const root = new URL("..", import.meta.url).pathname;
 const rounds = quick ? 5 : 21;
+/** Processes per case; their rounds add up to `rounds`. */
+const forks = quick ? 1 : 3;
 /** The process's CPU time in milliseconds (microsecond resolution). */
 const cpuMs = (): number => {
   const u = process.cpuUsage();
@@ -97,26 +109,34 @@ function batchFor(fn: () => void): number {
   }
 }
 
-interface Measured {
-  ops: number;
-  baseOps: number;
-  ratio: number;
-  ratioMin: number;
-  ratioMax: number;
+/** One process's rounds of a case: ops/s of each side and their ratio, per round. */
+interface Rounds {
+  caseRuns: number[];
+  baseRuns: number[];
+  ratios: number[];
 }
 
-/** `() => { for (k times) fn() }` compiled afresh, with its own type feedback. */
+/** Distinguishes each batch loop's source (see batchLoop). */
+let loopId = 0;
+
+/**
+ * `() => { for (k times) fn() }` compiled afresh, with its own type feedback: the source
+ * carries a serial number, since V8 caches `new Function` by source text and identical
+ * sources would share one compiled function.
+ */
 function batchLoop(fn: () => void, k: number): () => void {
-  const make = new Function("fn", "k", "return () => { for (let i = 0; i < k; i++) fn(); };") as (
-    f: () => void,
-    n: number,
-  ) => () => void;
+  const make = new Function(
+    "fn",
+    "k",
+    `return function batchLoop${loopId++}() { for (let i = 0; i < k; i++) fn(); };`,
+  ) as (f: () => void, n: number) => () => void;
   return make(fn, k);
 }
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 
-async function measure(c: BenchCase): Promise<Measured> {
+/** Times `n` rounds of case and baseline; round r (from `first`) runs the baseline first when even. */
+async function measure(c: BenchCase, first: number, n: number): Promise<Rounds> {
   const fixed = c.iterations;
   const kc = fixed === undefined ? batchFor(c.fn) : 1;
   // Baselines are batched even for fixed-iteration cases: a raw copy can be too fast to time alone.
@@ -129,10 +149,10 @@ async function measure(c: BenchCase): Promise<Measured> {
   const caseRuns: number[] = [];
   const baseRuns: number[] = [];
   const ratios: number[] = [];
-  for (let r = 0; r < rounds; r++) {
+  for (let r = first; r < first + n; r++) {
     const bench = new Bench(
       fixed === undefined
-        ? { time: timeMs, warmup: r === 0, ...(clock ? { timestampProvider: clock } : {}) }
+        ? { time: timeMs, warmup: r === first, ...(clock ? { timestampProvider: clock } : {}) }
         : { time: 0, iterations: fixed, warmup: false, ...(clock ? { timestampProvider: clock } : {}) },
     );
     const addBaseline = (): void => {
@@ -163,13 +183,7 @@ async function measure(c: BenchCase): Promise<Measured> {
     baseRuns.push(bo);
     ratios.push(bo / co);
   }
-  return {
-    ops: median(caseRuns),
-    baseOps: median(baseRuns),
-    ratio: median(ratios),
-    ratioMin: Math.min(...ratios),
-    ratioMax: Math.max(...ratios),
-  };
+  return { caseRuns, baseRuns, ratios };
 }
 
 /** What a child prints as its last stdout line. */
@@ -178,31 +192,32 @@ interface ChildReport {
   name?: string;
   baseline?: string;
   target?: number | null;
-  measured?: Measured;
+  rounds?: Rounds;
 }
 
-async function runChild(file: string, index: number): Promise<void> {
+async function runChild(file: string, index: number, first: number, n: number): Promise<void> {
   const mod = (await import(pathToFileURL(file).href)) as { cases?: BenchCases };
   const cases =
     mod.cases === undefined ? [] : typeof mod.cases === "function" ? await mod.cases() : mod.cases;
-  const c = cases[index];
+  const entry = cases[index];
   const report: ChildReport = { count: cases.length };
-  if (c !== undefined) {
+  if (entry !== undefined) {
+    const c = typeof entry === "function" ? entry() : entry;
     report.name = c.name;
     report.baseline = c.baseline;
     report.target = c.target ?? null;
-    if (filter === "" || c.name.includes(filter)) report.measured = await measure(c);
+    if (filter === "" || c.name.includes(filter)) report.rounds = await measure(c, first, n);
   }
   process.stdout.write(`${JSON.stringify(report)}\n`);
 }
 
 if (child !== null) {
-  await runChild(child.file, child.index);
+  await runChild(child.file, child.index, child.first, child.rounds);
   process.exit(0);
 }
 
-/** Runs case `index` of `file` in a fresh process (same node flags, so the same loader). */
-function spawnCase(file: string, index: number): ChildReport {
+/** Runs rounds [first, first + n) of case `index` of `file` in a fresh process (same node flags, so the same loader). */
+function spawnCase(file: string, index: number, first: number, n: number): ChildReport {
   const pass = [
     ...(quick ? ["--quick"] : []),
     ...(wall ? ["--wall"] : []),
@@ -210,7 +225,16 @@ function spawnCase(file: string, index: number): ChildReport {
   ];
   const r = spawnSync(
     process.execPath,
-    [...process.execArgv, new URL(import.meta.url).pathname, "--child", file, String(index), ...pass],
+    [
+      ...process.execArgv,
+      new URL(import.meta.url).pathname,
+      "--child",
+      file,
+      String(index),
+      String(first),
+      String(n),
+      ...pass,
+    ],
     { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], maxBuffer: 1 << 24 },
   );
   const last = r.stdout.trim().split("\n").pop() ?? "";
@@ -235,20 +259,30 @@ for (const pkg of pkgDirs) {
     .sort()) {
     for (let index = 0; ; index++) {
       process.stderr.write(`  ${pkg}: ${file} case ${index + 1} ...\r`);
-      const rep = spawnCase(join(dir, file), index);
+      const pooled: Rounds = { caseRuns: [], baseRuns: [], ratios: [] };
+      let rep: ChildReport | null = null;
+      for (let f = 0; f < forks; f++) {
+        // Rounds split as evenly as they go: 21 over 3 processes is 7 each.
+        const first = Math.floor((rounds * f) / forks);
+        const n = Math.floor((rounds * (f + 1)) / forks) - first;
+        rep = spawnCase(join(dir, file), index, first, n);
+        if (index >= rep.count || rep.rounds === undefined) break;
+        pooled.caseRuns.push(...rep.rounds.caseRuns);
+        pooled.baseRuns.push(...rep.rounds.baseRuns);
+        pooled.ratios.push(...rep.rounds.ratios);
+      }
       process.stderr.write(`${" ".repeat(100)}\r`);
-      if (index >= rep.count) break;
-      const m = rep.measured;
-      if (m === undefined) continue;
+      if (rep === null || index >= rep.count) break;
+      if (pooled.ratios.length === 0) continue;
       rows.push({
         package: pkg,
         name: rep.name!,
-        opsPerSec: Math.round(m.ops),
+        opsPerSec: Math.round(median(pooled.caseRuns)),
         baseline: rep.baseline!,
-        baselineOpsPerSec: Math.round(m.baseOps),
-        ratio: Number(m.ratio.toFixed(3)),
-        ratioMin: Number(m.ratioMin.toFixed(3)),
-        ratioMax: Number(m.ratioMax.toFixed(3)),
+        baselineOpsPerSec: Math.round(median(pooled.baseRuns)),
+        ratio: Number(median(pooled.ratios).toFixed(3)),
+        ratioMin: Number(Math.min(...pooled.ratios).toFixed(3)),
+        ratioMax: Number(Math.max(...pooled.ratios).toFixed(3)),
         target: rep.target ?? null,
       });
     }
@@ -282,9 +316,9 @@ for (const r of rows) {
 mkdirSync(join(root, "bench"), { recursive: true });
 writeFileSync(
   join(root, "bench", "results.json"),
-  `${JSON.stringify({ machine, rounds, results: rows }, null, 2)}\n`,
+  `${JSON.stringify({ machine, rounds, processes: forks, results: rows }, null, 2)}\n`,
 );
 console.log(
-  `\n${machine.cpu} x${machine.cpus}, node ${machine.node}; median of ${rounds} rounds, clock ${machine.clock}`,
+  `\n${machine.cpu} x${machine.cpus}, node ${machine.node}; median of ${rounds} rounds in ${forks} process(es) per case, clock ${machine.clock}`,
 );
 console.log(`${rows.length} case(s), ${over} over target; wrote bench/results.json`);

@@ -49,4 +49,4 @@ function mapUnmapCase(ril: boolean): BenchCase {
   };
 }
 
-export const cases: BenchCases = () => [mapUnmapCase(true), mapUnmapCase(false)];
+export const cases: BenchCases = () => [() => mapUnmapCase(true), () => mapUnmapCase(false)];

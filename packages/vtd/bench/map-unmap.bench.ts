@@ -45,4 +45,4 @@ function mapUnmapCase(mode: "scalable" | "legacy"): BenchCase {
   };
 }
 
-export const cases: BenchCases = () => [mapUnmapCase("scalable"), mapUnmapCase("legacy")];
+export const cases: BenchCases = () => [() => mapUnmapCase("scalable"), () => mapUnmapCase("legacy")];

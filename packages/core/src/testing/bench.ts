@@ -24,8 +24,16 @@ export interface BenchCase {
   readonly iterations?: number;
 }
 
+/**
+ * One entry of a bench file's cases: the case, or a function building it (the runner
+ * measures each case in a process of its own and builds only that one).
+ */
+export type BenchEntry = BenchCase | (() => BenchCase);
+
 /** What a bench file exports as `cases` (or a function building them, run once). */
-export type BenchCases = readonly BenchCase[] | (() => readonly BenchCase[] | Promise<readonly BenchCase[]>);
+export type BenchCases =
+  | readonly BenchEntry[]
+  | (() => readonly BenchEntry[] | Promise<readonly BenchEntry[]>);
 
 /**
  * The baseline map the issues name ("a bare Map.get with small-integer keys on a map of
