@@ -329,10 +329,11 @@ export class FastPath extends RegisterFile {
       if (tag >= 0 && iova >= 0 && Number.isSafeInteger(iova)) {
         const vpn = Math.floor(iova / 4096);
         const need = access & A_WRITE ? 2 : access & A_EXEC ? 4 : 1; // Perm.W / X / R
-        // Micro-TLB first (direct-mapped by page), then the main IOTLB.
+        // Micro-TLB first (direct-mapped by page; translate() probed it already for a
+        // request without SSID), then the main IOTLB.
         const u = this.#micro;
         const x = (vpn & MICRO_MASK) * 4;
-        if (u[x] === vpn && u[x + 1] === tag) {
+        if (ssid !== -1 && u[x] === vpn && u[x + 1] === tag) {
           const meta = u[x + 3]!;
           if (((meta >>> (access & 15)) & 1) !== 0) {
             this.#fastHits++;
