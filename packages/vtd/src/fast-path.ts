@@ -279,15 +279,16 @@ export class FastPath {
         const need = NEED[access & 7]!;
         if ((perm & need) === need && (pa < INTR_BASE || pa >= INTR_END)) {
           this.walks++;
-          // Every leaf is 4 KiB aligned or larger: the PA's page offset is the IOVA's.
-          const off = iova - vpn * PAGE;
           const sizeLg2 = w.sizeLg2;
-          this.iotlb.insert(cfg.tag, vpn, pa - off, fillMeta(perm, perm, false, KIND_SS, sizeLg2));
-          out.pa = pa;
-          out.perm = perm;
-          out.sizeLg2 = sizeLg2;
-          out.fault = null;
-          return true;
+          return this.#fillOut(
+            cfg,
+            iova,
+            pa,
+            fillMeta(perm, perm, false, KIND_SS, sizeLg2),
+            perm,
+            sizeLg2,
+            out,
+          );
         }
       }
     }
@@ -384,12 +385,30 @@ export class FastPath {
         access,
       );
     const sizeLg2 = w.sizeLg2;
-    if (fill) {
-      // Every leaf is 4 KiB aligned or larger: the PA's page offset is the IOVA's.
-      const vpn = Math.floor(iova / PAGE);
-      const meta = fillMeta(w.permUser, w.permSup, w.writeNeedsWalk, cfg.kind, sizeLg2);
-      this.iotlb.insert(cfg.tag, vpn, pa - (iova - vpn * PAGE), meta);
+    if (!fill) {
+      out.pa = pa;
+      out.perm = perm;
+      out.sizeLg2 = sizeLg2;
+      out.fault = null;
+      return true;
     }
+    const meta = fillMeta(w.permUser, w.permSup, w.writeNeedsWalk, cfg.kind, sizeLg2);
+    return this.#fillOut(cfg, iova, pa, meta, perm, sizeLg2, out);
+  }
+
+  /** Caches a walk's result (the leaf's byte `pa` for `iova`, with `meta`) and reports it in `out`. */
+  #fillOut(
+    cfg: Cfg,
+    iova: number,
+    pa: number,
+    meta: number,
+    perm: number,
+    sizeLg2: number,
+    out: Translation,
+  ): true {
+    // Every leaf is 4 KiB aligned or larger: the PA's page offset is the IOVA's.
+    const vpn = Math.floor(iova / PAGE);
+    this.iotlb.insert(cfg.tag, vpn, pa - (iova - vpn * PAGE), meta);
     out.pa = pa;
     out.perm = perm;
     out.sizeLg2 = sizeLg2;

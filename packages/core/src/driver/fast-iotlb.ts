@@ -212,14 +212,7 @@ export class FastIotlb {
           this.#deleted--;
         }
         this.#count++;
-        // The common fill (the last tag again, a plain 4 KiB leaf) counts in place.
-        const last = this.#lastCount;
-        if (tag === this.#lastTag && last !== null && meta >>> 25 === PLAIN_META_TOP) {
-          last.n++;
-          this.#lastInfo!.count++;
-        } else {
-          this.#account(tag, meta, 1);
-        }
+        this.#account(tag, meta, 1);
         break;
       }
       if (v === DELETED) {
