@@ -39,6 +39,8 @@ const MICRO_MASK = IOTLB_MICRO_MASK;
 const MICRO_X_MASK: number = IOTLB_MICRO_MASK << 2;
 /** 1 / 4096: a page number by an exact multiply. */
 const PAGE_INV = 1 / 4096;
+/** End of TTB0's range for T0SZ 16 (a quick config, TransCfg.quick). */
+const TTB0_QUICK_END = 2 ** 48;
 /** A meta word's leaf size log2 is `meta >>> SIZE_SHIFT` (core's IotlbMeta). */
 const SIZE_SHIFT = IotlbMeta.SIZE_SHIFT;
 // Access flags as literals for the hit path (core's Access.WRITE / EXEC / PRIV).
@@ -387,9 +389,9 @@ export class FastPath extends RegisterFile {
     let cfg: TransCfg | undefined;
     if (key === this.#lastKey) cfg = this.#lastCfg;
     else if (this.#slotKT[(sid & this.#slotMask) * 2] === key) cfg = this.#slotCfgs[sid & this.#slotMask];
-    if (cfg === undefined || cfg.mode !== MODE_TRANSLATE || !cfg.s1 || cfg.epd0) return false;
-    // TTB0's range (a number is below 2^53, so VA[55] = 0).
-    if (iova >= (POW2[64 - cfg.t0sz] ?? 2 ** (64 - cfg.t0sz))) return false;
+    // A quick config translates at stage 1 through TTB0 with T0SZ 16: its range is VA
+    // 47:0 (a number is below 2^53, so VA[55] = 0).
+    if (cfg === undefined || !cfg.quick || iova >= TTB0_QUICK_END) return false;
     const w = this.#w;
     if (!w.walkS1Quick(cfg, iova, access, need)) return false;
     const c = this.counters;

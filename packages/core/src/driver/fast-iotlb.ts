@@ -43,6 +43,11 @@ export const IotlbMeta = {
   /** The vendor's bits. */
   VENDOR_MASK: 0x1ff_ffff,
 } as const;
+// Module-local copies for iotlbMeta: it inlines into vendors' miss paths, whose inlining
+// budget counts bytecode, and a property load per constant is bytecode.
+const META_SIZE_SHIFT = 26;
+const META_SCAN = 0x200_0000;
+const META_VENDOR_MASK = 0x1ff_ffff;
 
 /** Mask of the micro-TLB's page index (it has IOTLB_MICRO_MASK + 1 slots, direct-mapped by page). */
 export const IOTLB_MICRO_MASK = 1023;
@@ -53,10 +58,8 @@ export const IOTLB_MICRO_MASK = 1023;
  * such as VT-d's nested entries, which a page-selective IOTLB invalidation drops
  * whatever their address).
  */
-export function iotlbMeta(vendor: number, sizeLg2: number, scan = false): number {
-  return (
-    ((vendor & IotlbMeta.VENDOR_MASK) | (scan ? IotlbMeta.SCAN : 0) | (sizeLg2 << IotlbMeta.SIZE_SHIFT)) >>> 0
-  );
+export function iotlbMeta(vendor: number, sizeLg2: number, scan?: boolean): number {
+  return ((vendor & META_VENDOR_MASK) | (scan === true ? META_SCAN : 0) | (sizeLg2 << META_SIZE_SHIFT)) >>> 0;
 }
 
 /** Empties every micro-TLB slot (vpn -1, key NaN); returns `u`. */

@@ -30,6 +30,7 @@ import {
   STE_S1,
   STE_S2,
   SteCfg,
+  setQuick,
   TransCfg,
 } from "../walk.ts";
 import type { FaultScratch } from "./fault.ts";
@@ -464,6 +465,7 @@ export class ConfigReader {
     cfg.s1 = true;
     cfg.s2 = cfg.ste.kind === STE_NESTED;
     cfg.tag = tlbTag(cfg.vmid, cfg.asid);
+    setQuick(cfg);
     if (stall) this.#stalls.add(cfg);
     if (this.#n.steps !== null)
       this.#n.step("CD", cdAddr, "valid", rawWords(w, 4), {

@@ -31,7 +31,7 @@ export class SmmuTlb {
    * empty): without any, TLBI_NH_VA of one ASID is a range invalidation of one tag.
    */
   readonly #globalVmids = new Set<number>();
-  /** The VMID insert added to #globalVmids last (-1: none since the set was emptied). */
+  /** The tag whose VMID insert added to #globalVmids last (-1: none since the set was emptied). */
   #lastGlobal = -1;
 
   constructor(capacityLg2: number) {
@@ -59,20 +59,21 @@ export class SmmuTlb {
     global: boolean,
   ): void {
     const vpn = Math.floor(iova / PAGE);
-    if (global) {
-      // The VMID added last is not added again (a Set.add per fill otherwise).
-      const vmid = Math.floor(tag / SLOT_SPAN);
-      if (vmid !== this.#lastGlobal) {
-        this.#globalVmids.add(vmid);
-        this.#lastGlobal = vmid;
-      }
-    }
+    // The tag noted last is not noted again (a Set.add per fill otherwise); kept out of
+    // line so the common fill stays small enough to inline into the miss path.
+    if (global && tag !== this.#lastGlobal) this.#noteGlobal(tag);
     this.iotlb.insert(
       tag,
       vpn,
       pa - (iova - vpn * PAGE),
       iotlbMeta(permPriv | (permUnpriv << 4) | (global ? AUX_GLOBAL : 0), sizeLg2),
     );
+  }
+
+  /** Adds the VMID of `tag` to the VMIDs that may hold global entries. */
+  #noteGlobal(tag: number): void {
+    this.#globalVmids.add(Math.floor(tag / SLOT_SPAN));
+    this.#lastGlobal = tag;
   }
 
   /** TLBI_NSNH_ALL. */
