@@ -64,6 +64,9 @@ export class ObjectTable {
   readonly #objects = new Map<number, HostObject>();
   readonly #failNth: FailNth;
   #nextId = 1;
+  /** find()'s last answer (id -1: none). */
+  #lastId = -1;
+  #lastObj: HostObject | undefined = undefined;
 
   constructor(failNth: FailNth) {
     this.#failNth = failNth;
@@ -99,12 +102,24 @@ export class ObjectTable {
 
   /** The object `id`, or undefined. */
   find(id: number): HostObject | undefined {
-    return this.#objects.get(id);
+    // The last object found answers again without a Map lookup (a device issuing DMA
+    // in a loop); ids are never reused, and remove() forgets it.
+    if (id === this.#lastId) return this.#lastObj;
+    const o = this.#objects.get(id);
+    if (o !== undefined) {
+      this.#lastId = id;
+      this.#lastObj = o;
+    }
+    return o;
   }
 
   /** Forgets an object (the caller checked it is unused). */
   remove(id: number): void {
     this.#objects.delete(id);
+    if (id === this.#lastId) {
+      this.#lastId = -1;
+      this.#lastObj = undefined;
+    }
   }
 
   /** Every object, by ascending id. */

@@ -21,6 +21,9 @@ import { FaultQueue, faultRecord, faultRespondGroup } from "./fault.ts";
 import type { Hwpt } from "./hw-pagetable.ts";
 import { checkIova, checkLength, checkPasid, checkTransfer, MAX_IOVA, PASID_BITS } from "./io-pagetable.ts";
 
+const PAGE = 4096;
+const PAGE_INV = 1 / PAGE;
+
 /** A DMA issued by a device. */
 export interface DmaRequest {
   /** PASID of the request; omitted/null = none (an mdev attached by PASID uses its assigned PASID). */
@@ -168,10 +171,32 @@ export class DeviceDma {
     if (iova + buf.length - 1 > MAX_IOVA)
       throw new IommuError("EOVERFLOW", "DMA range overflows", { iova, length: buf.length });
     const backend = this.#route(dev, pasid);
+    const rid = this.#routeRid;
     const p = this.#routePasid;
     const eng = this.#eng;
     const reported = this.#ctx.vevents.reported;
-    if (!eng.translate(backend, this.#routeRid, p, iova, buf.length, access)) {
+    const out = eng.out;
+    const n = buf.length;
+    let ok = backend.translate(rid, p, iova, access, out);
+    if (ok) {
+      // The common DMA: inside one 4 KiB page (a translation keeps the page offset, and
+      // its region is at least that page) whose frame is RAM: one copy, no engine state.
+      const pa = out.pa;
+      const off = (pa | 0) & (PAGE - 1);
+      if (off + n <= PAGE && out.sizeLg2 >= 12) {
+        const write = (access & Access.WRITE) !== 0;
+        const pfn = (pa - off) * PAGE_INV;
+        const page = write ? this.#memory.writePage(pfn) : this.#memory.readPage(pfn);
+        if (page !== null) {
+          const bytes = eng.bytes(page);
+          if (write) bytes.set(buf, off);
+          else buf.set(n === PAGE ? bytes : bytes.subarray(off, off + n));
+          return pa;
+        }
+      }
+      ok = eng.translateRest(backend, rid, p, iova, n, access);
+    } else eng.failed(iova);
+    if (!ok) {
       // A held write keeps a copy of the bytes: the caller may reuse `buf` before the answer.
       const held: HeldDma = {
         device: dev.id,
@@ -179,7 +204,7 @@ export class DeviceDma {
         iova,
         access,
         data: access & Access.WRITE ? buf.slice() : null,
-        length: buf.length,
+        length: n,
       };
       this.#deliver(dev, backend, p, eng.faultIova, access, reported, held);
       return -1;

@@ -9,10 +9,11 @@
  * per byte. Allocation-free on success when the DMA stays in one page.
  */
 
-import type { Backend, Fault, PhysicalMemory } from "@iommu-kit/core";
+import type { Backend, Fault, PhysicalMemory, Translation } from "@iommu-kit/core";
 import { createTranslation, hex, IommuError } from "@iommu-kit/core";
 
 const PAGE = 4096;
+const PAGE_INV = 1 / PAGE;
 /** 2^n for n < 64 (Math.pow is a call on the hot path). */
 const POW2: Float64Array = Float64Array.from({ length: 64 }, (_, n) => 2 ** n);
 
@@ -30,7 +31,8 @@ function slabBytes(page: Uint32Array): Uint8Array {
 
 /** Reusable translation state of DMAs (one per host). */
 export class DmaEngine {
-  readonly #out = createTranslation();
+  /** The translation of the range's first page (translate's, or the caller's before translateRest). */
+  readonly out: Translation = createTranslation();
   #pas = new Float64Array(16);
   #lens = new Float64Array(16);
   #count = 0;
@@ -64,17 +66,44 @@ export class DmaEngine {
     length: number,
     access: number,
   ): boolean {
-    const out = this.#out;
+    if (!backend.translate(rid, pasid, iova, access, this.out)) return this.failed(iova);
+    return this.translateRest(backend, rid, pasid, iova, length, access);
+  }
+
+  /** Records that the caller's translation of the first page, `iova`, into `out` failed. */
+  failed(iova: number): false {
+    this.#count = 0;
+    this.fault = this.out.fault;
+    this.faultIova = iova;
+    return false;
+  }
+
+  /**
+   * translate() past its first page, which the caller translated into `out` (and it
+   * succeeded): the rest of [iova, iova + length).
+   */
+  translateRest(
+    backend: Backend,
+    rid: number,
+    pasid: number,
+    iova: number,
+    length: number,
+    access: number,
+  ): boolean {
+    const out = this.out;
     const end = iova + length;
-    if (!backend.translate(rid, pasid, iova, access, out)) {
-      this.#count = 0;
-      this.fault = out.fault;
-      this.faultIova = iova;
-      return false;
+    const lg2 = out.sizeLg2;
+    // The region's end. Below 2^31 its offset is in the IOVA's low 32 bits (ToInt32 keeps
+    // them for an integer below 2^53); past that by floor, not %: a double % is a runtime
+    // call in V8.
+    let at: number;
+    if (lg2 < 31) {
+      const size = 1 << lg2;
+      at = iova - ((iova | 0) & (size - 1)) + size;
+    } else {
+      const size = POW2[lg2]!;
+      at = Math.floor(iova / size) * size + size;
     }
-    const size = POW2[out.sizeLg2]!;
-    // Region ends by floor, not %: a double % is a runtime call in V8.
-    let at = Math.floor(iova / size) * size + size;
     this.#pas[0] = out.pa;
     this.#count = 1;
     // The common case: the first translation's region covers the whole range.
@@ -128,6 +157,10 @@ export class DmaEngine {
   }
 
   /** The bytes of a page's words (cached for the last page: no view allocated per DMA). */
+  bytes(page: Uint32Array): Uint8Array {
+    return page === this.#viewOf ? this.#view : this.#bytes(page);
+  }
+
   #bytes(page: Uint32Array): Uint8Array {
     if (page !== this.#viewOf) {
       this.#viewOf = page;
@@ -140,8 +173,9 @@ export class DmaEngine {
   read(memory: PhysicalMemory, dst: Uint8Array): void {
     if (this.#count === 1) {
       const pa = this.#pas[0]!;
-      const pfn = Math.floor(pa / PAGE);
-      const off = pa - pfn * PAGE;
+      // Offset from the low 32 bits, the frame by an exact multiply (no float division).
+      const off = (pa | 0) & (PAGE - 1);
+      const pfn = (pa - off) * PAGE_INV;
       const n = dst.length;
       if (off + n <= PAGE) {
         // One page: readPage is the RAM check (null outside RAM; RAM never written reads as zeros).
