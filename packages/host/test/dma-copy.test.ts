@@ -102,6 +102,30 @@ describe("DMA copies", () => {
     expect(h.dma(dev, { iova: 0x2f00, access: "read", length: 0x200 })).toMatchObject({ ok: false });
   });
 
+  it("a DMA looks up each translation it needs once: one-page, multi-page and faulting DMAs alike", () => {
+    const { h, dev } = dmaHost();
+    const lookups = (): number => {
+      const c = h.counters("m0");
+      return c.iotlbHits + c.iotlbMisses;
+    };
+    // lookups: the IOTLB lookups the DMA makes (one per translated region it touches).
+    const cases: Array<[iova: number, length: number, access: number, lookups: number, pa: number]> = [
+      [0x20_1000, 4096, Access.READ, 1, 0x80_1000], // one whole page
+      [0x20_1010, 16, Access.WRITE, 1, 0x80_1010], // part of one page
+      [0x20_1f00, 0x200, Access.READ, 1, 0x80_1f00], // two pages of one 2 MiB translation
+      [0x1f00, 0x200, Access.WRITE, 2, 0x30_5f00], // two translations
+      [0x2f00, 0x200, Access.READ, 2, -1], // the second page faults
+      [0x3000, 16, Access.READ, 1, -1], // the first page faults
+    ];
+    for (const [iova, length, access, n, pa] of cases) {
+      const before = lookups();
+      expect(h.dmaInto(dev, null, iova, access, new Uint8Array(length))).toBe(pa);
+      expect(lookups() - before).toBe(n);
+    }
+    // Both faults were delivered once each.
+    expect(h.faultsRead(dev).map((f) => f.iova)).toEqual([0x3000, 0x3000]);
+  });
+
   it("a page the memory model recycles is read through its new owner, never a stale view", () => {
     const { h, dev } = dmaHost();
     const one = new Uint8Array(4096);
