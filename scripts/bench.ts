@@ -27,6 +27,11 @@
  * matters (a 64 KiB Buffer.copy ran at 1.34M/s in most processes and 1.84M/s in one,
  * the buffers' placement), hence several processes per case. A child builds only its
  * case (an entry may be a function building it) and prints its rounds.
+ *
+ * The processes run in passes: pass f runs the f-th process of every case, so a case's
+ * processes are a whole pass (minutes) apart. Load on a shared machine comes in bursts of
+ * seconds; back to back, one burst could cover all of a case's rounds, spread out it
+ * covers one process's share, which the median outvotes.
  */
 
 import { spawnSync } from "node:child_process";
@@ -207,7 +212,8 @@ async function runChild(file: string, index: number, first: number, n: number): 
     mod.cases === undefined ? [] : typeof mod.cases === "function" ? await mod.cases() : mod.cases;
   const entry = cases[index];
   const report: ChildReport = { count: cases.length };
-  if (entry !== undefined) {
+  // n = 0: only the count (the parent enumerating a file's cases).
+  if (entry !== undefined && n > 0) {
     const c = typeof entry === "function" ? entry() : entry;
     report.name = c.name;
     report.baseline = c.baseline;
@@ -249,7 +255,15 @@ function spawnCase(file: string, index: number, first: number, n: number): Child
   return JSON.parse(last) as ChildReport;
 }
 
-const rows: Row[] = [];
+/** One case of one bench file, its rounds pooled over its processes. */
+interface Slot {
+  pkg: string;
+  file: string;
+  index: number;
+  pooled: Rounds;
+  rep: ChildReport | null;
+}
+
 const pkgDirs = readdirSync(join(root, "packages")).filter(
   (d) => packages.length === 0 || packages.includes(d),
 );
@@ -257,42 +271,58 @@ if (pkgDirs.length === 0) {
   console.error(`bench: no package matches ${packages.join(", ")}`);
   process.exit(2);
 }
+const slots: Slot[] = [];
 for (const pkg of pkgDirs) {
   const dir = join(root, "packages", pkg, "bench");
   if (!existsSync(dir)) continue;
   for (const file of readdirSync(dir)
     .filter((f) => f.endsWith(".bench.ts"))
     .sort()) {
-    for (let index = 0; ; index++) {
-      process.stderr.write(`  ${pkg}: ${file} case ${index + 1} ...\r`);
-      const pooled: Rounds = { caseRuns: [], baseRuns: [], ratios: [] };
-      let rep: ChildReport | null = null;
-      for (let f = 0; f < forks; f++) {
-        // Rounds split as evenly as they go: 21 over 3 processes is 7 each.
-        const first = Math.floor((rounds * f) / forks);
-        const n = Math.floor((rounds * (f + 1)) / forks) - first;
-        rep = spawnCase(join(dir, file), index, first, n);
-        if (index >= rep.count || rep.rounds === undefined) break;
-        pooled.caseRuns.push(...rep.rounds.caseRuns);
-        pooled.baseRuns.push(...rep.rounds.baseRuns);
-        pooled.ratios.push(...rep.rounds.ratios);
-      }
-      process.stderr.write(`${" ".repeat(100)}\r`);
-      if (rep === null || index >= rep.count) break;
-      if (pooled.ratios.length === 0) continue;
-      rows.push({
-        package: pkg,
-        name: rep.name!,
-        opsPerSec: Math.round(median(pooled.caseRuns)),
-        baseline: rep.baseline!,
-        baselineOpsPerSec: Math.round(median(pooled.baseRuns)),
-        ratio: Number(median(pooled.ratios).toFixed(3)),
-        ratioMin: Number(Math.min(...pooled.ratios).toFixed(3)),
-        ratioMax: Number(Math.max(...pooled.ratios).toFixed(3)),
-        target: rep.target ?? null,
+    const { count } = spawnCase(join(dir, file), 0, 0, 0);
+    for (let index = 0; index < count; index++)
+      slots.push({
+        pkg,
+        file: join(dir, file),
+        index,
+        pooled: { caseRuns: [], baseRuns: [], ratios: [] },
+        rep: null,
       });
-    }
   }
+}
+// Pass f runs every case's f-th process: a case's processes sit a whole pass apart, so a
+// burst of load on a shared machine (seconds long) reaches one process of a case, a
+// minority of its rounds, instead of all of them.
+for (let f = 0; f < forks; f++) {
+  // Rounds split as evenly as they go: 21 over 3 processes is 7 each.
+  const first = Math.floor((rounds * f) / forks);
+  const n = Math.floor((rounds * (f + 1)) / forks) - first;
+  for (const [k, slot] of slots.entries()) {
+    // A case the filter left out in the first pass is not spawned again.
+    if (slot.rep !== null && slot.rep.rounds === undefined) continue;
+    process.stderr.write(`  pass ${f + 1}/${forks}: case ${k + 1}/${slots.length} (${slot.pkg}) ...\r`);
+    const rep = spawnCase(slot.file, slot.index, first, n);
+    slot.rep = rep;
+    if (rep.rounds === undefined) continue;
+    slot.pooled.caseRuns.push(...rep.rounds.caseRuns);
+    slot.pooled.baseRuns.push(...rep.rounds.baseRuns);
+    slot.pooled.ratios.push(...rep.rounds.ratios);
+  }
+}
+process.stderr.write(`${" ".repeat(100)}\r`);
+const rows: Row[] = [];
+for (const { pkg, pooled, rep } of slots) {
+  if (rep === null || pooled.ratios.length === 0) continue;
+  rows.push({
+    package: pkg,
+    name: rep.name!,
+    opsPerSec: Math.round(median(pooled.caseRuns)),
+    baseline: rep.baseline!,
+    baselineOpsPerSec: Math.round(median(pooled.baseRuns)),
+    ratio: Number(median(pooled.ratios).toFixed(3)),
+    ratioMin: Number(Math.min(...pooled.ratios).toFixed(3)),
+    ratioMax: Number(Math.max(...pooled.ratios).toFixed(3)),
+    target: rep.target ?? null,
+  });
 }
 
 const machine = {
