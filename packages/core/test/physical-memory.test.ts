@@ -79,6 +79,46 @@ describe("PhysicalMemory", () => {
     expect(m.read32(0x5004)).toBe(0);
   });
 
+  it("readRange / writeRange: EINVAL for a span outside the buffer, nothing copied", () => {
+    const m = new PhysicalMemory(REGIONS);
+    m.write(0x1000, new Uint8Array(16).fill(7));
+    const buf = new Uint8Array(8).fill(1);
+    for (const [at, n] of [
+      [0, 9],
+      [8, 1],
+      [-1, 2],
+      [0.5, 2],
+      [0, -1],
+      [0, Number.NaN],
+    ] as const) {
+      expect(() => m.readRange(0x1000, buf, at, n)).toThrowError(/EINVAL/);
+      expect(() => m.writeRange(0x1000, buf, at, n)).toThrowError(/EINVAL/);
+    }
+    expect(buf).toEqual(new Uint8Array(8).fill(1));
+    expect(m.read(0x1000, 16)).toEqual(new Uint8Array(16).fill(7));
+  });
+
+  it("a remembered run is forgotten when one of its pages is released and its slot reused", () => {
+    const m = new PhysicalMemory([{ base: 0, size: 0x100000 }]);
+    // Three pages written in order sit one after another in a slab: one run.
+    m.write(0x3000, new Uint8Array(0x3000).fill(0x11));
+    const out = new Uint8Array(0x3000);
+    m.readRange(0x3000, out, 0, 0x3000);
+    expect(out).toEqual(new Uint8Array(0x3000).fill(0x11));
+    // Releasing the middle page and writing another frame hands that frame the released
+    // slab slot: the run's middle now belongs to frame 0x9 (written by word, which
+    // leaves the remembered run alone).
+    m.fill(0x4000, 0x1000, 0);
+    m.write32(0x9000, 0x99999999);
+    m.readRange(0x3000, out, 0, 0x3000);
+    const want = new Uint8Array(0x3000).fill(0x11);
+    want.fill(0, 0x1000, 0x2000);
+    expect(out).toEqual(want);
+    m.writeRange(0x4000, new Uint8Array(0x1000).fill(0x44), 0, 0x1000);
+    expect(m.read32(0x9000)).toBe(0x99999999);
+    expect(m.read(0x4000, 0x1000)).toEqual(new Uint8Array(0x1000).fill(0x44));
+  });
+
   it("matches a byte-array reference under random reads and writes (property)", () => {
     const size = 0x10000;
     const addr = fc.integer({ min: 0, max: size + 0x100 });
@@ -94,6 +134,21 @@ describe("PhysicalMemory", () => {
         pa: addr,
         len: fc.integer({ min: 0, max: 9000 }),
         byte: fc.integer({ min: 0, max: 255 }),
+      }),
+      // readRange / writeRange at an offset of a larger buffer; `again` repeats the read
+      // (the remembered run answers the second one).
+      fc.record({
+        kind: fc.constant("rr" as const),
+        pa: addr,
+        len: fc.integer({ min: 0, max: 9000 }),
+        at: fc.integer({ min: 0, max: 64 }),
+        again: fc.boolean(),
+      }),
+      fc.record({
+        kind: fc.constant("wr" as const),
+        pa: addr,
+        data: fc.uint8Array({ minLength: 0, maxLength: 9000 }),
+        at: fc.integer({ min: 0, max: 64 }),
       }),
       fc.record({
         kind: fc.constant("w32" as const),
@@ -121,6 +176,29 @@ describe("PhysicalMemory", () => {
               m.fill(o.pa, o.len, o.byte);
               ref.fill(o.byte, o.pa, o.pa + o.len);
             } else expect(() => m.fill(o.pa, o.len, o.byte)).toThrowError(/EFAULT/);
+          } else if (o.kind === "rr") {
+            const buf = new Uint8Array(o.at + o.len + 7).fill(0xee);
+            const want = buf.slice();
+            if (o.len === 0 || o.pa + o.len <= size) {
+              want.set(ref.subarray(o.pa, o.pa + o.len), o.at);
+              m.readRange(o.pa, buf, o.at, o.len);
+              expect(same(buf, want)).toBe(true);
+              if (o.again) {
+                buf.fill(0xee);
+                m.readRange(o.pa, buf, o.at, o.len);
+                expect(same(buf, want)).toBe(true);
+              }
+            } else {
+              expect(() => m.readRange(o.pa, buf, o.at, o.len)).toThrowError(/EFAULT/);
+              expect(same(buf, want)).toBe(true);
+            }
+          } else if (o.kind === "wr") {
+            const src = new Uint8Array(o.at + o.data.length + 3);
+            src.set(o.data, o.at);
+            if (o.data.length === 0 || o.pa + o.data.length <= size) {
+              m.writeRange(o.pa, src, o.at, o.data.length);
+              if (o.data.length > 0) ref.set(o.data, o.pa);
+            } else expect(() => m.writeRange(o.pa, src, o.at, o.data.length)).toThrowError(/EFAULT/);
           } else {
             const ok = m.write32(o.pa, o.v);
             expect(ok).toBe(o.pa + 4 <= size);

@@ -4,30 +4,18 @@
  * them succeed do the bytes move, so a DMA is all or nothing. Contiguous physical
  * runs are merged, and each translation is reused up to the end of the region it
  * covers (`Translation.sizeLg2`), so a 4 KiB DMA through a warm IOTLB costs one
- * lookup and one copy. The bytes move with `TypedArray.set` over whole runs: one copy
- * per physical page touched (the memory model's page is its unit of storage), none
- * per byte. Allocation-free on success when the DMA stays in one page.
+ * lookup and one copy. The bytes move with `TypedArray.set` over whole runs: one
+ * PhysicalMemory.readRange / writeRange per physically contiguous segment, one copy
+ * where its pages sit one after another in a memory slab, none per byte. Host.dmaInto
+ * copies a DMA inside one page itself, allocation-free.
  */
 
 import type { Backend, Fault, PhysicalMemory, Translation } from "@iommu-kit/core";
 import { createTranslation, hex, IommuError } from "@iommu-kit/core";
 
 const PAGE = 4096;
-const PAGE_INV = 1 / PAGE;
 /** 2^n for n < 64 (Math.pow is a call on the hot path). */
 const POW2: Float64Array = Float64Array.from({ length: 64 }, (_, n) => 2 ** n);
-
-/** A byte view of each memory slab, made once (reading `.buffer` of a page is cheap; a new view is not). */
-const slabs = new WeakMap<ArrayBufferLike, Uint8Array>();
-
-function slabBytes(page: Uint32Array): Uint8Array {
-  let b = slabs.get(page.buffer);
-  if (b === undefined) {
-    b = new Uint8Array(page.buffer);
-    slabs.set(page.buffer, b);
-  }
-  return b;
-}
 
 /** Reusable translation state of DMAs (one per host). */
 export class DmaEngine {
@@ -171,90 +159,23 @@ export class DmaEngine {
 
   /** Copies the translated range into `dst` (its length is the range's). All or nothing. */
   read(memory: PhysicalMemory, dst: Uint8Array): void {
-    if (this.#count === 1) {
-      const pa = this.#pas[0]!;
-      // Offset from the low 32 bits, the frame by an exact multiply (no float division).
-      const off = (pa | 0) & (PAGE - 1);
-      const pfn = (pa - off) * PAGE_INV;
-      const n = dst.length;
-      if (off + n <= PAGE) {
-        // One page: readPage is the RAM check (null outside RAM; RAM never written reads as zeros).
-        const page = memory.readPage(pfn);
-        if (page !== null) {
-          let bytes = this.#view;
-          if (page !== this.#viewOf) bytes = this.#bytes(page);
-          dst.set(n === PAGE ? bytes : bytes.subarray(off, off + n));
-          return;
-        }
-      }
-      // Not all RAM: readInto throws its bus error (EFAULT) before copying anything.
-      if (!memory.isRamRange(pa, n)) memory.readInto(pa, dst);
-      else this.#copy(memory, pa, dst, 0, n, false);
-      return;
-    }
     this.#checkRam(memory);
     let done = 0;
     for (let i = 0; i < this.#count; i++) {
       const n = this.#lens[i]!;
-      this.#copy(memory, this.#pas[i]!, dst, done, n, false);
+      memory.readRange(this.#pas[i]!, dst, done, n);
       done += n;
     }
   }
 
   /** Copies `src` into the translated range. All or nothing. */
   write(memory: PhysicalMemory, src: Uint8Array): void {
-    if (this.#count === 1) {
-      const pa = this.#pas[0]!;
-      const pfn = Math.floor(pa / PAGE);
-      const off = pa - pfn * PAGE;
-      const n = src.length;
-      if (off + n <= PAGE) {
-        const page = memory.writePage(pfn);
-        if (page !== null) {
-          this.#bytes(page).set(src, off);
-          return;
-        }
-      }
-      if (!memory.isRamRange(pa, n)) memory.write(pa, src);
-      else this.#copy(memory, pa, src, 0, n, true);
-      return;
-    }
     this.#checkRam(memory);
     let done = 0;
     for (let i = 0; i < this.#count; i++) {
       const n = this.#lens[i]!;
-      this.#copy(memory, this.#pas[i]!, src, done, n, true);
+      memory.writeRange(this.#pas[i]!, src, done, n);
       done += n;
-    }
-  }
-
-  /**
-   * Copies `n` bytes between physical [pa, pa + n) (checked RAM) and `buf` at `at`, one
-   * `TypedArray.set` per run of pages that sit one after another in the same memory slab
-   * (the memory model allocates pages in slabs, so written runs are mostly contiguous).
-   */
-  #copy(memory: PhysicalMemory, pa: number, buf: Uint8Array, at: number, n: number, write: boolean): void {
-    let pfn = Math.floor(pa / PAGE);
-    let off = pa - pfn * PAGE;
-    let done = 0;
-    while (done < n) {
-      const first = write ? memory.writePage(pfn)! : memory.readPage(pfn)!;
-      const slab = slabBytes(first);
-      const start = first.byteOffset + off;
-      let end = first.byteOffset + Math.min(PAGE, off + n - done);
-      pfn++;
-      // Extend the run while the next page follows this one in the same buffer.
-      while (end - start < n - done && end % PAGE === first.byteOffset % PAGE) {
-        const next = write ? memory.writePage(pfn)! : memory.readPage(pfn)!;
-        if (next.buffer !== first.buffer || next.byteOffset !== end) break;
-        end += Math.min(PAGE, n - done - (end - start));
-        pfn++;
-      }
-      const len = end - start;
-      if (write) slab.set(buf.subarray(at + done, at + done + len), start);
-      else buf.set(slab.subarray(start, end), at + done);
-      done += len;
-      off = 0;
     }
   }
 }

@@ -118,97 +118,54 @@ function fail(
   return false;
 }
 
-/** Where a physical page's bytes sit: a byte view of its whole backing buffer and the offset in it. */
-interface PageBytes {
-  readonly bytes: Uint8Array;
-  readonly off: number;
-}
-
-// Reading `.buffer` / `.byteOffset` of a page view costs more than a hash lookup, so each
-// page's location is worked out once. Keyed by the page array itself, not its frame
-// number: PhysicalMemory may give a released page array to another frame, and the bytes
-// stay where the array is.
-const pageBytesCache = new WeakMap<Uint32Array, PageBytes>();
-const bufferBytes = new WeakMap<ArrayBufferLike, Uint8Array>();
-
-function pageBytes(page: Uint32Array): PageBytes {
-  let r = pageBytesCache.get(page);
-  if (r === undefined) {
-    const buf = page.buffer;
-    let bytes = bufferBytes.get(buf);
-    if (bytes === undefined) {
-      bytes = new Uint8Array(buf);
-      bufferBytes.set(buf, bytes);
-    }
-    r = { bytes, off: page.byteOffset };
-    pageBytesCache.set(page, r);
-  }
-  return r;
-}
-
 /**
- * Bytes (at most `remaining`) that can be copied in one go from offset `off` of page
- * `run` = pas[i - 1]: that page's tail plus every following page of `pas` (from index
- * `i`) that sits right after it in the same buffer. `write` looks pages up for writing.
+ * Bytes (at most `remaining`) of the physically contiguous run that starts at offset
+ * `off` of page pas[i]: that page's tail plus every following page of `pas` (up to
+ * `pages`) whose frame is the next one.
  */
-function runLength(
-  memory: PhysicalMemory,
-  pas: Float64Array,
-  i: number,
-  run: PageBytes,
-  off: number,
-  remaining: number,
-  write: boolean,
-): number {
+function paRun(pas: Float64Array, i: number, pages: number, off: number, remaining: number): number {
   let n = Math.min(PAGE - off, remaining);
-  let next = run.off + PAGE;
-  while (n < remaining) {
-    const pfn = pas[i++]! / PAGE;
-    const p = pageBytes(write ? memory.writePage(pfn)! : memory.readPage(pfn)!);
-    if (p.bytes !== run.bytes || p.off !== next) break;
+  let next = pas[i]! + PAGE;
+  for (let j = i + 1; j < pages && n < remaining; j++) {
+    if (pas[j] !== next) break;
     next += PAGE;
     n += Math.min(PAGE, remaining - n);
   }
   return n;
 }
 
-/** IOVA pages a run of `n` bytes starting at page offset `off` covers. */
-function runPages(off: number, n: number): number {
-  return Math.ceil((off + n) / PAGE);
-}
-
 /**
  * Copies `dst.length` bytes from IOVA `iova` into `dst`. `pas[i]` is the physical page of
- * the i-th IOVA page touched, every one already checked to be RAM. Pages that sit one
- * after another in the same memory slab are copied in one go.
+ * the i-th IOVA page touched, every one already checked to be RAM. Each physically
+ * contiguous run is one PhysicalMemory.readRange (one copy where its pages sit one after
+ * another in a memory slab).
  */
 export function copyOut(memory: PhysicalMemory, pas: Float64Array, iova: number, dst: Uint8Array): void {
   const length = dst.length;
+  const pages = Math.ceil((pageOffset(iova) + length) / PAGE);
   let off = pageOffset(iova);
   let done = 0;
   let i = 0;
   while (done < length) {
-    const run = pageBytes(memory.readPage(pas[i]! / PAGE)!);
-    const n = runLength(memory, pas, i + 1, run, off, length - done, false);
-    const from = run.off + off;
-    dst.set(run.bytes.subarray(from, from + n), done);
-    i += runPages(off, n);
+    const n = paRun(pas, i, pages, off, length - done);
+    memory.readRange(pas[i]! + off, dst, done, n);
+    i += Math.ceil((off + n) / PAGE);
     done += n;
     off = 0;
   }
 }
 
-/** Copies `src` to IOVA `iova`, through the physical pages `pas` (checked RAM), run by run. */
+/** Copies `src` to IOVA `iova`, through the physical pages `pas` (checked RAM), run by run (as copyOut). */
 export function copyIn(memory: PhysicalMemory, pas: Float64Array, iova: number, src: Uint8Array): void {
   const length = src.length;
+  const pages = Math.ceil((pageOffset(iova) + length) / PAGE);
   let off = pageOffset(iova);
   let done = 0;
   let i = 0;
   while (done < length) {
-    const run = pageBytes(memory.writePage(pas[i]! / PAGE)!);
-    const n = runLength(memory, pas, i + 1, run, off, length - done, true);
-    run.bytes.set(n === length ? src : src.subarray(done, done + n), run.off + off);
-    i += runPages(off, n);
+    const n = paRun(pas, i, pages, off, length - done);
+    memory.writeRange(pas[i]! + off, src, done, n);
+    i += Math.ceil((off + n) / PAGE);
     done += n;
     off = 0;
   }

@@ -59,6 +59,15 @@ export class PhysicalMemory {
   #lastPage: Uint32Array = ZERO_PAGE;
   readonly #starts: Float64Array;
   readonly #ends: Float64Array;
+  // The last run of resident pages found one after another in one slab (readRange /
+  // writeRange): frames [#runPfn, #runPfn + #runPages) at byte #runOff of #runBytes. A
+  // resident frame keeps its page until #discard, which forgets the run.
+  #runPfn = -1;
+  #runPages = 0;
+  #runBytes: Uint8Array = new Uint8Array(0);
+  #runOff = 0;
+  /** A byte view of each slab, made once per slab (a run's bytes). */
+  readonly #slabBytes = new WeakMap<ArrayBufferLike, Uint8Array>();
 
   constructor(regions: readonly RamRegion[], options: PhysicalMemoryOptions = {}) {
     const sorted = [...regions].sort((a, b) => a.base - b.base);
@@ -211,17 +220,89 @@ export class PhysicalMemory {
 
   /** Copies [pa, pa + dst.length) into `dst`. Throws EFAULT (nothing copied) unless all of it is RAM. */
   readInto(pa: number, dst: Uint8Array): void {
-    if (!this.isRamRange(pa, dst.length)) throw busError(pa, dst.length);
-    let done = 0;
-    while (done < dst.length) {
-      const at = pa + done;
-      const off = at % PAGE_SIZE;
-      const n = Math.min(PAGE_SIZE - off, dst.length - done);
-      const page = this.#pages.get(Math.floor(at / PAGE_SIZE));
-      if (page === undefined) dst.fill(0, done, done + n);
-      else dst.set(new Uint8Array(page.buffer, page.byteOffset + off, n), done);
-      done += n;
+    this.readRange(pa, dst, 0, dst.length);
+  }
+
+  /**
+   * Copies the `n` bytes at physical [pa, pa + n) into `dst` at offset `at`: one copy
+   * when the range's pages sit one after another in one slab (the run of the last such
+   * copy is remembered, so repeating it looks no page up). Throws EINVAL when [at, at + n)
+   * is not inside `dst`, EFAULT (nothing copied) unless all of [pa, pa + n) is RAM.
+   */
+  readRange(pa: number, dst: Uint8Array, at: number, n: number): void {
+    checkSpan(dst, at, n);
+    if (!this.isRamRange(pa, n)) throw busError(pa, n);
+    if (n === 0) return;
+    const off = (pa | 0) & (PAGE_SIZE - 1);
+    const pfn = (pa - off) / PAGE_SIZE;
+    if (this.#covers(pfn, Math.ceil((off + n) / PAGE_SIZE), false)) {
+      const from = this.#runOff + (pfn - this.#runPfn) * PAGE_SIZE + off;
+      dst.set(this.#runBytes.subarray(from, from + n), at);
+      return;
     }
+    let done = 0;
+    while (done < n) {
+      const a = pa + done;
+      const o = a % PAGE_SIZE;
+      const k = Math.min(PAGE_SIZE - o, n - done);
+      const page = this.#pages.get(Math.floor(a / PAGE_SIZE));
+      if (page === undefined) dst.fill(0, at + done, at + done + k);
+      else dst.set(new Uint8Array(page.buffer, page.byteOffset + o, k), at + done);
+      done += k;
+    }
+  }
+
+  /**
+   * Copies `n` bytes of `src` from offset `at` to physical [pa, pa + n), as readRange
+   * (one copy over a run of pages one after another in a slab). Throws EINVAL when
+   * [at, at + n) is not inside `src`, EFAULT (nothing written) unless all of it is RAM.
+   */
+  writeRange(pa: number, src: Uint8Array, at: number, n: number): void {
+    checkSpan(src, at, n);
+    if (!this.isRamRange(pa, n)) throw busError(pa, n);
+    if (n === 0) return;
+    const off = (pa | 0) & (PAGE_SIZE - 1);
+    const pfn = (pa - off) / PAGE_SIZE;
+    if (this.#covers(pfn, Math.ceil((off + n) / PAGE_SIZE), true)) {
+      this.#runBytes.set(src.subarray(at, at + n), this.#runOff + (pfn - this.#runPfn) * PAGE_SIZE + off);
+      return;
+    }
+    let done = 0;
+    while (done < n) {
+      const a = pa + done;
+      const o = a % PAGE_SIZE;
+      const k = Math.min(PAGE_SIZE - o, n - done);
+      const page = this.writePage(Math.floor(a / PAGE_SIZE))!;
+      new Uint8Array(page.buffer, page.byteOffset + o, k).set(src.subarray(at + done, at + done + k));
+      done += k;
+    }
+  }
+
+  /**
+   * True when frames [pfn, pfn + pages) (RAM) are resident and one after another in one
+   * slab, with the run remembered; `write` makes them resident first (writePage), which
+   * only RAM frames can fail and the callers checked.
+   */
+  #covers(pfn: number, pages: number, write: boolean): boolean {
+    if (pfn >= this.#runPfn && pfn + pages <= this.#runPfn + this.#runPages) return true;
+    const first = write ? this.writePage(pfn) : (this.#pages.get(pfn) ?? null);
+    if (first === null) return false;
+    const buf = first.buffer;
+    const base = first.byteOffset;
+    for (let k = 1; k < pages; k++) {
+      const p = write ? this.writePage(pfn + k) : (this.#pages.get(pfn + k) ?? null);
+      if (p === null || p.buffer !== buf || p.byteOffset !== base + k * PAGE_SIZE) return false;
+    }
+    let bytes = this.#slabBytes.get(buf);
+    if (bytes === undefined) {
+      bytes = new Uint8Array(buf);
+      this.#slabBytes.set(buf, bytes);
+    }
+    this.#runPfn = pfn;
+    this.#runPages = pages;
+    this.#runBytes = bytes;
+    this.#runOff = base;
+    return true;
   }
 
   /** Reads `length` bytes at `pa`. Throws EFAULT unless all of it is RAM. */
@@ -233,16 +314,7 @@ export class PhysicalMemory {
 
   /** Writes `data` at `pa`. Throws EFAULT (nothing written) unless all of it is RAM. */
   write(pa: number, data: Uint8Array): void {
-    if (!this.isRamRange(pa, data.length)) throw busError(pa, data.length);
-    let done = 0;
-    while (done < data.length) {
-      const at = pa + done;
-      const off = at % PAGE_SIZE;
-      const n = Math.min(PAGE_SIZE - off, data.length - done);
-      const page = this.writePage(Math.floor(at / PAGE_SIZE))!;
-      new Uint8Array(page.buffer, page.byteOffset + off, n).set(data.subarray(done, done + n));
-      done += n;
-    }
+    this.writeRange(pa, data, 0, data.length);
   }
 
   /** Sets [pa, pa + length) to `byte`. Zeroing releases whole pages. Throws EFAULT unless all RAM. */
@@ -270,6 +342,7 @@ export class PhysicalMemory {
     this.#pages.delete(pfn);
     this.#spare.push(p);
     if (this.#lastPfn === pfn) this.#lastPfn = -1;
+    if (pfn >= this.#runPfn && pfn < this.#runPfn + this.#runPages) this.#runPages = 0;
   }
 
   /** Number of pages that hold written data. */
@@ -306,6 +379,15 @@ export class PhysicalMemory {
     }
     return true;
   }
+}
+
+/** EINVAL unless [at, at + n) is a span of integers inside `buf`. */
+function checkSpan(buf: Uint8Array, at: number, n: number): void {
+  if (!(Number.isInteger(at) && Number.isInteger(n) && at >= 0 && n >= 0 && at + n <= buf.length))
+    throw new IommuError("EINVAL", `[${at}, +${n}) is not inside a buffer of ${buf.length} bytes`, {
+      at,
+      length: n,
+    });
 }
 
 function busError(pa: number, length: number): IommuError {
