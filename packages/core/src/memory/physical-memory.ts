@@ -53,6 +53,18 @@ export class PhysicalMemory {
   readonly failNth: FailNth;
   readonly #pages = new Map<number, Uint32Array>();
   readonly #spare: Uint32Array[] = [];
+  /** Where each spare page sits (see #loc), in #spare's order. */
+  readonly #spareLoc: number[] = [];
+  /** Byte views of the slabs, by serial number. */
+  readonly #slabs: Uint8Array[] = [];
+  /**
+   * Where each resident frame's page sits: slab serial * SLAB_PAGES + slot. Pages of a run
+   * sit one after another when their locations do, one Map probe a page (a typed array's
+   * .buffer / .byteOffset getters cost several).
+   */
+  readonly #loc = new Map<number, number>();
+  /** The location of the page #newPage returned last. */
+  #newLoc = 0;
   #slab: ArrayBuffer | null = null;
   #slabNext = SLAB_PAGES;
   #lastPfn = -1;
@@ -66,8 +78,6 @@ export class PhysicalMemory {
   #runPages = 0;
   #runBytes: Uint8Array = new Uint8Array(0);
   #runOff = 0;
-  /** A byte view of each slab, made once per slab (a run's bytes). */
-  readonly #slabBytes = new WeakMap<ArrayBufferLike, Uint8Array>();
 
   constructor(regions: readonly RamRegion[], options: PhysicalMemoryOptions = {}) {
     const sorted = [...regions].sort((a, b) => a.base - b.base);
@@ -168,6 +178,7 @@ export class PhysicalMemory {
       if (!this.isRam(pfn * PAGE_SIZE)) return null;
       page = this.#newPage();
       this.#pages.set(pfn, page);
+      this.#loc.set(pfn, this.#newLoc);
     }
     this.#lastPfn = pfn;
     this.#lastPage = page;
@@ -177,13 +188,16 @@ export class PhysicalMemory {
   #newPage(): Uint32Array {
     const spare = this.#spare.pop();
     if (spare !== undefined) {
+      this.#newLoc = this.#spareLoc.pop()!;
       spare.fill(0);
       return spare;
     }
     if (this.#slabNext === SLAB_PAGES) {
       this.#slab = new ArrayBuffer(SLAB_PAGES * PAGE_SIZE);
+      this.#slabs.push(new Uint8Array(this.#slab));
       this.#slabNext = 0;
     }
+    this.#newLoc = (this.#slabs.length - 1) * SLAB_PAGES + this.#slabNext;
     return new Uint32Array(this.#slab!, this.#slabNext++ * PAGE_SIZE, PAGE_WORDS);
   }
 
@@ -285,24 +299,23 @@ export class PhysicalMemory {
    */
   #covers(pfn: number, pages: number, write: boolean): boolean {
     if (pfn >= this.#runPfn && pfn + pages <= this.#runPfn + this.#runPages) return true;
-    const first = write ? this.writePage(pfn) : (this.#pages.get(pfn) ?? null);
-    if (first === null) return false;
-    const buf = first.buffer;
-    const base = first.byteOffset;
-    for (let k = 1; k < pages; k++) {
-      const p = write ? this.writePage(pfn + k) : (this.#pages.get(pfn + k) ?? null);
-      if (p === null || p.buffer !== buf || p.byteOffset !== base + k * PAGE_SIZE) return false;
-    }
-    let bytes = this.#slabBytes.get(buf);
-    if (bytes === undefined) {
-      bytes = new Uint8Array(buf);
-      this.#slabBytes.set(buf, bytes);
-    }
+    const first = this.#where(pfn, write);
+    const slot = first % SLAB_PAGES;
+    // (a run never leaves its slab; a missing page's location, -1, fails the test too)
+    if (first < 0 || slot + pages > SLAB_PAGES) return false;
+    for (let k = 1; k < pages; k++) if (this.#where(pfn + k, write) !== first + k) return false;
     this.#runPfn = pfn;
     this.#runPages = pages;
-    this.#runBytes = bytes;
-    this.#runOff = base;
+    this.#runBytes = this.#slabs[(first - slot) / SLAB_PAGES]!;
+    this.#runOff = slot * PAGE_SIZE;
     return true;
+  }
+
+  /** The location of frame `pfn`'s page (see #loc), made resident first when `write`; -1 when it has none. */
+  #where(pfn: number, write: boolean): number {
+    let l = this.#loc.get(pfn);
+    if (l === undefined && write && this.writePage(pfn) !== null) l = this.#loc.get(pfn);
+    return l ?? -1;
   }
 
   /** Reads `length` bytes at `pa`. Throws EFAULT unless all of it is RAM. */
@@ -341,6 +354,8 @@ export class PhysicalMemory {
     if (p === undefined) return;
     this.#pages.delete(pfn);
     this.#spare.push(p);
+    this.#spareLoc.push(this.#loc.get(pfn)!);
+    this.#loc.delete(pfn);
     if (this.#lastPfn === pfn) this.#lastPfn = -1;
     if (pfn >= this.#runPfn && pfn < this.#runPfn + this.#runPages) this.#runPages = 0;
   }
