@@ -28,6 +28,9 @@ export const PAGE_LG2 = 12;
 export const PAGE_SIZE: number = 1 << PAGE_LG2;
 const PAGE_WORDS = PAGE_SIZE >>> 2;
 const SLAB_PAGES = 256;
+/** log2 of the runs readRange / writeRange remember. */
+const RUNS_LG2 = 3;
+const RUNS = 1 << RUNS_LG2;
 
 /** A RAM region of the memory map. */
 export interface RamRegion {
@@ -71,13 +74,13 @@ export class PhysicalMemory {
   #lastPage: Uint32Array = ZERO_PAGE;
   readonly #starts: Float64Array;
   readonly #ends: Float64Array;
-  // The last run of resident pages found one after another in one slab (readRange /
-  // writeRange): frames [#runPfn, #runPfn + #runPages) at byte #runOff of #runBytes. A
-  // resident frame keeps its page until #discard, which forgets the run.
-  #runPfn = -1;
-  #runPages = 0;
-  #runBytes: Uint8Array = new Uint8Array(0);
-  #runOff = 0;
+  /**
+   * Runs of resident pages found one after another in one slab (readRange / writeRange),
+   * direct-mapped by first frame: [first frame, end frame, slab serial, byte offset] each,
+   * an empty one [-1, -1, 0, 0]. A copy made of a few runs, repeated, finds each here. A
+   * resident frame keeps its page until #discard, which forgets the runs holding it.
+   */
+  readonly #runs = new Float64Array(RUNS * 4).fill(-1);
 
   constructor(regions: readonly RamRegion[], options: PhysicalMemoryOptions = {}) {
     const sorted = [...regions].sort((a, b) => a.base - b.base);
@@ -249,9 +252,11 @@ export class PhysicalMemory {
     if (n === 0) return;
     const off = (pa | 0) & (PAGE_SIZE - 1);
     const pfn = (pa - off) / PAGE_SIZE;
-    if (this.#covers(pfn, Math.ceil((off + n) / PAGE_SIZE), false)) {
-      const from = this.#runOff + (pfn - this.#runPfn) * PAGE_SIZE + off;
-      dst.set(this.#runBytes.subarray(from, from + n), at);
+    const r = this.#covers(pfn, Math.ceil((off + n) / PAGE_SIZE), false);
+    if (r >= 0) {
+      const runs = this.#runs;
+      const from = runs[r + 3]! + (pfn - runs[r]!) * PAGE_SIZE + off;
+      dst.set(this.#slabs[runs[r + 2]!]!.subarray(from, from + n), at);
       return;
     }
     let done = 0;
@@ -277,8 +282,13 @@ export class PhysicalMemory {
     if (n === 0) return;
     const off = (pa | 0) & (PAGE_SIZE - 1);
     const pfn = (pa - off) / PAGE_SIZE;
-    if (this.#covers(pfn, Math.ceil((off + n) / PAGE_SIZE), true)) {
-      this.#runBytes.set(src.subarray(at, at + n), this.#runOff + (pfn - this.#runPfn) * PAGE_SIZE + off);
+    const r = this.#covers(pfn, Math.ceil((off + n) / PAGE_SIZE), true);
+    if (r >= 0) {
+      const runs = this.#runs;
+      this.#slabs[runs[r + 2]!]!.set(
+        src.subarray(at, at + n),
+        runs[r + 3]! + (pfn - runs[r]!) * PAGE_SIZE + off,
+      );
       return;
     }
     let done = 0;
@@ -293,22 +303,25 @@ export class PhysicalMemory {
   }
 
   /**
-   * True when frames [pfn, pfn + pages) (RAM) are resident and one after another in one
-   * slab, with the run remembered; `write` makes them resident first (writePage), which
-   * only RAM frames can fail and the callers checked.
+   * The #runs entry (its index) of a run holding frames [pfn, pfn + pages) (RAM), found
+   * or made, or -1 when they are not resident one after another in one slab. `write`
+   * makes them resident first (writePage), which only RAM frames can fail and the
+   * callers checked.
    */
-  #covers(pfn: number, pages: number, write: boolean): boolean {
-    if (pfn >= this.#runPfn && pfn + pages <= this.#runPfn + this.#runPages) return true;
+  #covers(pfn: number, pages: number, write: boolean): number {
+    const runs = this.#runs;
+    const r = (Math.imul(pfn | 0, 0x9e3779b1) >>> (32 - RUNS_LG2)) << 2;
+    if (pfn >= runs[r]! && pfn + pages <= runs[r + 1]!) return r;
     const first = this.#where(pfn, write);
     const slot = first % SLAB_PAGES;
     // (a run never leaves its slab; a missing page's location, -1, fails the test too)
-    if (first < 0 || slot + pages > SLAB_PAGES) return false;
-    for (let k = 1; k < pages; k++) if (this.#where(pfn + k, write) !== first + k) return false;
-    this.#runPfn = pfn;
-    this.#runPages = pages;
-    this.#runBytes = this.#slabs[(first - slot) / SLAB_PAGES]!;
-    this.#runOff = slot * PAGE_SIZE;
-    return true;
+    if (first < 0 || slot + pages > SLAB_PAGES) return -1;
+    for (let k = 1; k < pages; k++) if (this.#where(pfn + k, write) !== first + k) return -1;
+    runs[r] = pfn;
+    runs[r + 1] = pfn + pages;
+    runs[r + 2] = (first - slot) / SLAB_PAGES;
+    runs[r + 3] = slot * PAGE_SIZE;
+    return r;
   }
 
   /** The location of frame `pfn`'s page (see #loc), made resident first when `write`; -1 when it has none. */
@@ -357,7 +370,12 @@ export class PhysicalMemory {
     this.#spareLoc.push(this.#loc.get(pfn)!);
     this.#loc.delete(pfn);
     if (this.#lastPfn === pfn) this.#lastPfn = -1;
-    if (pfn >= this.#runPfn && pfn < this.#runPfn + this.#runPages) this.#runPages = 0;
+    const runs = this.#runs;
+    for (let r = 0; r < runs.length; r += 4)
+      if (pfn >= runs[r]! && pfn < runs[r + 1]!) {
+        runs[r] = -1;
+        runs[r + 1] = -1;
+      }
   }
 
   /** Number of pages that hold written data. */
