@@ -1,5 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { zeroPage } from "../src/driver/pt-unmap.ts";
 import type { UnmapGather } from "../src/driver.ts";
 import { PageTable, unmapRun } from "../src/driver.ts";
 import { Perm, PhysicalMemory, TableAllocator } from "../src/index.ts";
@@ -113,5 +114,23 @@ describe("unmapRun (the unmap fast lane)", () => {
       }),
       { numRuns: 60 },
     );
+  });
+});
+
+describe("zeroPage (the emptied-table scan)", () => {
+  it("finds one set bit at any word and any bit position of a table page", () => {
+    expect(zeroPage(new Uint32Array(1024))).toBe(true);
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 1023 }), fc.integer({ min: 0, max: 31 }), (w, bit) => {
+        const words = new Uint32Array(1024);
+        words[w] = 2 ** bit;
+        return !zeroPage(words);
+      }),
+    );
+    for (let w = 0; w < 1024; w++) {
+      const words = new Uint32Array(1024);
+      words[w] = 0x8000_0000;
+      expect(zeroPage(words)).toBe(false);
+    }
   });
 });

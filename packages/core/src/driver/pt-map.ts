@@ -11,6 +11,7 @@
 
 import type { PageTable } from "./page-table.ts";
 import { EntryKind } from "./pt-format.ts";
+import { zeroPage } from "./pt-unmap.ts";
 
 const PAGE = 4096;
 /** 2^n for n < 64 (Math.pow is a call on this path). */
@@ -123,8 +124,7 @@ function used(memory: PageTable["memory"], ea: number): boolean {
 function isEmptyTable(memory: PageTable["memory"], table: number, bytes: number): boolean {
   for (let off = 0; off < bytes; off += PAGE) {
     const words = memory.readPage(Math.floor((table + off) / PAGE));
-    if (words === null) return false;
-    for (let i = 0; i < 1024; i++) if (words[i] !== 0) return false;
+    if (words === null || !zeroPage(words)) return false;
   }
   return true;
 }
