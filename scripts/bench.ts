@@ -9,8 +9,9 @@
  *
  * Fast operations are run in calibrated batches inside each tinybench task so the
  * timer's own cost does not swamp them. Case and baseline are interleaved in one
- * process: each round times both, alternating which goes first. A case runs 21 rounds
- * (5 with --quick) in all, spread over 3 processes (1 with --quick), and its ratio is
+ * process: each round times both in 5 short runs each (2 with --quick), alternating
+ * which goes first. A case runs 21 rounds (5 with --quick) in all, spread over 5
+ * processes (1 with --quick), and its ratio is
  * the median of all its rounds' ratios (each round's pair ran back to back, so load that
  * drifts between rounds cancels); ops/s are the medians of the rounds. ratioMin /
  * ratioMax are the extremes over the rounds.
@@ -89,7 +90,7 @@ for (let i = 0; i < args.length; i++) {
 const root = new URL("..", import.meta.url).pathname;
 const rounds = quick ? 5 : 21;
 /** Processes per case; their rounds add up to `rounds`. */
-const forks = quick ? 1 : 3;
+const forks = quick ? 1 : 5;
 /** The process's CPU time in milliseconds (microsecond resolution). */
 const cpuMs = (): number => {
   const u = process.cpuUsage();
@@ -100,6 +101,8 @@ const clock = wall
   : { fn: cpuMs, fromMs: (ms: number) => ms, toMs: (v: number | bigint) => Number(v), name: "cpuUsage" };
 /** Time per task per round; warmup runs in the first round only. */
 const timeMs = quick ? 60 : 100;
+/** Short runs per round, each side timed in each (see measure). */
+const SLICES = quick ? 2 : 5;
 
 function batchFor(fn: () => void): number {
   // Grow the batch until one batch takes >= 0.5 ms, judged by the fastest of three
@@ -161,35 +164,50 @@ async function measure(c: BenchCase, first: number, n: number): Promise<Rounds> 
   const baseRuns: number[] = [];
   const ratios: number[] = [];
   for (let r = first; r < first + n; r++) {
-    const bench = new Bench(
-      fixed === undefined
-        ? { time: timeMs, warmup: r === first, ...(clock ? { timestampProvider: clock } : {}) }
-        : { time: 0, iterations: fixed, warmup: false, ...(clock ? { timestampProvider: clock } : {}) },
-    );
-    const addBaseline = (): void => {
-      bench.add("baseline", baseLoop);
-    };
-    const addCase = (): void => {
-      bench.add("case", caseLoop);
-    };
-    // Interleaved: the order alternates so neither side always runs on a warmer machine.
-    if (r % 2 === 0) {
-      addBaseline();
-      addCase();
-    } else {
-      addCase();
-      addBaseline();
+    // A round is SLICES short runs of both sides, alternating which goes first, so that
+    // case and baseline are timed under the same machine conditions: load on a shared
+    // machine comes and goes within a round, and two 100 ms runs back to back did not
+    // see the same share of it (a fixed-iteration case runs once per round).
+    const slices = fixed === undefined ? SLICES : 1;
+    let caseMs = 0;
+    let caseOps = 0;
+    let baseMs = 0;
+    let baseOps = 0;
+    for (let sl = 0; sl < slices; sl++) {
+      const bench = new Bench(
+        fixed === undefined
+          ? {
+              time: timeMs / slices,
+              warmup: r === first && sl === 0,
+              ...(clock ? { timestampProvider: clock } : {}),
+            }
+          : { time: 0, iterations: fixed, warmup: false, ...(clock ? { timestampProvider: clock } : {}) },
+      );
+      if ((r + sl) % 2 === 0) {
+        bench.add("baseline", baseLoop);
+        bench.add("case", caseLoop);
+      } else {
+        bench.add("case", caseLoop);
+        bench.add("baseline", baseLoop);
+      }
+      await bench.run();
+      for (const t of bench.tasks) {
+        const res = t.result as { latency?: { samplesCount: number }; totalTime?: number } | undefined;
+        const ms = res?.totalTime;
+        const runs = res?.latency?.samplesCount;
+        if (ms === undefined || runs === undefined || !(ms > 0))
+          throw new Error(`${c.name}: task ${t.name} produced no timing`);
+        if (t.name === "case") {
+          caseMs += ms;
+          caseOps += runs * kc;
+        } else {
+          baseMs += ms;
+          baseOps += runs * kb;
+        }
+      }
     }
-    await bench.run();
-    let co = 0;
-    let bo = 0;
-    for (const t of bench.tasks) {
-      const res = t.result as { latency?: { mean: number } } | undefined;
-      const ms = res?.latency?.mean;
-      if (ms === undefined || !(ms > 0)) throw new Error(`${c.name}: task ${t.name} produced no timing`);
-      if (t.name === "case") co = (1000 / ms) * kc;
-      else bo = (1000 / ms) * kb;
-    }
+    const co = (1000 * caseOps) / caseMs;
+    const bo = (1000 * baseOps) / baseMs;
     caseRuns.push(co);
     baseRuns.push(bo);
     ratios.push(bo / co);
