@@ -115,6 +115,8 @@ export class FastPath extends RegisterFile {
   #slotCfgs: TransCfg[] = [];
   /** IOTLB tag of (sid, no SSID) indexed by the StreamID itself (sid <= #slotMask: no aliasing), -1 unknown. */
   #ridTag: Float64Array = new Float64Array(0);
+  /** The config of (sid, no SSID) by StreamID, valid while #ridTag[sid] is not -1 (set together). */
+  #ridCfgs: TransCfg[] = [];
   #lastTag = -1;
   #slotMask = 0;
   readonly #iotlb: FastIotlb;
@@ -266,9 +268,13 @@ export class FastPath extends RegisterFile {
       this.#slotKT = new Float64Array(2 * n).fill(-1);
       this.#slotCfgs = new Array<TransCfg>(n).fill(cfg);
       this.#ridTag = new Float64Array(n).fill(-1);
+      this.#ridCfgs = new Array<TransCfg>(n).fill(cfg);
       this.#slotMask = n - 1;
     }
-    if (ssid === -1 && sid <= this.#slotMask) this.#ridTag[sid] = tag;
+    if (ssid === -1 && sid <= this.#slotMask) {
+      this.#ridTag[sid] = tag;
+      this.#ridCfgs[sid] = cfg;
+    }
     const slot = sid & this.#slotMask;
     this.#slotKT[slot * 2] = key;
     this.#slotKT[slot * 2 + 1] = tag;
@@ -387,7 +393,10 @@ export class FastPath extends RegisterFile {
   ): boolean {
     const key = sid * SID_SPAN + ssid + 1;
     let cfg: TransCfg | undefined;
-    if (key === this.#lastKey) cfg = this.#lastCfg;
+    // Without SSID the caller found the tag in #ridTag, so #ridCfgs holds the config: one
+    // read by StreamID (many StreamIDs: no slot array to touch as well).
+    if (ssid === -1 && sid <= this.#slotMask) cfg = this.#ridCfgs[sid];
+    else if (key === this.#lastKey) cfg = this.#lastCfg;
     else if (this.#slotKT[(sid & this.#slotMask) * 2] === key) cfg = this.#slotCfgs[sid & this.#slotMask];
     // A quick config translates at stage 1 through TTB0 with T0SZ 16: its range is VA
     // 47:0 (a number is below 2^53, so VA[55] = 0).
