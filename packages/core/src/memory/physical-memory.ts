@@ -242,62 +242,51 @@ export class PhysicalMemory {
 
   /**
    * Copies the `n` bytes at physical [pa, pa + n) into `dst` at offset `at`: one copy
-   * when the range's pages sit one after another in one slab (the run of the last such
-   * copy is remembered, so repeating it looks no page up). Throws EINVAL when [at, at + n)
-   * is not inside `dst`, EFAULT (nothing copied) unless all of [pa, pa + n) is RAM.
+   * when the range's pages sit one after another in one slab (such runs are remembered,
+   * so repeating a copy looks no page up). Throws EINVAL when [at, at + n) is not inside
+   * `dst`, EFAULT (nothing copied) unless all of [pa, pa + n) is RAM.
    */
   readRange(pa: number, dst: Uint8Array, at: number, n: number): void {
-    checkSpan(dst, at, n);
-    if (!this.isRamRange(pa, n)) throw busError(pa, n);
-    if (n === 0) return;
-    const off = (pa | 0) & (PAGE_SIZE - 1);
-    const pfn = (pa - off) / PAGE_SIZE;
-    const r = this.#covers(pfn, Math.ceil((off + n) / PAGE_SIZE), false);
-    if (r >= 0) {
-      const runs = this.#runs;
-      const from = runs[r + 3]! + (pfn - runs[r]!) * PAGE_SIZE + off;
-      dst.set(this.#slabs[runs[r + 2]!]!.subarray(from, from + n), at);
-      return;
-    }
-    let done = 0;
-    while (done < n) {
-      const a = pa + done;
-      const o = a % PAGE_SIZE;
-      const k = Math.min(PAGE_SIZE - o, n - done);
-      const page = this.#pages.get(Math.floor(a / PAGE_SIZE));
-      if (page === undefined) dst.fill(0, at + done, at + done + k);
-      else dst.set(new Uint8Array(page.buffer, page.byteOffset + o, k), at + done);
-      done += k;
-    }
+    this.#copy(pa, dst, at, n, false);
   }
 
   /**
-   * Copies `n` bytes of `src` from offset `at` to physical [pa, pa + n), as readRange
-   * (one copy over a run of pages one after another in a slab). Throws EINVAL when
-   * [at, at + n) is not inside `src`, EFAULT (nothing written) unless all of it is RAM.
+   * Copies `n` bytes of `src` from offset `at` to physical [pa, pa + n), as readRange.
+   * Throws EINVAL when [at, at + n) is not inside `src`, EFAULT (nothing written) unless
+   * all of it is RAM.
    */
   writeRange(pa: number, src: Uint8Array, at: number, n: number): void {
-    checkSpan(src, at, n);
+    this.#copy(pa, src, at, n, true);
+  }
+
+  /** readRange (`write` false) and writeRange (true): `buf`'s span [at, at + n) to or from [pa, pa + n). */
+  #copy(pa: number, buf: Uint8Array, at: number, n: number, write: boolean): void {
+    checkSpan(buf, at, n);
     if (!this.isRamRange(pa, n)) throw busError(pa, n);
     if (n === 0) return;
     const off = (pa | 0) & (PAGE_SIZE - 1);
     const pfn = (pa - off) / PAGE_SIZE;
-    const r = this.#covers(pfn, Math.ceil((off + n) / PAGE_SIZE), true);
+    const r = this.#covers(pfn, Math.ceil((off + n) / PAGE_SIZE), write);
     if (r >= 0) {
       const runs = this.#runs;
-      this.#slabs[runs[r + 2]!]!.set(
-        src.subarray(at, at + n),
-        runs[r + 3]! + (pfn - runs[r]!) * PAGE_SIZE + off,
-      );
+      const slab = this.#slabs[runs[r + 2]!]!;
+      const from = runs[r + 3]! + (pfn - runs[r]!) * PAGE_SIZE + off;
+      if (write) slab.set(buf.subarray(at, at + n), from);
+      else buf.set(slab.subarray(from, from + n), at);
       return;
     }
+    // Page by page: a frame never written reads as zeros (and a write makes it resident).
     let done = 0;
     while (done < n) {
       const a = pa + done;
       const o = a % PAGE_SIZE;
       const k = Math.min(PAGE_SIZE - o, n - done);
-      const page = this.writePage(Math.floor(a / PAGE_SIZE))!;
-      new Uint8Array(page.buffer, page.byteOffset + o, k).set(src.subarray(at + done, at + done + k));
+      const pfnA = Math.floor(a / PAGE_SIZE);
+      const page = write ? this.writePage(pfnA)! : this.#pages.get(pfnA);
+      if (page === undefined) buf.fill(0, at + done, at + done + k);
+      else if (write)
+        new Uint8Array(page.buffer, page.byteOffset + o, k).set(buf.subarray(at + done, at + done + k));
+      else buf.set(new Uint8Array(page.buffer, page.byteOffset + o, k), at + done);
       done += k;
     }
   }
