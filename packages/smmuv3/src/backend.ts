@@ -84,7 +84,9 @@ function pasidOf(intent: AttachIntent): number | null {
 export class SmmuV3Backend implements ViommuHost {
   readonly kind = "smmuv3";
   readonly name: string;
-  readonly hw: SmmuHw;
+  // `declare`: no field definition (undefined first); the constructor's store creates it,
+  // written once, so V8 treats it as constant and folds a hit path through a known backend.
+  declare readonly hw: SmmuHw;
   readonly memory: PhysicalMemory;
   readonly #tables: TableAllocator | null;
   readonly #devices = new Map<number, DeviceState>();

@@ -23,7 +23,7 @@
 import type { Fault, PhysicalMemory, Translation, WalkStep } from "@iommu-kit/core";
 import { Access, IommuError, Perm } from "@iommu-kit/core";
 import type { FastIotlb } from "@iommu-kit/core/driver";
-import { IOTLB_MICRO_MASK, IotlbMeta } from "@iommu-kit/core/driver";
+import { IOTLB_MICRO_MASK, IotlbMeta, newMicroTlb } from "@iommu-kit/core/driver";
 import { Narrator, resultStep } from "./explain.ts";
 import { EventClass, EventId } from "./format/event.ts";
 import { ConfigReader, SID_SPAN } from "./internal/config.ts";
@@ -113,31 +113,49 @@ export class FastPath extends RegisterFile {
   /** Per slot [key, IOTLB tag] side by side (one cache line per lookup); key -1 = empty. */
   #slotKT: Float64Array = new Float64Array(0);
   #slotCfgs: TransCfg[] = [];
-  /** IOTLB tag of (sid, no SSID) indexed by the StreamID itself (sid <= #slotMask: no aliasing), -1 unknown. */
-  #ridTag: Float64Array = new Float64Array(0);
+  // The hit path's fields are set by initializers (written once: V8 folds them to
+  // constants when it knows the object, as in a caller's loop over one SMMU) and come
+  // after RegisterFile's constructor, so sidBits is known.
+  /**
+   * IOTLB tag of (sid, no SSID) indexed by the StreamID itself (sid <= #slotMask: no
+   * aliasing), -1 unknown. All -1 while SMMUEN is 0 (#config fills it only with SMMUEN
+   * set, and clearing SMMUEN forgets it): the fast lane's only enable check.
+   */
+  readonly #ridTag: Float64Array = new Float64Array(2 ** Math.min(Math.max(this.sidBits, 4), 16)).fill(-1);
   /** The config of (sid, no SSID) by StreamID, valid while #ridTag[sid] is not -1 (set together). */
   #ridCfgs: TransCfg[] = [];
   #lastTag = -1;
   #slotMask = 0;
-  readonly #iotlb: FastIotlb;
   // The core IOTLB's micro-TLB in front of it (as a TBU's): direct-mapped by 4K page, emptied
-  // by every drop. Entry i is [vpn, tag, pa of the page, the IOTLB meta] at 4i; vpn -1 = empty.
-  readonly #micro: Float64Array;
+  // by every drop. Entry i is [vpn, tag, pa of the page, the lane meta] at 4i; vpn -1 = empty.
+  readonly #micro: Float64Array = newMicroTlb();
   /**
-   * IOTLB hits served by the fast path (each is also a config-cache hit). -0, not 0: a
-   * double from the start, so the hit path's increment is one float add (no small-integer
-   * overflow check or retagging).
+   * Micro-TLB hits of the fast lane, modulo 2^32 (an int32 add in an off-heap array, whose
+   * address the hit path embeds); each wrap adds 2^32 to #fastHits.
+   */
+  readonly #laneHits: Int32Array = new Int32Array(new ArrayBuffer(4));
+  readonly #iotlb: FastIotlb;
+  /**
+   * Other IOTLB hits served by the fast path (each is also a config-cache hit). -0, not 0:
+   * a double from the start, so an increment is one float add (no small-integer overflow
+   * check or retagging).
    */
   #fastHits = -0;
 
   constructor(memory: PhysicalMemory, registers: RegisterValues, tlbLg2: number) {
     super(registers);
     this.memory = memory;
-    this.tlb = new SmmuTlb(tlbLg2);
+    this.tlb = new SmmuTlb(tlbLg2, this.#micro);
     this.#iotlb = this.tlb.iotlb;
-    this.#micro = this.#iotlb.micro;
     this.#w = new Walker(memory, this.#f, this.#n);
     this.#cfg = new ConfigReader(memory, this, this.#w, this.#f, this.#n);
+  }
+
+  /** Register writes; clearing CR0.SMMUEN forgets #ridTag (the fast lane's enable check). */
+  override writeRegister(name: string, value: bigint): void {
+    const was = this.smmuen;
+    super.writeRegister(name, value);
+    if (was && !this.smmuen) this.#forget();
   }
 
   /** Writes an event record; true when recorded. The base model records nothing (the hardware overrides it). */
@@ -267,7 +285,6 @@ export class FastPath extends RegisterFile {
       const n = 2 ** Math.min(Math.max(this.sidBits, 4), 16);
       this.#slotKT = new Float64Array(2 * n).fill(-1);
       this.#slotCfgs = new Array<TransCfg>(n).fill(cfg);
-      this.#ridTag = new Float64Array(n).fill(-1);
       this.#ridCfgs = new Array<TransCfg>(n).fill(cfg);
       this.#slotMask = n - 1;
     }
@@ -288,10 +305,9 @@ export class FastPath extends RegisterFile {
    */
   translate(sid: number, ssid: number, iova: number, access: number, out: Translation): boolean {
     // Kept small so it inlines into callers: a request without SSID, its config's tag by
-    // StreamID (undefined past the table, a miss), and a micro-TLB hit; the rest (SSIDs,
-    // the main IOTLB, walks) is #translateMiss. `=== true`: a compare, where a bare field
-    // test is a generic ToBoolean.
-    if (ssid === -1 && this.smmuen === true) {
+    // StreamID (undefined past the table, -1 unknown or with SMMUEN 0: a miss), and a
+    // micro-TLB hit; the rest (SSIDs, the main IOTLB, walks) is #translateMiss.
+    if (ssid === -1) {
       // Page offset and micro slot from the IOVA's low 32 bits (ToInt32 keeps them for an
       // integer below 2^53), the page number as (iova - offset) / 4096, exact. No integer
       // test is needed: a fractional IOVA gives a fractional page number, and a negative,
@@ -305,7 +321,10 @@ export class FastPath extends RegisterFile {
         // The lane meta (laneMeta): bit a of 15:0 allows access a = access & 15.
         const meta = u[x + 3]!;
         if (((meta >>> (access & 15)) & 1) !== 0) {
-          this.#fastHits++;
+          const h = this.#laneHits;
+          const n = (h[0]! + 1) | 0;
+          h[0] = n;
+          if (n === 0) this.#fastHits += 2 ** 32;
           out.pa = u[x + 2]! + off;
           // Rights of the request's privilege: 18:16 privileged, 22:20 unprivileged.
           out.perm = (meta >>> (LANE_UNPRIV - ((access & A_PRIV) >>> 1))) & 7;
@@ -572,6 +591,7 @@ export class FastPath extends RegisterFile {
   /** The counters, with the fast path's hits folded in. */
   snapshotCounters(): HwCounters {
     const c = this.counters;
-    return { ...c, iotlbHits: c.iotlbHits + this.#fastHits, configHits: c.configHits + this.#fastHits };
+    const hits = this.#fastHits + (this.#laneHits[0]! >>> 0);
+    return { ...c, iotlbHits: c.iotlbHits + hits, configHits: c.configHits + hits };
   }
 }

@@ -86,8 +86,12 @@ export class VtdBackend implements Backend, VtdDomainHost {
   readonly kind = "vtd";
   readonly name: string;
   readonly memory: PhysicalMemory;
-  /** The hardware model. */
-  readonly hw: VtdHardware;
+  /**
+   * The hardware model. `declare`: no field definition (undefined first); the
+   * constructor's store creates it, written once, so V8 treats it as constant and folds
+   * a hit path through a known backend.
+   */
+  declare readonly hw: VtdHardware;
   /** Null for a hardware-model-only instance (fromRegisters). */
   readonly tables: TableAllocator | null;
   readonly scalable: boolean;

@@ -12,7 +12,7 @@
 
 import type { CacheCounters, FaultClass, PhysicalMemory, Translation, WalkStep } from "@iommu-kit/core";
 import { Access, hex, IommuError, makeFault, NO_PASID, Perm } from "@iommu-kit/core";
-import { IOTLB_MICRO_MASK } from "@iommu-kit/core/driver";
+import { IOTLB_MICRO_MASK, newMicroTlb } from "@iommu-kit/core/driver";
 import { ConfigCaches } from "./config-cache.ts";
 import { explainWalk } from "./explain.ts";
 import type { FaultRecord } from "./format/fault-record.ts";
@@ -103,8 +103,12 @@ export class FastPath {
   readonly walker: PageWalker;
   readonly reader: ConfigReader;
   readonly iotlb: VtdIotlb;
-  /** The IOTLB's micro-TLB (read on every fast-lane hit). */
-  readonly micro: Float64Array;
+  /**
+   * The IOTLB's micro-TLB (read on every fast-lane hit). Set by its initializer, as the
+   * other fields the hit path reads (ridKey, #laneHits): written once, V8 folds them to
+   * constants when it knows the object, as in a caller's loop over one unit.
+   */
+  readonly micro: Float64Array = newMicroTlb();
   /** The context and PASID caches and the resolved configurations (config-cache.ts). */
   readonly configs: ConfigCaches = new ConfigCaches();
   /** Context cache: source-id -> entry. */
@@ -133,12 +137,14 @@ export class FastPath {
   rta = 0;
 
   /**
-   * Hits served by the source-id fast lane (IOTLB and configuration hits both). Starts
-   * at -0, not 0, so the field holds a double from the start: the hit path's increment
-   * is one float add, with no small-integer overflow check or retagging.
+   * Hits served by the source-id fast lane (IOTLB and configuration hits both), modulo
+   * 2^32: an int32 add in an off-heap array, whose address the hit path embeds. Each
+   * wrap adds 2^32 to #laneWraps.
    */
-  fastHits = -0;
-  // Doubles from the start (-0) as fastHits; counters() reports them + 0 (never -0).
+  readonly #laneHits: Int32Array = new Int32Array(new ArrayBuffer(4));
+  #laneWraps = 0;
+  // Doubles from the start (-0): an increment is one float add, with no small-integer
+  // overflow check or retagging; counters() reports them + 0 (never -0).
   iotlbHits = -0;
   iotlbMisses = -0;
   configHits = -0;
@@ -162,16 +168,16 @@ export class FastPath {
     });
     this.hawLimit = 2 ** haw;
     this.reader = new ConfigReader(memory, cap, ecap, haw);
-    this.iotlb = createIotlb(iotlbSizeLg2);
-    this.micro = this.iotlb.micro;
+    this.iotlb = createIotlb(iotlbSizeLg2, this.micro);
   }
 
   /** Cache and walk counters. */
   counters(): CacheCounters {
+    const lane = this.#laneWraps * 2 ** 32 + (this.#laneHits[0]! >>> 0);
     return {
-      iotlbHits: this.iotlbHits + this.fastHits + 0,
+      iotlbHits: this.iotlbHits + lane + 0,
       iotlbMisses: this.iotlbMisses + 0,
-      configHits: this.configHits + this.fastHits + 0,
+      configHits: this.configHits + lane + 0,
       configMisses: this.configMisses + 0,
       walks: this.walks + 0,
       invalidations: this.invalidations,
@@ -204,7 +210,10 @@ export class FastPath {
         const meta = u[x + 3]!;
         if (((meta >>> (access & 7)) & 1) !== 0) {
           // One counter on the fast lane: each of its hits is also a configuration hit.
-          this.fastHits++;
+          const h = this.#laneHits;
+          const n = (h[0]! + 1) | 0;
+          h[0] = n;
+          if (n === 0) this.#laneWraps++;
           out.pa = u[x + 2]! + off;
           out.perm = (meta >>> LANE_PERM_SHIFT) & 7;
           out.sizeLg2 = meta >>> SIZE_SHIFT;

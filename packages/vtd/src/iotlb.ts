@@ -30,9 +30,11 @@ export const Meta = {
 /** The IOTLB of one VT-d unit (core's FastIotlb, grouped by DID). */
 export type VtdIotlb = FastIotlb;
 
-/** A VT-d IOTLB of 2^capacityLg2 slots. */
-export function createIotlb(capacityLg2: number): VtdIotlb {
-  return new FastIotlb(capacityLg2, PASID_SPAN);
+/** A VT-d IOTLB of 2^capacityLg2 slots, with `micro` (core's newMicroTlb) as its micro-TLB when given. */
+export function createIotlb(capacityLg2: number, micro?: Float64Array): VtdIotlb {
+  return micro === undefined
+    ? new FastIotlb(capacityLg2, PASID_SPAN)
+    : new FastIotlb(capacityLg2, PASID_SPAN, micro);
 }
 
 /**

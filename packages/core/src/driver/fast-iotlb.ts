@@ -21,6 +21,8 @@
  * lookup.
  */
 
+import { IommuError } from "../errors.ts";
+
 /** A slot never used since the last clear: a probe stops here. */
 const EMPTY = -1;
 /** A dropped slot: lookups probe past it, inserts may reuse it. */
@@ -71,6 +73,16 @@ function emptyMicro(u: Float64Array): Float64Array {
   return u;
 }
 
+/**
+ * A new, empty micro-TLB array ((IOTLB_MICRO_MASK + 1) * 4 doubles) for a vendor's fast
+ * path to own and lend to its {@link FastIotlb}. Set in a field initializer, the field is
+ * written once, so V8 treats it as constant and a hit path reading it through a known
+ * object embeds the array's address (no field load, map check or length load).
+ */
+export function newMicroTlb(): Float64Array {
+  return emptyMicro(new Float64Array((IOTLB_MICRO_MASK + 1) * 4));
+}
+
 /** What the IOTLB holds for one group: live entries per tag, and the ones a page probe cannot find. */
 interface GroupInfo {
   readonly tags: Map<number, TagCount>;
@@ -117,7 +129,7 @@ export class FastIotlb {
    * -1 with key NaN, which equals nothing, so a vendor's "no key" (-1) or a negative
    * page never hits it and the hit path needs no sign test.
    */
-  readonly micro: Float64Array = emptyMicro(new Float64Array((IOTLB_MICRO_MASK + 1) * 4));
+  readonly micro: Float64Array;
   readonly #limit: number;
   #count = 0;
   #deleted = 0;
@@ -131,8 +143,15 @@ export class FastIotlb {
   /**
    * @param capacityLg2 log2 of the slot count (4..24).
    * @param groupSpan tags per group, a positive integer (1: every tag is its own group).
+   * @param micro the micro-TLB array, from {@link newMicroTlb} (default: a new one).
    */
-  constructor(capacityLg2: number, groupSpan = 1) {
+  constructor(capacityLg2: number, groupSpan = 1, micro: Float64Array = newMicroTlb()) {
+    if (micro.length !== (IOTLB_MICRO_MASK + 1) * 4)
+      throw new IommuError(
+        "EINVAL",
+        `a micro-TLB has ${(IOTLB_MICRO_MASK + 1) * 4} doubles, not ${micro.length}`,
+      );
+    this.micro = emptyMicro(micro);
     this.capacity = 2 ** capacityLg2;
     this.mask = this.capacity - 1;
     this.groupSpan = groupSpan;

@@ -34,8 +34,12 @@ export class SmmuTlb {
   /** The tag whose VMID insert added to #globalVmids last (-1: none since the set was emptied). */
   #lastGlobal = -1;
 
-  constructor(capacityLg2: number) {
-    this.iotlb = new FastIotlb(capacityLg2, SLOT_SPAN);
+  /** @param micro the micro-TLB array the fast path owns (core's newMicroTlb). */
+  constructor(capacityLg2: number, micro?: Float64Array) {
+    this.iotlb =
+      micro === undefined
+        ? new FastIotlb(capacityLg2, SLOT_SPAN)
+        : new FastIotlb(capacityLg2, SLOT_SPAN, micro);
   }
 
   /** Entries held. */
