@@ -1,4 +1,11 @@
-import { FastIotlb, IOTLB_MICRO_MASK, iotlbMeta, PageTable } from "../src/driver.ts";
+import {
+  FastIotlb,
+  IOTLB_MICRO_MASK,
+  IOTLB_MICRO_META,
+  iotlbMeta,
+  microMetaView,
+  PageTable,
+} from "../src/driver.ts";
 import { Perm } from "../src/index.ts";
 import type { BenchCase } from "../src/testing/index.ts";
 import { mockFormat } from "../src/testing/index.ts";
@@ -25,6 +32,7 @@ function blockCases(): BenchCase[] {
     fast.remember(fast.lookup(7, vpn), vpn, 7.5, 3);
   }
   const micro = fast.micro;
+  const micro32 = microMetaView(micro);
   let f = 0;
   let u = 0;
   const { memory } = createTestMemory();
@@ -53,7 +61,12 @@ function blockCases(): BenchCase[] {
       fn: () => {
         const vpn = 0x10000 + (u++ & 1023);
         const x = (vpn & IOTLB_MICRO_MASK) << 2;
-        if (micro[x] === vpn && micro[x + 1] === 7.5 && (micro[x + 3]! & 1) !== 0) sink += micro[x + 2]!;
+        if (
+          micro[x] === vpn * 4096 &&
+          micro[x + 1] === 7.5 &&
+          (micro32[(x << 1) + IOTLB_MICRO_META]! & 1) !== 0
+        )
+          sink += micro[x + 2]!;
       },
       baselineFn: () => {
         sink += map.get(u++ & 1023)!;

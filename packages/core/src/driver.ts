@@ -17,7 +17,15 @@ export {
   setField,
   toBigInt64,
 } from "./driver/bits.ts";
-export { FastIotlb, IOTLB_MICRO_MASK, IotlbMeta, iotlbMeta, newMicroTlb } from "./driver/fast-iotlb.ts";
+export {
+  FastIotlb,
+  IOTLB_MICRO_MASK,
+  IOTLB_MICRO_META,
+  IotlbMeta,
+  iotlbMeta,
+  microMetaView,
+  newMicroTlb,
+} from "./driver/fast-iotlb.ts";
 export { PageTable } from "./driver/page-table.ts";
 export type { LeafVisitor, PtFormat, PtLeaf } from "./driver/pt-format.ts";
 export { EntryKind, entrySizeLg2, inputBits } from "./driver/pt-format.ts";

@@ -6,8 +6,8 @@
  *   StreamID mod size, holding [key, IOTLB tag] side by side, and for requests without a
  *   SubstreamID a table indexed by the StreamID itself (its IOTLB tag), so the hit path
  *   finds a tag with one typed-array read. Forgotten whenever any configuration drops.
- * - The core IOTLB's micro-TLB (as a TBU's), direct-mapped by 4 KiB page: [vpn, tag,
- *   pa, meta], emptied whenever the IOTLB drops anything.
+ * - The core IOTLB's micro-TLB (as a TBU's), direct-mapped by 4 KiB page: [page address,
+ *   tag, pa, meta], emptied whenever the IOTLB drops anything.
  * - The IOTLB (`internal/iotlb.ts`), tagged by (VMID, ASID) (stage-2-only entries by
  *   VMID alone) and filled one 4 KiB page at a time with the leaf size of the walk.
  *   Everything the rest of the model does to it goes through this class's TLBI methods
@@ -23,7 +23,13 @@
 import type { Fault, PhysicalMemory, Translation, WalkStep } from "@iommu-kit/core";
 import { Access, IommuError, Perm } from "@iommu-kit/core";
 import type { FastIotlb } from "@iommu-kit/core/driver";
-import { IOTLB_MICRO_MASK, IotlbMeta, newMicroTlb } from "@iommu-kit/core/driver";
+import {
+  IOTLB_MICRO_MASK,
+  IOTLB_MICRO_META,
+  IotlbMeta,
+  microMetaView,
+  newMicroTlb,
+} from "@iommu-kit/core/driver";
 import { Narrator, resultStep } from "./explain.ts";
 import { EventClass, EventId } from "./format/event.ts";
 import { ConfigReader, SID_SPAN } from "./internal/config.ts";
@@ -37,8 +43,8 @@ import { MODE_ABORT, MODE_BYPASS, MODE_TRANSLATE, TransCfg, Walker } from "./wal
 const MICRO_MASK = IOTLB_MICRO_MASK;
 /** The micro-TLB slot's word index ((vpn & IOTLB_MICRO_MASK) * 4) from IOVA bits 21:10. */
 const MICRO_X_MASK: number = IOTLB_MICRO_MASK << 2;
-/** 1 / 4096: a page number by an exact multiply. */
-const PAGE_INV = 1 / 4096;
+/** Int32 index of micro slot 0's meta (core's IOTLB_MICRO_META). */
+const MICRO_META: number = IOTLB_MICRO_META;
 /** End of TTB0's range for T0SZ 16 (a quick config, TransCfg.quick). */
 const TTB0_QUICK_END = 2 ** 48;
 /** A meta word's leaf size log2 is `meta >>> SIZE_SHIFT` (core's IotlbMeta). */
@@ -126,19 +132,16 @@ export class FastPath extends RegisterFile {
   #ridCfgs: TransCfg[] = [];
   #lastTag = -1;
   #slotMask = 0;
-  // The core IOTLB's micro-TLB in front of it (as a TBU's): direct-mapped by 4K page, emptied
-  // by every drop. Entry i is [vpn, tag, pa of the page, the lane meta] at 4i; vpn -1 = empty.
+  // The core IOTLB's micro-TLB (a TBU's), emptied by every drop: entry i is [page address, tag,
+  // pa of the page, lane meta as an int32 in #micro32] at 4i; page -1 = empty.
   readonly #micro: Float64Array = newMicroTlb();
-  /**
-   * Micro-TLB hits of the fast lane, modulo 2^32 (an int32 add in an off-heap array, whose
-   * address the hit path embeds); each wrap adds 2^32 to #fastHits.
-   */
+  readonly #micro32: Int32Array = microMetaView(this.#micro);
+  /** Fast-lane micro-TLB hits mod 2^32 (off-heap int32: address embedded); a wrap adds 2^32 to #fastHits. */
   readonly #laneHits: Int32Array = new Int32Array(new ArrayBuffer(4));
   readonly #iotlb: FastIotlb;
   /**
-   * Other IOTLB hits served by the fast path (each is also a config-cache hit). -0, not 0:
-   * a double from the start, so an increment is one float add (no small-integer overflow
-   * check or retagging).
+   * Other IOTLB hits served by the fast path (each also a config-cache hit). -0: a double
+   * from the start, so an increment is one float add (no Smi overflow check or retagging).
    */
   #fastHits = -0;
 
@@ -309,17 +312,17 @@ export class FastPath extends RegisterFile {
     // micro-TLB hit; the rest (SSIDs, the main IOTLB, walks) is #translateMiss.
     if (ssid === -1) {
       // Page offset and micro slot from the IOVA's low 32 bits (ToInt32 keeps them for an
-      // integer below 2^53), the page number as (iova - offset) / 4096, exact. No integer
-      // test is needed: a fractional IOVA gives a fractional page number, and a negative,
+      // integer below 2^53), the page address as iova - offset, exact. No integer test is
+      // needed: a fractional IOVA gives a fractional page address, and a negative,
       // huge or non-finite one a page no live slot holds (live slots hold pages of checked
       // addresses; an empty slot's key is NaN, which no tag, -1 included, equals).
       const lo = iova | 0;
       const off = lo & 4095;
       const x = (lo >>> 10) & MICRO_X_MASK;
       const u = this.#micro;
-      if (u[x] === (iova - off) * PAGE_INV && u[x + 1] === this.#ridTag[sid]) {
+      if (u[x] === iova - off && u[x + 1] === this.#ridTag[sid]) {
         // The lane meta (laneMeta): bit a of 15:0 allows access a = access & 15.
-        const meta = u[x + 3]!;
+        const meta = this.#micro32[(x << 1) + MICRO_META]!;
         if (((meta >>> (access & 15)) & 1) !== 0) {
           const h = this.#laneHits;
           const n = (h[0]! + 1) | 0;
@@ -360,8 +363,8 @@ export class FastPath extends RegisterFile {
         // request without SSID), then the main IOTLB.
         const u = this.#micro;
         const x = (vpn & MICRO_MASK) * 4;
-        if (ssid !== -1 && u[x] === vpn && u[x + 1] === tag) {
-          const meta = u[x + 3]!;
+        if (ssid !== -1 && u[x] === vpn * 4096 && u[x + 1] === tag) {
+          const meta = this.#micro32[(x << 1) + MICRO_META]!;
           if (((meta >>> (access & 15)) & 1) !== 0) {
             this.#fastHits++;
             out.pa = u[x + 2]! + (iova - vpn * 4096);

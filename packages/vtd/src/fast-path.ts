@@ -12,7 +12,7 @@
 
 import type { CacheCounters, FaultClass, PhysicalMemory, Translation, WalkStep } from "@iommu-kit/core";
 import { Access, hex, IommuError, makeFault, NO_PASID, Perm } from "@iommu-kit/core";
-import { IOTLB_MICRO_MASK, newMicroTlb } from "@iommu-kit/core/driver";
+import { IOTLB_MICRO_MASK, IOTLB_MICRO_META, microMetaView, newMicroTlb } from "@iommu-kit/core/driver";
 import { ConfigCaches } from "./config-cache.ts";
 import { explainWalk } from "./explain.ts";
 import type { FaultRecord } from "./format/fault-record.ts";
@@ -54,8 +54,8 @@ const RWX = Perm.R | Perm.W | Perm.X;
 const NO_PASID_L: number = NO_PASID;
 const SIZE_SHIFT: number = Meta.SIZE_SHIFT;
 const KIND_SS: number = Kind.SECOND_STAGE;
-/** 1 / 4096: a page number by an exact multiply. */
-const PAGE_INV = 1 / PAGE;
+/** Int32 index of micro slot 0's meta (core's IOTLB_MICRO_META). */
+const MICRO_META: number = IOTLB_MICRO_META;
 /** The micro-TLB slot's word index ((vpn & IOTLB_MICRO_MASK) * 4) from IOVA bits 21:10. */
 const MICRO_X_MASK: number = IOTLB_MICRO_MASK << 2;
 /** The interrupt address range (spec 3.15): 0xFEE0_0000 - 0xFEEF_FFFF. */
@@ -109,6 +109,8 @@ export class FastPath {
    * constants when it knows the object, as in a caller's loop over one unit.
    */
   readonly micro: Float64Array = newMicroTlb();
+  /** The micro-TLB's slot metas, as int32 (core's IOTLB_MICRO_META). */
+  readonly #micro32: Int32Array = microMetaView(this.micro);
   /** The context and PASID caches and the resolved configurations (config-cache.ts). */
   readonly configs: ConfigCaches = new ConfigCaches();
   /** Context cache: source-id -> entry. */
@@ -196,18 +198,18 @@ export class FastPath {
     // callers).
     if (pasid === NO_PASID_L) {
       // Page offset and micro slot from the IOVA's low 32 bits (ToInt32 keeps them for an
-      // integer below 2^53), the page number as (iova - offset) / 4096, exact. No
-      // integer test is needed: a fractional IOVA gives a fractional page number, and a
+      // integer below 2^53), the page address as iova - offset, exact. No integer
+      // test is needed: a fractional IOVA gives a fractional page address, and a
       // negative, huge or non-finite one a page no live slot holds (live slots hold pages
       // of checked addresses; an empty slot's key, NaN, equals no key, -1 included).
       const lo = iova | 0;
       const off = lo & 4095;
       const x = (lo >>> 10) & MICRO_X_MASK;
       const u = this.micro;
-      if (u[x] === (iova - off) * PAGE_INV && u[x + 1] === this.ridKey[sid]) {
+      if (u[x] === iova - off && u[x + 1] === this.ridKey[sid]) {
         // The key carries RID_PRIV and the lane meta the rights of that privilege: bit a
         // of its low byte allows access a (laneMeta), one shift and test.
-        const meta = u[x + 3]!;
+        const meta = this.#micro32[(x << 1) + MICRO_META]!;
         if (((meta >>> (access & 7)) & 1) !== 0) {
           // One counter on the fast lane: each of its hits is also a configuration hit.
           const h = this.#laneHits;

@@ -64,7 +64,19 @@ export function iotlbMeta(vendor: number, sizeLg2: number, scan?: boolean): numb
   return ((vendor & META_VENDOR_MASK) | (scan === true ? META_SCAN : 0) | (sizeLg2 << META_SIZE_SHIFT)) >>> 0;
 }
 
-/** Empties every micro-TLB slot (vpn -1, key NaN); returns `u`. */
+/**
+ * Int32 index of micro slot 0's meta in {@link microMetaView}: slot x (x = 4 * page index,
+ * in doubles) keeps its meta as an int32 in the first 4 bytes of its fourth double, at
+ * 2x + IOTLB_MICRO_META. A hit reads it as an integer, with no double-to-int conversion.
+ */
+export const IOTLB_MICRO_META = 6;
+
+/** An Int32Array over the micro-TLB's bytes, where slot metas live (see IOTLB_MICRO_META). */
+export function microMetaView(micro: Float64Array): Int32Array {
+  return new Int32Array(micro.buffer, micro.byteOffset, micro.length * 2);
+}
+
+/** Empties every micro-TLB slot (page -1, key NaN); returns `u`. */
 function emptyMicro(u: Float64Array): Float64Array {
   for (let x = 0; x < u.length; x += 4) {
     u[x] = EMPTY;
@@ -109,7 +121,7 @@ interface TagCount {
  * IOTLB tag plus 0.5 for RID_PRIV), the micro-TLB:
  * ```ts
  * const x = (vpn & IOTLB_MICRO_MASK) << 2;
- * if (u[x] === vpn && u[x + 1] === key) { pa = u[x + 2]!; meta = u[x + 3]!; }
+ * if (u[x] === vpn * 4096 && u[x + 1] === key) { pa = u[x + 2]!; meta = u32[(x << 1) + IOTLB_MICRO_META]!; }
  * ```
  * Invariant: the micro-TLB is a subset of the IOTLB. Any drop empties it, replacing an
  * entry empties the micro slot of its page, so a micro hit is an IOTLB hit.
@@ -124,12 +136,14 @@ export class FastIotlb {
   /** [vpn, tag, pa, meta] per slot; vpn -1 = empty, -2 = deleted. pa is 4 KiB aligned. */
   readonly data: Float64Array;
   /**
-   * The micro-TLB: [vpn, key, pa, meta] at (vpn & IOTLB_MICRO_MASK) * 4, filled by
-   * {@link FastIotlb.remember} with a vendor-chosen key and meta; an empty slot is vpn
-   * -1 with key NaN, which equals nothing, so a vendor's "no key" (-1) or a negative
-   * page never hits it and the hit path needs no sign test.
+   * The micro-TLB: [page address (vpn * 4096), key, pa, meta] at (vpn & IOTLB_MICRO_MASK) * 4,
+   * filled by {@link FastIotlb.remember} with a vendor-chosen key and meta (an int32, see
+   * IOTLB_MICRO_META). The page address lets a hit compare `iova - offset` with no scaling.
+   * An empty slot is page -1 with key NaN, which equals nothing, so a vendor's "no key"
+   * (-1) or a negative page never hits it and the hit path needs no sign test.
    */
   readonly micro: Float64Array;
+  readonly #micro32: Int32Array;
   readonly #limit: number;
   #count = 0;
   #deleted = 0;
@@ -152,6 +166,7 @@ export class FastIotlb {
         `a micro-TLB has ${(IOTLB_MICRO_MASK + 1) * 4} doubles, not ${micro.length}`,
       );
     this.micro = emptyMicro(micro);
+    this.#micro32 = microMetaView(micro);
     this.capacity = 2 ** capacityLg2;
     this.mask = this.capacity - 1;
     this.groupSpan = groupSpan;
@@ -242,7 +257,7 @@ export class FastIotlb {
       } else if (v === vpn && d[(i << 2) + 1] === tag) {
         // Replacing an entry: a micro-TLB copy of it may sit in its page's micro slot.
         const x = (vpn & IOTLB_MICRO_MASK) << 2;
-        if (this.micro[x] === vpn) {
+        if (this.micro[x] === vpn * PAGE) {
           this.micro[x] = EMPTY;
           this.micro[x + 1] = Number.NaN;
         }
@@ -303,15 +318,16 @@ export class FastIotlb {
    * Copies the entry in `slot`, just hit for page `vpn`, into the micro-TLB under `key`
    * with `meta` (the vendor's view of the entry for requests of that key, such as the
    * rights of one privilege). Keys are the vendor's; two requests that may see
-   * different results must not share one.
+   * different results must not share one. `meta` is kept as its low 32 bits, read back
+   * as an int32.
    */
   remember(slot: number, vpn: number, key: number, meta: number): void {
     const u = this.micro;
     const x = (vpn & IOTLB_MICRO_MASK) << 2;
-    u[x] = vpn;
+    u[x] = vpn * PAGE;
     u[x + 1] = key;
     u[x + 2] = this.data[(slot << 2) + 2]!;
-    u[x + 3] = meta;
+    this.#micro32[(x << 1) + IOTLB_MICRO_META] = meta;
     this.#microLive = true;
   }
 
