@@ -4,8 +4,10 @@
  * marks every case over its target and writes bench/results.json:
  * { machine: { cpu, cpus, node, v8, platform, arch, date }, rounds, processes,
  *   results: [{ package, name, opsPerSec, baseline, baselineOpsPerSec, ratio, ratioMin,
- *   ratioMax, target }] }
+ *   ratioMax, target }], metrics: [{ package, name, value, unit, target }] }
  * where ratio = baseline ops/s / case ops/s (the case's cost relative to its baseline).
+ * A bench file's `metrics` (sizes such as table bytes per mapped page) are measured once
+ * each, in a process of its own run with --expose-gc.
  *
  * Fast operations are run in calibrated batches inside each tinybench task so the
  * timer's own cost does not swamp them. Case and baseline are interleaved in one
@@ -40,7 +42,7 @@ import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
-import type { BenchCase, BenchCases } from "@iommu-kit/core/testing";
+import type { BenchCase, BenchCases, BenchMetric } from "@iommu-kit/core/testing";
 import { Bench } from "tinybench";
 
 interface Row {
@@ -62,8 +64,14 @@ let quick = false;
 let wall = false;
 /** Set in a child: the bench file and the index of the one case it measures. */
 let child: { file: string; index: number; first: number; rounds: number } | null = null;
+/** Set in a metric child: the bench file and the index of the one metric it measures. */
+let metricChild: { file: string; index: number } | null = null;
 for (let i = 0; i < args.length; i++) {
   const a = args[i]!;
+  if (a === "--metric") {
+    metricChild = { file: args[++i] ?? "", index: Number(args[++i]) };
+    continue;
+  }
   if (a === "--child") {
     child = {
       file: args[++i] ?? "",
@@ -218,6 +226,8 @@ async function measure(c: BenchCase, first: number, n: number): Promise<Rounds> 
 /** What a child prints as its last stdout line. */
 interface ChildReport {
   count: number;
+  /** The file's metric count. */
+  metrics?: number;
   name?: string;
   baseline?: string;
   target?: number | null;
@@ -225,11 +235,14 @@ interface ChildReport {
 }
 
 async function runChild(file: string, index: number, first: number, n: number): Promise<void> {
-  const mod = (await import(pathToFileURL(file).href)) as { cases?: BenchCases };
+  const mod = (await import(pathToFileURL(file).href)) as {
+    cases?: BenchCases;
+    metrics?: readonly BenchMetric[];
+  };
   const cases =
     mod.cases === undefined ? [] : typeof mod.cases === "function" ? await mod.cases() : mod.cases;
   const entry = cases[index];
-  const report: ChildReport = { count: cases.length };
+  const report: ChildReport = { count: cases.length, metrics: mod.metrics?.length ?? 0 };
   // n = 0: only the count (the parent enumerating a file's cases).
   if (entry !== undefined && n > 0) {
     const c = typeof entry === "function" ? entry() : entry;
@@ -244,6 +257,37 @@ async function runChild(file: string, index: number, first: number, n: number): 
 if (child !== null) {
   await runChild(child.file, child.index, child.first, child.rounds);
   process.exit(0);
+}
+
+/** What a metric child prints as its last stdout line. */
+interface MetricReport {
+  name: string;
+  unit: string;
+  target: number | null;
+  value: number;
+}
+
+if (metricChild !== null) {
+  const mod = (await import(pathToFileURL(metricChild.file).href)) as { metrics?: readonly BenchMetric[] };
+  const m = mod.metrics?.[metricChild.index];
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (m === undefined || gc === undefined) process.exit(1);
+  const report: MetricReport = { name: m.name, unit: m.unit, target: m.target ?? null, value: m.measure(gc) };
+  process.stdout.write(`${JSON.stringify(report)}\n`);
+  process.exit(0);
+}
+
+/** Measures metric `index` of `file` in a fresh process with --expose-gc. */
+function spawnMetric(file: string, index: number): MetricReport {
+  const r = spawnSync(
+    process.execPath,
+    [...process.execArgv, "--expose-gc", new URL(import.meta.url).pathname, "--metric", file, String(index)],
+    { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], maxBuffer: 1 << 24 },
+  );
+  const last = r.stdout.trim().split("\n").pop() ?? "";
+  if (r.status !== 0 || last === "")
+    throw new Error(`bench: ${file} metric ${index} failed (exit ${r.status})`);
+  return JSON.parse(last) as MetricReport;
 }
 
 /** Runs rounds [first, first + n) of case `index` of `file` in a fresh process (same node flags, so the same loader). */
@@ -290,13 +334,16 @@ if (pkgDirs.length === 0) {
   process.exit(2);
 }
 const slots: Slot[] = [];
+/** Each file's metric count (from its count report). */
+const metricFiles: Array<{ pkg: string; file: string; count: number }> = [];
 for (const pkg of pkgDirs) {
   const dir = join(root, "packages", pkg, "bench");
   if (!existsSync(dir)) continue;
   for (const file of readdirSync(dir)
     .filter((f) => f.endsWith(".bench.ts"))
     .sort()) {
-    const { count } = spawnCase(join(dir, file), 0, 0, 0);
+    const { count, metrics = 0 } = spawnCase(join(dir, file), 0, 0, 0);
+    if (metrics > 0) metricFiles.push({ pkg, file: join(dir, file), count: metrics });
     for (let index = 0; index < count; index++)
       slots.push({
         pkg,
@@ -326,6 +373,14 @@ for (let f = 0; f < forks; f++) {
     slot.pooled.ratios.push(...rep.rounds.ratios);
   }
 }
+const metricRows: Array<MetricReport & { package: string }> = [];
+for (const { pkg, file, count } of metricFiles)
+  for (let index = 0; index < count; index++) {
+    process.stderr.write(`  metric ${index + 1}/${count} (${pkg}) ...${" ".repeat(40)}\r`);
+    const m = spawnMetric(file, index);
+    if (filter === "" || m.name.includes(filter))
+      metricRows.push({ package: pkg, ...m, value: Number(m.value.toFixed(3)) });
+  }
 process.stderr.write(`${" ".repeat(100)}\r`);
 const rows: Row[] = [];
 for (const { pkg, pooled, rep } of slots) {
@@ -367,12 +422,27 @@ for (const r of rows) {
     `${r.package.padEnd(14)} ${r.name.padEnd(w)} ${fmt(r.opsPerSec).padStart(9)} ${fmt(r.baselineOpsPerSec).padStart(11)} ${r.ratio.toFixed(2).padStart(7)} ${`${r.ratioMin.toFixed(2)}-${r.ratioMax.toFixed(2)}`.padStart(11)} ${(r.target === null ? "-" : r.target.toFixed(2)).padStart(7)}${bad ? "  OVER TARGET" : ""}`,
   );
 }
+if (metricRows.length > 0) {
+  const mw = Math.max(10, ...metricRows.map((r) => r.name.length));
+  console.log(
+    `\n${"package".padEnd(14)} ${"metric".padEnd(mw)} ${"value".padStart(9)} unit    ${"target".padStart(7)}`,
+  );
+  for (const m of metricRows) {
+    const bad = m.target !== null && m.value > m.target;
+    if (bad) over++;
+    console.log(
+      `${m.package.padEnd(14)} ${m.name.padEnd(mw)} ${m.value.toFixed(3).padStart(9)} ${m.unit.padEnd(7)} ${(m.target === null ? "-" : m.target.toFixed(2)).padStart(7)}${bad ? "  OVER TARGET" : ""}`,
+    );
+  }
+}
 mkdirSync(join(root, "bench"), { recursive: true });
 writeFileSync(
   join(root, "bench", "results.json"),
-  `${JSON.stringify({ machine, rounds, processes: forks, results: rows }, null, 2)}\n`,
+  `${JSON.stringify({ machine, rounds, processes: forks, results: rows, metrics: metricRows }, null, 2)}\n`,
 );
 console.log(
   `\n${machine.cpu} x${machine.cpus}, node ${machine.node}; median of ${rounds} rounds in ${forks} process(es) per case, clock ${machine.clock}`,
 );
-console.log(`${rows.length} case(s), ${over} over target; wrote bench/results.json`);
+console.log(
+  `${rows.length} case(s), ${metricRows.length} metric(s), ${over} over target; wrote bench/results.json`,
+);

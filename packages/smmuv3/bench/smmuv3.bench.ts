@@ -10,8 +10,8 @@
 
 import type { Backend } from "@iommu-kit/core";
 import { Access, createTranslation, Intent, Perm } from "@iommu-kit/core";
-import type { BenchCase, BenchCases } from "@iommu-kit/core/testing";
-import { createTestMemory, mapRunCase, smallIntMap } from "@iommu-kit/core/testing";
+import type { BenchCase, BenchCases, BenchMetric } from "@iommu-kit/core/testing";
+import { createTestMemory, mapRunCase, smallIntMap, tableMemoryMetrics } from "@iommu-kit/core/testing";
 import type { SmmuPagingDomain } from "../src/index.ts";
 import { smmuv3Backend } from "../src/index.ts";
 
@@ -276,3 +276,8 @@ export const cases: BenchCases = () => [
   () => mapCase("map 256 contiguous 4K pages (1M mapped)", 1 << 20),
   () => mapUnmapCase(),
 ];
+
+/** Table memory at 1M mapped 4K pages (issue 16: <= 8.1 B per page, kept). */
+export const metrics: readonly BenchMetric[] = tableMemoryMetrics(({ memory, tables }) =>
+  smmuv3Backend.create({ memory, tables, name: "bench" }, {}),
+);

@@ -3,8 +3,8 @@
  * domain), the conformance suite every backend runs, and the benchmark case shape.
  */
 
-export type { BenchCase, BenchCases, BenchEntry, MapRunCaseOptions } from "./bench.ts";
-export { mapRunCase, smallIntMap } from "./bench.ts";
+export type { BenchCase, BenchCases, BenchEntry, BenchMetric, MapRunCaseOptions } from "./bench.ts";
+export { mapRunCase, smallIntMap, tableMemoryMetrics } from "./bench.ts";
 export { runConformance } from "./conformance.ts";
 export type { ConformanceFactory, ConformanceSetup, TestApi } from "./conformance-types.ts";
 export type { TestMemory } from "./memory.ts";
