@@ -272,7 +272,13 @@ if (metricChild !== null) {
   const m = mod.metrics?.[metricChild.index];
   const gc = (globalThis as { gc?: () => void }).gc;
   if (m === undefined || gc === undefined) process.exit(1);
-  const report: MetricReport = { name: m.name, unit: m.unit, target: m.target ?? null, value: m.measure(gc) };
+  const heapBytes = (): number => {
+    gc();
+    const u = process.memoryUsage();
+    return u.heapUsed + u.arrayBuffers;
+  };
+  const value = m.measure(heapBytes);
+  const report: MetricReport = { name: m.name, unit: m.unit, target: m.target ?? null, value };
   process.stdout.write(`${JSON.stringify(report)}\n`);
   process.exit(0);
 }
