@@ -119,17 +119,16 @@ export class FastPath extends RegisterFile {
   /** Per slot [key, IOTLB tag] side by side (one cache line per lookup); key -1 = empty. */
   #slotKT: Float64Array = new Float64Array(0);
   #slotCfgs: TransCfg[] = [];
-  // The hit path's fields are set by initializers (written once: V8 folds them to
-  // constants when it knows the object, as in a caller's loop over one SMMU) and come
-  // after RegisterFile's constructor, so sidBits is known.
+  // Hit-path fields: initializers (written once, V8 folds them for a known object), run
+  // after RegisterFile's constructor (sidBits known).
   /**
    * IOTLB tag of (sid, no SSID) indexed by the StreamID itself (sid <= #slotMask: no
    * aliasing), -1 unknown. All -1 while SMMUEN is 0 (#config fills it only with SMMUEN
    * set, and clearing SMMUEN forgets it): the fast lane's only enable check.
    */
   readonly #ridTag: Float64Array = new Float64Array(2 ** Math.min(Math.max(this.sidBits, 4), 16)).fill(-1);
-  /** The config of (sid, no SSID) by StreamID, valid while #ridTag[sid] is not -1 (set together). */
-  #ridCfgs: TransCfg[] = [];
+  /** Quick-walk inputs of (sid, no SSID), valid with #ridTag[sid]: [TTB0 frame or -1, quickFlags]. */
+  readonly #ridQuick: Float64Array = new Float64Array(2 * this.#ridTag.length);
   #lastTag = -1;
   #slotMask = 0;
   // The core IOTLB's micro-TLB (a TBU's), emptied by every drop: entry i is [page address, tag,
@@ -288,12 +287,12 @@ export class FastPath extends RegisterFile {
       const n = 2 ** Math.min(Math.max(this.sidBits, 4), 16);
       this.#slotKT = new Float64Array(2 * n).fill(-1);
       this.#slotCfgs = new Array<TransCfg>(n).fill(cfg);
-      this.#ridCfgs = new Array<TransCfg>(n).fill(cfg);
       this.#slotMask = n - 1;
     }
     if (ssid === -1 && sid <= this.#slotMask) {
       this.#ridTag[sid] = tag;
-      this.#ridCfgs[sid] = cfg;
+      this.#ridQuick[sid * 2] = tag >= 0 && cfg.quick ? cfg.ttb0Pfn : -1;
+      this.#ridQuick[sid * 2 + 1] = cfg.quickFlags;
     }
     const slot = sid & this.#slotMask;
     this.#slotKT[slot * 2] = key;
@@ -307,9 +306,8 @@ export class FastPath extends RegisterFile {
    * compare, one hash probe and a few typed-array reads.
    */
   translate(sid: number, ssid: number, iova: number, access: number, out: Translation): boolean {
-    // Kept small so it inlines into callers: a request without SSID, its config's tag by
-    // StreamID (undefined past the table, -1 unknown or with SMMUEN 0: a miss), and a
-    // micro-TLB hit; the rest (SSIDs, the main IOTLB, walks) is #translateMiss.
+    // Small enough to inline: no SSID, the config's tag by StreamID (undefined past the table,
+    // -1 unknown or SMMUEN 0), a micro-TLB hit; the rest is #translateMiss.
     if (ssid === -1) {
       // Page offset and micro slot from the IOVA's low 32 bits (ToInt32 keeps them for an
       // integer below 2^53), the page address as iova - offset, exact. No integer test is
@@ -392,47 +390,49 @@ export class FastPath extends RegisterFile {
           }
         }
         // An IOTLB miss of a cached translating configuration: the common walk, filled.
-        if (this.#walkAndFill(sid, ssid, iova, access, need, out)) return true;
+        if (this.#walkAndFill(sid, ssid, tag, iova, access, need, out)) return true;
       }
     }
     return this.#translateSlow(sid, ssid, iova, null, access, out);
   }
 
   /**
-   * #translateSlow's walk for a request whose configuration is cached (the last one
-   * used or the StreamID's slot), translates at stage 1 only, and walks through
-   * Walker.walkS1Quick: the result of the full path, without its misuse checks (the
-   * caller made them) or its fault scratch. False, having changed nothing, for
-   * anything else: #translateSlow then does it all.
+   * #translateSlow's quick stage-1 walk (Walker.walkS1QuickAt) of a request whose config
+   * is cached with `tag` (by StreamID: no config object read), without the misuse checks
+   * (the caller's) or fault scratch; false with nothing changed, else #translateSlow runs.
    */
   #walkAndFill(
     sid: number,
     ssid: number,
+    tag: number,
     iova: number,
     access: number,
     need: number,
     out: Translation,
   ): boolean {
-    const key = sid * SID_SPAN + ssid + 1;
-    let cfg: TransCfg | undefined;
-    // Without SSID the caller found the tag in #ridTag, so #ridCfgs holds the config: one
-    // read by StreamID (many StreamIDs: no slot array to touch as well).
-    if (ssid === -1 && sid <= this.#slotMask) cfg = this.#ridCfgs[sid];
-    else if (key === this.#lastKey) cfg = this.#lastCfg;
-    else if (this.#slotKT[(sid & this.#slotMask) * 2] === key) cfg = this.#slotCfgs[sid & this.#slotMask];
-    // A quick config translates at stage 1 through TTB0 with T0SZ 16: its range is VA
-    // 47:0 (a number is below 2^53, so VA[55] = 0).
-    if (cfg === undefined || !cfg.quick || iova >= TTB0_QUICK_END) return false;
+    // A quick config's range: TTB0 with T0SZ 16, VA 47:0 (a number is below 2^53: VA[55] = 0).
+    if (iova >= TTB0_QUICK_END) return false;
     const w = this.#w;
-    if (!w.walkS1Quick(cfg, iova, access, need)) return false;
+    if (ssid === -1 && sid <= this.#slotMask) {
+      // (the caller found the tag in #ridTag: #ridQuick holds the walk's inputs)
+      const q = this.#ridQuick;
+      const pfn = q[sid * 2]!;
+      if (pfn < 0 || !w.walkS1QuickAt(pfn, q[sid * 2 + 1]!, iova, access, need)) return false;
+    } else {
+      const key = sid * SID_SPAN + ssid + 1;
+      let cfg: TransCfg | undefined;
+      if (key === this.#lastKey) cfg = this.#lastCfg;
+      else if (this.#slotKT[(sid & this.#slotMask) * 2] === key) cfg = this.#slotCfgs[sid & this.#slotMask];
+      if (cfg === undefined || !w.walkS1Quick(cfg, iova, access, need)) return false;
+      this.#lastKey = key;
+      this.#lastCfg = cfg;
+      this.#lastTag = tag;
+    }
     const c = this.counters;
     c.configHits++;
     c.iotlbMisses++;
     c.walks++;
-    this.#lastKey = key;
-    this.#lastCfg = cfg;
-    this.#lastTag = cfg.tag;
-    this.tlb.insert(cfg.tag, iova, w.oa, w.permP, w.permU, w.lg2, w.global);
+    this.tlb.insert(tag, iova, w.oa, w.permP, w.permU, w.lg2, w.global);
     out.pa = w.oa;
     out.perm = access & A_PRIV ? w.permP : w.permU;
     out.sizeLg2 = w.lg2;

@@ -73,8 +73,11 @@ export class TransCfg {
   quick = false;
   /** TTB0's frame number (a quick walk's level-0 table; TTB0 is 4K aligned there, 5.4). */
   ttb0Pfn = 0;
-  /** OA bits 47:IPS as they sit in a descriptor's high word (a quick walk's address-size test). */
-  oaHiMask = 0;
+  /**
+   * A quick walk's other inputs (Walker.walkS1QuickAt): in 15:0 OA bits 47:IPS as they sit
+   * in a descriptor's high word (the address-size test), HAD0 [16], WXN [17], PAN [18].
+   */
+  quickFlags = 0;
   s1 = false;
   s2 = false;
   tag = 0;
@@ -105,11 +108,17 @@ export class TransCfg {
   r = false;
 }
 
+// TransCfg.quickFlags bits above the OA mask.
+const Q_HAD0 = 0x1_0000;
+const Q_WXN = 0x2_0000;
+const Q_PAN = 0x4_0000;
+
 /** Fills the quick-walk fields of a decoded stage-1 config (see TransCfg.quick). */
 export function setQuick(cfg: TransCfg): void {
   cfg.quick = cfg.s1 && !cfg.s2 && !cfg.epd0 && cfg.tg0 === 12 && cfg.t0sz === 16 && cfg.ips <= 48;
   cfg.ttb0Pfn = Math.floor(cfg.ttb0 / 4096);
-  cfg.oaHiMask = cfg.ips >= 48 ? 0 : (0xffff & ~((1 << (cfg.ips - 32)) - 1)) >>> 0;
+  const oaHi = cfg.ips >= 48 ? 0 : 0xffff & ~((1 << (cfg.ips - 32)) - 1);
+  cfg.quickFlags = oaHi | (cfg.had0 ? Q_HAD0 : 0) | (cfg.wxn ? Q_WXN : 0) | (cfg.pan ? Q_PAN : 0);
 }
 
 /**
@@ -354,7 +363,15 @@ export class Walker {
    * nothing changed: the caller then walks with walkS1.
    */
   walkS1Quick(cfg: TransCfg, va: number, access: number, need: number): boolean {
-    return cfg.quick && this.#n.steps === null && this.#walkS1Fast(cfg, va, access, need);
+    return cfg.quick && this.walkS1QuickAt(cfg.ttb0Pfn, cfg.quickFlags, va, access, need);
+  }
+
+  /**
+   * walkS1Quick of a quick config given by its TTB0 frame and TransCfg.quickFlags (a
+   * caller holding them by StreamID in typed arrays touches no config object).
+   */
+  walkS1QuickAt(ttb0Pfn: number, flags: number, va: number, access: number, need: number): boolean {
+    return this.#n.steps === null && this.#walkS1Fast(ttb0Pfn, flags, va, access, need);
   }
 
   /**
@@ -367,13 +384,13 @@ export class Walker {
    * IPS, AF = 0, a write to a read-only page, a permission fault), which the general
    * walk then does from the start: reads have no side effects, so its result stands.
    */
-  #walkS1Fast(cfg: TransCfg, va: number, access: number, need: number): boolean {
+  #walkS1Fast(ttb0Pfn: number, flags: number, va: number, access: number, need: number): boolean {
     const vLo = va >>> 0;
     const vHi = (va - vLo) / TWO32;
     const memory = this.memory;
     // OA bits at or above the IPS, in the high word: an address-size fault.
-    const oaHi = cfg.oaHiMask;
-    const p0 = memory.readPage(cfg.ttb0Pfn);
+    const oaHi = flags & 0xffff;
+    const p0 = memory.readPage(ttb0Pfn);
     if (p0 === null) return false;
     const w0 = (vHi >>> 6) & 0x3fe;
     const lo0 = p0[w0]!;
@@ -399,7 +416,7 @@ export class Walker {
     // A page descriptor with AF set, no Contiguous hint, its OA inside the IPS.
     if ((lo & 0x403) !== 0x403 || ((hi >>> 20) & 1) !== 0 || (hi & oaHi) !== 0) return false;
     // Table attributes (D8.3.1): PXNTable [59], UXNTable [60], APTable [62:61], unless HAD.
-    const tbl = cfg.had0 ? 0 : hi0 | hi1 | hi2;
+    const tbl = flags & Q_HAD0 ? 0 : hi0 | hi1 | hi2;
     const pxnTable = (tbl >>> 27) & 1;
     const uxnTable = (tbl >>> 28) & 1;
     const apTable = (tbl >>> 29) & 3;
@@ -412,9 +429,10 @@ export class Walker {
     const pxn = ((hi >>> 21) & 1) | pxnTable;
     const uxn = ((hi >>> 22) & 1) | uxnTable;
     const w = ro ? 0 : Perm.W;
-    let permP = Perm.R | w | (pxn || (el0 && !ro) || (cfg.wxn && !ro) ? 0 : Perm.X);
-    if (cfg.pan && el0) permP &= Perm.X;
-    const permU = el0 ? Perm.R | w | (uxn || (cfg.wxn && !ro) ? 0 : Perm.X) : uxn ? 0 : Perm.X;
+    const wxn = (flags & Q_WXN) !== 0;
+    let permP = Perm.R | w | (pxn || (el0 && !ro) || (wxn && !ro) ? 0 : Perm.X);
+    if ((flags & Q_PAN) !== 0 && el0) permP &= Perm.X;
+    const permU = el0 ? Perm.R | w | (uxn || (wxn && !ro) ? 0 : Perm.X) : uxn ? 0 : Perm.X;
     const perm = access & Access.PRIV ? permP : permU;
     if ((perm & need) !== need) return false;
     this.oa = (hi & 0xffff) * TWO32 + (((lo & 0xfffff000) | (vLo & 0xfff)) >>> 0);
