@@ -291,7 +291,7 @@ export class FastPath extends RegisterFile {
     }
     if (ssid === -1 && sid <= this.#slotMask) {
       this.#ridTag[sid] = tag;
-      this.#ridQuick[sid * 2] = tag >= 0 && cfg.quick ? cfg.ttb0Pfn : -1;
+      this.#ridQuick[sid * 2] = cfg.quick ? cfg.ttb0Pfn : -1; // quick: a translating CD
       this.#ridQuick[sid * 2 + 1] = cfg.quickFlags;
     }
     const slot = sid & this.#slotMask;

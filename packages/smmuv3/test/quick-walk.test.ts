@@ -1,5 +1,6 @@
-import { Access } from "@iommu-kit/core";
+import { Access, createTranslation } from "@iommu-kit/core";
 import { describe, expect, it } from "vitest";
+import { resultStep } from "../src/explain.ts";
 import { chain4k, encodeLeafPte, encodeTablePte, rig, s1Cd, s1Ste } from "./rig.ts";
 
 // The quick stage-1 walk (Walker.walkS1QuickAt, its inputs cached per StreamID) against
@@ -25,12 +26,10 @@ function general(r: ReturnType<typeof rig>, iova: number, access: number): strin
   return steps[steps.length - 1]!.note;
 }
 
-/** The translate outcome in the result step's words. */
+/** The translate outcome in the same words (explain's resultStep). */
 function quick(r: ReturnType<typeof rig>, iova: number, access: number): string {
-  const t = r.x(1, -1, iova, access);
-  return t.ok
-    ? `pa 0x${t.pa.toString(16)} perm ${t.perm} size 2^${t.sizeLg2}`
-    : `fault: ${t.fault.vendor.name} (${t.fault.class})`;
+  const out = createTranslation();
+  return resultStep(r.b.translate(1, -1, iova, access, out), out).note;
 }
 
 describe("quick stage-1 walk agrees with the general walk", () => {
